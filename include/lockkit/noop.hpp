@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// The `noop:` backend: locks that always or never succeed, for tests and dry runs.
+#ifndef LOCKKIT_NOOP_HPP_
+#define LOCKKIT_NOOP_HPP_
+
+#include <memory>
+
+#include "lockkit/lock_api.hpp"
+
+namespace lockkit {
+
+// The original module's `NoOpLock`. With `locked == false` every `try_acquire` succeeds (several
+// holders of one key at once, each with a fresh token and an increasing fence); with
+// `locked == true` none does. Arguments are still validated like every backend does.
+// Thread safety: safe to share; calls may run concurrently.
+class NoOpLockApi final : public LockApi {
+ public:
+  explicit NoOpLockApi(bool locked = false);
+
+  [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
+                                                std::chrono::milliseconds ttl) override;
+  std::string_view backend() const noexcept override { return "noop"; }
+  bool release(std::string_view key, std::string_view token) override;
+  bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  std::optional<LockInfo> status(std::string_view key) override;
+  std::vector<LockInfo> list(std::string_view prefix = {}) override;
+
+  bool locked() const noexcept { return locked_; }
+
+ private:
+  bool locked_;
+  std::shared_ptr<LeaseOps> ops_;
+};
+
+}  // namespace lockkit
+
+#endif  // LOCKKIT_NOOP_HPP_

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs what is missing, then builds and runs the whole test suite three times: a normal
+# build (warnings as errors, benchmarks and the installed-package test included),
+# AddressSanitizer+UndefinedBehaviorSanitizer, and ThreadSanitizer. Servers (redis-server,
+# PostgreSQL) are started by the tests themselves on free loopback ports and stopped by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+jobs=$(nproc)
+out=${LOCKKIT_BUILD_ROOT:-build/test}
+configs=${LOCKKIT_TEST_CONFIGS:-"release asan tsan"}
+
+for config in $configs; do
+  args=(-G Ninja -DLOCKKIT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+  run=()
+  case $config in
+    release) args+=(-DLOCKKIT_BUILD_BENCH=ON) ;;
+    asan) args+=(-DLOCKKIT_SANITIZER=address,undefined -DLOCKKIT_INSTALL=OFF) ;;
+    tsan)
+      args+=(-DLOCKKIT_SANITIZER=thread -DLOCKKIT_INSTALL=OFF)
+      # TSan's shadow memory needs a fixed layout: run without address-space randomisation.
+      run=(setarch "$(uname -m)" -R)
+      ;;
+    *) echo "test.sh: unknown config $config" >&2; exit 64 ;;
+  esac
+  echo "== $config: configure and build" >&2
+  cmake -S . -B "$out/$config" "${args[@]}" >/dev/null
+  cmake --build "$out/$config" -j "$jobs"
+  echo "== $config: ctest" >&2
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    "${run[@]}" ctest --test-dir "$out/$config" --output-on-failure -j "$jobs"
+done

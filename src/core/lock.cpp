@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+// The Lock handle: RAII release, idempotent release, extend, error hook.
+#include "lockkit/lock.hpp"
+
+#include <mutex>
+#include <utility>
+
+#include "lockkit/lock_api.hpp"
+
+namespace lockkit {
+namespace {
+
+std::mutex g_hook_mu;
+ErrorHook g_hook;
+
+void report(std::string_view key, const std::exception& e) noexcept {
+  ErrorHook hook;
+  {
+    std::lock_guard<std::mutex> guard(g_hook_mu);
+    hook = g_hook;
+  }
+  if (!hook) return;
+  try {
+    hook(key, e);
+  } catch (...) {  // a hook must not throw; never let it escape a destructor
+  }
+}
+
+}  // namespace
+
+void set_error_hook(ErrorHook hook) {
+  std::lock_guard<std::mutex> guard(g_hook_mu);
+  g_hook = std::move(hook);
+}
+
+Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
+           std::chrono::steady_clock::time_point valid_until) noexcept
+    : ops_(std::move(ops)),
+      key_(std::move(key)),
+      token_(std::move(token)),
+      fence_(fence),
+      valid_until_(valid_until) {}
+
+Lock::Lock(Lock&& other) noexcept
+    : ops_(std::move(other.ops_)),
+      key_(std::move(other.key_)),
+      token_(std::move(other.token_)),
+      fence_(other.fence_),
+      valid_until_(other.valid_until_) {
+  other.ops_.reset();
+}
+
+Lock& Lock::operator=(Lock&& other) noexcept {
+  if (this != &other) {
+    release_quietly();
+    ops_ = std::move(other.ops_);
+    other.ops_.reset();
+    key_ = std::move(other.key_);
+    token_ = std::move(other.token_);
+    fence_ = other.fence_;
+    valid_until_ = other.valid_until_;
+  }
+  return *this;
+}
+
+Lock::~Lock() noexcept { release_quietly(); }
+
+void Lock::release_quietly() noexcept {
+  if (!ops_) return;
+  try {
+    ops_->release(key_, token_);
+  } catch (const std::exception& e) {
+    report(key_, e);
+  } catch (...) {
+  }
+  ops_.reset();
+}
+
+bool Lock::held() const noexcept { return ops_ && ops_->now() < valid_until_; }
+
+bool Lock::release() {
+  if (!ops_) return false;
+  bool ours = ops_->release(key_, token_);  // on throw, ops_ stays: the caller may retry
+  ops_.reset();
+  return ours;
+}
+
+bool Lock::extend(std::chrono::milliseconds ttl) {
+  validate_ttl(ttl);
+  if (!ops_) return false;
+  // Validity counts from before the request: the store's new expiry is at least this late.
+  auto start = ops_->now();
+  if (!ops_->extend(key_, token_, ttl)) {
+    ops_.reset();  // lost: nothing left to release
+    return false;
+  }
+  valid_until_ = start + ttl - ops_->drift(ttl);
+  return true;
+}
+
+}  // namespace lockkit

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: MIT
+// Backend URL parsing, redaction, query options and durations.
+#include "core/url.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+
+#include "lockkit/open.hpp"
+
+namespace lockkit {
+namespace {
+
+bool is_scheme_char(char c, bool first) {
+  bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  if (first) return alpha;
+  return alpha || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Returns the end of the authority that starts at `from` ("//" already skipped).
+std::size_t authority_end(std::string_view url, std::size_t from) {
+  std::size_t end = url.find_first_of("/?#", from);
+  return end == std::string_view::npos ? url.size() : end;
+}
+
+}  // namespace
+
+std::string redact_url(std::string_view url) {
+  std::string out(url);
+  std::size_t colon = out.find(':');
+  if (colon != std::string::npos && out.compare(colon, 3, "://") == 0) {
+    std::size_t start = colon + 3;
+    std::size_t end = authority_end(out, start);
+    std::size_t at = out.rfind('@', end == 0 ? 0 : end - 1);
+    if (at != std::string::npos && at >= start) {
+      std::size_t pw = out.find(':', start);
+      if (pw != std::string::npos && pw < at) out.replace(pw + 1, at - pw - 1, "***");
+    }
+  }
+  // Query parameters that carry secrets (libpq's password=..., and the like).
+  std::size_t q = out.find('?');
+  while (q != std::string::npos) {
+    std::size_t name = q + 1;
+    std::size_t eq = out.find('=', name);
+    std::size_t amp = out.find('&', name);
+    if (eq != std::string::npos && (amp == std::string::npos || eq < amp)) {
+      std::string key = out.substr(name, eq - name);
+      for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (key == "password" || key == "pass" || key == "passwd") {
+        std::size_t value_end = amp == std::string::npos ? out.size() : amp;
+        out.replace(eq + 1, value_end - eq - 1, "***");
+        amp = out.find('&', eq + 1);
+      }
+    }
+    q = amp;
+  }
+  return out;
+}
+
+namespace detail {
+
+void throw_bad_url(std::string_view url, std::string_view reason) {
+  throw std::invalid_argument("url \"" + redact_url(url) + "\": " + std::string(reason));
+}
+
+namespace {
+
+std::string percent_decode(std::string_view url, std::string_view part) {
+  std::string out;
+  out.reserve(part.size());
+  for (std::size_t i = 0; i < part.size(); ++i) {
+    if (part[i] == '%') {
+      if (i + 2 >= part.size()) throw_bad_url(url, "bad percent-escape");
+      int hi = hex_value(part[i + 1]);
+      int lo = hex_value(part[i + 2]);
+      if (hi < 0 || lo < 0) throw_bad_url(url, "bad percent-escape");
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(part[i]);
+    }
+  }
+  return out;
+}
+
+HostPort parse_host(std::string_view url, std::string_view text) {
+  HostPort hp;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    std::size_t close = text.find(']');
+    if (close == std::string_view::npos) throw_bad_url(url, "unclosed '[' in host");
+    hp.host = std::string(text.substr(1, close - 1));
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') throw_bad_url(url, "junk after ']' in host");
+      port = rest.substr(1);
+      if (port.empty()) throw_bad_url(url, "empty port");
+    }
+  } else {
+    std::size_t colon = text.rfind(':');
+    if (colon != std::string_view::npos) {
+      port = text.substr(colon + 1);
+      if (port.empty()) throw_bad_url(url, "empty port");
+      text = text.substr(0, colon);
+    }
+    hp.host = std::string(text);
+  }
+  if (!port.empty()) {
+    unsigned value = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
+      throw_bad_url(url, "bad port \"" + std::string(port) + "\" (must be 1..65535)");
+    }
+    hp.port = static_cast<std::uint16_t>(value);
+  }
+  return hp;
+}
+
+}  // namespace
+
+Url parse_url(std::string_view url) {
+  Url out;
+  std::size_t colon = url.find(':');
+  if (colon == std::string_view::npos || colon == 0) throw_bad_url(url, "missing scheme");
+  for (std::size_t i = 0; i < colon; ++i) {
+    if (!is_scheme_char(url[i], i == 0)) throw_bad_url(url, "bad scheme");
+    out.scheme.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(url[i]))));
+  }
+  std::size_t pos = colon + 1;
+  if (url.substr(pos, 2) == "//") {
+    out.has_authority = true;
+    pos += 2;
+    std::size_t end = authority_end(url, pos);
+    std::string_view authority = url.substr(pos, end - pos);
+    std::size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+      std::string_view userinfo = authority.substr(0, at);
+      std::size_t pw = userinfo.find(':');
+      out.user = percent_decode(url, userinfo.substr(0, pw));
+      if (pw != std::string_view::npos) out.password = percent_decode(url, userinfo.substr(pw + 1));
+      authority = authority.substr(at + 1);
+    }
+    if (!authority.empty()) {
+      std::size_t start = 0;
+      while (true) {
+        std::size_t comma = authority.find(',', start);
+        out.hosts.push_back(parse_host(url, authority.substr(start, comma - start)));
+        if (comma == std::string_view::npos) break;
+        start = comma + 1;
+      }
+    }
+    pos = end;
+  }
+  std::size_t q = url.find('?', pos);
+  std::size_t hash = url.find('#', pos);
+  if (hash != std::string_view::npos && (q == std::string_view::npos || hash < q)) {
+    throw_bad_url(url, "fragments ('#') are not allowed");
+  }
+  out.path = percent_decode(url, url.substr(pos, q == std::string_view::npos ? q : q - pos));
+  if (q != std::string_view::npos) {
+    std::string_view query = url.substr(q + 1);
+    std::size_t start = 0;
+    while (start <= query.size()) {
+      std::size_t amp = query.find('&', start);
+      std::string_view item = query.substr(start, amp == std::string_view::npos ? amp : amp - start);
+      if (!item.empty()) {
+        std::size_t eq = item.find('=');
+        std::string key = percent_decode(url, item.substr(0, eq));
+        std::string value =
+            eq == std::string_view::npos ? std::string() : percent_decode(url, item.substr(eq + 1));
+        if (key.empty()) throw_bad_url(url, "empty option name");
+        out.query.emplace_back(std::move(key), std::move(value));
+      }
+      if (amp == std::string_view::npos) break;
+      start = amp + 1;
+    }
+  }
+  return out;
+}
+
+std::chrono::milliseconds parse_duration(std::string_view text, std::string_view what) {
+  auto fail = [&](std::string_view why) -> std::chrono::milliseconds {
+    throw std::invalid_argument(std::string(what) + ": \"" + std::string(text) + "\" " +
+                                std::string(why));
+  };
+  if (text.empty()) return fail("is empty (use e.g. 250ms, 30s, 5m, 1h, 2d)");
+  if (text.front() == '-') return fail("is negative");
+  std::size_t i = 0;
+  while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
+  std::string_view number = text.substr(0, i);
+  std::string_view unit = text.substr(i);
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (number.empty() || ec != std::errc() || ptr != number.data() + number.size()) {
+    return fail("is not a duration (use e.g. 250ms, 30s, 5m, 1h, 2d)");
+  }
+  double scale = 0;
+  if (unit == "ms") scale = 1;
+  else if (unit == "s") scale = 1e3;
+  else if (unit == "m") scale = 60e3;
+  else if (unit == "h") scale = 3600e3;
+  else if (unit == "d") scale = 86400e3;
+  else if (unit.empty()) return fail("has no unit (use e.g. 250ms, 30s, 5m, 1h, 2d)");
+  else return fail("has an unknown unit (use ms, s, m, h or d)");
+  double ms = value * scale;
+  if (!std::isfinite(ms) || ms > 1e15) return fail("is too large");
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  if (ms == 0) return "0ms";
+  struct Unit {
+    std::int64_t size;
+    const char* name;
+  };
+  for (Unit u : {Unit{86400000, "d"}, Unit{3600000, "h"}, Unit{60000, "m"}, Unit{1000, "s"}}) {
+    if (ms % u.size == 0) return std::to_string(ms / u.size) + u.name;
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::optional<std::string> QueryOptions::take(std::string_view name) {
+  std::optional<std::string> value;
+  for (auto it = items_.begin(); it != items_.end();) {
+    if (it->first == name) {
+      value = std::move(it->second);
+      it = items_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return value;
+}
+
+std::optional<std::chrono::milliseconds> QueryOptions::take_duration(std::string_view name) {
+  auto value = take(name);
+  if (!value) return std::nullopt;
+  try {
+    return parse_duration(*value, name);
+  } catch (const std::invalid_argument& e) {
+    throw_bad_url(url_, e.what());
+  }
+}
+
+std::optional<std::uint64_t> QueryOptions::take_uint(std::string_view name, std::uint64_t min,
+                                                     std::uint64_t max) {
+  auto value = take(name);
+  if (!value) return std::nullopt;
+  std::uint64_t n = 0;
+  auto [ptr, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
+  if (value->empty() || ec != std::errc() || ptr != value->data() + value->size() || n < min ||
+      n > max) {
+    throw_bad_url(url_, std::string(name) + ": must be an integer in " + std::to_string(min) +
+                            ".." + std::to_string(max) + ", got \"" + *value + "\"");
+  }
+  return n;
+}
+
+void QueryOptions::finish() const {
+  if (!items_.empty()) throw_bad_url(url_, "unknown option \"" + items_.front().first + "\"");
+}
+
+std::string escape_key(std::string_view key) {
+  std::string out;
+  std::size_t n = key.size() > 64 ? 64 : key.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(key[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (key.size() > n) out += "...";
+  return out;
+}
+
+}  // namespace detail
+}  // namespace lockkit

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT
+// Internal: backend URL parsing, option lookup and duration parsing shared by every backend.
+#ifndef LOCKKIT_SRC_CORE_URL_HPP_
+#define LOCKKIT_SRC_CORE_URL_HPP_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace lockkit::detail {
+
+struct HostPort {
+  std::string host;          // without IPv6 brackets
+  std::optional<std::uint16_t> port;
+};
+
+// A parsed `scheme:[//[user[:password]@]host[:port][,host[:port]...]][/path][?k=v&...]`.
+// User, password, path and query parts are percent-decoded.
+struct Url {
+  std::string scheme;  // lower case, without ':'
+  bool has_authority = false;  // "//" followed the scheme
+  std::string user;
+  std::optional<std::string> password;
+  std::vector<HostPort> hosts;  // empty when there is no host (e.g. sqlite:///path)
+  std::string path;             // with its leading '/', or the opaque part ("locked" in noop:locked)
+  std::vector<std::pair<std::string, std::string>> query;
+};
+
+// Parses `url`. Throws `std::invalid_argument` quoting the redacted URL and naming the problem.
+Url parse_url(std::string_view url);
+
+// Throws `std::invalid_argument`: `url "<redacted url>": <reason>`.
+[[noreturn]] void throw_bad_url(std::string_view url, std::string_view reason);
+
+// Parses a duration with a unit: "250ms", "30s", "5m", "1h", "2d" (also "1.5s"). Throws
+// `std::invalid_argument` naming `what` ("ttl: ...") for anything else, including a bare number,
+// a negative value or an overflow.
+std::chrono::milliseconds parse_duration(std::string_view text, std::string_view what);
+
+// Formats a duration for messages: "0ms", "250ms", "30s", "7d".
+std::string format_duration(std::chrono::milliseconds d);
+
+// Reads a URL's query options one by one; `finish` rejects any that nobody asked for.
+class QueryOptions {
+ public:
+  QueryOptions(std::string_view url, const Url& parsed) : url_(url), items_(parsed.query) {}
+  // Returns and consumes the value of option `name`, if given (the last one wins).
+  std::optional<std::string> take(std::string_view name);
+  // Like `take`, parsed with `parse_duration`; errors name the option.
+  std::optional<std::chrono::milliseconds> take_duration(std::string_view name);
+  // Like `take`, parsed as an unsigned integer in [min, max]; errors name the option.
+  std::optional<std::uint64_t> take_uint(std::string_view name, std::uint64_t min,
+                                         std::uint64_t max);
+  // Throws `std::invalid_argument` naming the first unknown option.
+  void finish() const;
+
+ private:
+  std::string url_;
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
+// Escapes a key for messages: printable ASCII as is, other bytes as \xNN, cut after 64 bytes.
+std::string escape_key(std::string_view key);
+
+}  // namespace lockkit::detail
+
+#endif  // LOCKKIT_SRC_CORE_URL_HPP_
