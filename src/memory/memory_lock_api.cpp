@@ -132,8 +132,8 @@ class alignas(64) Shard final : public LeaseOps, public std::enable_shared_from_
   const std::shared_ptr<const Clock> clock_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> leases_;  // guarded by mu_
-  std::uint64_t fences_ = 0;                                                  // guarded by mu_
-  std::size_t sweep_at_ = 64;                                                 // guarded by mu_
+  std::uint64_t fences_ = 0;                                                 // guarded by mu_
+  std::size_t sweep_at_ = 64;                                                // guarded by mu_
 };
 
 }  // namespace
@@ -142,7 +142,7 @@ struct InMemoryLockApi::Impl {
   std::vector<std::shared_ptr<Shard>> shards;
   std::size_t mask = 0;
 
-  Shard& shard_for(std::string_view key) const { return *shards[KeyHash{}(key) & mask]; }
+  Shard& shard_for(std::string_view key) const { return *shards[KeyHash{}(key)&mask]; }
 };
 
 InMemoryLockApi::InMemoryLockApi(MemoryOptions options) : impl_(std::make_unique<Impl>()) {
