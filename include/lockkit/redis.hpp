@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+// The `redis://` backend: leased locks on one Redis server, wire-compatible with npm `redlock`
+// and Go's redsync.
+#ifndef LOCKKIT_REDIS_HPP_
+#define LOCKKIT_REDIS_HPP_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockkit/lock_api.hpp"
+
+namespace lockkit {
+
+// Where and how to reach the Redis server. Every timeout is finite.
+struct RedisOptions {
+  std::string host = "127.0.0.1";  // name or address of the server
+  std::uint16_t port = 6379;       // TCP port
+  std::string user;                // ACL user for AUTH; empty = the "default" user
+  std::string password;            // empty = no AUTH; never printed
+  unsigned db = 0;                 // logical database (SELECT), 0..65535
+  // Namespace prepended to every Redis key this backend touches; empty, so the Redis key of a
+  // lock is exactly its name, as node-redlock and redsync use it.
+  std::string prefix;
+  std::chrono::milliseconds connect_timeout{2000};  // TCP connect plus the AUTH/SELECT handshake
+  std::chrono::milliseconds command_timeout{2000};  // from sending a request to its reply
+  std::size_t connections = 4;  // multiplexed connections shared by all callers, 1..256
+};
+
+// Returns the options of a `redis://[user:password@]host[:port][/db][?option=value&...]` URL.
+// Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
+// (1..256), `prefix` (percent-encoded bytes). Throws `std::invalid_argument` naming the problem
+// (empty host, bad port or db, unknown option); the message never contains the password.
+RedisOptions parse_redis_url(std::string_view url);
+
+// Leased locks on one Redis server.
+//   auto api = lockkit::open("redis://127.0.0.1:6379?prefix=myapp:");
+//   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
+//
+// Wire contract: the lock is the string key `prefix + key`, its value the owner token (32 hex
+// characters), with a millisecond TTL, exactly as `SET key token NX PX ttl` leaves it; release
+// deletes it and extend re-arms its TTL only if the value is still our token. So lockkit, npm
+// `redlock` and redsync exclude each other on the same resource name. Each operation is one
+// round trip: a Lua script sent by EVALSHA (EVAL once after a NOSCRIPT).
+//
+// Fences come from one counter per Redis Cluster hash slot (at most 16384 counter keys per
+// prefix, never expiring), in the lock key's slot, started at the server's time in
+// microseconds; so fences increase per key across releases, expiries, and even a restart that
+// lost the data (unless the server's clock stepped back). While held, each lock also has a
+// holder key (token and fence, same TTL) in the same slot for `status` and `list`. Internal keys
+// are `prefix + "lockkit:{N}..."`; keys starting with `lockkit:{` are rejected.
+//
+// Calls from any number of threads share `connections` connections: requests of concurrent
+// callers are pipelined on them, so threads are not serialised on one connection and need no
+// connection each. Connections are made lazily, outside any pool lock, and a broken one is
+// replaced on the next call.
+//
+// When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
+// auth) within `connect_timeout + command_timeout`; nothing is retried in the background. A
+// holder may keep acting until its `valid_until()`, which lies before the server's expiry
+// (request start + ttl - 1% of ttl - 2 ms), but may not assume it can release or extend. If an
+// acquire was sent but its reply lost, the backend releases its token if it can and throws
+// kind in-doubt. A server restart without persistence loses held locks.
+// Thread safety: safe to share; calls may run concurrently.
+class RedisLockApi final : public LockApi {
+ public:
+  // Does not connect: the first call does. Throws `std::invalid_argument` for bad options.
+  explicit RedisLockApi(RedisOptions options);
+  ~RedisLockApi() override;
+
+  [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
+                                                std::chrono::milliseconds ttl) override;
+  std::string_view backend() const noexcept override { return "redis"; }
+  bool release(std::string_view key, std::string_view token) override;
+  bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  std::optional<LockInfo> status(std::string_view key) override;
+  // Scans the database (SCAN, no KEYS): cost grows with the number of keys under the prefix.
+  std::vector<LockInfo> list(std::string_view prefix = {}) override;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Returns a new `redis://` backend; it connects on first use.
+std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options);
+
+}  // namespace lockkit
+
+#endif  // LOCKKIT_REDIS_HPP_

@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+// Pipelined Redis connections (leader/follower reading, combined writes) and their pool.
+#include "redis/redis_connection.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/url.hpp"
+
+namespace lockkit::detail::redis {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+struct Connection::Waiter {
+  std::condition_variable cv;
+  std::uint64_t offset = 0;  // where the request starts in the connection's byte stream
+  redisReply* reply = nullptr;
+  bool done = false;
+  bool failed = false;
+  bool maybe_sent = false;
+  ErrorKind kind = ErrorKind::kUnavailable;
+  std::string message;
+};
+
+namespace {
+
+std::string errno_text(int err) {
+  char buf[128];
+  return std::string(strerror_r(err, buf, sizeof buf));
+}
+
+template <class T>
+void append_decimal(std::string& out, T value) {
+  char buf[24];
+  char* end = buf + sizeof buf;
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  out.append(p, end);
+}
+
+void append_bulk(std::string& out, std::string_view arg) {
+  out.push_back('$');
+  append_decimal(out, arg.size());
+  out.append("\r\n");
+  out.append(arg);
+  out.append("\r\n");
+}
+
+// The longest a blocking send/receive waits before the caller re-checks its deadline.
+timeval slice_of(milliseconds command_timeout) {
+  milliseconds slice = std::clamp(command_timeout / 8, milliseconds(1), milliseconds(50));
+  return timeval{static_cast<time_t>(slice.count() / 1000),
+                 static_cast<suseconds_t>((slice.count() % 1000) * 1000)};
+}
+
+struct FdCloser {
+  int fd = -1;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() noexcept { return std::exchange(fd, -1); }
+};
+
+// Connects to `host:port` by the deadline; returns a blocking socket. Throws `CallFailure`.
+int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string port = std::to_string(config.port);
+  int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0) {
+    throw CallFailure(ErrorKind::kUnavailable, where + ": " + gai_strerror(rc), false);
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> list(found, &freeaddrinfo);
+  std::string last = "no address";
+  ErrorKind last_kind = ErrorKind::kUnavailable;
+  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    FdCloser sock{
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol)};
+    if (sock.fd < 0) {
+      last = errno_text(errno);
+      continue;
+    }
+    if (::connect(sock.fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) {
+        last = errno_text(errno);
+        continue;
+      }
+      pollfd p{sock.fd, POLLOUT, 0};
+      int ready = 0;
+      while (true) {
+        auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) break;
+        ready = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
+        if (ready > 0 || (ready < 0 && errno != EINTR)) break;
+      }
+      if (ready <= 0) {
+        last = "timed out after " + format_duration(config.connect_timeout);
+        last_kind = ErrorKind::kTimeout;
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(sock.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        last = errno_text(err);
+        last_kind = ErrorKind::kUnavailable;
+        continue;
+      }
+    }
+    int flags = ::fcntl(sock.fd, F_GETFL);
+    ::fcntl(sock.fd, F_SETFL, flags & ~O_NONBLOCK);
+    int one = 1;
+    ::setsockopt(sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(sock.fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    timeval slice = slice_of(config.command_timeout);
+    ::setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
+    ::setsockopt(sock.fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+    return sock.release();
+  }
+  throw CallFailure(last_kind, where + ": " + last, false);
+}
+
+}  // namespace
+
+ErrorKind error_reply_kind(std::string_view text) noexcept {
+  for (std::string_view auth : {"NOAUTH", "WRONGPASS", "NOPERM"}) {
+    if (text.substr(0, auth.size()) == auth) return ErrorKind::kAuth;
+  }
+  if (text.find("invalid password") != std::string_view::npos) return ErrorKind::kAuth;
+  if (text.substr(0, 7) == "LOADING" || text.substr(0, 4) == "BUSY" ||
+      text.substr(0, 8) == "TRYAGAIN" || text.substr(0, 8) == "MASTERDOWN") {
+    return ErrorKind::kUnavailable;
+  }
+  return ErrorKind::kProtocol;
+}
+
+void append_command(std::string& out, std::initializer_list<std::string_view> args) {
+  out.push_back('*');
+  append_decimal(out, args.size());
+  out.append("\r\n");
+  for (std::string_view arg : args) append_bulk(out, arg);
+}
+
+void append_command(std::string& out, const std::vector<std::string_view>& args) {
+  out.push_back('*');
+  append_decimal(out, args.size());
+  out.append("\r\n");
+  for (std::string_view arg : args) append_bulk(out, arg);
+}
+
+Connection::Connection(int fd, milliseconds command_timeout)
+    : fd_(fd), command_timeout_(command_timeout), reader_(redisReaderCreate()) {
+  if (!reader_) {
+    ::close(fd_);
+    throw std::bad_alloc();
+  }
+}
+
+Connection::~Connection() {
+  for (redisReply* r : parsed_) freeReplyObject(r);
+  ::close(fd_);
+}
+
+std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
+  const std::string where = "connect " + config.host + ":" + std::to_string(config.port);
+  const TimePoint deadline = Clock::now() + config.connect_timeout;
+  int fd = connect_tcp(config, deadline, where);
+  std::shared_ptr<Connection> conn(new Connection(fd, config.command_timeout));
+
+  // The handshake runs through the ordinary request path, bounded by the connect deadline.
+  auto step = [&](std::string_view what, std::initializer_list<std::string_view> args) {
+    std::string request;
+    append_command(request, args);
+    Reply reply;
+    try {
+      reply = conn->call(request, deadline);
+    } catch (const CallFailure& f) {
+      std::string why = f.kind() == ErrorKind::kTimeout
+                            ? "timed out after " + format_duration(config.connect_timeout)
+                            : std::string(f.what());
+      throw CallFailure(f.kind(), where + ": " + std::string(what) + ": " + why, false);
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      std::string text(reply->str, reply->len);
+      throw CallFailure(error_reply_kind(text),
+                        where + ": " + std::string(what) + " refused: " + text, false);
+    }
+    return reply;
+  };
+  if (config.password) {
+    // The password goes to the server only; messages name the user, never the password.
+    if (config.user.empty()) {
+      step("AUTH", {"AUTH", *config.password});
+    } else {
+      step("AUTH as user \"" + config.user + "\"", {"AUTH", config.user, *config.password});
+    }
+  }
+  if (config.db != 0) {
+    std::string db = std::to_string(config.db);
+    step("SELECT " + db, {"SELECT", db});
+  }
+  for (const std::string& script : config.scripts) {
+    Reply sha = step("SCRIPT LOAD", {"SCRIPT", "LOAD", script});
+    if (sha->type != REDIS_REPLY_STRING) {
+      throw CallFailure(ErrorKind::kProtocol, where + ": SCRIPT LOAD: unexpected reply", false);
+    }
+    conn->shas_.emplace_back(sha->str, sha->len);
+  }
+  return conn;
+}
+
+bool Connection::idle_peer_closed() const noexcept {
+  char c;
+  ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  return true;  // EOF, or bytes nobody asked for: either way the stream is unusable
+}
+
+Reply Connection::call(std::string_view request, TimePoint deadline) {
+  Waiter me;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (broken_.load(std::memory_order_relaxed)) {
+    throw CallFailure(broken_kind_, broken_message_, false);
+  }
+  // An idle connection may have been closed by a server restart while nobody used it; finding
+  // out now keeps the request unsent, so the caller can retry on a fresh connection.
+  if (pending_.empty() && !writing_ && !reading_ && idle_peer_closed()) {
+    fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
+    throw CallFailure(broken_kind_, broken_message_, false);
+  }
+  me.offset = appended_;
+  out_.append(request);
+  appended_ += request.size();
+  pending_.push_back(&me);
+  if (!writing_) flush_locked(lock, deadline);
+  while (!me.done) {
+    if (!reading_) {
+      read_locked(lock, me, deadline);
+      continue;
+    }
+    if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && !me.done) {
+      // Replies come in order: ours being late means the stream is stuck for everyone.
+      fail_locked(ErrorKind::kTimeout, "no reply within " + format_duration(command_timeout_));
+    }
+  }
+  // Whoever stops reading hands the role to the oldest caller still waiting.
+  if (!reading_ && !pending_.empty()) pending_.front()->cv.notify_one();
+  if (me.failed) throw CallFailure(me.kind, me.message, me.maybe_sent);
+  return Reply(me.reply);
+}
+
+void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint deadline) {
+  writing_ = true;
+  while (!out_.empty() && !broken_.load(std::memory_order_relaxed)) {
+    out_.swap(spare_);  // callers keep appending to out_ while this batch is sent
+    write_high_ = appended_;
+    lock.unlock();
+    const char* data = spare_.data();
+    std::size_t left = spare_.size();
+    ErrorKind kind = ErrorKind::kUnavailable;
+    std::string error;
+    while (left > 0) {
+      ssize_t n = ::send(fd_, data, left, MSG_NOSIGNAL);
+      if (n > 0) {
+        data += n;
+        left -= static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (broken_.load(std::memory_order_acquire)) break;
+        if (Clock::now() < deadline) continue;
+        kind = ErrorKind::kTimeout;
+        error = "send timed out after " + format_duration(command_timeout_);
+        break;
+      }
+      error = "send: " + errno_text(errno);
+      break;
+    }
+    lock.lock();
+    spare_.clear();
+    if (!error.empty()) fail_locked(kind, error);
+  }
+  writing_ = false;
+}
+
+void Connection::read_locked(std::unique_lock<std::mutex>& lock, Waiter& me, TimePoint deadline) {
+  reading_ = true;
+  lock.unlock();
+  ErrorKind kind = ErrorKind::kUnavailable;
+  std::string error;
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      if (redisReaderFeed(reader_.get(), buf, static_cast<std::size_t>(n)) != REDIS_OK) {
+        kind = ErrorKind::kProtocol;
+        error = std::string("bad reply: ") + reader_->errstr;
+        break;
+      }
+      while (true) {
+        void* reply = nullptr;
+        if (redisReaderGetReply(reader_.get(), &reply) != REDIS_OK) {
+          kind = ErrorKind::kProtocol;
+          error = std::string("bad reply: ") + reader_->errstr;
+          break;
+        }
+        if (reply == nullptr) break;
+        parsed_.push_back(static_cast<redisReply*>(reply));
+      }
+      break;
+    }
+    if (n == 0) {
+      error = "connection closed by the server";
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (broken_.load(std::memory_order_acquire)) break;
+      if (Clock::now() < deadline) continue;
+      kind = ErrorKind::kTimeout;
+      error = "no reply within " + format_duration(command_timeout_);
+      break;
+    }
+    error = "receive: " + errno_text(errno);
+    break;
+  }
+  lock.lock();
+  reading_ = false;
+  if (broken_.load(std::memory_order_relaxed) || !error.empty()) {
+    for (redisReply* r : parsed_) freeReplyObject(r);
+    parsed_.clear();
+    if (!error.empty()) fail_locked(kind, error);
+    return;
+  }
+  for (redisReply* r : parsed_) {
+    if (pending_.empty()) {
+      freeReplyObject(r);
+      kind = ErrorKind::kProtocol;
+      error = "reply without a request";
+      continue;
+    }
+    Waiter* w = pending_.front();
+    pending_.pop_front();
+    w->reply = r;
+    w->done = true;
+    if (w != &me) w->cv.notify_one();
+  }
+  parsed_.clear();
+  if (!error.empty()) fail_locked(kind, error);
+}
+
+void Connection::fail_locked(ErrorKind kind, const std::string& message) {
+  if (broken_.load(std::memory_order_relaxed)) return;
+  broken_kind_ = kind;
+  broken_message_ = message;
+  broken_.store(true, std::memory_order_release);
+  ::shutdown(fd_, SHUT_RDWR);  // wakes a reader or writer blocked outside the mutex
+  for (Waiter* w : pending_) {
+    w->failed = true;
+    w->done = true;
+    w->kind = kind;
+    w->message = message;
+    w->maybe_sent = w->offset < write_high_;
+    w->cv.notify_one();
+  }
+  pending_.clear();
+  out_.clear();
+}
+
+struct Pool::Slot {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<Connection> conn;         // guarded by mu
+  bool connecting = false;                  // guarded by mu
+  std::uint64_t failures = 0;               // guarded by mu
+  std::optional<CallFailure> last_failure;  // guarded by mu
+};
+
+Pool::Pool(ConnectConfig config, std::size_t size) : config_(std::move(config)) {
+  slots_.reserve(size);
+  for (std::size_t i = 0; i < size; ++i) slots_.push_back(std::make_unique<Slot>());
+}
+
+Pool::~Pool() = default;
+
+std::size_t Pool::pick() noexcept {
+  return next_.fetch_add(1, std::memory_order_relaxed) % slots_.size();
+}
+
+std::shared_ptr<Connection> Pool::get(std::size_t index) {
+  Slot& slot = *slots_[index];
+  std::unique_lock<std::mutex> lock(slot.mu);
+  const std::uint64_t seen = slot.failures;
+  const TimePoint wait_until = Clock::now() + config_.connect_timeout + milliseconds(100);
+  while (true) {
+    if (slot.conn && !slot.conn->broken()) return slot.conn;
+    if (slot.failures != seen && slot.last_failure) throw *slot.last_failure;
+    if (!slot.connecting) break;
+    if (slot.cv.wait_until(lock, wait_until) == std::cv_status::timeout) {
+      throw CallFailure(ErrorKind::kTimeout,
+                        "no connection within " + format_duration(config_.connect_timeout), false);
+    }
+  }
+  slot.connecting = true;
+  slot.conn.reset();  // the broken one goes when its last in-flight caller leaves
+  lock.unlock();
+  std::shared_ptr<Connection> conn;
+  try {
+    conn = Connection::open(config_);  // outside the slot's mutex: others only wait, bounded
+  } catch (const CallFailure& f) {
+    lock.lock();
+    slot.connecting = false;
+    ++slot.failures;
+    slot.last_failure = f;
+    slot.cv.notify_all();
+    throw;
+  } catch (...) {
+    lock.lock();
+    slot.connecting = false;
+    slot.cv.notify_all();
+    throw;
+  }
+  lock.lock();
+  slot.connecting = false;
+  slot.conn = conn;
+  slot.cv.notify_all();
+  return conn;
+}
+
+}  // namespace lockkit::detail::redis

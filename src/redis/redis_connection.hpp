@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: MIT
+// Internal: pipelined Redis connections shared by many callers, and the pool that replaces them.
+#ifndef LOCKKIT_SRC_REDIS_REDIS_CONNECTION_HPP_
+#define LOCKKIT_SRC_REDIS_REDIS_CONNECTION_HPP_
+
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockkit/errors.hpp"
+
+namespace lockkit::detail::redis {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const noexcept { freeReplyObject(reply); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+struct ReaderDeleter {
+  void operator()(redisReader* reader) const noexcept { redisReaderFree(reader); }
+};
+
+// How to open a connection. `scripts` are loaded (SCRIPT LOAD) on every new connection.
+struct ConnectConfig {
+  std::string host;
+  std::uint16_t port = 6379;
+  std::string user;
+  std::optional<std::string> password;
+  unsigned db = 0;
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{2000};
+  std::vector<std::string> scripts;
+};
+
+// A request that failed for a reason other than the server's answer. `maybe_sent` is true if
+// the request may have reached the server (so its effect is unknown).
+class CallFailure : public std::runtime_error {
+ public:
+  CallFailure(ErrorKind kind, const std::string& message, bool maybe_sent)
+      : std::runtime_error(message), kind_(kind), maybe_sent_(maybe_sent) {}
+  ErrorKind kind() const noexcept { return kind_; }
+  bool maybe_sent() const noexcept { return maybe_sent_; }
+
+ private:
+  ErrorKind kind_;
+  bool maybe_sent_;
+};
+
+// Returns the kind of a Redis error reply: NOAUTH, WRONGPASS, NOPERM -> auth; LOADING, BUSY,
+// TRYAGAIN, MASTERDOWN -> unavailable; anything else -> protocol.
+ErrorKind error_reply_kind(std::string_view text) noexcept;
+
+// Appends one command in RESP (an array of bulk strings) to `out`.
+void append_command(std::string& out, std::initializer_list<std::string_view> args);
+void append_command(std::string& out, const std::vector<std::string_view>& args);
+
+// One TCP connection on which any number of callers pipeline requests. A caller appends its
+// request to the output buffer; whoever finds no writer active writes everything queued in one
+// send; whoever finds no reader active reads and hands each reply to the caller waiting for it
+// (replies come in request order), then passes the reader role on when its own reply is in. No
+// thread of its own; a single caller costs one send and one receive, like a bare hiredis loop.
+// Any error or missed deadline breaks the whole connection: every pending request fails and the
+// pool replaces it.
+// Thread safety: safe to share; calls may run concurrently.
+class Connection {
+ public:
+  // Connects, authenticates, selects the database and loads the scripts, all within
+  // `connect_timeout`. Throws `CallFailure` (never sent).
+  static std::shared_ptr<Connection> open(const ConnectConfig& config);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends `request` (one RESP command) and returns its reply (possibly a Redis error reply).
+  // Throws `CallFailure` if the connection breaks or no reply arrives by `deadline`.
+  Reply call(std::string_view request, TimePoint deadline);
+
+  bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
+  // Returns the SHA1 of `ConnectConfig::scripts[i]` as the server reported it.
+  const std::string& script_sha(std::size_t i) const { return shas_[i]; }
+
+ private:
+  struct Waiter;
+
+  Connection(int fd, std::chrono::milliseconds command_timeout);
+  void flush_locked(std::unique_lock<std::mutex>& lock, TimePoint deadline);
+  void read_locked(std::unique_lock<std::mutex>& lock, Waiter& me, TimePoint deadline);
+  void fail_locked(ErrorKind kind, const std::string& message);
+  bool idle_peer_closed() const noexcept;
+
+  const int fd_;
+  const std::chrono::milliseconds command_timeout_;
+  std::vector<std::string> shas_;  // set before the connection is shared
+
+  std::mutex mu_;
+  std::string out_;                  // requests not yet handed to a writer; guarded by mu_
+  std::string spare_;                // the writer's batch; used only by the writer role
+  std::deque<Waiter*> pending_;      // callers awaiting replies, in send order; guarded by mu_
+  std::uint64_t appended_ = 0;       // bytes ever queued; guarded by mu_
+  std::uint64_t write_high_ = 0;     // bytes handed to send() so far; guarded by mu_
+  bool writing_ = false;             // guarded by mu_
+  bool reading_ = false;             // guarded by mu_
+  std::atomic<bool> broken_{false};  // written under mu_
+  ErrorKind broken_kind_ = ErrorKind::kUnavailable;     // guarded by mu_
+  std::string broken_message_;                          // guarded by mu_
+  std::unique_ptr<redisReader, ReaderDeleter> reader_;  // used only by the reader role
+  std::vector<redisReply*> parsed_;                     // used only by the reader role
+};
+
+// A fixed number of connection slots. A slot whose connection broke is reconnected by the next
+// caller that picks it, outside every lock; callers arriving meanwhile wait for that attempt
+// (bounded by the connect timeout) instead of starting their own.
+// Thread safety: safe to share; calls may run concurrently.
+class Pool {
+ public:
+  Pool(ConnectConfig config, std::size_t size);
+  ~Pool();
+
+  // Returns the index of the slot the next call should use (round robin).
+  std::size_t pick() noexcept;
+  // Returns slot `index`'s connection, connecting it if needed. Throws `CallFailure`.
+  std::shared_ptr<Connection> get(std::size_t index);
+  const ConnectConfig& config() const noexcept { return config_; }
+
+ private:
+  struct Slot;
+  const ConnectConfig config_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::atomic<std::size_t> next_{0};
+};
+
+}  // namespace lockkit::detail::redis
+
+#endif  // LOCKKIT_SRC_REDIS_REDIS_CONNECTION_HPP_

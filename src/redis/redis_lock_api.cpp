@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: MIT
+// The redis:// backend: Lua scripts for acquire/release/extend/status, URL parsing, registration.
+#include <algorithm>
+#include <charconv>
+#include <stdexcept>
+#include <string>
+
+#include "core/url.hpp"
+#include "lockkit/errors.hpp"
+#include "lockkit/open.hpp"
+#include "lockkit/redis.hpp"
+#include "redis/redis_connection.hpp"
+#include "redis/redis_keys.hpp"
+
+namespace lockkit {
+namespace {
+
+using detail::format_duration;
+using detail::redis::CallFailure;
+using detail::redis::Reply;
+using std::chrono::milliseconds;
+
+// KEYS: lock, fence counter, holder. ARGV: token, ttl in ms. Returns the fence, or 0 if busy.
+// SET NX PX exactly as node-redlock and redsync do; the counter lives in the lock key's slot
+// and starts at the server's time in microseconds, so fences keep increasing even after a
+// restart that lost the counter (fence rates stay far below one per microsecond).
+constexpr const char* kAcquireScript = R"lua(
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local f = redis.call('incr', KEYS[2])
+if f == 1 then
+  local t = redis.call('time')
+  f = redis.call('incrby', KEYS[2], string.format('%.0f', t[1] * 1000000 + t[2] - 1))
+end
+redis.call('set', KEYS[3], ARGV[1] .. ':' .. string.format('%.0f', f), 'PX', ARGV[2])
+return f
+)lua";
+
+// KEYS: lock, holder. ARGV: token. Compare-and-delete, as every Redlock client does.
+constexpr const char* kReleaseScript = R"lua(
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+)lua";
+
+// KEYS: lock, holder. ARGV: token, ttl in ms. Compare-and-pexpire.
+constexpr const char* kExtendScript = R"lua(
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  redis.call('pexpire', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+// KEYS: lock, holder. Returns nil if free (or not a lock), else {fence or "0", remaining ms}.
+// A lock without our holder record (taken by another library) shows fence 0.
+constexpr const char* kStatusScript = R"lua(
+if redis.call('type', KEYS[1]).ok ~= 'string' then return nil end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl <= 0 then return nil end
+local v = redis.call('get', KEYS[1])
+local h = redis.call('get', KEYS[2])
+local f = '0'
+if h and #h > #v and string.sub(h, 1, #v + 1) == v .. ':' then f = string.sub(h, #v + 2) end
+return {f, ttl}
+)lua";
+
+enum Script : std::size_t { kAcquire, kRelease, kExtend, kStatus };
+
+// Applies to the whole backend: no call may exceed the configured timeouts.
+void validate(const RedisOptions& o) {
+  if (o.host.empty()) throw std::invalid_argument("host: must not be empty");
+  if (o.port == 0) throw std::invalid_argument("port: must be 1..65535, got 0");
+  if (o.connections < 1 || o.connections > 256) {
+    throw std::invalid_argument("connections: must be 1..256, got " +
+                                std::to_string(o.connections));
+  }
+  if (o.db > 65535)
+    throw std::invalid_argument("db: must be 0..65535, got " + std::to_string(o.db));
+  for (auto [name, value] : {std::pair{"connect_timeout", o.connect_timeout},
+                             std::pair{"command_timeout", o.command_timeout}}) {
+    if (value < milliseconds(1) || value > std::chrono::hours(1)) {
+      throw std::invalid_argument(std::string(name) + ": must be 1ms..1h, got " +
+                                  format_duration(value));
+    }
+  }
+}
+
+std::string context(std::string_view op, std::string_view key) {
+  return std::string(op) + " \"" + detail::escape_key(key) + "\": ";
+}
+
+[[noreturn]] void raise(std::string_view op, std::string_view key, const CallFailure& f) {
+  throw BackendError("redis", f.kind(), context(op, key) + f.what());
+}
+
+std::uint64_t to_uint(const redisReply& r, std::string_view op, std::string_view key) {
+  if (r.type == REDIS_REPLY_INTEGER && r.integer >= 0) return static_cast<std::uint64_t>(r.integer);
+  if (r.type == REDIS_REPLY_STRING) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(r.str, r.str + r.len, v);
+    if (ec == std::errc() && ptr == r.str + r.len) return v;
+  }
+  throw BackendError("redis", ErrorKind::kProtocol, context(op, key) + "unexpected reply");
+}
+
+}  // namespace
+
+struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLockApi::Impl> {
+  explicit Impl(const RedisOptions& o)
+      : layout(o.prefix),
+        pool(
+            detail::redis::ConnectConfig{
+                .host = o.host,
+                .port = o.port,
+                .user = o.user,
+                .password = o.password.empty() && o.user.empty()
+                                ? std::nullopt
+                                : std::optional<std::string>(o.password),
+                .db = o.db,
+                .connect_timeout = o.connect_timeout,
+                .command_timeout = o.command_timeout,
+                .scripts = {kAcquireScript, kReleaseScript, kExtendScript, kStatusScript},
+            },
+            o.connections),
+        command_timeout(o.command_timeout) {}
+
+  std::string_view backend() const noexcept override { return "redis"; }
+  milliseconds drift(milliseconds ttl) const noexcept override {
+    return ttl / 100 + milliseconds(2);  // clock drift between us and Redis, as Redlock does
+  }
+
+  // Sends one command and returns its reply: a script by EVALSHA (`script` set; `args` are
+  // numkeys, keys, argv) or a plain command. Retries once, on a fresh connection, only when
+  // the request was certainly not sent. Throws `CallFailure`; a Redis error reply becomes one
+  // with `maybe_sent` (the script may have run in part).
+  Reply exchange(std::optional<Script> script, const std::vector<std::string_view>& args) {
+    const std::size_t index = pool.pick();
+    for (int attempt = 0;; ++attempt) {
+      try {
+        auto conn = pool.get(index);
+        auto deadline = std::chrono::steady_clock::now() + command_timeout;
+        std::string request;
+        std::vector<std::string_view> argv;
+        argv.reserve(args.size() + 2);
+        if (script) {
+          argv.push_back("EVALSHA");
+          argv.push_back(conn->script_sha(*script));
+        }
+        argv.insert(argv.end(), args.begin(), args.end());
+        detail::redis::append_command(request, argv);
+        Reply reply = conn->call(request, deadline);
+        if (script && reply->type == REDIS_REPLY_ERROR &&
+            std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
+          // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
+          argv[0] = "EVAL";
+          argv[1] = pool.config().scripts[*script];
+          request.clear();
+          detail::redis::append_command(request, argv);
+          reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout);
+        }
+        if (reply->type == REDIS_REPLY_ERROR) {
+          std::string text(reply->str, reply->len);
+          throw CallFailure(detail::redis::error_reply_kind(text), "server error: " + text, true);
+        }
+        return reply;
+      } catch (const CallFailure& f) {
+        // Not sent: typically an idle connection the server closed (restart). One more try.
+        if (!f.maybe_sent() && attempt == 0) continue;
+        throw;
+      }
+    }
+  }
+
+  std::optional<Lock> try_acquire(std::string_view key, milliseconds ttl) {
+    std::string lock_key, fence_key, holder_key;
+    layout.keys_of(key, lock_key, fence_key, holder_key);
+    std::string token = make_token();
+    std::string ttl_ms = std::to_string(ttl.count());
+    auto start = now();
+    Reply reply;
+    try {
+      reply = exchange(kAcquire, {"3", lock_key, fence_key, holder_key, token, ttl_ms});
+    } catch (const CallFailure& f) {
+      if (!f.maybe_sent()) raise("try_acquire", key, f);
+      // No retry: the SET may have been applied. Take back what we may hold, then say so.
+      std::string outcome;
+      try {
+        bool held = exchange(kRelease, {"2", lock_key, holder_key, token})->integer == 1;
+        outcome = held ? "it had been taken; released it again" : "it was not taken";
+      } catch (const std::exception& e) {
+        outcome = "could not release it (" + std::string(e.what()) + "); it expires within " +
+                  format_duration(ttl);
+      }
+      throw BackendError(
+          "redis", ErrorKind::kInDoubt,
+          context("try_acquire", key) + f.what() + "; the lock was in doubt: " + outcome);
+    }
+    std::uint64_t fence = to_uint(*reply, "try_acquire", key);
+    if (fence == 0) return std::nullopt;
+    return Lock(shared_from_this(), std::string(key), std::move(token), fence,
+                start + ttl - drift(ttl));
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    std::string lock_key, fence_key, holder_key;
+    layout.keys_of(key, lock_key, fence_key, holder_key);
+    try {
+      return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
+    } catch (const CallFailure& f) {
+      raise("release", key, f);
+    }
+  }
+
+  bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
+    std::string lock_key, fence_key, holder_key;
+    layout.keys_of(key, lock_key, fence_key, holder_key);
+    std::string ttl_ms = std::to_string(ttl.count());
+    try {
+      return to_uint(*exchange(kExtend, {"2", lock_key, holder_key, token, ttl_ms}), "extend",
+                     key) == 1;
+    } catch (const CallFailure& f) {
+      raise("extend", key, f);
+    }
+  }
+
+  std::optional<LockInfo> status(std::string_view key) {
+    std::string lock_key, fence_key, holder_key;
+    layout.keys_of(key, lock_key, fence_key, holder_key);
+    Reply reply;
+    try {
+      reply = exchange(kStatus, {"2", lock_key, holder_key});
+    } catch (const CallFailure& f) {
+      raise("status", key, f);
+    }
+    if (reply->type == REDIS_REPLY_NIL) return std::nullopt;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+      throw BackendError("redis", ErrorKind::kProtocol,
+                         context("status", key) + "unexpected reply");
+    }
+    return LockInfo{std::string(key), to_uint(*reply->element[0], "status", key),
+                    milliseconds(to_uint(*reply->element[1], "status", key))};
+  }
+
+  std::vector<LockInfo> list(std::string_view prefix) {
+    // SCAN MATCH takes a glob: escape its metacharacters in our prefix and the caller's.
+    std::string pattern;
+    for (std::string_view part : {std::string_view(layout.prefix()), prefix}) {
+      for (char c : part) {
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') pattern.push_back('\\');
+        pattern.push_back(c);
+      }
+    }
+    pattern.push_back('*');
+    std::vector<LockInfo> out;
+    std::string cursor = "0";
+    do {
+      Reply page;
+      try {
+        page = exchange(std::nullopt, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      } catch (const CallFailure& f) {
+        raise("list", prefix, f);
+      }
+      if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
+          page->element[0]->type != REDIS_REPLY_STRING ||
+          page->element[1]->type != REDIS_REPLY_ARRAY) {
+        throw BackendError("redis", ErrorKind::kProtocol,
+                           context("list", prefix) + "bad SCAN reply");
+      }
+      cursor.assign(page->element[0]->str, page->element[0]->len);
+      const redisReply& keys = *page->element[1];
+      for (std::size_t i = 0; i < keys.elements; ++i) {
+        std::string_view redis_key(keys.element[i]->str, keys.element[i]->len);
+        std::string_view key = redis_key.substr(layout.prefix().size());
+        if (key.empty() || key.size() > kMaxKeyBytes || detail::redis::KeyLayout::reserved(key)) {
+          continue;
+        }
+        if (auto info = status(key)) out.push_back(std::move(*info));
+      }
+    } while (cursor != "0");
+    std::sort(out.begin(), out.end(),
+              [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
+    out.erase(std::unique(out.begin(), out.end(),  // SCAN may return a key twice
+                          [](const LockInfo& a, const LockInfo& b) { return a.key == b.key; }),
+              out.end());
+    return out;
+  }
+
+  void check_key(std::string_view key) const {
+    validate_key(key);
+    if (detail::redis::KeyLayout::reserved(key)) {
+      throw std::invalid_argument("key: keys starting with \"lockkit:{\" are reserved by redis://");
+    }
+  }
+
+  const detail::redis::KeyLayout layout;
+  detail::redis::Pool pool;
+  const milliseconds command_timeout;
+};
+
+RedisLockApi::RedisLockApi(RedisOptions options) {
+  validate(options);
+  impl_ = std::make_shared<Impl>(options);
+}
+
+RedisLockApi::~RedisLockApi() = default;
+
+std::optional<Lock> RedisLockApi::try_acquire(std::string_view key, milliseconds ttl) {
+  impl_->check_key(key);
+  validate_ttl(ttl);
+  return impl_->try_acquire(key, ttl);
+}
+
+bool RedisLockApi::release(std::string_view key, std::string_view token) {
+  impl_->check_key(key);
+  return impl_->release(key, token);
+}
+
+bool RedisLockApi::extend(std::string_view key, std::string_view token, milliseconds ttl) {
+  impl_->check_key(key);
+  validate_ttl(ttl);
+  return impl_->extend(key, token, ttl);
+}
+
+std::optional<LockInfo> RedisLockApi::status(std::string_view key) {
+  impl_->check_key(key);
+  return impl_->status(key);
+}
+
+std::vector<LockInfo> RedisLockApi::list(std::string_view prefix) {
+  return impl_->list(prefix);
+}
+
+std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options) {
+  return std::make_unique<RedisLockApi>(std::move(options));
+}
+
+RedisOptions parse_redis_url(std::string_view url) {
+  detail::Url parsed = detail::parse_url(url);
+  if (parsed.scheme != "redis") detail::throw_bad_url(url, "scheme must be redis://");
+  if (!parsed.has_authority || parsed.hosts.empty() || parsed.hosts.front().host.empty()) {
+    detail::throw_bad_url(url, "empty host (use redis://host:port)");
+  }
+  if (parsed.hosts.size() > 1) {
+    detail::throw_bad_url(url, "one host only (redlock:// takes several)");
+  }
+  RedisOptions o;
+  o.host = parsed.hosts.front().host;
+  if (parsed.hosts.front().port) o.port = *parsed.hosts.front().port;
+  o.user = parsed.user;
+  if (parsed.password) o.password = *parsed.password;
+  if (!parsed.path.empty() && parsed.path != "/") {
+    std::string_view db = std::string_view(parsed.path).substr(1);
+    unsigned value = 0;
+    auto [ptr, ec] = std::from_chars(db.data(), db.data() + db.size(), value);
+    if (ec != std::errc() || ptr != db.data() + db.size() || value > 65535) {
+      detail::throw_bad_url(url, "bad database \"" + std::string(db) + "\" (must be 0..65535)");
+    }
+    o.db = value;
+  }
+  detail::QueryOptions options(url, parsed);
+  if (auto v = options.take_duration("connect_timeout")) o.connect_timeout = *v;
+  if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
+  if (auto v = options.take_uint("connections", 1, 256)) o.connections = *v;
+  if (auto v = options.take("prefix")) o.prefix = *v;
+  options.finish();
+  try {
+    validate(o);
+    detail::redis::KeyLayout check(o.prefix);
+  } catch (const std::invalid_argument& e) {
+    detail::throw_bad_url(url, e.what());
+  }
+  return o;
+}
+
+namespace {
+std::shared_ptr<LockApi> open_redis(std::string_view url) {
+  return std::make_shared<RedisLockApi>(parse_redis_url(url));
+}
+// Registers redis:// when this object file is linked; the anchor below keeps it linked.
+[[maybe_unused]] const bool g_registered = (register_backend("redis", &open_redis), true);
+}  // namespace
+
+}  // namespace lockkit
+
+extern "C" void lockkit_backend_anchor_redis() {}
