@@ -17,11 +17,20 @@ dir=$2
 shift 2
 pidfile=$dir/redis.pid
 
+# True once `pid` has exited. An exited server is reparented to init and may linger as a zombie
+# until init reaps it: that counts as gone.
+is_gone() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 0
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+  [ "$state" = Z ] || [ -z "$state" ]
+}
+
 wait_gone() {
   local pid=$1 i
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.05
+  for i in $(seq 1 200); do
+    is_gone "$pid" && return 0
+    sleep 0.02
   done
   return 1
 }

@@ -21,12 +21,12 @@ namespace lockkit {
 struct RedisOptions {
   std::string host = "127.0.0.1";  // name or address of the server
   std::uint16_t port = 6379;       // TCP port
-  std::string user;                // ACL user for AUTH; empty = the "default" user
-  std::string password;            // empty = no AUTH; never printed
+  std::string user{};              // ACL user for AUTH; empty = the "default" user
+  std::string password{};          // empty = no AUTH; never printed
   unsigned db = 0;                 // logical database (SELECT), 0..65535
   // Namespace prepended to every Redis key this backend touches; empty, so the Redis key of a
   // lock is exactly its name, as node-redlock and redsync use it.
-  std::string prefix;
+  std::string prefix{};
   std::chrono::milliseconds connect_timeout{2000};  // TCP connect plus the AUTH/SELECT handshake
   std::chrono::milliseconds command_timeout{2000};  // from sending a request to its reply
   std::size_t connections = 4;  // multiplexed connections shared by all callers, 1..256

@@ -3,11 +3,13 @@
 #include "redis/redis_connection.hpp"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,11 +23,15 @@ namespace lockkit::detail::redis {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// A caller's request in flight. `state` is the futex the caller sleeps on.
 struct Connection::Waiter {
-  std::condition_variable cv;
+  static constexpr std::uint32_t kWaiting = 0;
+  static constexpr std::uint32_t kDone = 1;  // reply or failure filled in
+  static constexpr std::uint32_t kRead = 2;  // the reader role was handed to this caller
+  std::atomic<std::uint32_t> state{kWaiting};
   std::uint64_t offset = 0;  // where the request starts in the connection's byte stream
+  bool queued = false;       // still in `pending_`; guarded by the connection's mutex
   redisReply* reply = nullptr;
-  bool done = false;
   bool failed = false;
   bool maybe_sent = false;
   ErrorKind kind = ErrorKind::kUnavailable;
@@ -64,6 +70,27 @@ timeval slice_of(milliseconds command_timeout) {
   milliseconds slice = std::clamp(command_timeout / 8, milliseconds(1), milliseconds(50));
   return timeval{static_cast<time_t>(slice.count() / 1000),
                  static_cast<suseconds_t>((slice.count() % 1000) * 1000)};
+}
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+              std::atomic<std::uint32_t>::is_always_lock_free);
+
+// Sleeps while `word` holds `expected`, at most until `deadline`; may wake spuriously.
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, TimePoint deadline) {
+  auto left = deadline - Clock::now();
+  if (left <= Clock::duration::zero()) return;
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  timespec rel{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, &rel,
+            nullptr, 0);
+}
+
+// Wakes a sleeper on `word`. The word may already be gone (its caller saw the new state and
+// returned): a futex wake on a dead address only causes a spurious wake-up, which every waiter
+// tolerates.
+void futex_wake(std::atomic<std::uint32_t>& word) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+            nullptr, 0);
 }
 
 struct FdCloser {
@@ -234,35 +261,62 @@ bool Connection::idle_peer_closed() const noexcept {
 
 Reply Connection::call(std::string_view request, TimePoint deadline) {
   Waiter me;
-  std::unique_lock<std::mutex> lock(mu_);
-  if (broken_.load(std::memory_order_relaxed)) {
-    throw CallFailure(broken_kind_, broken_message_, false);
-  }
-  // An idle connection may have been closed by a server restart while nobody used it; finding
-  // out now keeps the request unsent, so the caller can retry on a fresh connection.
-  if (pending_.empty() && !writing_ && !reading_ && idle_peer_closed()) {
-    fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
-    throw CallFailure(broken_kind_, broken_message_, false);
-  }
-  me.offset = appended_;
-  out_.append(request);
-  appended_ += request.size();
-  pending_.push_back(&me);
-  if (!writing_) flush_locked(lock, deadline);
-  while (!me.done) {
-    if (!reading_) {
-      read_locked(lock, me, deadline);
-      continue;
+  bool reader = false;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (broken_.load(std::memory_order_relaxed)) {
+      throw CallFailure(broken_kind_, broken_message_, false);
     }
-    if (me.cv.wait_until(lock, deadline) == std::cv_status::timeout && !me.done) {
-      // Replies come in order: ours being late means the stream is stuck for everyone.
-      fail_locked(ErrorKind::kTimeout, "no reply within " + format_duration(command_timeout_));
+    // An idle connection may have been closed by a server restart while nobody used it; finding
+    // out now keeps the request unsent, so the caller can retry on a fresh connection.
+    if (pending_.empty() && !writing_ && !reading_ && idle_peer_closed()) {
+      fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
+      throw CallFailure(broken_kind_, broken_message_, false);
+    }
+    me.offset = appended_;
+    out_.append(request);
+    appended_ += request.size();
+    pending_.push_back(&me);
+    me.queued = true;
+    if (!writing_) flush_locked(lock, deadline);
+    // While we were sending, a reader may already have taken our reply off the queue (and
+    // given up the role): then there is nothing left for us to read.
+    if (!reading_ && me.queued) {
+      reading_ = true;
+      reader = true;
     }
   }
-  // Whoever stops reading hands the role to the oldest caller still waiting.
-  if (!reading_ && !pending_.empty()) pending_.front()->cv.notify_one();
+  if (reader) read_loop(me, deadline);
+  await(me, deadline);
   if (me.failed) throw CallFailure(me.kind, me.message, me.maybe_sent);
   return Reply(me.reply);
+}
+
+void Connection::await(Waiter& me, TimePoint deadline) {
+  while (true) {
+    std::uint32_t state = me.state.load(std::memory_order_acquire);
+    if (state == Waiter::kDone) return;
+    if (state == Waiter::kRead) {
+      if (me.state.compare_exchange_strong(state, Waiter::kWaiting, std::memory_order_acq_rel)) {
+        read_loop(me, deadline);
+      }
+      continue;
+    }
+    if (Clock::now() >= deadline) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (me.state.load(std::memory_order_acquire) != Waiter::kWaiting) continue;
+      if (me.queued) {
+        // Replies come in order: ours being late means the stream is stuck for everyone.
+        fail_locked(ErrorKind::kTimeout, "no reply within " + format_duration(command_timeout_));
+        continue;
+      }
+      // The reader already took our reply off the queue and is handing it over right now.
+      lock.unlock();
+      futex_wait(me.state, Waiter::kWaiting, Clock::now() + milliseconds(1));
+      continue;
+    }
+    futex_wait(me.state, Waiter::kWaiting, deadline);
+  }
 }
 
 void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint deadline) {
@@ -300,70 +354,112 @@ void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint dead
   writing_ = false;
 }
 
-void Connection::read_locked(std::unique_lock<std::mutex>& lock, Waiter& me, TimePoint deadline) {
-  reading_ = true;
-  lock.unlock();
-  ErrorKind kind = ErrorKind::kUnavailable;
-  std::string error;
+void Connection::read_loop(Waiter& me, TimePoint deadline) {
   char buf[16384];
+  // Local, not a member: once the role is handed on, the next reader runs while we deliver.
+  std::vector<std::pair<Waiter*, redisReply*>> ready;
+  // Once our own reply is in, we keep delivering whatever has already arrived for the others
+  // and hand the role on only when the socket would block: every hand-off costs a wake-up.
+  bool mine = false;
   while (true) {
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n > 0) {
-      if (redisReaderFeed(reader_.get(), buf, static_cast<std::size_t>(n)) != REDIS_OK) {
-        kind = ErrorKind::kProtocol;
-        error = std::string("bad reply: ") + reader_->errstr;
-        break;
-      }
-      while (true) {
-        void* reply = nullptr;
-        if (redisReaderGetReply(reader_.get(), &reply) != REDIS_OK) {
+    ErrorKind kind = ErrorKind::kUnavailable;
+    std::string error;
+    bool would_block = false;
+    while (true) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, mine ? MSG_DONTWAIT : 0);
+      if (n > 0) {
+        if (redisReaderFeed(reader_.get(), buf, static_cast<std::size_t>(n)) != REDIS_OK) {
           kind = ErrorKind::kProtocol;
           error = std::string("bad reply: ") + reader_->errstr;
           break;
         }
-        if (reply == nullptr) break;
-        parsed_.push_back(static_cast<redisReply*>(reply));
+        while (true) {
+          void* reply = nullptr;
+          if (redisReaderGetReply(reader_.get(), &reply) != REDIS_OK) {
+            kind = ErrorKind::kProtocol;
+            error = std::string("bad reply: ") + reader_->errstr;
+            break;
+          }
+          if (reply == nullptr) break;
+          parsed_.push_back(static_cast<redisReply*>(reply));
+        }
+        if (!parsed_.empty() || !error.empty()) break;
+        continue;
       }
+      if (n == 0) {
+        error = "connection closed by the server";
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (mine) {
+          would_block = true;
+          break;
+        }
+        if (broken_.load(std::memory_order_acquire)) break;
+        if (Clock::now() < deadline) continue;
+        kind = ErrorKind::kTimeout;
+        error = "no reply within " + format_duration(command_timeout_);
+        break;
+      }
+      error = "receive: " + errno_text(errno);
       break;
     }
-    if (n == 0) {
-      error = "connection closed by the server";
-      break;
+
+    Waiter* next_reader = nullptr;
+    bool done = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (broken_.load(std::memory_order_relaxed) || !error.empty()) {
+        for (redisReply* r : parsed_) freeReplyObject(r);
+        parsed_.clear();
+        reading_ = false;
+        if (!error.empty()) fail_locked(kind, error);  // marks us done too, unless ours is in
+        done = true;
+      } else {
+        for (redisReply* r : parsed_) {
+          if (pending_.empty()) {
+            freeReplyObject(r);
+            error = "reply without a request";
+            continue;
+          }
+          Waiter* w = pending_.front();
+          pending_.pop_front();
+          w->queued = false;
+          if (w == &me) mine = true;
+          ready.emplace_back(w, r);
+        }
+        parsed_.clear();
+        if (!error.empty()) {
+          reading_ = false;
+          fail_locked(ErrorKind::kProtocol, error);
+          done = true;
+        } else if (mine && pending_.empty()) {
+          reading_ = false;
+          done = true;
+        } else if (mine && would_block) {
+          // Hand the reader role to the oldest caller still waiting: its reply comes next.
+          next_reader = pending_.front();
+          next_reader->state.store(Waiter::kRead, std::memory_order_release);
+          done = true;
+        }
+      }
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (broken_.load(std::memory_order_acquire)) break;
-      if (Clock::now() < deadline) continue;
-      kind = ErrorKind::kTimeout;
-      error = "no reply within " + format_duration(command_timeout_);
-      break;
+    // Outside the mutex: woken callers return without contending for it.
+    for (auto [w, r] : ready) {
+      w->reply = r;
+      if (w == &me) continue;
+      w->state.store(Waiter::kDone, std::memory_order_release);
+      futex_wake(w->state);
     }
-    error = "receive: " + errno_text(errno);
-    break;
-  }
-  lock.lock();
-  reading_ = false;
-  if (broken_.load(std::memory_order_relaxed) || !error.empty()) {
-    for (redisReply* r : parsed_) freeReplyObject(r);
-    parsed_.clear();
-    if (!error.empty()) fail_locked(kind, error);
-    return;
-  }
-  for (redisReply* r : parsed_) {
-    if (pending_.empty()) {
-      freeReplyObject(r);
-      kind = ErrorKind::kProtocol;
-      error = "reply without a request";
-      continue;
+    ready.clear();
+    if (next_reader) futex_wake(next_reader->state);
+    if (mine && done) {
+      me.state.store(Waiter::kDone, std::memory_order_release);
+      return;
     }
-    Waiter* w = pending_.front();
-    pending_.pop_front();
-    w->reply = r;
-    w->done = true;
-    if (w != &me) w->cv.notify_one();
+    if (done || me.state.load(std::memory_order_acquire) == Waiter::kDone) return;
   }
-  parsed_.clear();
-  if (!error.empty()) fail_locked(kind, error);
 }
 
 void Connection::fail_locked(ErrorKind kind, const std::string& message) {
@@ -373,12 +469,13 @@ void Connection::fail_locked(ErrorKind kind, const std::string& message) {
   broken_.store(true, std::memory_order_release);
   ::shutdown(fd_, SHUT_RDWR);  // wakes a reader or writer blocked outside the mutex
   for (Waiter* w : pending_) {
+    w->queued = false;
     w->failed = true;
-    w->done = true;
     w->kind = kind;
     w->message = message;
     w->maybe_sent = w->offset < write_high_;
-    w->cv.notify_one();
+    w->state.store(Waiter::kDone, std::memory_order_release);
+    futex_wake(w->state);
   }
   pending_.clear();
   out_.clear();

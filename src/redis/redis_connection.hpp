@@ -71,8 +71,10 @@ void append_command(std::string& out, const std::vector<std::string_view>& args)
 // One TCP connection on which any number of callers pipeline requests. A caller appends its
 // request to the output buffer; whoever finds no writer active writes everything queued in one
 // send; whoever finds no reader active reads and hands each reply to the caller waiting for it
-// (replies come in request order), then passes the reader role on when its own reply is in. No
-// thread of its own; a single caller costs one send and one receive, like a bare hiredis loop.
+// (replies come in request order), then passes the reader role on when its own reply is in.
+// Waiters sleep on a futex of their own and are woken outside the mutex, so a woken caller
+// returns without touching the connection's lock. No thread of its own: a single caller costs
+// one send and one receive, like a bare hiredis loop.
 // Any error or missed deadline breaks the whole connection: every pending request fails and the
 // pool replaces it.
 // Thread safety: safe to share; calls may run concurrently.
@@ -98,7 +100,8 @@ class Connection {
 
   Connection(int fd, std::chrono::milliseconds command_timeout);
   void flush_locked(std::unique_lock<std::mutex>& lock, TimePoint deadline);
-  void read_locked(std::unique_lock<std::mutex>& lock, Waiter& me, TimePoint deadline);
+  void read_loop(Waiter& me, TimePoint deadline);
+  void await(Waiter& me, TimePoint deadline);
   void fail_locked(ErrorKind kind, const std::string& message);
   bool idle_peer_closed() const noexcept;
 
@@ -107,14 +110,14 @@ class Connection {
   std::vector<std::string> shas_;  // set before the connection is shared
 
   std::mutex mu_;
-  std::string out_;                  // requests not yet handed to a writer; guarded by mu_
-  std::string spare_;                // the writer's batch; used only by the writer role
-  std::deque<Waiter*> pending_;      // callers awaiting replies, in send order; guarded by mu_
-  std::uint64_t appended_ = 0;       // bytes ever queued; guarded by mu_
-  std::uint64_t write_high_ = 0;     // bytes handed to send() so far; guarded by mu_
-  bool writing_ = false;             // guarded by mu_
-  bool reading_ = false;             // guarded by mu_
-  std::atomic<bool> broken_{false};  // written under mu_
+  std::string out_;               // requests not yet handed to a writer; guarded by mu_
+  std::string spare_;             // the writer's batch; used only by the writer role
+  std::deque<Waiter*> pending_;   // callers awaiting replies, in send order; guarded by mu_
+  std::uint64_t appended_ = 0;    // bytes ever queued; guarded by mu_
+  std::uint64_t write_high_ = 0;  // bytes handed to send() so far; guarded by mu_
+  bool writing_ = false;          // guarded by mu_
+  bool reading_ = false;  // a caller holds (or is being handed) the reader role; guarded by mu_
+  std::atomic<bool> broken_{false};                     // written under mu_
   ErrorKind broken_kind_ = ErrorKind::kUnavailable;     // guarded by mu_
   std::string broken_message_;                          // guarded by mu_
   std::unique_ptr<redisReader, ReaderDeleter> reader_;  // used only by the reader role

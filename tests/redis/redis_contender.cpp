@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+// A separate process for the two-process test: takes a redis:// lock `rounds` times and, while
+// holding it, proves nobody else is inside (an O_EXCL marker file) and bumps a shared counter.
+//   redis_contender URL KEY ROUNDS DIR   -> exit 0, or 2 lock not taken, 3 overlap, 4 lost
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "lockkit/open.hpp"
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: redis_contender URL KEY ROUNDS DIR\n");
+    return 64;
+  }
+  auto api = lockkit::open(argv[1]);
+  const std::string key = argv[2];
+  const int rounds = std::atoi(argv[3]);
+  const std::string marker = std::string(argv[4]) + "/inside";
+  const std::string counter = std::string(argv[4]) + "/count";
+  lockkit::RetryPolicy policy{.max_wait = std::chrono::seconds(30),
+                              .initial_delay = std::chrono::milliseconds(1),
+                              .max_delay = std::chrono::milliseconds(5)};
+  for (int i = 0; i < rounds; ++i) {
+    auto lock = api->acquire(key, std::chrono::seconds(10), policy);
+    if (!lock) return 2;
+    int fd = ::open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return errno == EEXIST ? 3 : 5;
+    long n = 0;
+    {
+      std::ifstream in(counter);
+      in >> n;
+    }
+    std::this_thread::yield();  // widen the window a racing holder would need
+    {
+      std::ofstream out(counter, std::ios::trunc);
+      out << n + 1 << '\n';
+    }
+    ::close(fd);
+    ::unlink(marker.c_str());
+    if (!lock->release()) return 4;
+  }
+  return 0;
+}
