@@ -278,7 +278,11 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
     appended_ += request.size();
     pending_.push_back(&me);
     me.queued = true;
-    if (!writing_) flush_locked(lock, deadline);
+    ++queued_requests_;
+    // While a reader waits for replies to requests already sent, it will send ours too as soon
+    // as one arrives: requests of concurrent callers then leave in one batch (one syscall here,
+    // one read on the server) instead of one send each.
+    if (!writing_ && !(reading_ && sent_requests_ > answered_)) flush_locked(lock, deadline);
     // While we were sending, a reader may already have taken our reply off the queue (and
     // given up the role): then there is nothing left for us to read.
     if (!reading_ && me.queued) {
@@ -324,6 +328,7 @@ void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint dead
   while (!out_.empty() && !broken_.load(std::memory_order_relaxed)) {
     out_.swap(spare_);  // callers keep appending to out_ while this batch is sent
     write_high_ = appended_;
+    sent_requests_ = queued_requests_;
     lock.unlock();
     const char* data = spare_.data();
     std::size_t left = spare_.size();
@@ -409,7 +414,7 @@ void Connection::read_loop(Waiter& me, TimePoint deadline) {
     Waiter* next_reader = nullptr;
     bool done = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       if (broken_.load(std::memory_order_relaxed) || !error.empty()) {
         for (redisReply* r : parsed_) freeReplyObject(r);
         parsed_.clear();
@@ -426,13 +431,16 @@ void Connection::read_loop(Waiter& me, TimePoint deadline) {
           Waiter* w = pending_.front();
           pending_.pop_front();
           w->queued = false;
+          ++answered_;
           if (w == &me) mine = true;
           ready.emplace_back(w, r);
         }
         parsed_.clear();
-        if (!error.empty()) {
+        // Requests that arrived while we waited were left for us to send in one batch.
+        if (error.empty() && !out_.empty() && !writing_) flush_locked(lock, deadline);
+        if (!error.empty() || broken_.load(std::memory_order_relaxed)) {
           reading_ = false;
-          fail_locked(ErrorKind::kProtocol, error);
+          if (!error.empty()) fail_locked(ErrorKind::kProtocol, error);
           done = true;
         } else if (mine && pending_.empty()) {
           reading_ = false;
@@ -484,10 +492,13 @@ void Connection::fail_locked(ErrorKind kind, const std::string& message) {
 struct Pool::Slot {
   std::mutex mu;
   std::condition_variable cv;
-  std::shared_ptr<Connection> conn;         // guarded by mu
-  bool connecting = false;                  // guarded by mu
-  std::uint64_t failures = 0;               // guarded by mu
-  std::optional<CallFailure> last_failure;  // guarded by mu
+  std::shared_ptr<Connection> conn;  // guarded by mu
+  bool connecting = false;           // guarded by mu
+  std::uint64_t failures = 0;        // guarded by mu
+  // The last failed attempt, as plain strings: copies of one exception object would share
+  // its reference-counted message across threads.
+  ErrorKind failure_kind = ErrorKind::kUnavailable;  // guarded by mu
+  std::string failure_message;                       // guarded by mu
 };
 
 Pool::Pool(ConnectConfig config, std::size_t size) : config_(std::move(config)) {
@@ -508,7 +519,7 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
   const TimePoint wait_until = Clock::now() + config_.connect_timeout + milliseconds(100);
   while (true) {
     if (slot.conn && !slot.conn->broken()) return slot.conn;
-    if (slot.failures != seen && slot.last_failure) throw *slot.last_failure;
+    if (slot.failures != seen) throw CallFailure(slot.failure_kind, slot.failure_message, false);
     if (!slot.connecting) break;
     if (slot.cv.wait_until(lock, wait_until) == std::cv_status::timeout) {
       throw CallFailure(ErrorKind::kTimeout,
@@ -525,7 +536,8 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
     lock.lock();
     slot.connecting = false;
     ++slot.failures;
-    slot.last_failure = f;
+    slot.failure_kind = f.kind();
+    slot.failure_message = f.what();
     slot.cv.notify_all();
     throw;
   } catch (...) {

@@ -110,12 +110,15 @@ class Connection {
   std::vector<std::string> shas_;  // set before the connection is shared
 
   std::mutex mu_;
-  std::string out_;               // requests not yet handed to a writer; guarded by mu_
-  std::string spare_;             // the writer's batch; used only by the writer role
-  std::deque<Waiter*> pending_;   // callers awaiting replies, in send order; guarded by mu_
-  std::uint64_t appended_ = 0;    // bytes ever queued; guarded by mu_
-  std::uint64_t write_high_ = 0;  // bytes handed to send() so far; guarded by mu_
-  bool writing_ = false;          // guarded by mu_
+  std::string out_;                    // requests not yet handed to a writer; guarded by mu_
+  std::string spare_;                  // the writer's batch; used only by the writer role
+  std::deque<Waiter*> pending_;        // callers awaiting replies, in send order; guarded by mu_
+  std::uint64_t appended_ = 0;         // bytes ever queued; guarded by mu_
+  std::uint64_t write_high_ = 0;       // bytes handed to send() so far; guarded by mu_
+  std::uint64_t queued_requests_ = 0;  // requests ever queued; guarded by mu_
+  std::uint64_t sent_requests_ = 0;    // requests handed to send() so far; guarded by mu_
+  std::uint64_t answered_ = 0;         // replies taken off the stream; guarded by mu_
+  bool writing_ = false;               // guarded by mu_
   bool reading_ = false;  // a caller holds (or is being handed) the reader role; guarded by mu_
   std::atomic<bool> broken_{false};                     // written under mu_
   ErrorKind broken_kind_ = ErrorKind::kUnavailable;     // guarded by mu_
