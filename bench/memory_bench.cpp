@@ -150,8 +150,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
         auto ours = rates_.find("BM_MemoryTryAcquireRelease" + suffix);
         auto naive = rates_.find("BM_NaiveTableTryAcquireRelease" + suffix);
         if (ours == rates_.end() || naive == rates_.end()) continue;
-        std::printf("| %s keys | %d | %.2fM | %.2fM | %.2fx |\n",
-                    std::string(shape) == "Distinct" ? "distinct" : "one hot", threads,
+        std::printf("| %s | %d | %.2fM | %.2fM | %.2fx |\n",
+                    std::string(shape) == "Distinct" ? "distinct keys" : "one hot key", threads,
                     ours->second / 1e6, naive->second / 1e6, ours->second / naive->second);
       }
     }
