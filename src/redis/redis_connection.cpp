@@ -57,7 +57,7 @@ void append_decimal(std::string& out, T value) {
   out.append(p, end);
 }
 
-void append_bulk(std::string& out, std::string_view arg) {
+void append_bulk_impl(std::string& out, std::string_view arg) {
   out.push_back('$');
   append_decimal(out, arg.size());
   out.append("\r\n");
@@ -177,18 +177,28 @@ ErrorKind error_reply_kind(std::string_view text) noexcept {
   return ErrorKind::kProtocol;
 }
 
+void append_array_header(std::string& out, std::size_t count) {
+  out.push_back('*');
+  append_decimal(out, count);
+  out.append("\r\n");
+}
+
+void append_bulk(std::string& out, std::string_view arg) {
+  append_bulk_impl(out, arg);
+}
+
 void append_command(std::string& out, std::initializer_list<std::string_view> args) {
   out.push_back('*');
   append_decimal(out, args.size());
   out.append("\r\n");
-  for (std::string_view arg : args) append_bulk(out, arg);
+  for (std::string_view arg : args) append_bulk_impl(out, arg);
 }
 
 void append_command(std::string& out, const std::vector<std::string_view>& args) {
   out.push_back('*');
   append_decimal(out, args.size());
   out.append("\r\n");
-  for (std::string_view arg : args) append_bulk(out, arg);
+  for (std::string_view arg : args) append_bulk_impl(out, arg);
 }
 
 Connection::Connection(int fd, milliseconds command_timeout)

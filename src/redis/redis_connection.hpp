@@ -64,6 +64,10 @@ class CallFailure : public std::runtime_error {
 // TRYAGAIN, MASTERDOWN -> unavailable; anything else -> protocol.
 ErrorKind error_reply_kind(std::string_view text) noexcept;
 
+// Append the parts of a RESP command: the array header for `count` arguments, one argument.
+void append_array_header(std::string& out, std::size_t count);
+void append_bulk(std::string& out, std::string_view arg);
+
 // Appends one command in RESP (an array of bulk strings) to `out`.
 void append_command(std::string& out, std::initializer_list<std::string_view> args);
 void append_command(std::string& out, const std::vector<std::string_view>& args);

@@ -94,29 +94,30 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   // numkeys, keys, argv) or a plain command. Retries once, on a fresh connection, only when
   // the request was certainly not sent. Throws `CallFailure`; a Redis error reply becomes one
   // with `maybe_sent` (the script may have run in part).
-  Reply exchange(std::optional<Script> script, const std::vector<std::string_view>& args) {
+  Reply exchange(std::optional<Script> script, std::initializer_list<std::string_view> args) {
     const std::size_t index = pool.pick();
+    // Reused per thread: the request is copied into the connection's buffer, so no
+    // allocation per call once warm.
+    thread_local std::string request;
     for (int attempt = 0;; ++attempt) {
       try {
         auto conn = pool.get(index);
         auto deadline = std::chrono::steady_clock::now() + command_timeout;
-        std::string request;
-        std::vector<std::string_view> argv;
-        argv.reserve(args.size() + 2);
-        if (script) {
-          argv.push_back("EVALSHA");
-          argv.push_back(conn->script_sha(*script));
-        }
-        argv.insert(argv.end(), args.begin(), args.end());
-        detail::redis::append_command(request, argv);
+        auto build = [&](std::string_view verb, std::string_view head) {
+          request.clear();
+          detail::redis::append_array_header(request, args.size() + (script ? 2 : 0));
+          if (script) {
+            detail::redis::append_bulk(request, verb);
+            detail::redis::append_bulk(request, head);
+          }
+          for (std::string_view arg : args) detail::redis::append_bulk(request, arg);
+        };
+        build("EVALSHA", script ? std::string_view(conn->script_sha(*script)) : "");
         Reply reply = conn->call(request, deadline);
         if (script && reply->type == REDIS_REPLY_ERROR &&
             std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
           // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
-          argv[0] = "EVAL";
-          argv[1] = pool.config().scripts[*script];
-          request.clear();
-          detail::redis::append_command(request, argv);
+          build("EVAL", pool.config().scripts[*script]);
           reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout);
         }
         if (reply->type == REDIS_REPLY_ERROR) {
@@ -133,7 +134,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   std::optional<Lock> try_acquire(std::string_view key, milliseconds ttl) {
-    std::string lock_key, fence_key, holder_key;
+    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
     layout.keys_of(key, lock_key, fence_key, holder_key);
     std::string token = make_token();
     std::string ttl_ms = std::to_string(ttl.count());
@@ -163,7 +164,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   bool release(std::string_view key, std::string_view token) override {
-    std::string lock_key, fence_key, holder_key;
+    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
     layout.keys_of(key, lock_key, fence_key, holder_key);
     try {
       return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
@@ -173,7 +174,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
-    std::string lock_key, fence_key, holder_key;
+    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
     layout.keys_of(key, lock_key, fence_key, holder_key);
     std::string ttl_ms = std::to_string(ttl.count());
     try {
@@ -185,7 +186,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   std::optional<LockInfo> status(std::string_view key) {
-    std::string lock_key, fence_key, holder_key;
+    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
     layout.keys_of(key, lock_key, fence_key, holder_key);
     Reply reply;
     try {
