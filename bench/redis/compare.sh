@@ -79,12 +79,22 @@ row() {  # NAME CLIENTS HOT KEYSPACE
     if awk -v a="$pairs" -v b="$lk" 'BEGIN { exit !(a > b) }'; then lk=$pairs; read -r p50 p99 <<<"$out"; fi
     raw1+=" $(run_raw "$2" 1 "$3")"
     raw16+=" $(run_raw "$2" 16 "$3")"
-    rb1+=" $(run_redis_benchmark "$2" 1 "$4")"
-    rb16+=" $(run_redis_benchmark "$2" 16 "$4")"
+    # redis-benchmark cannot chain a release to a granted acquire: on hot keys its acquires
+    # are nearly all refused, which says nothing about pairs. Only distinct keys are compared.
+    if [ "$3" -eq 0 ]; then
+      rb1+=" $(run_redis_benchmark "$2" 1 "$4")"
+      rb16+=" $(run_redis_benchmark "$2" 16 "$4")"
+    fi
   done
-  raw1=$(best <<<"$raw1"); raw16=$(best <<<"$raw16"); rb1=$(best <<<"$rb1"); rb16=$(best <<<"$rb16")
+  raw1=$(best <<<"$raw1"); raw16=$(best <<<"$raw16")
+  local vs_rb16=n/a
+  if [ "$3" -eq 0 ]; then
+    rb1=$(best <<<"$rb1"); rb16=$(best <<<"$rb16"); vs_rb16=$(ratio "$lk" "$rb16")
+  else
+    rb1=n/a; rb16=n/a
+  fi
   printf '| %s | %.0f (%s/%s) | %.0f | %.0f | %s | %s | %s | %s |\n' "$1" "$lk" "$p50" "$p99" \
-    "$raw1" "$raw16" "$rb1" "$rb16" "$(ratio "$lk" "$raw1")" "$(ratio "$lk" "$rb16")"
+    "$raw1" "$raw16" "$rb1" "$rb16" "$(ratio "$lk" "$raw1")" "$vs_rb16"
 }
 row "1 client, distinct keys" 1 0 1000000
 row "64 threads, one LockApi, distinct keys" 64 0 1000000

@@ -171,6 +171,7 @@ ErrorKind error_reply_kind(std::string_view text) noexcept {
   }
   if (text.find("invalid password") != std::string_view::npos) return ErrorKind::kAuth;
   if (text.substr(0, 7) == "LOADING" || text.substr(0, 4) == "BUSY" ||
+      text.substr(0, 8) == "READONLY" || text.substr(0, 3) == "OOM" ||
       text.substr(0, 8) == "TRYAGAIN" || text.substr(0, 8) == "MASTERDOWN") {
     return ErrorKind::kUnavailable;
   }

@@ -61,7 +61,8 @@ class CallFailure : public std::runtime_error {
 };
 
 // Returns the kind of a Redis error reply: NOAUTH, WRONGPASS, NOPERM -> auth; LOADING, BUSY,
-// TRYAGAIN, MASTERDOWN -> unavailable; anything else -> protocol.
+// READONLY, OOM, TRYAGAIN, MASTERDOWN -> unavailable (refused before running); anything
+// else -> protocol.
 ErrorKind error_reply_kind(std::string_view text) noexcept;
 
 // Append the parts of a RESP command: the array header for `count` arguments, one argument.

@@ -99,6 +99,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
     // Reused per thread: the request is copied into the connection's buffer, so no
     // allocation per call once warm.
     thread_local std::string request;
+    Reply reply;
     for (int attempt = 0;; ++attempt) {
       try {
         auto conn = pool.get(index);
@@ -113,24 +114,29 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
           for (std::string_view arg : args) detail::redis::append_bulk(request, arg);
         };
         build("EVALSHA", script ? std::string_view(conn->script_sha(*script)) : "");
-        Reply reply = conn->call(request, deadline);
+        reply = conn->call(request, deadline);
         if (script && reply->type == REDIS_REPLY_ERROR &&
             std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
           // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
           build("EVAL", pool.config().scripts[*script]);
           reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout);
         }
-        if (reply->type == REDIS_REPLY_ERROR) {
-          std::string text(reply->str, reply->len);
-          throw CallFailure(detail::redis::error_reply_kind(text), "server error: " + text, true);
-        }
-        return reply;
+        break;
       } catch (const CallFailure& f) {
         // Not sent: typically an idle connection the server closed (restart). One more try.
         if (!f.maybe_sent() && attempt == 0) continue;
         throw;
       }
     }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      std::string text(reply->str, reply->len);
+      ErrorKind kind = detail::redis::error_reply_kind(text);
+      // Refused before running (ACL, loading, busy, read-only replica): nothing was applied.
+      // Anything else may have failed inside a script, after some of its writes.
+      bool maybe_applied = kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable;
+      throw CallFailure(kind, "server error: " + text, maybe_applied);
+    }
+    return reply;
   }
 
   std::optional<Lock> try_acquire(std::string_view key, milliseconds ttl) {
@@ -148,7 +154,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
       std::string outcome;
       try {
         bool held = exchange(kRelease, {"2", lock_key, holder_key, token})->integer == 1;
-        outcome = held ? "it had been taken; released it again" : "it was not taken";
+        outcome = held ? "it had been taken; released it again" : "it was not held when checked";
       } catch (const std::exception& e) {
         outcome = "could not release it (" + std::string(e.what()) + "); it expires within " +
                   format_duration(ttl);
