@@ -61,7 +61,9 @@ RedisOptions parse_redis_url(std::string_view url);
 // replaced on the next call.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout`; nothing is retried in the background. A
+// auth) within `connect_timeout + command_timeout` (twice that when it first replaces a
+// connection the server closed, or takes back an in-doubt acquire); nothing is retried in the
+// background. A
 // holder may keep acting until its `valid_until()`, which lies before the server's expiry
 // (request start + ttl - 1% of ttl - 2 ms), but may not assume it can release or extend. If an
 // acquire was sent but its reply lost, the backend releases its token if it can and throws
