@@ -29,7 +29,7 @@ struct RedisOptions {
   std::string prefix{};
   std::chrono::milliseconds connect_timeout{2000};  // TCP connect plus the AUTH/SELECT handshake
   std::chrono::milliseconds command_timeout{2000};  // from sending a request to its reply
-  std::size_t connections = 4;  // multiplexed connections shared by all callers, 1..256
+  std::size_t connections = 2;  // pipelined connections shared by all callers, 1..256
 };
 
 // Returns the options of a `redis://[user:password@]host[:port][/db][?option=value&...]` URL.
