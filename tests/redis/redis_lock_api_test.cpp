@@ -176,10 +176,11 @@ TEST(RedisAuth, AclUserWorksAndWrongPasswordIsAuthError) {
 TEST(RedisCluster, EveryKeyOfALockSharesItsSlot) {
   RedisServer server({"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"});
   ASSERT_EQ(server.cli({"CLUSTER", "ADDSLOTSRANGE", "0", "16383"}), "OK");
-  for (int i = 0;
-       i < 200 && server.cli({"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos;
-       ++i) {
-    std::this_thread::sleep_for(20ms);
+  // A lone node takes a second or two to declare the cluster up; until then it refuses keys.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server.cli({"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "cluster never came up";
+    std::this_thread::sleep_for(50ms);
   }
   const std::vector<std::string> keys = {"plain",   "{tag}rest", "a{b",
                                          "a}b{c}d", "x{}y{z}",   "{",
