@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -212,7 +213,8 @@ TEST(RedisCluster, EveryKeyOfALockSharesItsSlot) {
 }
 
 TEST(RedisThreads, ManyThreadsShareOneApiWithoutOverlap) {
-  auto api = lockkit::open(RedisServer::shared().url("?connections=2"));
+  RedisServer server;  // its own, so that its client list shows only this API's connections
+  auto api = lockkit::open(server.url("?connections=2"));
   constexpr int kThreads = 32;
   constexpr int kKeys = 4;
   constexpr int kRounds = 40;
@@ -247,6 +249,10 @@ TEST(RedisThreads, ManyThreadsShareOneApiWithoutOverlap) {
   long total = 0;
   for (long c : counters) total += c;
   EXPECT_EQ(total, kThreads * kRounds);
+  // 32 threads, 2 connections: callers shared them, none got a connection of its own.
+  auto clients = server.cli({"CLIENT", "LIST"});
+  EXPECT_EQ(std::count(clients.begin(), clients.end(), '\n') + 1, 3)  // ours + redis-cli
+      << clients;
 }
 
 TEST(RedisProcesses, TwoProcessesNeverOverlap) {
