@@ -56,9 +56,9 @@ RedisOptions parse_redis_url(std::string_view url);
 // are `prefix + "lockkit:{N}..."`; keys starting with `lockkit:{` are rejected.
 //
 // Calls from any number of threads share `connections` connections: requests of concurrent
-// callers are pipelined on them, so threads are not serialised on one connection and need no
-// connection each. Connections are made lazily, outside any pool lock, and a broken one is
-// replaced on the next call.
+// callers are pipelined on them and sent in batches, so threads are not serialised on one
+// connection and need no connection each. Connections are made lazily, outside any pool lock,
+// and a broken one is replaced on the next call.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
 // auth) within `connect_timeout + command_timeout` (twice that when it first replaces a
