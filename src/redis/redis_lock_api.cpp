@@ -4,6 +4,7 @@
 #include <charconv>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "core/url.hpp"
 #include "lockkit/errors.hpp"
@@ -64,6 +65,32 @@ std::uint64_t to_uint(const redisReply& r, std::string_view op, std::string_view
   throw BackendError("redis", ErrorKind::kProtocol, context(op, key) + "unexpected reply");
 }
 
+// Per-thread buffers, so that a warm call allocates nothing for its keys and request. A `Lock`
+// in a thread_local may be released at thread exit after these buffers are gone: then a call
+// falls back to buffers of its own.
+struct Buffers {
+  std::string request;
+  std::tuple<std::string, std::string, std::string> keys;  // lock, fence, holder
+};
+
+thread_local bool g_buffers_gone = false;  // trivially destructible: readable until thread end
+
+struct ThreadBuffers : Buffers {
+  ~ThreadBuffers() { g_buffers_gone = true; }
+};
+
+class Scratch {
+ public:
+  Buffers& get() {
+    if (g_buffers_gone) return own_;
+    thread_local ThreadBuffers shared;
+    return shared;
+  }
+
+ private:
+  Buffers own_;  // empty strings: no allocation unless used
+};
+
 }  // namespace
 
 struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLockApi::Impl> {
@@ -98,7 +125,8 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
     const std::size_t index = pool.pick();
     // Reused per thread: the request is copied into the connection's buffer, so no
     // allocation per call once warm.
-    thread_local std::string request;
+    Scratch scratch;
+    std::string& request = scratch.get().request;
     Reply reply;
     for (int attempt = 0;; ++attempt) {
       try {
@@ -140,7 +168,8 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   std::optional<Lock> try_acquire(std::string_view key, milliseconds ttl) {
-    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
     layout.keys_of(key, lock_key, fence_key, holder_key);
     std::string token = make_token();
     std::string ttl_ms = std::to_string(ttl.count());
@@ -170,7 +199,8 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   bool release(std::string_view key, std::string_view token) override {
-    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
     layout.keys_of(key, lock_key, fence_key, holder_key);
     try {
       return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
@@ -180,7 +210,8 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
-    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
     layout.keys_of(key, lock_key, fence_key, holder_key);
     std::string ttl_ms = std::to_string(ttl.count());
     try {
@@ -192,7 +223,8 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   std::optional<LockInfo> status(std::string_view key) {
-    thread_local std::string lock_key, fence_key, holder_key;  // no allocation per call
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
     layout.keys_of(key, lock_key, fence_key, holder_key);
     Reply reply;
     try {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -253,6 +254,18 @@ TEST(RedisThreads, ManyThreadsShareOneApiWithoutOverlap) {
   auto clients = server.cli({"CLIENT", "LIST"});
   EXPECT_EQ(std::count(clients.begin(), clients.end(), '\n') + 1, 3)  // ours + redis-cli
       << clients;
+}
+
+TEST(RedisThreads, ThreadLocalLockIsReleasedAtThreadExit) {
+  auto api = lockkit::open(RedisServer::shared().url());
+  auto key = Unique("thread-local");
+  std::thread([&] {
+    // Constructed before the backend's per-thread buffers, so destroyed after them.
+    thread_local std::optional<Lock> held;
+    held = api->try_acquire(key, 30s);
+    EXPECT_TRUE(held);
+  }).join();
+  EXPECT_TRUE(api->try_acquire(key, 30s)) << "not released when its thread ended";
 }
 
 TEST(RedisProcesses, TwoProcessesNeverOverlap) {
