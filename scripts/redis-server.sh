@@ -64,9 +64,14 @@ case $cmd in
     mkdir -p "$dir"
     [ -f "$pidfile" ] && die "a server is already running for $dir (pid $(cat "$pidfile"))"
     fixed=$port
+    # Below the kernel's ephemeral range: while the server is down for a restart, no client
+    # socket can take its port (loopback connects to a free port may even connect to themselves).
+    ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    low=10000
+    high=$(( ephemeral > low + 1000 ? ephemeral : 32768 ))
     for attempt in $(seq 1 20); do
       if [ -z "$fixed" ]; then
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port=$((low + (RANDOM * 32768 + RANDOM) % (high - low)))
         port_in_use "$port" && continue
       fi
       redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes --save "" \

@@ -150,6 +150,20 @@ int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::stri
         continue;
       }
     }
+    // With nothing listening on a loopback port inside the ephemeral range, the kernel can
+    // pick that very port for our end and connect the socket to itself (TCP simultaneous
+    // open). That is a refused connection, and it would keep the server from binding its port.
+    sockaddr_storage self{};
+    sockaddr_storage peer{};
+    socklen_t self_len = sizeof self;
+    socklen_t peer_len = sizeof peer;
+    if (::getsockname(sock.fd, reinterpret_cast<sockaddr*>(&self), &self_len) == 0 &&
+        ::getpeername(sock.fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0 &&
+        self_len == peer_len && std::memcmp(&self, &peer, self_len) == 0) {
+      last = errno_text(ECONNREFUSED);
+      last_kind = ErrorKind::kUnavailable;
+      continue;
+    }
     int flags = ::fcntl(sock.fd, F_GETFL);
     ::fcntl(sock.fd, F_SETFL, flags & ~O_NONBLOCK);
     int one = 1;

@@ -134,6 +134,17 @@ TEST(RedisFaults, KillAndRestartMidStreamNeverHangs) {
   std::atomic<int> after_restart{0};
   std::vector<Clock::duration> longest(kThreads, Clock::duration::zero());
   std::vector<std::thread> threads;
+  // Stops and joins the threads also when an assertion or the fixture throws.
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Joiner() {
+      stop = true;
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{stop, threads};
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       const std::string key = "stream/" + std::to_string(t);
