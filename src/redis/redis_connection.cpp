@@ -293,11 +293,15 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
       throw CallFailure(broken_kind_, broken_message_, false);
     }
     // An idle connection may have been closed by a server restart while nobody used it; finding
-    // out now keeps the request unsent, so the caller can retry on a fresh connection.
-    if (pending_.empty() && !writing_ && !reading_ && idle_peer_closed()) {
+    // out now keeps the request unsent, so the caller can retry on a fresh connection. Not
+    // worth a system call when it was in use a moment ago.
+    const TimePoint now = deadline - command_timeout_;
+    if (pending_.empty() && !writing_ && !reading_ && now - last_used_ >= milliseconds(5) &&
+        idle_peer_closed()) {
       fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
       throw CallFailure(broken_kind_, broken_message_, false);
     }
+    last_used_ = now;
     me.offset = appended_;
     out_.append(request);
     appended_ += request.size();

@@ -93,7 +93,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   // Sends `request` (one RESP command) and returns its reply (possibly a Redis error reply).
-  // Throws `CallFailure` if the connection breaks or no reply arrives by `deadline`.
+  // `deadline` must be now + the command timeout. Throws `CallFailure` if the connection
+  // breaks or no reply arrives by `deadline`.
   Reply call(std::string_view request, TimePoint deadline);
 
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
@@ -123,6 +124,7 @@ class Connection {
   std::uint64_t queued_requests_ = 0;  // requests ever queued; guarded by mu_
   std::uint64_t sent_requests_ = 0;    // requests handed to send() so far; guarded by mu_
   std::uint64_t answered_ = 0;         // replies taken off the stream; guarded by mu_
+  TimePoint last_used_{};              // when the last request was queued; guarded by mu_
   bool writing_ = false;               // guarded by mu_
   bool reading_ = false;  // a caller holds (or is being handed) the reader role; guarded by mu_
   std::atomic<bool> broken_{false};                     // written under mu_
