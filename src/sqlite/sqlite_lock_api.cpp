@@ -351,6 +351,12 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), 
     throw std::invalid_argument("max_idle_connections: must be 1..1024, got " +
                                 std::to_string(options_.max_idle_connections));
   }
+  if (sqlite3_threadsafe() == 0) {
+    // Connections of one store run on many threads at once; that needs SQLite's locking.
+    throw BackendError(
+        "sqlite", ErrorKind::kUnsupported,
+        "this SQLite library was built without thread support (SQLITE_THREADSAFE=0)");
+  }
   std::filesystem::path file = std::filesystem::absolute(options_.path).lexically_normal();
   path_ = file.string();
   if (!file.has_filename()) fail_open(ErrorKind::kIo, "names a directory, not a file");
