@@ -156,8 +156,9 @@ std::string quoted(std::string_view key) {
 struct SqliteConn {
   DbPtr db;
   std::array<StmtPtr, kStmtCount> stmts;
-  milliseconds busy_timeout{0};
-  steady_clock::time_point busy_since;
+  // When the current call stops waiting for locks: its start + busy_timeout, for all of its
+  // statements together (not per statement).
+  steady_clock::time_point busy_deadline;
 };
 
 // What a failed SQLite call means, decided in one place: the kind, and a cause for the message.
@@ -204,12 +205,11 @@ Failure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::stri
 }
 
 // Waits for another connection's write lock: short sleeps first (transactions here last tens
-// of microseconds), never more than 2 ms at a time, and never past busy_timeout.
+// of microseconds), never more than 2 ms at a time, and never past the call's deadline.
 int busy_handler(void* arg, int count) noexcept {
   auto* conn = static_cast<SqliteConn*>(arg);
   auto now = steady_clock::now();
-  if (count == 0) conn->busy_since = now;
-  auto deadline = conn->busy_since + conn->busy_timeout;
+  auto deadline = conn->busy_deadline;
   if (now >= deadline) return 0;
   steady_clock::duration delay = std::chrono::microseconds(20) * (1 << std::min(count, 7));
   delay = std::min<steady_clock::duration>({delay, std::chrono::milliseconds(2), deadline - now});
@@ -259,7 +259,9 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 class SqliteStore::Session {
  public:
   Session(SqliteStore& store, std::string_view op, std::string_view key = {})
-      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {}
+      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {
+    conn_->busy_deadline = steady_clock::now() + store.options_.busy_timeout;
+  }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   ~Session() {
@@ -407,7 +409,7 @@ void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
 
 std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
   auto conn = std::make_unique<SqliteConn>();
-  conn->busy_timeout = options_.busy_timeout;
+  conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
   sqlite3* raw = nullptr;
   // No SQLITE_OPEN_CREATE: if the file vanished, fail rather than lock on a new, empty one.
   int rc =
