@@ -341,7 +341,7 @@ class SqliteStore::Session {
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), pid_(::getpid()) {
   if (options_.path.empty()) throw std::invalid_argument("path: must not be empty");
-  if (options_.path == ":memory:" || options_.path.front() == ':') {
+  if (options_.path == ":memory:") {
     throw std::invalid_argument("path: \"" + options_.path +
                                 "\" is not a file; in-memory databases cannot share locks");
   }
