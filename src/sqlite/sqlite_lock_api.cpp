@@ -3,12 +3,14 @@
 #include "lockkit/sqlite.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -159,6 +161,7 @@ struct SqliteConn {
   // When the current call stops waiting for locks: its start + busy_timeout, for all of its
   // statements together (not per statement).
   steady_clock::time_point busy_deadline;
+  unsigned fork_generation = 0;  // `fork_generation()` when opened
 };
 
 // What a failed SQLite call means, decided in one place: the kind, and a cause for the message.
@@ -202,6 +205,19 @@ Failure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::stri
     default:
       return {ErrorKind::kProtocol, msg};
   }
+}
+
+// Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
+// (unusable there) without a getpid() system call on every checkout.
+std::atomic<unsigned> g_fork_generation{0};
+
+unsigned fork_generation() noexcept {
+  static const bool registered = [] {
+    return ::pthread_atfork(nullptr, nullptr,
+                            [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }) == 0;
+  }();
+  (void)registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
 }
 
 // Waits for another connection's write lock: short sleeps first (transactions here last tens
@@ -250,7 +266,6 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 
   const SqliteOptions options_;
   std::string path_;
-  const pid_t pid_;
   std::mutex mu_;
   std::vector<std::unique_ptr<SqliteConn>> idle_;  // guarded by mu_
 };
@@ -339,7 +354,7 @@ class SqliteStore::Session {
   std::unique_ptr<SqliteConn> conn_;
 };
 
-SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), pid_(::getpid()) {
+SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
   if (options_.path.empty()) throw std::invalid_argument("path: must not be empty");
   if (options_.path == ":memory:") {
     throw std::invalid_argument("path: \"" + options_.path +
@@ -396,10 +411,10 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), 
 }
 
 SqliteStore::~SqliteStore() {
-  if (::getpid() != pid_) {
+  for (auto& conn : idle_) {
     // A forked child must not close its parent's connections: closing may run the last-
     // connection clean-up (checkpoint, WAL removal) on a file the parent still uses.
-    for (auto& conn : idle_) (void)conn.release();
+    if (conn->fork_generation != fork_generation()) (void)conn.release();
   }
 }
 
@@ -410,6 +425,7 @@ void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
 std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
   auto conn = std::make_unique<SqliteConn>();
   conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
+  conn->fork_generation = fork_generation();
   sqlite3* raw = nullptr;
   // No SQLITE_OPEN_CREATE: if the file vanished, fail rather than lock on a new, empty one.
   int rc =
@@ -437,18 +453,19 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
 std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op) {
   {
     std::lock_guard<std::mutex> guard(mu_);
-    if (!idle_.empty() && ::getpid() == pid_) {
+    while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      return conn;
+      if (conn->fork_generation == fork_generation()) return conn;
+      (void)conn.release();  // inherited through fork(): see ~SqliteStore
     }
   }
   return open_connection(op);  // outside the mutex: opening touches the file system
 }
 
 void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
-  if (::getpid() != pid_) {
-    (void)conn.release();  // opened in the parent; see ~SqliteStore
+  if (conn->fork_generation != fork_generation()) {
+    (void)conn.release();  // checked out before a fork(): see ~SqliteStore
     return;
   }
   {
