@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -517,6 +518,46 @@ TEST(SqliteKeys, ListHandlesPrefixesWithHighBytes) {
   EXPECT_EQ(listed[1].key, p + std::string("\x00", 1));
   EXPECT_EQ(listed[2].key, p + "\xff\xff");
   EXPECT_EQ(api->list().size(), 5u);
+}
+
+TEST(SqliteThreads, ShareOneApiThroughASmallPool) {
+  TempDir dir;
+  // Fewer idle slots than threads: connections are opened and closed while others run.
+  std::shared_ptr<LockApi> api =
+      make_sqlite_lock_api({.path = dir.file("locks.db"), .max_idle_connections = 2});
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 30;
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::atomic<int> errors{0};
+  long counter = 0;  // plain: guarded only by the lock under test
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int i = 0; i < kRounds; ++i) {
+          auto own = api->try_acquire("own/" + std::to_string(t), 10s);
+          if (!own) errors.fetch_add(1);
+          auto lock = api->acquire("shared", 10s,
+                                   {.max_wait = 30s, .initial_delay = 1ms, .max_delay = 2ms});
+          if (!lock) {
+            errors.fetch_add(1);
+            continue;
+          }
+          if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+          ++counter;
+          inside.fetch_sub(1);
+          if (!lock->release()) errors.fetch_add(1);
+        }
+      } catch (const std::exception&) {
+        errors.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(counter, kThreads * kRounds);
 }
 
 TEST(SqliteFork, ChildOpensItsOwnConnections) {
