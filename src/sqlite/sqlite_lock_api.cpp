@@ -254,8 +254,10 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
  private:
   class Session;
 
-  std::unique_ptr<SqliteConn> open_connection(std::string_view op);
-  std::unique_ptr<SqliteConn> checkout(std::string_view op);
+  std::unique_ptr<SqliteConn> open_connection(std::string_view op, std::string_view key);
+  std::unique_ptr<SqliteConn> checkout(std::string_view op, std::string_view key);
+  // Returns the start of an error message: `op "key": "/path": `, or `op "/path": `.
+  std::string context(std::string_view op, std::string_view key) const;
   void checkin(std::unique_ptr<SqliteConn> conn) noexcept;
   void set_up(Session& s);
   // Returns the number of our tables present (0 or 2); throws for a foreign schema.
@@ -274,7 +276,7 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 class SqliteStore::Session {
  public:
   Session(SqliteStore& store, std::string_view op, std::string_view key = {})
-      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {
+      : store_(store), op_(op), key_(key), conn_(store.checkout(op, key)) {
     conn_->busy_deadline = steady_clock::now() + store.options_.busy_timeout;
   }
   Session(const Session&) = delete;
@@ -342,11 +344,7 @@ class SqliteStore::Session {
   }
 
  private:
-  std::string context() const {
-    std::string what = std::string(op_);
-    if (!key_.empty()) what += " " + quoted(key_);
-    return what + ": \"" + store_.path_ + "\": ";
-  }
+  std::string context() const { return store_.context(op_, key_); }
 
   SqliteStore& store_;
   std::string_view op_;
@@ -418,11 +416,18 @@ SqliteStore::~SqliteStore() {
   }
 }
 
-void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
-  throw BackendError("sqlite", kind, "open \"" + path_ + "\": " + cause);
+std::string SqliteStore::context(std::string_view op, std::string_view key) const {
+  std::string what(op);
+  if (!key.empty()) what += " " + quoted(key) + ":";
+  return what + " \"" + path_ + "\": ";
 }
 
-std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
+void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
+  throw BackendError("sqlite", kind, context("open", {}) + cause);
+}
+
+std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
+                                                         std::string_view key) {
   auto conn = std::make_unique<SqliteConn>();
   conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
   conn->fork_generation = fork_generation();
@@ -433,14 +438,13 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
   conn->db.reset(raw);
   auto fail = [&](int code) {
     Failure f = classify(raw, code, options_.busy_timeout, path_);
-    throw BackendError("sqlite", f.kind, std::string(op) + ": \"" + path_ + "\": " + f.cause);
+    throw BackendError("sqlite", f.kind, context(op, key) + f.cause);
   };
   if (rc != SQLITE_OK) fail(rc);
   sqlite3_extended_result_codes(raw, 1);
   if (sqlite3_db_readonly(raw, "main") == 1) {
-    throw BackendError(
-        "sqlite", ErrorKind::kIo,
-        std::string(op) + ": \"" + path_ + "\": file is read-only (" + std::strerror(EACCES) + ")");
+    throw BackendError("sqlite", ErrorKind::kIo,
+                       context(op, key) + "file is read-only (" + std::strerror(EACCES) + ")");
   }
   sqlite3_busy_handler(raw, &busy_handler, conn.get());
   rc = sqlite3_exec(raw,
@@ -450,7 +454,7 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
   return conn;
 }
 
-std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op) {
+std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op, std::string_view key) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     while (!idle_.empty()) {
@@ -460,7 +464,7 @@ std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op) {
       (void)conn.release();  // inherited through fork(): see ~SqliteStore
     }
   }
-  return open_connection(op);  // outside the mutex: opening touches the file system
+  return open_connection(op, key);  // outside the mutex: opening touches the file system
 }
 
 void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
