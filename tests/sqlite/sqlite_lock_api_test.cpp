@@ -388,6 +388,41 @@ TEST(SqliteFile, ReadOnlyDatabaseFileIsReported) {
   EXPECT_THAT(out, HasSubstr("read-only"));
 }
 
+void remove_database(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+}
+
+TEST(SqliteFile, DeletedFileIsNoticedAtTheNextCall) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  auto held = api->try_acquire("k", 30s);
+  ASSERT_TRUE(held);
+  remove_database(path);  // a cleaner, or a user "resetting" the locks
+  auto newcomer = make_sqlite_lock_api({.path = path});  // as a new process would
+  auto taken = newcomer->try_acquire("k", 30s);
+  ASSERT_TRUE(taken) << "the new file starts empty";
+  // Without the check, the old connections would keep renewing a lease nobody else can see.
+  EXPECT_FALSE(held->extend(30s)) << "renewed a lease in a deleted file";
+  EXPECT_FALSE(api->try_acquire("k", 30s)) << "kept using the deleted file";
+  auto info = api->status("k");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->fence, taken->fence());
+}
+
+TEST(SqliteFile, DeletedFileIsMadeAnewByTheNextCall) {
+  TempDir dir;
+  const std::string path = dir.file("sub/locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  { ASSERT_TRUE(api->try_acquire("k", 30s)); }
+  std::filesystem::remove_all(dir.file("sub"));
+  auto lock = api->try_acquire("k", 30s);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(mode_of(path), 0600u);
+  RawDb raw(path);
+  EXPECT_EQ(raw.count("lockkit_leases"), 1);
+}
+
 // --- Busy timeout -------------------------------------------------------------------------
 
 TEST(SqliteBusy, HeldWriteLockGivesTimeoutErrorWithinBusyTimeout) {
