@@ -317,7 +317,7 @@ class SqliteStore::Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   ~Session() {
-    if (fresh_) return;  // closes conn_, if still here
+    if (fresh_ || broken_) return;  // closes conn_, if still here
     if (conn_ && sqlite3_get_autocommit(conn_->db.get()) == 0) {
       // An exception left a transaction open: undo it before anyone reuses the connection.
       if (sqlite3_exec(conn_->db.get(), "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -377,6 +377,8 @@ class SqliteStore::Session {
   }
 
   [[noreturn]] void throw_error(ErrorKind kind, const std::string& cause) {
+    // Contention leaves the connection fine; after anything else, start afresh next time.
+    if (kind != ErrorKind::kTimeout) broken_ = true;
     throw BackendError("sqlite", kind, context() + cause);
   }
 
@@ -388,6 +390,7 @@ class SqliteStore::Session {
   std::string_view key_;
   std::unique_ptr<SqliteConn> conn_;
   bool fresh_ = false;
+  bool broken_ = false;
 };
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
