@@ -428,7 +428,7 @@ TEST(SqliteFile, DeletedFileIsMadeAnewByTheNextCall) {
 TEST(SqliteBusy, HeldWriteLockGivesTimeoutErrorWithinBusyTimeout) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
-  auto api = make_sqlite_lock_api({.path = path, .busy_timeout = 300ms});
+  auto api = lockkit::open("sqlite://" + path + "?busy_timeout=300ms");  // the URL's option counts
   auto held = api->try_acquire("held", 30s);
   ASSERT_TRUE(held);
   RawDb blocker(path);
@@ -536,6 +536,22 @@ TEST(SqliteReclaim, ExpiredRowsDoNotAccumulateWithDistinctKeys) {
   EXPECT_LE(max_rows, kBatch + 64);
   EXPECT_LT(std::stol(raw.query("PRAGMA page_count")), 150)
       << "3000 rows of 200+ bytes would need ~170 pages";
+}
+
+TEST(SqliteReclaim, ExpiredLeasesAreNotShown) {
+  TempDir dir;
+  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
+  auto lock = api->try_acquire("short", 50ms);
+  auto other = api->try_acquire("long", 30s);
+  ASSERT_TRUE(lock && other);
+  ASSERT_TRUE(api->status("short"));
+  std::this_thread::sleep_for(60ms);
+  EXPECT_FALSE(api->status("short"));
+  auto listed = api->list();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].key, "long");
+  EXPECT_GT(listed[0].remaining, 29s);
+  EXPECT_FALSE(lock->release()) << "an expired lease was reported as released";
 }
 
 TEST(SqliteKeys, ListHandlesPrefixesWithHighBytes) {
