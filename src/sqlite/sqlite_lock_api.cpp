@@ -439,15 +439,6 @@ void SqliteStore::fail(std::string_view op, std::string_view key, ErrorKind kind
 }
 
 void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
-  // Parents with 0700, one level at a time, so that each failure names its directory.
-  std::filesystem::path dir;
-  for (const auto& part : std::filesystem::path(path_).parent_path()) {
-    dir /= part;
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      fail(op, key, ErrorKind::kIo,
-           "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
-    }
-  }
   // Our own create gives mode 0600 (SQLite would use 0644). Never open an existing file here:
   // closing our descriptor would drop the POSIX locks SQLite holds on it in this process, and
   // the mutex keeps another thread's connection from taking locks between create and close.
@@ -458,8 +449,18 @@ void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
     if (S_ISDIR(st.st_mode)) fail(op, key, ErrorKind::kIo, "is a directory, not a database file");
     return;
   }
-  if (errno != ENOENT)
+  if (errno != ENOENT && errno != ENOTDIR) {
     fail(op, key, ErrorKind::kIo, std::string("cannot stat: ") + std::strerror(errno));
+  }
+  // Parents with 0700, one level at a time, so that each failure names its directory.
+  std::filesystem::path dir;
+  for (const auto& part : std::filesystem::path(path_).parent_path()) {
+    dir /= part;
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      fail(op, key, ErrorKind::kIo,
+           "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
+    }
+  }
   int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno != EEXIST) {
     fail(op, key, ErrorKind::kIo, std::string("cannot create file: ") + std::strerror(errno));
