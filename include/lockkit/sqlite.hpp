@@ -53,9 +53,10 @@ struct SqliteOptions {
 // in a file nobody else sees. The `-wal` and `-shm` files stay next to the database.
 // The file must be on a local file system of this host (WAL needs shared memory): it is not a
 // lock service for several machines.
-// When the store is unreachable (file removed, disk full, write lock held by a stuck process):
-// calls throw `BackendError` within `busy_timeout`; a holder may still rely on its lease until
-// `valid_until()`, since nobody else can take it without writing to the same file.
+// When the store is unreachable (directory unwritable, disk full, write lock held by a stuck
+// process): calls throw `BackendError` within `busy_timeout`; a holder may still rely on its
+// lease until `valid_until()` (nobody can take it without writing to the same file), and on
+// nothing after it. Deleting the file ends every lease in it at once: don't.
 // Thread safety: safe to share; calls may run concurrently. In a child made by fork() it opens
 // its own connections and never uses or closes the inherited ones.
 class SqliteLockApi final : public LockApi {
