@@ -447,6 +447,8 @@ void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
   struct stat st;
   if (::stat(path_.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) fail(op, key, ErrorKind::kIo, "is a directory, not a database file");
+    // A FIFO would block the first read forever; devices are not databases either.
+    if (!S_ISREG(st.st_mode)) fail(op, key, ErrorKind::kIo, "is not a regular file");
     return;
   }
   if (errno != ENOENT && errno != ENOTDIR) {

@@ -315,6 +315,15 @@ TEST(SqliteFile, DirectoryIsNotADatabase) {
   EXPECT_THAT(e.what(), HasSubstr("is a directory"));
 }
 
+TEST(SqliteFile, FifoOrDeviceIsRefusedWithoutBlocking) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo.db").c_str(), 0600), 0);
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = dir.file("fifo.db")}); });
+  EXPECT_THAT(e.what(), HasSubstr("not a regular file"));
+  EXPECT_THAT(backend_error([] { (void)make_sqlite_lock_api({.path = "/dev/null"}); }).what(),
+              HasSubstr("not a regular file"));
+}
+
 TEST(SqliteFile, ReadOnlyFileSystemIsReported) {
   // /proc refuses new files even for root.
   auto e = backend_error([] { (void)make_sqlite_lock_api({.path = "/proc/lockkit-test.db"}); });
