@@ -202,6 +202,19 @@ TEST(SqliteFile, CreatesFileAndParentsPrivately) {
   EXPECT_EQ(raw.query("PRAGMA journal_mode"), "wal");
 }
 
+TEST(SqliteFile, LastCloseLeavesAnEmptyWal) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  {
+    auto api = make_sqlite_lock_api({.path = path});
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(api->try_acquire("k" + std::to_string(i), 10s));
+    EXPECT_GT(std::filesystem::file_size(path + "-wal"), 0u);
+  }
+  // Kept (never deleted by name), but empty: the next first open has nothing to re-read.
+  ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
+  EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+}
+
 TEST(SqliteFile, ExistingFileModeIsLeftAlone) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
