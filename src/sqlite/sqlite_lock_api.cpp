@@ -605,11 +605,16 @@ int SqliteStore::check_schema(Session& s) {
   if (found == 1) foreign("only one of lockkit_meta and lockkit_leases exists");
   if (found == 2) {
     sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(
-        s.db(), "SELECT value FROM lockkit_meta WHERE name = 'schema_version'", -1, &raw, nullptr);
+    int rc = sqlite3_prepare_v2(s.db(),
+                                "SELECT (SELECT value FROM lockkit_meta WHERE name = "
+                                "'schema_version'), (SELECT typeof(value) FROM lockkit_meta "
+                                "WHERE name = 'fence')",
+                                -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
     StmtPtr stmt(raw);
-    if (!s.step(raw)) foreign("lockkit_meta has no schema_version");
+    if (!s.step(raw) || sqlite3_column_type(raw, 0) != SQLITE_INTEGER) {
+      foreign("lockkit_meta has no schema_version");
+    }
     std::int64_t version = sqlite3_column_int64(raw, 0);
     if (version != kSchemaVersion) {
       s.throw_error(ErrorKind::kProtocol,
@@ -617,6 +622,7 @@ int SqliteStore::check_schema(Session& s) {
                         std::to_string(kSchemaVersion) +
                         (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
     }
+    if (column_blob(raw, 1) != "integer") foreign("lockkit_meta has no fence counter");
   }
   return found;
 }

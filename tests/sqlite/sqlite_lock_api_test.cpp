@@ -293,6 +293,18 @@ TEST(SqliteFile, NewerSchemaVersionIsRejected) {
   EXPECT_THAT(e.what(), HasSubstr("newer lockkit"));
 }
 
+TEST(SqliteFile, MissingFenceCounterIsReported) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  { auto api = make_sqlite_lock_api({.path = path}); }
+  {
+    RawDb raw(path);
+    raw.exec("DELETE FROM lockkit_meta WHERE name = 'fence'");
+  }
+  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = path}); }).what(),
+              HasSubstr("no fence counter"));
+}
+
 TEST(SqliteFile, UnrelatedTablesAreLeftAlone) {
   TempDir dir;
   const std::string path = dir.file("app.db");
