@@ -329,6 +329,8 @@ class SqliteStore::Session {
 
   sqlite3* db() const noexcept { return conn_->db.get(); }
   std::unique_ptr<SqliteConn> take() noexcept { return std::move(conn_); }
+  // Sleeps like the busy handler before retry `attempt`; false once the call's deadline passed.
+  bool wait_busy(int attempt) noexcept { return busy_handler(conn_.get(), attempt) != 0; }
 
   sqlite3_stmt* stmt(StmtId id) {
     auto& slot = conn_->stmts[id];
@@ -628,18 +630,28 @@ int SqliteStore::check_schema(Session& s) {
 }
 
 void SqliteStore::set_up(Session& s) {
-  // Read-only checks first: a foreign file is rejected before anything in it changes.
+  // Read-only checks first: a foreign file is rejected before anything in it changes. One read
+  // transaction, so that a schema another process is creating is seen whole or not at all.
+  s.exec_sql("BEGIN");
   int found = check_schema(s);
+  s.exec_sql("COMMIT");
   // Persistent, and a no-op when already set. Needs the directory writable (for -wal, -shm).
-  {
+  // SQLite answers BUSY at once, without its busy handler, while another connection reads the
+  // file in rollback mode (as processes racing to create it do): wait here instead.
+  for (int attempt = 0;; ++attempt) {
     sqlite3_stmt* raw = nullptr;
     int rc = sqlite3_prepare_v2(s.db(), "PRAGMA journal_mode=WAL", -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
     StmtPtr stmt(raw);
-    if (!s.step(raw)) s.fail(sqlite3_errcode(s.db()));
-    std::string mode(column_blob(raw, 0));
-    if (mode != "wal")
-      s.throw_error(ErrorKind::kIo, "cannot switch to WAL mode (journal mode is " + mode + ")");
+    rc = sqlite3_step(raw);
+    if (rc == SQLITE_ROW) {
+      std::string mode(column_blob(raw, 0));
+      if (mode != "wal") {
+        s.throw_error(ErrorKind::kIo, "cannot switch to WAL mode (journal mode is " + mode + ")");
+      }
+      break;
+    }
+    if ((rc & 0xff) != SQLITE_BUSY || !s.wait_busy(attempt)) s.fail(rc);
   }
   const std::string boot = read_boot_id();
   if (found == 2 && stored_boot(s) == boot) return;  // the common case: nothing to write

@@ -3,6 +3,8 @@
 // takes a lock and holds it until killed.
 //   sqlite_test_worker contend <url> <dir> <rounds> <key>   exit 0 ok, 2 overlap, 3 fence, 4 busy
 //   sqlite_test_worker hold <url> <key> <ttl_ms>            prints the fence, then waits
+//   sqlite_test_worker open <url>          waits for stdin to close, then opens the file and takes
+//                                          and releases one lock (exit 0) or prints why not
 //   sqlite_test_worker stall <path>        writes a lease row inside an open write transaction,
 //                                          prints "ready", then waits (to be killed)
 #include <fcntl.h>
@@ -84,6 +86,15 @@ int hold(const std::string& url, const std::string& key, long ttl_ms) {
   for (;;) ::pause();
 }
 
+int open_once(const std::string& url) {
+  char c;
+  while (::read(STDIN_FILENO, &c, 1) > 0) {
+  }
+  auto api = lockkit::open(url);
+  auto lock = api->acquire("k", 10s, {.max_wait = 30s, .initial_delay = 1ms, .max_delay = 10ms});
+  return lock && lock->release() ? 0 : 4;
+}
+
 int stall(const std::string& path) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) return 1;
@@ -105,6 +116,7 @@ int main(int argc, char** argv) {
     std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "contend" && argc == 6)
       return contend(argv[2], argv[3], std::stoi(argv[4]), argv[5]);
+    if (mode == "open" && argc == 3) return open_once(argv[2]);
     if (mode == "stall" && argc == 3) return stall(argv[2]);
     if (mode == "hold" && argc == 5) return hold(argv[2], argv[3], std::stol(argv[4]));
     std::fprintf(stderr, "usage: sqlite_test_worker contend|hold ...\n");
