@@ -329,6 +329,8 @@ class SqliteStore::Session {
 
   sqlite3* db() const noexcept { return conn_->db.get(); }
   std::unique_ptr<SqliteConn> take() noexcept { return std::move(conn_); }
+  // Closes the connection when the call ends instead of pooling it.
+  void discard() noexcept { broken_ = true; }
   // Sleeps like the busy handler before retry `attempt`; false once the call's deadline passed.
   bool wait_busy(int attempt) noexcept { return busy_handler(conn_.get(), attempt) != 0; }
 
@@ -739,6 +741,7 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
       // recovery would find them: our lease is in doubt, so try to delete it before saying so.
       if (!won || (rc & 0xff) == SQLITE_BUSY) s.fail(rc);
       in_doubt = s.describe(rc);
+      s.discard();
     }
   }
   if (in_doubt) {
