@@ -11,7 +11,7 @@ namespace lockkit::cli {
 
 Result acquire(const AcquireArgs& args) {
   std::string key = resolve_key(args.key, "key");
-  if (args.ttl.empty()) throw UsageError("acquire: missing --ttl");
+  if (args.ttl.empty()) throw UsageError("missing --ttl");
   auto ttl = parse_ttl(args.ttl, "ttl");
   std::optional<std::chrono::milliseconds> wait;
   if (args.wait) wait = parse_wait(*args.wait);

@@ -49,7 +49,14 @@ void diagnose(std::string_view message) noexcept {
   }
 }
 
-Result fail(const std::exception_ptr& error) noexcept {
+Result fail(const std::exception_ptr& error, std::string_view context) noexcept {
+  auto diagnose = [context](std::string_view what) {
+    if (context.empty()) return cli::diagnose(what);
+    try {
+      cli::diagnose(std::string(context) + ": " + std::string(what));
+    } catch (...) {
+    }
+  };
   try {
     std::rethrow_exception(error);
   } catch (const UsageError& e) {

@@ -37,8 +37,9 @@ struct Result {
 // Returns the process exit status for `result`: the one place where the numbers are decided.
 int exit_status(const Result& result) noexcept;
 
-// Maps an exception to its outcome and prints its one-line `lockkit: ` diagnostic.
-Result fail(const std::exception_ptr& error) noexcept;
+// Maps an exception to its outcome and prints its one-line diagnostic,
+// `lockkit: <context>: <what>` (without `<context>: ` when `context` is empty).
+Result fail(const std::exception_ptr& error, std::string_view context = {}) noexcept;
 
 // A bad invocation (unknown option, missing argument). Exit status 64.
 class UsageError : public std::runtime_error {

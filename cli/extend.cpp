@@ -11,8 +11,8 @@ namespace lockkit::cli {
 
 Result extend(const TokenArgs& args) {
   std::string key = resolve_key(args.key, "key");
-  if (args.token.empty()) throw UsageError("extend: missing --token");
-  if (args.ttl.empty()) throw UsageError("extend: missing --ttl");
+  if (args.token.empty()) throw UsageError("missing --token");
+  if (args.ttl.empty()) throw UsageError("missing --ttl");
   auto ttl = parse_ttl(args.ttl, "ttl");
   auto api = open_backend(args.common);
   auto start = std::chrono::steady_clock::now();  // validity counts from before the request

@@ -2,6 +2,7 @@
 // `lockkit`: parses the command line and dispatches to one subcommand; see `lockkit --help`.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -31,7 +32,9 @@ struct KeyOptions {
   }
 };
 
-Result dispatch(const std::vector<std::string>& raw) {
+// Parses `raw` (argv without argv[0]) and runs the subcommand; sets `context` to its name once
+// known, for diagnostics.
+Result dispatch(const std::vector<std::string>& raw, std::string& context) {
   // Everything after the first "--" is run's command, never lockkit's options.
   std::vector<std::string> options = raw, command;
   bool saw_separator = false;
@@ -83,6 +86,11 @@ Result dispatch(const std::vector<std::string>& raw) {
   }
   app.require_subcommand(0, 1);
 
+  if (!options.empty() && !options.front().empty() && options.front()[0] != '-' &&
+      std::find(names.begin(), names.end(), options.front()) == names.end()) {
+    throw UsageError("unknown subcommand \"" + options.front() +
+                     "\": use run, acquire, release, extend, status or list (see lockkit --help)");
+  }
   // CLI11 takes its arguments in reverse order.
   std::vector<std::string> reversed(options.rbegin(), options.rend());
   std::string parsed_name;
@@ -115,12 +123,13 @@ Result dispatch(const std::vector<std::string>& raw) {
     throw UsageError(
         "missing subcommand: run, acquire, release, extend, status or list (see lockkit --help)");
   }
+  context = parsed_name;
   if (saw_separator && parsed_name != "run") {
-    throw UsageError(parsed_name + ": unexpected \"--\": only lockkit run takes a command");
+    throw UsageError("unexpected \"--\": only lockkit run takes a command");
   }
 
   if (!stray.empty()) {
-    throw UsageError("run: missing \"--\" before the command (lockkit run --key K --ttl D -- " +
+    throw UsageError("missing \"--\" before the command (lockkit run --key K --ttl D -- " +
                      stray.front() + " ...)");
   }
   Common common{backend, sub->json};
@@ -143,10 +152,11 @@ Result dispatch(const std::vector<std::string>& raw) {
 int main(int argc, char** argv) {
   using namespace lockkit::cli;
   Result result;
+  std::string context;
   try {
-    result = dispatch(std::vector<std::string>(argv + 1, argv + argc));
+    result = dispatch(std::vector<std::string>(argv + 1, argv + argc), context);
   } catch (...) {
-    result = fail(std::current_exception());
+    result = fail(std::current_exception(), context);
   }
   if (std::fflush(stdout) != 0) {
     diagnose("cannot write to stdout");

@@ -8,7 +8,7 @@ namespace lockkit::cli {
 
 Result release(const TokenArgs& args) {
   std::string key = resolve_key(args.key, "key");
-  if (args.token.empty()) throw UsageError("release: missing --token");
+  if (args.token.empty()) throw UsageError("missing --token");
   auto api = open_backend(args.common);
   if (!api->release(key, args.token)) {
     diagnose("release: the token does not hold \"" + display_key(key) +

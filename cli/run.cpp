@@ -258,14 +258,14 @@ Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask, boo
 
 Result run(const RunArgs& args) {
   std::string key = resolve_key(args.key, "key");
-  if (args.ttl.empty()) throw UsageError("run: missing --ttl");
+  if (args.ttl.empty()) throw UsageError("missing --ttl");
   auto ttl = parse_ttl(args.ttl, "ttl");
   std::optional<milliseconds> wait;
   if (args.wait) wait = parse_wait(*args.wait);
   if (!args.saw_separator) {
-    throw UsageError("run: missing \"--\" before the command (lockkit run --key K --ttl D -- CMD)");
+    throw UsageError("missing \"--\" before the command (lockkit run --key K --ttl D -- CMD)");
   }
-  if (args.command.empty()) throw UsageError("run: no command after \"--\"");
+  if (args.command.empty()) throw UsageError("no command after \"--\"");
 
   // Before anything that may start threads, so that every thread has these signals blocked.
   SignalGuard signals;
