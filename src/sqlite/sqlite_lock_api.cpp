@@ -315,13 +315,22 @@ class SqliteStore::Session {
     throw_error(f.kind, f.cause);
   }
 
+  // Returns the message `fail(rc)` would throw, without the backend prefix.
+  std::string describe(int rc) const {
+    return context() + classify(db(), rc, store_.options_.busy_timeout, store_.path_).cause;
+  }
+
   [[noreturn]] void throw_error(ErrorKind kind, const std::string& cause) {
-    std::string what = std::string(op_);
-    if (!key_.empty()) what += " " + quoted(key_);
-    throw BackendError("sqlite", kind, what + ": \"" + store_.path_ + "\": " + cause);
+    throw BackendError("sqlite", kind, context() + cause);
   }
 
  private:
+  std::string context() const {
+    std::string what = std::string(op_);
+    if (!key_.empty()) what += " " + quoted(key_);
+    return what + ": \"" + store_.path_ + "\": ";
+  }
+
   SqliteStore& store_;
   std::string_view op_;
   std::string_view key_;
@@ -567,6 +576,7 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
   const auto start = steady_clock::now();  // validity counts from before the request
   std::uint64_t fence = 0;
   bool won = false;
+  std::optional<std::string> in_doubt;
   {
     Session s(*this, "try_acquire", key);
     s.exec(kBegin);
@@ -599,7 +609,24 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
         if (s.step(sweep)) s.unexpected_row();
       }
     }
-    s.exec(kCommit);
+    sqlite3_stmt* commit = s.stmt(kCommit);
+    ResetGuard reset(commit);
+    int rc = sqlite3_step(commit);
+    if (rc != SQLITE_DONE) {
+      // BUSY leaves the transaction open (rolled back by the session): nothing was written.
+      // Any other failure may come after the WAL frames reached the file, where a later
+      // recovery would find them: our lease is in doubt, so try to delete it before saying so.
+      if (!won || (rc & 0xff) == SQLITE_BUSY) s.fail(rc);
+      in_doubt = s.describe(rc);
+    }
+  }
+  if (in_doubt) {
+    try {
+      (void)release(key, token);
+    } catch (const BackendError&) {  // the store is failing; the lease ends with its TTL
+    }
+    throw BackendError("sqlite", ErrorKind::kInDoubt,
+                       *in_doubt + " (the lease may exist until its TTL; release was attempted)");
   }
   if (!won) return std::nullopt;
   return Lock(shared_from_this(), std::string(key), std::move(token), fence, start + ttl);
