@@ -40,7 +40,7 @@ constexpr std::string_view kMain = R"HELP(NAME
 
 SYNOPSIS
   lockkit run     --key K --ttl D [--wait D] [--no-renew] [--backend URL] -- CMD [ARGS...]
-  lockkit acquire --key K --ttl D [--wait D] [--backend URL]
+  lockkit acquire --key K --ttl D [--wait D] [--json] [--backend URL]
   lockkit release --key K --token T [--backend URL]
   lockkit extend  --key K --token T --ttl D [--json] [--backend URL]
   lockkit status  --key K [--json] [--backend URL]
@@ -129,7 +129,7 @@ constexpr std::string_view kAcquire = R"HELP(NAME
   lockkit acquire - take a lock and leave it held
 
 SYNOPSIS
-  lockkit acquire --key K --ttl D [--wait D] [--backend URL]
+  lockkit acquire --key K --ttl D [--wait D] [--json] [--backend URL]
 
 DESCRIPTION
   Takes the lock on K for D and prints it as one line of JSON on stdout:

@@ -78,7 +78,8 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
     if (name == "run" || name == "acquire" || name == "extend") s.app->add_option("--ttl", s.ttl);
     if (name == "run" || name == "acquire") s.wait_option = s.app->add_option("--wait", s.wait);
     if (name == "release" || name == "extend") s.app->add_option("--token", s.token);
-    if (name == "extend" || name == "status" || name == "list") s.app->add_flag("--json", s.json);
+    // acquire prints JSON either way; --json is accepted for symmetry.
+    if (name != "run" && name != "release") s.app->add_flag("--json", s.json);
     if (name == "run") {
       s.app->add_flag("--no-renew", no_renew);
       s.app->add_option("command", stray);
