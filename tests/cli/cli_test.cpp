@@ -366,6 +366,15 @@ TEST_F(Cli, WaitGivesUpWith75AndWaitingWorksWhenReleased) {
   EXPECT_LT(waited.elapsed, milliseconds(400) + kSchedulingSlack);
   EXPECT_EQ(waited.err.find(token), std::string::npos);
 
+  // A signal ends the wait at once, like it would end the command.
+  auto interrupted = start({"run", "--key", "k", "--ttl", "1s", "--wait", "20s", "--", "true"});
+  EXPECT_FALSE(interrupted->wait(milliseconds(200)));
+  interrupted->signal(SIGTERM);
+  auto i = interrupted->wait(seconds(2));
+  ASSERT_TRUE(i) << "SIGTERM did not end the wait";
+  EXPECT_EQ(i->status, 128 + SIGTERM);
+  EXPECT_FALSE(i->signaled);
+
   // A waiter gets the key once the holder releases it.
   auto waiter = start({"run", "--key", "k", "--ttl", "1s", "--wait", "20s", "--", "true"});
   EXPECT_FALSE(waiter->wait(milliseconds(300))) << "the waiter must still be waiting";
@@ -548,6 +557,11 @@ TEST_F(Cli, DefaultBackendIsSqliteUnderXdgStateHome) {
                            {"LOCKKIT_BACKEND=", "XDG_STATE_HOME=" + dir_ + "/state"}, dir_);
   ASSERT_EQ(f.status, 0) << f.err;
   EXPECT_FALSE(read_file(dir_ + "/state/lockkit/locks.db").empty());
+  // A relative XDG_STATE_HOME is ignored (XDG spec): then it is ~/.local/state.
+  Finished h = run_process({kLockkit, "acquire", "--key", "k", "--ttl", "30s"},
+                           {"LOCKKIT_BACKEND=", "XDG_STATE_HOME=relative", "HOME=" + dir_}, dir_);
+  ASSERT_EQ(h.status, 0) << h.err;
+  EXPECT_FALSE(read_file(dir_ + "/.local/state/lockkit/locks.db").empty());
   // --backend wins over LOCKKIT_BACKEND.
   Finished g = lockkit({"status", "--key", "k", "--json", "--backend",
                         "sqlite://" + dir_ + "/state/lockkit/locks.db"});
