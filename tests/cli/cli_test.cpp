@@ -82,6 +82,16 @@ class Cli : public ::testing::Test {
   }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
+  // Returns a lower bound of the store's deadline for the lease on `key` on this host's steady
+  // clock (the sqlite backend's store clock is CLOCK_MONOTONIC too): now + remaining time.
+  Clock::time_point lease_deadline(const std::string& key) const {
+    auto before = Clock::now();
+    Finished st = lockkit({"status", "--key", key, "--json"});
+    long long remaining = json_number(st.out, "remaining_ms");
+    EXPECT_GE(remaining, 0) << st.out << st.err;
+    return before + milliseconds(remaining);
+  }
+
   std::string dir_;
   std::string backend_;
 };
@@ -395,11 +405,13 @@ TEST_F(Cli, NoRenewStopsALongCommandBeforeTheLeaseEndsWith70) {
   auto pids = await_file(pidfile, seconds(10));
   ASSERT_TRUE(pids);
   pid_t child = std::stoi(*pids);
+  auto deadline = lease_deadline("k");
   while (!process_gone(child) && Clock::now() - started < seconds(10)) {
     std::this_thread::sleep_for(milliseconds(1));
   }
-  auto gone_after = Clock::now() - started;
-  EXPECT_LT(gone_after, ttl) << "the command outlived its lease";
+  auto gone_at = Clock::now();
+  EXPECT_LT(gone_at, deadline) << "the command outlived its lease";
+  EXPECT_GT(gone_at - started, ttl / 2) << "stopped long before it had to be";
   auto f = p->wait(seconds(10));
   ASSERT_TRUE(f);
   EXPECT_EQ(f->status, 70) << f->err;
@@ -459,13 +471,14 @@ TEST_F(Cli, UnrenewableLeaseStopsEvenAStubbornCommandBeforeTheDeadlineWith70) {
   std::optional<Finished> f;
   {
     WriteBlocker blocker(dir_ + "/locks.db");
+    // No renewal can succeed from here on (reads still work in WAL mode).
+    auto deadline = lease_deadline("k");
     while (!process_gone(child) && Clock::now() - started < seconds(10)) {
       std::this_thread::sleep_for(milliseconds(1));
     }
-    auto gone_after = Clock::now() - started;
-    // The lease's deadline is at least `ttl` after `started` (it starts after we spawned).
-    EXPECT_LT(gone_after, ttl) << "the command outlived a lease that could not be renewed";
-    EXPECT_GT(gone_after, ttl / 2) << "stopped long before it had to be";
+    auto gone_at = Clock::now();
+    EXPECT_LT(gone_at, deadline) << "the command outlived a lease that could not be renewed";
+    EXPECT_GT(gone_at - started, ttl / 2) << "stopped long before it had to be";
     f = p->wait(seconds(10));
   }
   ASSERT_TRUE(f);
