@@ -52,8 +52,8 @@ struct SqliteOptions {
 // When the store is unreachable (file removed, disk full, write lock held by a stuck process):
 // calls throw `BackendError` within `busy_timeout`; a holder may still rely on its lease until
 // `valid_until()`, since nobody else can take it without writing to the same file.
-// Thread safety: safe to share; calls may run concurrently. Do not use it in a forked child:
-// make a new one there (connections inherited across fork() are never reused).
+// Thread safety: safe to share; calls may run concurrently. In a child made by fork() it opens
+// its own connections and never uses or closes the inherited ones.
 class SqliteLockApi final : public LockApi {
  public:
   // Opens (or creates) the file and checks its schema. Throws `std::invalid_argument` for bad

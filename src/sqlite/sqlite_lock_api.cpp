@@ -3,12 +3,14 @@
 #include "lockkit/sqlite.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -156,8 +158,10 @@ std::string quoted(std::string_view key) {
 struct SqliteConn {
   DbPtr db;
   std::array<StmtPtr, kStmtCount> stmts;
-  milliseconds busy_timeout{0};
-  steady_clock::time_point busy_since;
+  // When the current call stops waiting for locks: its start + busy_timeout, for all of its
+  // statements together (not per statement).
+  steady_clock::time_point busy_deadline;
+  unsigned fork_generation = 0;  // `fork_generation()` when opened
 };
 
 // What a failed SQLite call means, decided in one place: the kind, and a cause for the message.
@@ -203,13 +207,25 @@ Failure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::stri
   }
 }
 
+// Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
+// (unusable there) without a getpid() system call on every checkout.
+std::atomic<unsigned> g_fork_generation{0};
+
+unsigned fork_generation() noexcept {
+  static const bool registered = [] {
+    return ::pthread_atfork(nullptr, nullptr,
+                            [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }) == 0;
+  }();
+  (void)registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
 // Waits for another connection's write lock: short sleeps first (transactions here last tens
-// of microseconds), never more than 2 ms at a time, and never past busy_timeout.
+// of microseconds), never more than 2 ms at a time, and never past the call's deadline.
 int busy_handler(void* arg, int count) noexcept {
   auto* conn = static_cast<SqliteConn*>(arg);
   auto now = steady_clock::now();
-  if (count == 0) conn->busy_since = now;
-  auto deadline = conn->busy_since + conn->busy_timeout;
+  auto deadline = conn->busy_deadline;
   if (now >= deadline) return 0;
   steady_clock::duration delay = std::chrono::microseconds(20) * (1 << std::min(count, 7));
   delay = std::min<steady_clock::duration>({delay, std::chrono::milliseconds(2), deadline - now});
@@ -250,7 +266,6 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 
   const SqliteOptions options_;
   std::string path_;
-  const pid_t pid_;
   std::mutex mu_;
   std::vector<std::unique_ptr<SqliteConn>> idle_;  // guarded by mu_
 };
@@ -259,7 +274,9 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 class SqliteStore::Session {
  public:
   Session(SqliteStore& store, std::string_view op, std::string_view key = {})
-      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {}
+      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {
+    conn_->busy_deadline = steady_clock::now() + store.options_.busy_timeout;
+  }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   ~Session() {
@@ -337,9 +354,9 @@ class SqliteStore::Session {
   std::unique_ptr<SqliteConn> conn_;
 };
 
-SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), pid_(::getpid()) {
+SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
   if (options_.path.empty()) throw std::invalid_argument("path: must not be empty");
-  if (options_.path == ":memory:" || options_.path.front() == ':') {
+  if (options_.path == ":memory:") {
     throw std::invalid_argument("path: \"" + options_.path +
                                 "\" is not a file; in-memory databases cannot share locks");
   }
@@ -350,6 +367,12 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), 
   if (options_.max_idle_connections < 1 || options_.max_idle_connections > 1024) {
     throw std::invalid_argument("max_idle_connections: must be 1..1024, got " +
                                 std::to_string(options_.max_idle_connections));
+  }
+  if (sqlite3_threadsafe() == 0) {
+    // Connections of one store run on many threads at once; that needs SQLite's locking.
+    throw BackendError(
+        "sqlite", ErrorKind::kUnsupported,
+        "this SQLite library was built without thread support (SQLITE_THREADSAFE=0)");
   }
   std::filesystem::path file = std::filesystem::absolute(options_.path).lexically_normal();
   path_ = file.string();
@@ -388,10 +411,10 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), 
 }
 
 SqliteStore::~SqliteStore() {
-  if (::getpid() != pid_) {
+  for (auto& conn : idle_) {
     // A forked child must not close its parent's connections: closing may run the last-
     // connection clean-up (checkpoint, WAL removal) on a file the parent still uses.
-    for (auto& conn : idle_) (void)conn.release();
+    if (conn->fork_generation != fork_generation()) (void)conn.release();
   }
 }
 
@@ -401,7 +424,8 @@ void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
 
 std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
   auto conn = std::make_unique<SqliteConn>();
-  conn->busy_timeout = options_.busy_timeout;
+  conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
+  conn->fork_generation = fork_generation();
   sqlite3* raw = nullptr;
   // No SQLITE_OPEN_CREATE: if the file vanished, fail rather than lock on a new, empty one.
   int rc =
@@ -429,18 +453,19 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
 std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op) {
   {
     std::lock_guard<std::mutex> guard(mu_);
-    if (!idle_.empty() && ::getpid() == pid_) {
+    while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      return conn;
+      if (conn->fork_generation == fork_generation()) return conn;
+      (void)conn.release();  // inherited through fork(): see ~SqliteStore
     }
   }
   return open_connection(op);  // outside the mutex: opening touches the file system
 }
 
 void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
-  if (::getpid() != pid_) {
-    (void)conn.release();  // opened in the parent; see ~SqliteStore
+  if (conn->fork_generation != fork_generation()) {
+    (void)conn.release();  // checked out before a fork(): see ~SqliteStore
     return;
   }
   {

@@ -519,5 +519,38 @@ TEST(SqliteKeys, ListHandlesPrefixesWithHighBytes) {
   EXPECT_EQ(api->list().size(), 5u);
 }
 
+TEST(SqliteFork, ChildOpensItsOwnConnections) {
+  TempDir dir;
+  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
+  auto held = api->try_acquire("parent", 30s);  // leaves an idle connection in the pool
+  ASSERT_TRUE(held);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // The child uses the same LockApi: inherited connections must be neither used nor closed.
+    int code = 0;
+    try {
+      for (int i = 0; i < 20 && code == 0; ++i) {
+        if (api->try_acquire("parent", 30s)) code = 2;  // the parent's lease must hold
+        auto lock = api->try_acquire("child", 30s);
+        if (!lock || !lock->release()) code = 3;
+      }
+    } catch (...) {
+      code = 4;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The parent's connections still work, and its lease is intact.
+  EXPECT_FALSE(api->try_acquire("parent", 30s));
+  auto info = api->status("parent");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->fence, held->fence());
+  EXPECT_TRUE(held->release());
+  EXPECT_TRUE(api->try_acquire("child", 30s));
+}
+
 }  // namespace
 }  // namespace lockkit::testing

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Several processes (fork + exec, not threads) sharing one sqlite:// file.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "lockkit/errors.hpp"
 #include "lockkit/sqlite.hpp"
 #include "sqlite/sqlite_test_util.hpp"
 
@@ -17,31 +19,32 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A started worker process; `out` reads its stdout when started with a pipe.
+// A started worker process; `out` reads its stdout, `in` writes its stdin (when piped).
 struct Child {
   pid_t pid = -1;
   int out = -1;
+  int in = -1;
 };
 
-Child spawn(std::vector<std::string> args, bool capture_stdout = false) {
+Child spawn(std::vector<std::string> args, bool pipe_stdout = false, bool pipe_stdin = false) {
   args.insert(args.begin(), LOCKKIT_SQLITE_WORKER);
-  int fds[2] = {-1, -1};
-  if (capture_stdout && ::pipe(fds) != 0) return {};
+  int out[2] = {-1, -1};
+  int in[2] = {-1, -1};
+  if (pipe_stdout && ::pipe2(out, O_CLOEXEC) != 0) return {};
+  if (pipe_stdin && ::pipe2(in, O_CLOEXEC) != 0) return {};
   pid_t pid = ::fork();
   if (pid == 0) {
-    if (capture_stdout) {
-      ::dup2(fds[1], STDOUT_FILENO);
-      ::close(fds[0]);
-      ::close(fds[1]);
-    }
+    if (pipe_stdout) ::dup2(out[1], STDOUT_FILENO);
+    if (pipe_stdin) ::dup2(in[0], STDIN_FILENO);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  if (capture_stdout) ::close(fds[1]);
-  return Child{pid, fds[0]};
+  if (pipe_stdout) ::close(out[1]);
+  if (pipe_stdin) ::close(in[0]);
+  return Child{pid, out[0], in[1]};
 }
 
 // Waits for `child`; returns its exit status, or 128 + signal.
@@ -70,17 +73,23 @@ TEST(SqliteProcesses, NeverOverlapAndFencesIncrease) {
   TempDir dir;
   const std::string url = "sqlite://" + dir.file("locks.db") + "?busy_timeout=10s";
   constexpr int kProcesses = 4;
-  constexpr int kRounds = 40;
+  constexpr int kRounds = 100;
   std::vector<Child> children;
   for (int i = 0; i < kProcesses; ++i) {
-    children.push_back(
-        spawn({"contend", url, dir.path().string(), std::to_string(kRounds), "shared/key"}));
+    children.push_back(spawn(
+        {"contend", url, dir.path().string(), std::to_string(kRounds), "shared/key"}, true, true));
     ASSERT_GT(children.back().pid, 0);
   }
+  for (auto& child : children) ASSERT_EQ(read_line(child.out), "ready");
+  for (auto& child : children) ::close(child.in);  // everyone starts at once
+  long refused = 0;
   for (auto& child : children) {
+    std::string line = read_line(child.out);
+    if (line.rfind("refused ", 0) == 0) refused += std::stol(line.substr(8));
     // 2: two holders at once; 3: a fence did not increase; 4: gave up waiting.
     EXPECT_EQ(wait_for(child), 0) << "worker " << child.pid;
   }
+  EXPECT_GT(refused, 0) << "the processes never contended: the test proved nothing";
   EXPECT_EQ(read_number(dir.file("counter")), kProcesses * kRounds) << "lost updates";
   auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
   auto lock = api->try_acquire("shared/key", 10s);
@@ -108,6 +117,27 @@ TEST(SqliteProcesses, KilledHolderFreesKeyWhenItsLeaseExpires) {
   ASSERT_TRUE(lock);
   EXPECT_GT(lock->fence(), std::stoull(fence_text));
   EXPECT_LT(waited, kTtl + 1s);
+}
+
+TEST(SqliteProcesses, WriterKilledInsideATransactionBlocksNobody) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path, .busy_timeout = 300ms});
+  Child staller = spawn({"stall", path}, true);
+  ASSERT_GT(staller.pid, 0);
+  ASSERT_EQ(read_line(staller.out), "ready");
+  try {
+    (void)api->try_acquire("k", 10s);
+    ADD_FAILURE() << "acquired while another process held the write lock";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kTimeout) << e.what();
+  }
+  ::kill(staller.pid, SIGKILL);
+  EXPECT_EQ(wait_for(staller), 128 + SIGKILL);
+  // The kernel dropped the dead process's file locks; its uncommitted row never existed.
+  auto lock = api->try_acquire("k", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(lock->fence(), 1u);
 }
 
 }  // namespace
