@@ -18,9 +18,10 @@ constexpr std::string_view kBackendAndExit = R"HELP(BACKEND
   (only the schemes of the backends this binary was built with; an unknown scheme lists them)
 
 KEYS AND DURATIONS
-  A key is 1..1024 arbitrary bytes: --key TEXT, or --key-hex HEX for bytes a shell cannot
-  pass (NUL, invalid UTF-8). JSON output shows the key as a string; when the key is not valid
-  UTF-8 it also has "key_hex" with its exact bytes.
+  A key is 1..1024 arbitrary bytes: --key TEXT, or --key-hex HEX (e.g. 00ff) for any bytes,
+  NUL included; list takes --prefix or --prefix-hex. JSON output shows the key as a string
+  (exact when the key is valid UTF-8); otherwise "key_hex" carries its exact bytes as well.
+  Text output escapes other bytes as \xNN.
   Durations have a unit: 250ms, 30s, 5m, 1h, 2d (also 1.5s); a ttl is 1ms..7d.
 
 EXIT STATUS
