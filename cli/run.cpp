@@ -300,9 +300,25 @@ Result run(const RunArgs& args) {
     give_back_terminal();
     bool missing = child.exec_errno == ENOENT || child.exec_errno == ENOTDIR;
     diagnose("run: cannot execute \"" + args.command[0] + "\": " + std::strerror(child.exec_errno));
-    lock->release();
+    try {
+      lock->release();
+    } catch (const BackendError&) {  // the lease ends by itself; the status says what happened
+    }
     return {Outcome::kChild, missing ? 127 : 126};
   }
+
+  // If lockkit itself fails from here on, the command must not outlive the lock handle.
+  struct Reaper {
+    pid_t pid;
+    bool armed = true;
+    ~Reaper() {
+      if (!armed) return;
+      ::killpg(pid, SIGKILL);
+      int st;
+      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    }
+  } reaper{child.pid};
 
   Fd notify(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (notify.get() < 0) throw std::runtime_error("eventfd failed");
@@ -316,7 +332,10 @@ Result run(const RunArgs& args) {
   int wait_status = 0;
   for (;;) {
     pid_t r = ::waitpid(child.pid, &wait_status, WNOHANG);
-    if (r == child.pid) break;
+    if (r == child.pid) {
+      reaper.armed = false;
+      break;
+    }
     if (r < 0 && errno != EINTR) throw std::runtime_error("waitpid failed");
 
     auto now = Clock::now();
