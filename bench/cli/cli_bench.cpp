@@ -5,8 +5,8 @@
 //
 //   cli_bench [--runs N] [--lockkit PATH]
 //
-// Runs each case N times one after another (no contention) after 10 warm-up runs, and prints a
-// Markdown table of p50, p99 and mean in milliseconds.
+// Runs the cases N times round-robin (one process at a time: no contention) after 10 warm-up
+// rounds, and prints a Markdown table of p50, p99 and mean in milliseconds.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -55,17 +55,33 @@ struct Row {
   double p50, p99, mean;
 };
 
-Row measure(const std::string& name, const std::vector<std::string>& argv, int runs) {
-  for (int i = 0; i < 10; ++i) time_one(argv);
+struct Case {
+  std::string name;
+  std::vector<std::string> argv;
   std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) ms.push_back(time_one(argv));
-  std::sort(ms.begin(), ms.end());
-  double sum = 0;
-  for (double v : ms) sum += v;
-  auto at = [&](double q) {
-    return ms[std::min(ms.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ms.size())))];
-  };
-  return {name, at(0.50), at(0.99), sum / static_cast<double>(ms.size())};
+};
+
+// Runs the cases round-robin, so that every case sees the same background load.
+std::vector<Row> measure(std::vector<Case> cases, int runs) {
+  for (int i = 0; i < 10; ++i) {
+    for (auto& c : cases) time_one(c.argv);
+  }
+  for (int i = 0; i < runs; ++i) {
+    for (auto& c : cases) c.ms.push_back(time_one(c.argv));
+  }
+  std::vector<Row> rows;
+  for (auto& c : cases) {
+    auto& ms = c.ms;
+    std::sort(ms.begin(), ms.end());
+    double sum = 0;
+    for (double v : ms) sum += v;
+    auto at = [&](double q) {
+      return ms[std::min(ms.size() - 1,
+                         static_cast<std::size_t>(q * static_cast<double>(ms.size())))];
+    };
+    rows.push_back({c.name, at(0.50), at(0.99), sum / static_cast<double>(ms.size())});
+  }
+  return rows;
 }
 
 }  // namespace
@@ -93,23 +109,26 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   try {
-    rows.push_back(measure("spawn `true` (reference)", {"true"}, runs));
-    rows.push_back(measure("`flock FILE true` (reference)", {"flock", flock_file, "true"}, runs));
-    rows.push_back(measure("`lockkit run` on `noop:`",
-                           {lockkit, "run", "--backend", "noop:", "--key", "k", "--ttl", "10s",
-                            "--", "true"},
-                           runs));
-    rows.push_back(measure("`lockkit run` on `sqlite://` (default)",
-                           {lockkit, "run", "--backend", db, "--key", "k", "--ttl", "10s", "--",
-                            "true"},
-                           runs));
+    rows = measure(
+        {
+            {"spawn `true` (reference)", {"true"}, {}},
+            {"`flock FILE true` (reference)", {"flock", flock_file, "true"}, {}},
+            {"`lockkit run` on `noop:`",
+             {lockkit, "run", "--backend", "noop:", "--key", "k", "--ttl", "10s", "--", "true"},
+             {}},
+            {"`lockkit run` on `sqlite://` (default)",
+             {lockkit, "run", "--backend", db, "--key", "k", "--ttl", "10s", "--", "true"},
+             {}},
+        },
+        runs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cli_bench: %s\n", e.what());
     std::filesystem::remove_all(dir);
     return 1;
   }
   std::filesystem::remove_all(dir);
-  std::printf("%d sequential runs each (after 10 warm-up runs), wall time per command:\n\n", runs);
+  std::printf("%d runs of each command, round-robin, one at a time (after 10 warm-up rounds):\n\n",
+              runs);
   std::printf("| command | p50 ms | p99 ms | mean ms |\n|---|---:|---:|---:|\n");
   for (const Row& r : rows) {
     std::printf("| %s | %.2f | %.2f | %.2f |\n", r.name.c_str(), r.p50, r.p99, r.mean);
