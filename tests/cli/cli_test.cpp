@@ -254,6 +254,11 @@ TEST_F(Cli, CommandSeesKeyTokenAndFence) {
   EXPECT_EQ(key, "jobs/42");
   EXPECT_TRUE(is_token(token)) << token;
   EXPECT_GT(std::stoull(fence), 0u);
+  // Only the first "--" ends lockkit's options; later ones belong to the command.
+  Finished dashes = lockkit({"run", "--key", "k", "--ttl", "5s", "--", "/bin/sh", "-c",
+                             "echo \"$@\"", "sh", "--", "--key"});
+  EXPECT_EQ(dashes.status, 0) << dashes.err;
+  EXPECT_EQ(dashes.out, "-- --key\n");
   Finished second = lockkit({"run", "--key", "jobs/42", "--ttl", "5s", "--", kChild, "env", out});
   std::istringstream in2(read_file(out));
   std::getline(in2, key);
@@ -416,6 +421,24 @@ TEST_F(Cli, NoRenewStopsALongCommandBeforeTheLeaseEndsWith70) {
   EXPECT_TRUE(one_diagnostic_line(f->err)) << f->err;
   // The next holder gets the key right away (released, not left to expire).
   EXPECT_EQ(lockkit({"run", "--key", "k", "--ttl", "1s", "--", "true"}).status, 0);
+}
+
+TEST_F(Cli, LeaseLossStopsTheWholeProcessGroupNotJustTheCommand) {
+  // A shell whose background grandchild would outlive it if only the shell were signalled.
+  std::string pidfile = path("grandchild");
+  auto p = start({"run", "--key", "k", "--ttl", "800ms", "--no-renew", "--", "/bin/sh", "-c",
+                  "\"$0\" sleep \"$1\" 30 & wait", kChild, pidfile});
+  auto pids = await_file(pidfile, seconds(10));
+  ASSERT_TRUE(pids);
+  pid_t grandchild = std::stoi(*pids);
+  auto deadline = lease_deadline("k");
+  while (!process_gone(grandchild) && Clock::now() < deadline + seconds(5)) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  EXPECT_LT(Clock::now(), deadline) << "the grandchild outlived the lease";
+  auto f = p->wait(seconds(10));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->status, 70) << f->err;
 }
 
 TEST_F(Cli, NoRenewCommandThatFinishesInTimeKeepsItsStatus) {
