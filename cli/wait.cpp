@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <exception>
 #include <string>
 
 #include "common.hpp"
@@ -90,10 +91,14 @@ std::optional<Lock> take_lock(LockApi& api, std::string_view key, milliseconds t
   policy.max_delay = milliseconds(200);  // a freed key is noticed quickly, cheap for the store
   const auto deadline = Clock::now() + *wait;
   ProgressLine progress(api, key);
+  std::exception_ptr last_error;  // of the latest attempt, if it failed
   for (unsigned attempt = 0;; ++attempt) {
     progress.update();
     auto now = Clock::now();
-    if (now >= deadline) return std::nullopt;
+    if (now >= deadline) {
+      if (last_error) std::rethrow_exception(last_error);
+      return std::nullopt;
+    }
     auto delay = backoff_delay(policy, attempt);
     auto left = std::chrono::duration_cast<milliseconds>(deadline - now);
     if (delay > left) delay = left;  // the last attempt lands on the deadline
@@ -101,7 +106,15 @@ std::optional<Lock> take_lock(LockApi& api, std::string_view key, milliseconds t
       end.signal = sig;
       return std::nullopt;
     }
-    if (auto lock = api.try_acquire(key, ttl)) return lock;
+    try {
+      last_error = nullptr;
+      if (auto lock = api.try_acquire(key, ttl)) return lock;
+    } catch (const BackendError& e) {
+      // The store answered the first attempt, so this is likely a blip (a restart, a busy
+      // file): keep trying until the deadline, then report it.
+      if (!e.retryable()) throw;
+      last_error = std::current_exception();
+    }
   }
 }
 

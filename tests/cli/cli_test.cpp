@@ -508,6 +508,16 @@ TEST_F(Cli, UnrenewableLeaseStopsEvenAStubbornCommandBeforeTheDeadlineWith70) {
   EXPECT_NE(f->err.find("renew"), std::string::npos) << f->err;
 }
 
+TEST_F(Cli, StoreThatFailsAtOnceGives69EvenWithWait) {
+  backend_ += "?busy_timeout=100ms";
+  ASSERT_EQ(lockkit({"list"}).status, 0);  // creates the database
+  WriteBlocker blocker(dir_ + "/locks.db");
+  Finished f = lockkit({"run", "--key", "k", "--ttl", "1s", "--wait", "30s", "--", "true"});
+  EXPECT_EQ(f.status, 69) << f.err;
+  EXPECT_TRUE(one_diagnostic_line(f.err)) << f.err;
+  EXPECT_LT(f.elapsed, seconds(2)) << "an unusable store must be reported, not waited for";
+}
+
 // --- acquire / status / list / extend / release -----------------------------------------------
 
 TEST_F(Cli, AcquireLeavesTheLockHeldForReleaseAndExtend) {
