@@ -97,6 +97,8 @@ DESCRIPTION
   --wait D                if the key is busy, retry (with jittered backoff) for up to D, then
                           give up with 75. Without it, a busy key gives 75 at once. On a
                           terminal, one line shows "waiting for K (held, expires in Ns)".
+                          A store failing at the first attempt gives 69 at once; transient
+                          store errors after that are retried until D has passed.
   --no-renew              never renew: CMD must finish within D or it is stopped (exit 70)
   --backend URL           where the lock lives (see BACKEND)
   --                      ends lockkit's options; everything after it is CMD and its ARGS
@@ -108,7 +110,8 @@ DESCRIPTION
 
   SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to lockkit are forwarded to CMD's
   process group; lockkit then still waits for CMD and exits with its status. When stdin is the
-  controlling terminal, CMD's group becomes the foreground group, so Ctrl-C reaches it directly.
+  controlling terminal, CMD's group becomes the foreground group, so Ctrl-C reaches it directly;
+  Ctrl-Z is not supported (CMD is continued at once: a paused holder would keep the lock).
   If lockkit itself is killed, CMD gets SIGKILL (and the lease expires after at most D).
 
 LEASE LOSS

@@ -331,7 +331,13 @@ Result run(const RunArgs& args) {
   Clock::time_point kill_at{};
   int wait_status = 0;
   for (;;) {
-    pid_t r = ::waitpid(child.pid, &wait_status, WNOHANG);
+    pid_t r = ::waitpid(child.pid, &wait_status, WNOHANG | WUNTRACED);
+    if (r == child.pid && WIFSTOPPED(wait_status)) {
+      // Ctrl-Z would leave the holder paused, the terminal stuck and the lease renewed
+      // forever: job control of CMD is not supported, it simply continues.
+      if (WSTOPSIG(wait_status) == SIGTSTP) ::killpg(child.pid, SIGCONT);
+      continue;
+    }
     if (r == child.pid) {
       reaper.armed = false;
       break;

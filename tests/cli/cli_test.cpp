@@ -291,6 +291,13 @@ TEST_F(Cli, SignalsAreForwardedToTheCommandsProcessGroup) {
   }
 }
 
+TEST_F(Cli, StoppedCommandIsContinuedNotLeftHoldingTheLock) {
+  // `raise 20` stops itself with SIGTSTP (Ctrl-Z); once continued it exits 97.
+  Finished f =
+      lockkit({"run", "--key", "k", "--ttl", "5s", "--", kChild, "raise", "20"}, seconds(10));
+  EXPECT_EQ(f.status, 97) << f.err;
+}
+
 TEST_F(Cli, ForwardedSignalThatKillsTheCommandGives128PlusSignal) {
   std::string pidfile = path("pid");
   auto p = start({"run", "--key", "k", "--ttl", "5s", "--", kChild, "sleep", pidfile, "30"});
