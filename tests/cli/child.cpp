@@ -6,6 +6,7 @@
 //   child signals PIDFILE OUTFILE write PIDFILE, wait for SIGINT/SIGTERM/SIGHUP, write its
 //                                 number to OUTFILE and exit 40 + number
 //   child env OUTFILE             write LOCKKIT_KEY, LOCKKIT_TOKEN, LOCKKIT_FENCE (one a line)
+//   child stamp FILE              write the CLOCK_MONOTONIC time in ns to FILE
 //   child exit N                  exit with status N
 //   child raise SIG               kill itself with signal SIG
 #include <fcntl.h>
@@ -104,6 +105,10 @@ int main(int argc, char** argv) {
     write_file(argv[2], std::string(env_or("LOCKKIT_KEY", "-")) + "\n" +
                             env_or("LOCKKIT_TOKEN", "-") + "\n" + env_or("LOCKKIT_FENCE", "-") +
                             "\n");
+    return 0;
+  }
+  if (mode == "stamp" && argc == 3) {
+    write_file(argv[2], std::to_string(now_ns()) + "\n");
     return 0;
   }
   if (mode == "exit" && argc == 3) return std::atoi(argv[2]);
