@@ -29,7 +29,8 @@ EXIT STATUS
   1    release/extend: the token no longer holds the lock
   64   usage error: unknown option, bad key, ttl or URL (EX_USAGE)
   69   the backend is unavailable or failed (EX_UNAVAILABLE)
-  70   run: the lease was lost while the command ran; it got SIGTERM, then SIGKILL (EX_SOFTWARE)
+  70   run: the lease was lost while the command ran; it got SIGTERM, then SIGKILL
+       (EX_SOFTWARE; also an internal error of lockkit itself)
   75   the lock is busy (after --wait, if given) (EX_TEMPFAIL)
   run: otherwise the command's own status; 128+N if it died by signal N,
        126 if it could not be executed, 127 if it was not found.

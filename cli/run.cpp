@@ -54,6 +54,8 @@ struct KillSchedule {
 
 // Blocks the forwarded signals and SIGCHLD (read through a signalfd instead) and SIGTTOU (so
 // that handing the terminal back and forth never stops us); restores the mask when destroyed.
+// Create it before any thread starts, so that every thread inherits the mask.
+// Thread safety: one thread (the event loop) at a time.
 class SignalGuard {
  public:
   SignalGuard() {
@@ -95,7 +97,7 @@ class SignalGuard {
   int fd_ = -1;
 };
 
-// An fd that closes itself.
+// An fd that closes itself. Thread safety: one thread at a time.
 class Fd {
  public:
   explicit Fd(int fd = -1) : fd_(fd) {}

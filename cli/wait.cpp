@@ -38,7 +38,9 @@ int sleep_or_signal(milliseconds d, int signal_fd) {
   }
 }
 
-// The terminal line "lockkit: waiting for K (held, expires in 12.3s)", redrawn in place.
+// The terminal line "lockkit: waiting for K (held, expires in 12.3s)", redrawn in place and
+// erased when destroyed; nothing when stderr is not a terminal.
+// Thread safety: one thread at a time.
 class ProgressLine {
  public:
   ProgressLine(LockApi& api, std::string_view key)
