@@ -47,7 +47,7 @@ SYNOPSIS
   lockkit extend  --key K --token T --ttl D [--json] [--backend URL]
   lockkit status  --key K [--json] [--backend URL]
   lockkit list    [--prefix P] [--json] [--backend URL]
-  lockkit [SUBCOMMAND] --help | --version
+  lockkit [SUBCOMMAND] --help | lockkit help [SUBCOMMAND] | lockkit --version
 
 DESCRIPTION
   lockkit takes a lock on a key for a limited time (a lease, ttl), like flock(1) but across

@@ -87,6 +87,14 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
   }
   app.require_subcommand(0, 1);
 
+  if (!options.empty() && options.front() == "help" && !saw_separator && options.size() <= 2) {
+    std::string topic = options.size() == 2 ? options[1] : "";
+    if (!topic.empty() && std::find(names.begin(), names.end(), topic) == names.end()) {
+      throw UsageError("help: unknown subcommand \"" + topic + "\"");
+    }
+    std::fputs(help_text(topic).c_str(), stdout);
+    return {Outcome::kOk};
+  }
   if (!options.empty() && !options.front().empty() && options.front()[0] != '-' &&
       std::find(names.begin(), names.end(), options.front()) == names.end()) {
     throw UsageError("unknown subcommand \"" + options.front() +

@@ -99,7 +99,8 @@ class Cli : public ::testing::Test {
 // --- Help and version -------------------------------------------------------------------------
 
 TEST_F(Cli, HelpReadsLikeAManPage) {
-  for (auto args : {std::vector<std::string>{"--help"}, {"-h"}, {"run", "--help"}}) {
+  for (auto args :
+       {std::vector<std::string>{"--help"}, {"-h"}, {"help"}, {"run", "--help"}, {"help", "run"}}) {
     Finished f = lockkit(args);
     EXPECT_EQ(f.status, 0) << args[0];
     EXPECT_TRUE(f.err.empty()) << f.err;
@@ -133,6 +134,7 @@ TEST_F(Cli, BadInvocationsExitWithOneLineAndTheRightStatus) {
       {{}, 64},
       {{"--frob"}, 64},
       {{"frob"}, 64},
+      {{"help", "frob"}, 64},
       {{"run", "--key", "k", "--ttl", "1s", "true"}, 64},  // missing --
       {{"run", "--key", "k", "--ttl", "1s", "--"}, 64},    // no command
       {{"run", "--ttl", "1s", "--", "true"}, 64},          // no key
