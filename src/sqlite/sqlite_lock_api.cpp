@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -154,8 +155,33 @@ std::string quoted(std::string_view key) {
 
 }  // namespace
 
+// Which file a path names. The birth time tells a new file from a deleted one whose inode
+// number was reused (ext4 reuses them at once).
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::int64_t birth_sec = 0;
+  std::uint32_t birth_nsec = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+// Returns the identity of the file at `path`, or empty if there is none (or it cannot be read).
+std::optional<FileId> file_id(const std::string& path) {
+  struct statx st {};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_BTIME, &st) != 0) return std::nullopt;
+  FileId id;
+  id.dev = makedev(st.stx_dev_major, st.stx_dev_minor);
+  id.ino = st.stx_ino;
+  if (st.stx_mask & STATX_BTIME) {
+    id.birth_sec = st.stx_btime.tv_sec;
+    id.birth_nsec = st.stx_btime.tv_nsec;
+  }
+  return id;
+}
+
 // One sqlite3 connection with its prepared statements. Used by one thread at a time.
 struct SqliteConn {
+  FileId file;  // the file it opened; a call that finds another at the path drops it
   DbPtr db;
   std::array<StmtPtr, kStmtCount> stmts;
   // When the current call stops waiting for locks: its start + busy_timeout, for all of its
@@ -254,15 +280,22 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
  private:
   class Session;
 
-  std::unique_ptr<SqliteConn> open_connection(std::string_view op);
-  std::unique_ptr<SqliteConn> checkout(std::string_view op);
+  // Creates missing parent directories (0700) and the file (0600).
+  void ensure_file(std::string_view op, std::string_view key);
+  // Opens, configures and checks a connection to the file now at the path, creating it if it
+  // is missing (as a new process would); throws if that is not a usable lockkit database.
+  std::unique_ptr<SqliteConn> open_connection(std::string_view op, std::string_view key);
+  std::unique_ptr<SqliteConn> checkout(std::string_view op, std::string_view key);
+  // Returns the start of an error message: `op "key": "/path": `, or `op "/path": `.
+  std::string context(std::string_view op, std::string_view key) const;
   void checkin(std::unique_ptr<SqliteConn> conn) noexcept;
   void set_up(Session& s);
   // Returns the number of our tables present (0 or 2); throws for a foreign schema.
   int check_schema(Session& s);
   // Returns the boot id recorded in the file, if any.
   std::optional<std::string> stored_boot(Session& s);
-  [[noreturn]] void fail_open(ErrorKind kind, const std::string& cause) const;
+  [[noreturn]] void fail(std::string_view op, std::string_view key, ErrorKind kind,
+                         const std::string& cause) const;
 
   const SqliteOptions options_;
   std::string path_;
@@ -274,12 +307,17 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 class SqliteStore::Session {
  public:
   Session(SqliteStore& store, std::string_view op, std::string_view key = {})
-      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {
+      : store_(store), op_(op), key_(key), conn_(store.checkout(op, key)) {
     conn_->busy_deadline = steady_clock::now() + store.options_.busy_timeout;
   }
+  // Sets up a new connection: it is closed, not pooled, unless `take` hands it back.
+  Session(SqliteStore& store, std::string_view op, std::string_view key,
+          std::unique_ptr<SqliteConn> fresh)
+      : store_(store), op_(op), key_(key), conn_(std::move(fresh)), fresh_(true) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   ~Session() {
+    if (fresh_ || broken_) return;  // closes conn_, if still here
     if (conn_ && sqlite3_get_autocommit(conn_->db.get()) == 0) {
       // An exception left a transaction open: undo it before anyone reuses the connection.
       if (sqlite3_exec(conn_->db.get(), "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -290,6 +328,7 @@ class SqliteStore::Session {
   }
 
   sqlite3* db() const noexcept { return conn_->db.get(); }
+  std::unique_ptr<SqliteConn> take() noexcept { return std::move(conn_); }
 
   sqlite3_stmt* stmt(StmtId id) {
     auto& slot = conn_->stmts[id];
@@ -338,20 +377,20 @@ class SqliteStore::Session {
   }
 
   [[noreturn]] void throw_error(ErrorKind kind, const std::string& cause) {
+    // Contention leaves the connection fine; after anything else, start afresh next time.
+    if (kind != ErrorKind::kTimeout) broken_ = true;
     throw BackendError("sqlite", kind, context() + cause);
   }
 
  private:
-  std::string context() const {
-    std::string what = std::string(op_);
-    if (!key_.empty()) what += " " + quoted(key_);
-    return what + ": \"" + store_.path_ + "\": ";
-  }
+  std::string context() const { return store_.context(op_, key_); }
 
   SqliteStore& store_;
   std::string_view op_;
   std::string_view key_;
   std::unique_ptr<SqliteConn> conn_;
+  bool fresh_ = false;
+  bool broken_ = false;
 };
 
 SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
@@ -376,38 +415,8 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
   }
   std::filesystem::path file = std::filesystem::absolute(options_.path).lexically_normal();
   path_ = file.string();
-  if (!file.has_filename()) fail_open(ErrorKind::kIo, "names a directory, not a file");
-
-  // Parents with 0700, one level at a time, so that each failure names its directory.
-  std::filesystem::path dir;
-  for (const auto& part : file.parent_path()) {
-    dir /= part;
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      fail_open(ErrorKind::kIo,
-                "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
-    }
-  }
-  {
-    // Our own create gives mode 0600 (SQLite would use 0644). Never open an existing file here:
-    // closing our descriptor would drop the POSIX locks SQLite holds on it in this process, and
-    // the mutex keeps another thread's connection from taking locks between create and close.
-    static std::mutex create_mu;
-    std::lock_guard<std::mutex> guard(create_mu);
-    struct stat st;
-    if (::stat(path_.c_str(), &st) != 0) {
-      if (errno != ENOENT)
-        fail_open(ErrorKind::kIo, std::string("cannot stat: ") + std::strerror(errno));
-      int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (fd < 0 && errno != EEXIST) {
-        fail_open(ErrorKind::kIo, std::string("cannot create file: ") + std::strerror(errno));
-      }
-      if (fd >= 0) ::close(fd);
-    } else if (S_ISDIR(st.st_mode)) {
-      fail_open(ErrorKind::kIo, "is a directory, not a database file");
-    }
-  }
-  Session s(*this, "open");
-  set_up(s);
+  if (!file.has_filename()) fail("open", {}, ErrorKind::kIo, "names a directory, not a file");
+  checkin(open_connection("open", {}));
 }
 
 SqliteStore::~SqliteStore() {
@@ -418,49 +427,111 @@ SqliteStore::~SqliteStore() {
   }
 }
 
-void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
-  throw BackendError("sqlite", kind, "open \"" + path_ + "\": " + cause);
+std::string SqliteStore::context(std::string_view op, std::string_view key) const {
+  std::string what(op);
+  if (!key.empty()) what += " " + quoted(key) + ":";
+  return what + " \"" + path_ + "\": ";
 }
 
-std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
-  auto conn = std::make_unique<SqliteConn>();
-  conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
-  conn->fork_generation = fork_generation();
-  sqlite3* raw = nullptr;
-  // No SQLITE_OPEN_CREATE: if the file vanished, fail rather than lock on a new, empty one.
-  int rc =
-      sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  conn->db.reset(raw);
-  auto fail = [&](int code) {
-    Failure f = classify(raw, code, options_.busy_timeout, path_);
-    throw BackendError("sqlite", f.kind, std::string(op) + ": \"" + path_ + "\": " + f.cause);
-  };
-  if (rc != SQLITE_OK) fail(rc);
-  sqlite3_extended_result_codes(raw, 1);
-  if (sqlite3_db_readonly(raw, "main") == 1) {
-    throw BackendError(
-        "sqlite", ErrorKind::kIo,
-        std::string(op) + ": \"" + path_ + "\": file is read-only (" + std::strerror(EACCES) + ")");
+void SqliteStore::fail(std::string_view op, std::string_view key, ErrorKind kind,
+                       const std::string& cause) const {
+  throw BackendError("sqlite", kind, context(op, key) + cause);
+}
+
+void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
+  // Our own create gives mode 0600 (SQLite would use 0644). Never open an existing file here:
+  // closing our descriptor would drop the POSIX locks SQLite holds on it in this process, and
+  // the mutex keeps another thread's connection from taking locks between create and close.
+  static std::mutex create_mu;
+  std::lock_guard<std::mutex> guard(create_mu);
+  struct stat st;
+  if (::stat(path_.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail(op, key, ErrorKind::kIo, "is a directory, not a database file");
+    return;
   }
-  sqlite3_busy_handler(raw, &busy_handler, conn.get());
-  rc = sqlite3_exec(raw,
-                    options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                    nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) fail(rc);
-  return conn;
-}
-
-std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op) {
-  {
-    std::lock_guard<std::mutex> guard(mu_);
-    while (!idle_.empty()) {
-      auto conn = std::move(idle_.back());
-      idle_.pop_back();
-      if (conn->fork_generation == fork_generation()) return conn;
-      (void)conn.release();  // inherited through fork(): see ~SqliteStore
+  if (errno != ENOENT && errno != ENOTDIR) {
+    fail(op, key, ErrorKind::kIo, std::string("cannot stat: ") + std::strerror(errno));
+  }
+  // Parents with 0700, one level at a time, so that each failure names its directory.
+  std::filesystem::path dir;
+  for (const auto& part : std::filesystem::path(path_).parent_path()) {
+    dir /= part;
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      fail(op, key, ErrorKind::kIo,
+           "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
     }
   }
-  return open_connection(op);  // outside the mutex: opening touches the file system
+  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno != EEXIST) {
+    fail(op, key, ErrorKind::kIo, std::string("cannot create file: ") + std::strerror(errno));
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
+                                                         std::string_view key) {
+  for (int attempt = 0;; ++attempt) {
+    ensure_file(op, key);
+    auto conn = std::make_unique<SqliteConn>();
+    conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
+    conn->fork_generation = fork_generation();
+    // The same file before and after the open: then the connection has that file open.
+    std::optional<FileId> before = file_id(path_);
+    sqlite3* raw = nullptr;
+    // No SQLITE_OPEN_CREATE: ensure_file made it with our mode; vanished since is retried.
+    int rc =
+        sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    conn->db.reset(raw);
+    std::optional<FileId> after = file_id(path_);
+    if (!before || before != after) {
+      if (attempt < 3) continue;  // replaced while we opened it
+      fail(op, key, ErrorKind::kUnavailable, "the file is being replaced repeatedly");
+    }
+    conn->file = *before;
+    if (rc != SQLITE_OK) {
+      Failure f = classify(raw, rc, options_.busy_timeout, path_);
+      fail(op, key, f.kind, f.cause);
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    if (sqlite3_db_readonly(raw, "main") == 1) {
+      fail(op, key, ErrorKind::kIo,
+           std::string("file is read-only (") + std::strerror(EACCES) + ")");
+    }
+    sqlite3_busy_handler(raw, &busy_handler, conn.get());
+    // Closing never deletes -wal and -shm by name: after the file was deleted and made anew,
+    // those names belong to the new file, which a late close must not touch.
+    int persist = 1;
+    sqlite3_file_control(raw, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    Session s(*this, op, key, std::move(conn));
+    s.exec_sql(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    set_up(s);
+    return s.take();
+  }
+}
+
+std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op, std::string_view key) {
+  // One statx per call: a connection to a file that was deleted or replaced would keep
+  // holding leases nobody else can see.
+  std::optional<FileId> current = file_id(path_);
+  std::vector<std::unique_ptr<SqliteConn>> stale;
+  std::unique_ptr<SqliteConn> found;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    while (!idle_.empty() && !found) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (conn->fork_generation != fork_generation()) {
+        (void)conn.release();  // inherited through fork(): see ~SqliteStore
+      } else if (current && conn->file == *current) {
+        found = std::move(conn);
+      } else {
+        stale.push_back(std::move(conn));
+      }
+    }
+  }
+  stale.clear();  // closed outside the mutex; PERSIST_WAL keeps the new file's -wal safe
+  if (found) return found;
+  return open_connection(op, key);  // outside the mutex: opening touches the file system
 }
 
 void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
@@ -491,10 +562,10 @@ int SqliteStore::check_schema(Session& s) {
                                                  {"expires_at", "INTEGER", 0}}};
 
   auto foreign = [&](const std::string& why) {
-    fail_open(ErrorKind::kProtocol,
-              "foreign schema: " + why +
-                  " (lockkit uses the tables lockkit_meta and lockkit_leases; "
-                  "use another file)");
+    s.throw_error(ErrorKind::kProtocol,
+                  "foreign schema: " + why +
+                      " (lockkit uses the tables lockkit_meta and lockkit_leases; "
+                      "use another file)");
   };
   int found = 0;
   auto check_table = [&](const char* table, const auto& expected) {
@@ -536,10 +607,10 @@ int SqliteStore::check_schema(Session& s) {
     if (!s.step(raw)) foreign("lockkit_meta has no schema_version");
     std::int64_t version = sqlite3_column_int64(raw, 0);
     if (version != kSchemaVersion) {
-      fail_open(ErrorKind::kProtocol,
-                "schema version " + std::to_string(version) + ", this lockkit knows only " +
-                    std::to_string(kSchemaVersion) +
-                    (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
+      s.throw_error(ErrorKind::kProtocol,
+                    "schema version " + std::to_string(version) + ", this lockkit knows only " +
+                        std::to_string(kSchemaVersion) +
+                        (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
     }
   }
   return found;
@@ -557,7 +628,7 @@ void SqliteStore::set_up(Session& s) {
     if (!s.step(raw)) s.fail(sqlite3_errcode(s.db()));
     std::string mode(column_blob(raw, 0));
     if (mode != "wal")
-      fail_open(ErrorKind::kIo, "cannot switch to WAL mode (journal mode is " + mode + ")");
+      s.throw_error(ErrorKind::kIo, "cannot switch to WAL mode (journal mode is " + mode + ")");
   }
   const std::string boot = read_boot_id();
   if (found == 2 && stored_boot(s) == boot) return;  // the common case: nothing to write
