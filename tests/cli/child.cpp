@@ -6,6 +6,7 @@
 //   child signals PIDFILE OUTFILE write PIDFILE, wait for SIGINT/SIGTERM/SIGHUP, write its
 //                                 number to OUTFILE and exit 40 + number
 //   child env OUTFILE             write LOCKKIT_KEY, LOCKKIT_TOKEN, LOCKKIT_FENCE (one a line)
+//   child tty                     print "foreground" if it owns the terminal, else "background"
 //   child stamp FILE              write the CLOCK_MONOTONIC time in ns to FILE
 //   child exit N                  exit with status N
 //   child raise SIG               kill itself with signal SIG
@@ -105,6 +106,11 @@ int main(int argc, char** argv) {
     write_file(argv[2], std::string(env_or("LOCKKIT_KEY", "-")) + "\n" +
                             env_or("LOCKKIT_TOKEN", "-") + "\n" + env_or("LOCKKIT_FENCE", "-") +
                             "\n");
+    return 0;
+  }
+  if (mode == "tty" && argc == 2) {
+    bool foreground = isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp();
+    std::printf("%s\n", foreground ? "foreground" : "background");
     return 0;
   }
   if (mode == "stamp" && argc == 3) {

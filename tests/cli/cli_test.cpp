@@ -410,6 +410,20 @@ TEST_F(Cli, WaitGivesUpWith75AndWaitingWorksWhenReleased) {
   EXPECT_EQ(f->status, 0) << f->err;
 }
 
+TEST_F(Cli, OnATerminalWaitingShowsOneLineAndTheCommandGetsTheForeground) {
+  Finished held = lockkit({"acquire", "--key", "k", "--ttl", "1500ms"});
+  ASSERT_EQ(held.status, 0) << held.err;
+  // script(1) runs the command on a pseudo-terminal of its own, as its foreground job.
+  Finished f = run_process(
+      {"/usr/bin/script", "-qec",
+       "'" + kLockkit + "' run --key k --ttl 5s --wait 10s -- '" + kChild + "' tty", "/dev/null"},
+      env(), dir_, seconds(20));
+  EXPECT_EQ(f.status, 0) << f.out << f.err;
+  EXPECT_NE(f.out.find("lockkit: waiting for k (held, expires in "), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("\r\x1b[K"), std::string::npos) << "the line is redrawn in place";
+  EXPECT_NE(f.out.find("foreground"), std::string::npos) << f.out;
+}
+
 // --- Lease loss -------------------------------------------------------------------------------
 
 TEST_F(Cli, NoRenewStopsALongCommandBeforeTheLeaseEndsWith70) {
