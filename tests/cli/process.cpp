@@ -144,6 +144,22 @@ std::optional<std::string> await_file(const std::string& path, milliseconds time
   }
 }
 
+bool await_signal_blocked(pid_t pid, int sig, milliseconds timeout) {
+  // Nothing to wait on for another process's signal mask; poll with a short period.
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("SigBlk:", 0) != 0) continue;
+      unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+      if (mask & (1ULL << (sig - 1))) return true;
+    }
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+}
+
 bool process_gone(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   if (!stat) return true;

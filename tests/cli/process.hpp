@@ -54,6 +54,9 @@ Finished run_process(const std::vector<std::string>& argv, const std::vector<std
 // Waits up to `timeout` until `path` exists and is non-empty; returns its contents or empty.
 std::optional<std::string> await_file(const std::string& path, std::chrono::milliseconds timeout);
 
+// Waits up to `timeout` until process `pid` has `sig` blocked (SigBlk in /proc/PID/status).
+bool await_signal_blocked(pid_t pid, int sig, std::chrono::milliseconds timeout);
+
 // Returns true if process `pid` is gone or a zombie.
 bool process_gone(pid_t pid);
 
