@@ -215,6 +215,26 @@ Result run(Mode mode, const std::string& path, int procs, double seconds) {
   return Result{static_cast<double>(total) / seconds, cpu_us / static_cast<double>(total)};
 }
 
+// One process opening the file, doing one pair and closing it, as `lockkit run` does: returns
+// microseconds per round (median of `rounds`).
+double cold_round_us(Mode mode, const std::string& path, int rounds) {
+  std::vector<double> us;
+  for (int i = 0; i < rounds; ++i) {
+    auto start = Clock::now();
+    if (mode == Mode::kLockkit) {
+      auto api = lockkit::make_sqlite_lock_api({.path = path});
+      auto lock = api->try_acquire("bench/cold", 30s);
+      if (!lock || !lock->release()) die("lockkit cold pair failed");
+    } else {
+      RawLoop raw(path, mode == Mode::kRawSameHandler);
+      raw.pair("bench/cold", static_cast<std::uint64_t>(i));
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -289,6 +309,19 @@ int main(int argc, char** argv) {
                 med(cpu, Mode::kLockkit));
     std::fflush(stdout);
   }
+  std::vector<double> cold[3];
+  for (int r = 0; r < repeat; ++r) {
+    for (Mode m : {Mode::kRawStock, Mode::kLockkit}) {
+      cold[static_cast<int>(m)].push_back(cold_round_us(m, path, 200));
+    }
+  }
+  double raw_cold = median(cold[static_cast<int>(Mode::kRawStock)]);
+  double lockkit_cold = median(cold[static_cast<int>(Mode::kLockkit)]);
+  std::printf(
+      "\nopen + acquire + release + close in one process (what each `lockkit run` pays), median "
+      "us\n| raw (open, prepare, same statements, close) | lockkit (open with schema check, "
+      "pair, close) | lockkit / raw time |\n|---:|---:|---:|\n| %.0f | %.0f | %.2fx |\n",
+      raw_cold, lockkit_cold, lockkit_cold / raw_cold);
   std::filesystem::remove_all(work);
   return 0;
 }

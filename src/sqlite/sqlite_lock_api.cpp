@@ -447,6 +447,8 @@ void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
   struct stat st;
   if (::stat(path_.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) fail(op, key, ErrorKind::kIo, "is a directory, not a database file");
+    // A FIFO would block the first read forever; devices are not databases either.
+    if (!S_ISREG(st.st_mode)) fail(op, key, ErrorKind::kIo, "is not a regular file");
     return;
   }
   if (errno != ENOENT && errno != ENOTDIR) {
@@ -504,6 +506,9 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
     sqlite3_file_control(raw, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     Session s(*this, op, key, std::move(conn));
     s.exec_sql(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    // The persistent WAL is cut to nothing whenever a checkpoint empties it (and at the last
+    // close): otherwise every first open would re-read all of it to rebuild its index.
+    s.exec_sql("PRAGMA journal_size_limit=0");
     set_up(s);
     return s.take();
   }
@@ -600,11 +605,16 @@ int SqliteStore::check_schema(Session& s) {
   if (found == 1) foreign("only one of lockkit_meta and lockkit_leases exists");
   if (found == 2) {
     sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(
-        s.db(), "SELECT value FROM lockkit_meta WHERE name = 'schema_version'", -1, &raw, nullptr);
+    int rc = sqlite3_prepare_v2(s.db(),
+                                "SELECT (SELECT value FROM lockkit_meta WHERE name = "
+                                "'schema_version'), (SELECT typeof(value) FROM lockkit_meta "
+                                "WHERE name = 'fence')",
+                                -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
     StmtPtr stmt(raw);
-    if (!s.step(raw)) foreign("lockkit_meta has no schema_version");
+    if (!s.step(raw) || sqlite3_column_type(raw, 0) != SQLITE_INTEGER) {
+      foreign("lockkit_meta has no schema_version");
+    }
     std::int64_t version = sqlite3_column_int64(raw, 0);
     if (version != kSchemaVersion) {
       s.throw_error(ErrorKind::kProtocol,
@@ -612,6 +622,7 @@ int SqliteStore::check_schema(Session& s) {
                         std::to_string(kSchemaVersion) +
                         (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
     }
+    if (column_blob(raw, 1) != "integer") foreign("lockkit_meta has no fence counter");
   }
   return found;
 }

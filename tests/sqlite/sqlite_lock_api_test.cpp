@@ -202,6 +202,19 @@ TEST(SqliteFile, CreatesFileAndParentsPrivately) {
   EXPECT_EQ(raw.query("PRAGMA journal_mode"), "wal");
 }
 
+TEST(SqliteFile, LastCloseLeavesAnEmptyWal) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  {
+    auto api = make_sqlite_lock_api({.path = path});
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(api->try_acquire("k" + std::to_string(i), 10s));
+    EXPECT_GT(std::filesystem::file_size(path + "-wal"), 0u);
+  }
+  // Kept (never deleted by name), but empty: the next first open has nothing to re-read.
+  ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
+  EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+}
+
 TEST(SqliteFile, ExistingFileModeIsLeftAlone) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
@@ -280,6 +293,18 @@ TEST(SqliteFile, NewerSchemaVersionIsRejected) {
   EXPECT_THAT(e.what(), HasSubstr("newer lockkit"));
 }
 
+TEST(SqliteFile, MissingFenceCounterIsReported) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  { auto api = make_sqlite_lock_api({.path = path}); }
+  {
+    RawDb raw(path);
+    raw.exec("DELETE FROM lockkit_meta WHERE name = 'fence'");
+  }
+  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = path}); }).what(),
+              HasSubstr("no fence counter"));
+}
+
 TEST(SqliteFile, UnrelatedTablesAreLeftAlone) {
   TempDir dir;
   const std::string path = dir.file("app.db");
@@ -313,6 +338,15 @@ TEST(SqliteFile, DirectoryIsNotADatabase) {
   std::filesystem::create_directory(dir.file("d.db"));
   auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = dir.file("d.db")}); });
   EXPECT_THAT(e.what(), HasSubstr("is a directory"));
+}
+
+TEST(SqliteFile, FifoOrDeviceIsRefusedWithoutBlocking) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo.db").c_str(), 0600), 0);
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = dir.file("fifo.db")}); });
+  EXPECT_THAT(e.what(), HasSubstr("not a regular file"));
+  EXPECT_THAT(backend_error([] { (void)make_sqlite_lock_api({.path = "/dev/null"}); }).what(),
+              HasSubstr("not a regular file"));
 }
 
 TEST(SqliteFile, ReadOnlyFileSystemIsReported) {
