@@ -34,7 +34,8 @@ class SteadyClock final : public Clock {
 class ManualClock final : public Clock {
  public:
   // Starts at `start` (by default the real steady clock's current time).
-  explicit ManualClock(std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now())
+  explicit ManualClock(
+      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now())
       : ticks_(start.time_since_epoch().count()) {}
 
   std::chrono::steady_clock::time_point now() const noexcept override {

@@ -21,9 +21,9 @@ struct MemoryOptions {
 //   auto clock = std::make_shared<lockkit::ManualClock>();
 //   lockkit::InMemoryLockApi api({.clock = clock});
 // Keys hash to independent shards, each with its own mutex and fence counter, so threads on
-// different keys rarely meet. Released and expired entries are reclaimed: memory is bounded by
-// the number of live leases (plus expired ones not yet swept, at most as many again per shard),
-// not by the number of keys ever used. Fences come from the shard's counter, so they increase
+// different keys rarely meet. Released and expired entries are reclaimed by sweeps: a shard
+// holds at most max(64, 2 x its live leases at its previous sweep) entries, so memory follows
+// the peak number of live leases, never the number of keys ever used. Fences come from the shard's counter, so they increase
 // strictly per key across releases and expiries without keeping any per-key state.
 // When the store is unreachable: it never is; nothing here throws `BackendError`.
 // Thread safety: safe to share; calls may run concurrently.

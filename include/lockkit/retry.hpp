@@ -11,9 +11,9 @@ namespace lockkit {
 // Delay before retry n (0-based) is uniform in [0, min(max_delay, initial_delay * 2^n)]
 // ("full jitter"), and never reaches past `max_wait` from the first attempt.
 struct RetryPolicy {
-  std::chrono::milliseconds max_wait{10'000};    // total time to keep trying; 0 = one attempt
-  std::chrono::milliseconds initial_delay{10};   // cap of the first backoff delay
-  std::chrono::milliseconds max_delay{1'000};    // cap of every backoff delay
+  std::chrono::milliseconds max_wait{10'000};   // total time to keep trying; 0 = one attempt
+  std::chrono::milliseconds initial_delay{10};  // cap of the first backoff delay
+  std::chrono::milliseconds max_delay{1'000};   // cap of every backoff delay
 };
 
 // Returns the delay before retry `attempt` (0-based) under `policy`: full jitter, drawn from a

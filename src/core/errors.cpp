@@ -8,13 +8,20 @@ namespace lockkit {
 
 const char* to_string(ErrorKind kind) noexcept {
   switch (kind) {
-    case ErrorKind::kUnavailable: return "unavailable";
-    case ErrorKind::kTimeout: return "timeout";
-    case ErrorKind::kAuth: return "auth";
-    case ErrorKind::kProtocol: return "protocol";
-    case ErrorKind::kInDoubt: return "in-doubt";
-    case ErrorKind::kUnsupported: return "unsupported";
-    case ErrorKind::kIo: return "io";
+    case ErrorKind::kUnavailable:
+      return "unavailable";
+    case ErrorKind::kTimeout:
+      return "timeout";
+    case ErrorKind::kAuth:
+      return "auth";
+    case ErrorKind::kProtocol:
+      return "protocol";
+    case ErrorKind::kInDoubt:
+      return "in-doubt";
+    case ErrorKind::kUnsupported:
+      return "unsupported";
+    case ErrorKind::kIo:
+      return "io";
   }
   return "unknown";
 }

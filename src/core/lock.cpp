@@ -63,7 +63,9 @@ Lock& Lock::operator=(Lock&& other) noexcept {
   return *this;
 }
 
-Lock::~Lock() noexcept { release_quietly(); }
+Lock::~Lock() noexcept {
+  release_quietly();
+}
 
 void Lock::release_quietly() noexcept {
   if (!ops_) return;
@@ -76,7 +78,9 @@ void Lock::release_quietly() noexcept {
   ops_.reset();
 }
 
-bool Lock::held() const noexcept { return ops_ && ops_->now() < valid_until_; }
+bool Lock::held() const noexcept {
+  return ops_ && ops_->now() < valid_until_;
+}
 
 bool Lock::release() {
   if (!ops_) return false;

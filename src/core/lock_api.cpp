@@ -47,14 +47,20 @@ namespace {
 }
 }  // namespace
 
-bool LockApi::release(std::string_view, std::string_view) { unsupported(*this, "release by token"); }
+bool LockApi::release(std::string_view, std::string_view) {
+  unsupported(*this, "release by token");
+}
 
 bool LockApi::extend(std::string_view, std::string_view, std::chrono::milliseconds) {
   unsupported(*this, "extend by token");
 }
 
-std::optional<LockInfo> LockApi::status(std::string_view) { unsupported(*this, "status"); }
+std::optional<LockInfo> LockApi::status(std::string_view) {
+  unsupported(*this, "status");
+}
 
-std::vector<LockInfo> LockApi::list(std::string_view) { unsupported(*this, "list"); }
+std::vector<LockInfo> LockApi::list(std::string_view) {
+  unsupported(*this, "list");
+}
 
 }  // namespace lockkit

@@ -22,7 +22,9 @@ namespace {
 // the same tokens. The generation changes in the child, which makes every buffer refill.
 std::atomic<std::uint64_t> g_generation{1};
 
-void bump_generation() noexcept { g_generation.fetch_add(1, std::memory_order_relaxed); }
+void bump_generation() noexcept {
+  g_generation.fetch_add(1, std::memory_order_relaxed);
+}
 
 const bool g_atfork_installed = [] {
   pthread_atfork(nullptr, nullptr, &bump_generation);

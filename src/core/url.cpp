@@ -172,7 +172,8 @@ Url parse_url(std::string_view url) {
     std::size_t start = 0;
     while (start <= query.size()) {
       std::size_t amp = query.find('&', start);
-      std::string_view item = query.substr(start, amp == std::string_view::npos ? amp : amp - start);
+      std::string_view item =
+          query.substr(start, amp == std::string_view::npos ? amp : amp - start);
       if (!item.empty()) {
         std::size_t eq = item.find('=');
         std::string key = percent_decode(url, item.substr(0, eq));
@@ -205,13 +206,20 @@ std::chrono::milliseconds parse_duration(std::string_view text, std::string_view
     return fail("is not a duration (use e.g. 250ms, 30s, 5m, 1h, 2d)");
   }
   double scale = 0;
-  if (unit == "ms") scale = 1;
-  else if (unit == "s") scale = 1e3;
-  else if (unit == "m") scale = 60e3;
-  else if (unit == "h") scale = 3600e3;
-  else if (unit == "d") scale = 86400e3;
-  else if (unit.empty()) return fail("has no unit (use e.g. 250ms, 30s, 5m, 1h, 2d)");
-  else return fail("has an unknown unit (use ms, s, m, h or d)");
+  if (unit == "ms")
+    scale = 1;
+  else if (unit == "s")
+    scale = 1e3;
+  else if (unit == "m")
+    scale = 60e3;
+  else if (unit == "h")
+    scale = 3600e3;
+  else if (unit == "d")
+    scale = 86400e3;
+  else if (unit.empty())
+    return fail("has no unit (use e.g. 250ms, 30s, 5m, 1h, 2d)");
+  else
+    return fail("has an unknown unit (use ms, s, m, h or d)");
   double ms = value * scale;
   if (!std::isfinite(ms) || ms > 1e15) return fail("is too large");
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));

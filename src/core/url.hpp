@@ -14,19 +14,19 @@
 namespace lockkit::detail {
 
 struct HostPort {
-  std::string host;          // without IPv6 brackets
+  std::string host;  // without IPv6 brackets
   std::optional<std::uint16_t> port;
 };
 
 // A parsed `scheme:[//[user[:password]@]host[:port][,host[:port]...]][/path][?k=v&...]`.
 // User, password, path and query parts are percent-decoded.
 struct Url {
-  std::string scheme;  // lower case, without ':'
+  std::string scheme;          // lower case, without ':'
   bool has_authority = false;  // "//" followed the scheme
   std::string user;
   std::optional<std::string> password;
   std::vector<HostPort> hosts;  // empty when there is no host (e.g. sqlite:///path)
-  std::string path;             // with its leading '/', or the opaque part ("locked" in noop:locked)
+  std::string path;  // with its leading '/', or the opaque part ("locked" in noop:locked)
   std::vector<std::pair<std::string, std::string>> query;
 };
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The memory: backend: a sharded, process-local lease table with an injectable clock.
+#include <time.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -16,11 +18,55 @@ namespace {
 
 using TimePoint = std::chrono::steady_clock::time_point;
 
+std::size_t hash_key(std::string_view key) noexcept {
+  return std::hash<std::string_view>{}(key);
+}
+
+// A key with its hash, computed once per call: it picks the shard and finds the entry.
+struct HashedKey {
+  std::string_view key;
+  std::size_t hash;
+};
+
+// The table's key type: the bytes plus their hash, so lookups never hash twice.
+struct StoredKey {
+  std::string key;
+  std::size_t hash;
+};
+
 struct KeyHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
+  std::size_t operator()(const StoredKey& k) const noexcept { return k.hash; }
+  std::size_t operator()(const HashedKey& k) const noexcept { return k.hash; }
+};
+
+struct KeyEqual {
+  using is_transparent = void;
+  bool operator()(const StoredKey& a, const StoredKey& b) const noexcept { return a.key == b.key; }
+  bool operator()(const HashedKey& a, const StoredKey& b) const noexcept { return a.key == b.key; }
+  bool operator()(const StoredKey& a, const HashedKey& b) const noexcept { return a.key == b.key; }
+};
+
+// The real steady clock read cheaply: CLOCK_MONOTONIC_COARSE costs a fifth of CLOCK_MONOTONIC
+// and lags it by at most one tick, so `coarse + tick < t` proves that t has not passed yet.
+class CoarseSteady {
+ public:
+  CoarseSteady() {
+    timespec res{};
+    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+    tick_ = std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
   }
+  // Returns true if the steady clock has certainly not reached `t`.
+  bool surely_before(TimePoint t) const noexcept {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    auto coarse = TimePoint(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec)));
+    return coarse + tick_ < t;
+  }
+
+ private:
+  std::chrono::nanoseconds tick_{0};
 };
 
 struct Entry {
@@ -35,52 +81,60 @@ struct Entry {
 
 // One independent sub-table. Each shard is its own `LeaseOps` with its own shared_ptr control
 // block, so locks on different shards never touch the same reference count or mutex.
-class alignas(64) Shard final : public LeaseOps, public std::enable_shared_from_this<Shard> {
+class alignas(64) Shard final : public LeaseOps {
  public:
-  explicit Shard(std::shared_ptr<const Clock> clock) : clock_(std::move(clock)) {}
+  // `steady` says that `clock` is the real steady clock (libstdc++: CLOCK_MONOTONIC), which
+  // lets release skip most precise clock reads.
+  Shard(std::shared_ptr<const Clock> clock, bool steady)
+      : clock_(std::move(clock)), steady_(steady) {}
 
   std::string_view backend() const noexcept override { return "memory"; }
   TimePoint now() const noexcept override { return clock_->now(); }
 
-  std::optional<Lock> try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
+  // `self` is this shard's own shared_ptr (cheaper to copy than shared_from_this()).
+  std::optional<Lock> try_acquire(const std::shared_ptr<Shard>& self, HashedKey key,
+                                  std::chrono::milliseconds ttl) {
     std::string token = make_token();  // outside the mutex: the critical section stays tiny
     TimePoint now = clock_->now();
     std::uint64_t fence;
     {
       std::lock_guard<std::mutex> guard(mu_);
       auto it = leases_.find(key);
-      if (it != leases_.end()) {
-        if (it->second.expires > now) return std::nullopt;
-        fill(it->second, token, now + ttl);
-      } else {
+      if (it == leases_.end()) {
         if (leases_.size() >= sweep_at_) sweep(now);
-        Entry entry;
-        fill(entry, token, now + ttl);
-        leases_.emplace(std::string(key), entry);
+        it = leases_.emplace(StoredKey{std::string(key.key), key.hash}, Entry{}).first;
+      } else if (it->second.expires > now) {
+        return std::nullopt;
       }
       fence = ++fences_;
-      it = leases_.find(key);
+      std::memcpy(it->second.token.data(), token.data(), it->second.token.size());
       it->second.fence = fence;
+      it->second.expires = now + ttl;
     }
-    return Lock(shared_from_this(), std::string(key), std::move(token), fence, now + ttl);
+    return Lock(self, std::string(key.key), std::move(token), fence, now + ttl);
   }
 
+  // A released entry stays in the table as expired, so that taking the key again reuses its
+  // node instead of allocating; sweeps reclaim it like any expired entry.
   bool release(std::string_view key, std::string_view token) override {
-    TimePoint now = clock_->now();
+    return release(HashedKey{key, hash_key(key)}, token);
+  }
+
+  bool release(HashedKey key, std::string_view token) {
     std::lock_guard<std::mutex> guard(mu_);
     auto it = leases_.find(key);
-    if (it == leases_.end()) return false;
-    bool expired = it->second.expires <= now;
-    if (!expired && !it->second.owned_by(token)) return false;
-    leases_.erase(it);  // ours, or expired: reclaim either way
-    return !expired;
+    if (it == leases_.end() || !it->second.owned_by(token)) return false;
+    TimePoint expires = it->second.expires;
+    if (!(steady_ && coarse_.surely_before(expires)) && expires <= clock_->now()) return false;
+    it->second.expires = TimePoint::min();
+    return true;
   }
 
   bool extend(std::string_view key, std::string_view token,
               std::chrono::milliseconds ttl) override {
     TimePoint now = clock_->now();
     std::lock_guard<std::mutex> guard(mu_);
-    auto it = leases_.find(key);
+    auto it = leases_.find(HashedKey{key, hash_key(key)});
     if (it == leases_.end() || it->second.expires <= now || !it->second.owned_by(token)) {
       return false;
     }
@@ -88,18 +142,19 @@ class alignas(64) Shard final : public LeaseOps, public std::enable_shared_from_
     return true;
   }
 
-  std::optional<LockInfo> status(std::string_view key) const {
+  std::optional<LockInfo> status(HashedKey key) const {
     TimePoint now = clock_->now();
     std::lock_guard<std::mutex> guard(mu_);
     auto it = leases_.find(key);
     if (it == leases_.end() || it->second.expires <= now) return std::nullopt;
-    return info(it->first, it->second, now);
+    return info(it->first.key, it->second, now);
   }
 
   void collect(std::string_view prefix, std::vector<LockInfo>& out) const {
     TimePoint now = clock_->now();
     std::lock_guard<std::mutex> guard(mu_);
-    for (const auto& [key, entry] : leases_) {
+    for (const auto& [stored, entry] : leases_) {
+      const std::string& key = stored.key;
       if (entry.expires > now && std::string_view(key).substr(0, prefix.size()) == prefix) {
         out.push_back(info(key, entry, now));
       }
@@ -112,28 +167,26 @@ class alignas(64) Shard final : public LeaseOps, public std::enable_shared_from_
   }
 
  private:
-  static void fill(Entry& entry, const std::string& token, TimePoint expires) {
-    std::memcpy(entry.token.data(), token.data(), entry.token.size());
-    entry.expires = expires;
-  }
-
   static LockInfo info(const std::string& key, const Entry& entry, TimePoint now) {
     return LockInfo{key, entry.fence,
                     std::chrono::ceil<std::chrono::milliseconds>(entry.expires - now)};
   }
 
-  // Drops expired entries. Runs when the table has doubled since the last sweep, so its cost is
-  // amortised O(1) per insert and the table never exceeds twice its live entries (+ 64).
+  // Drops expired and released entries. Runs when an insert finds the table at twice its size
+  // after the previous sweep, so its cost is amortised O(1) per insert and a shard never holds
+  // more than max(64, 2 x the live entries at the previous sweep).
   void sweep(TimePoint now) {
     std::erase_if(leases_, [now](const auto& kv) { return kv.second.expires <= now; });
     sweep_at_ = std::max<std::size_t>(64, 2 * leases_.size());
   }
 
   const std::shared_ptr<const Clock> clock_;
+  const bool steady_;
+  const CoarseSteady coarse_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> leases_;  // guarded by mu_
-  std::uint64_t fences_ = 0;                                                  // guarded by mu_
-  std::size_t sweep_at_ = 64;                                                 // guarded by mu_
+  std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
+  std::uint64_t fences_ = 0;                                        // guarded by mu_
+  std::size_t sweep_at_ = 64;                                       // guarded by mu_
 };
 
 }  // namespace
@@ -142,17 +195,22 @@ struct InMemoryLockApi::Impl {
   std::vector<std::shared_ptr<Shard>> shards;
   std::size_t mask = 0;
 
-  Shard& shard_for(std::string_view key) const { return *shards[KeyHash{}(key) & mask]; }
+  // Shards by the hash's high bits: the table inside uses the low ones for its buckets.
+  const std::shared_ptr<Shard>& shard_for(HashedKey key) const {
+    return shards[(key.hash >> 48) & mask];
+  }
 };
 
 InMemoryLockApi::InMemoryLockApi(MemoryOptions options) : impl_(std::make_unique<Impl>()) {
+  bool steady = !options.clock;
   std::shared_ptr<const Clock> clock =
       options.clock ? std::move(options.clock) : std::make_shared<SteadyClock>();
   std::size_t n = 1;
   while (n < options.shards && n < 4096) n *= 2;
   impl_->mask = n - 1;
   impl_->shards.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) impl_->shards.push_back(std::make_shared<Shard>(clock));
+  for (std::size_t i = 0; i < n; ++i)
+    impl_->shards.push_back(std::make_shared<Shard>(clock, steady));
 }
 
 InMemoryLockApi::~InMemoryLockApi() = default;
@@ -161,24 +219,28 @@ std::optional<Lock> InMemoryLockApi::try_acquire(std::string_view key,
                                                  std::chrono::milliseconds ttl) {
   validate_key(key);
   validate_ttl(ttl);
-  return impl_->shard_for(key).try_acquire(key, ttl);
+  HashedKey hashed{key, hash_key(key)};
+  const auto& shard = impl_->shard_for(hashed);
+  return shard->try_acquire(shard, hashed, ttl);
 }
 
 bool InMemoryLockApi::release(std::string_view key, std::string_view token) {
   validate_key(key);
-  return impl_->shard_for(key).release(key, token);
+  HashedKey hashed{key, hash_key(key)};
+  return impl_->shard_for(hashed)->release(hashed, token);
 }
 
 bool InMemoryLockApi::extend(std::string_view key, std::string_view token,
                              std::chrono::milliseconds ttl) {
   validate_key(key);
   validate_ttl(ttl);
-  return impl_->shard_for(key).extend(key, token, ttl);
+  return impl_->shard_for(HashedKey{key, hash_key(key)})->extend(key, token, ttl);
 }
 
 std::optional<LockInfo> InMemoryLockApi::status(std::string_view key) {
   validate_key(key);
-  return impl_->shard_for(key).status(key);
+  HashedKey hashed{key, hash_key(key)};
+  return impl_->shard_for(hashed)->status(hashed);
 }
 
 std::vector<LockInfo> InMemoryLockApi::list(std::string_view prefix) {

@@ -14,7 +14,9 @@ class NoOpOps final : public LeaseOps {
   bool extend(std::string_view, std::string_view, std::chrono::milliseconds) override {
     return true;
   }
-  std::uint64_t next_fence() noexcept { return fences_.fetch_add(1, std::memory_order_relaxed) + 1; }
+  std::uint64_t next_fence() noexcept {
+    return fences_.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
 
  private:
   std::atomic<std::uint64_t> fences_{0};
@@ -49,6 +51,8 @@ std::optional<LockInfo> NoOpLockApi::status(std::string_view key) {
   return std::nullopt;
 }
 
-std::vector<LockInfo> NoOpLockApi::list(std::string_view) { return {}; }
+std::vector<LockInfo> NoOpLockApi::list(std::string_view) {
+  return {};
+}
 
 }  // namespace lockkit

@@ -165,7 +165,8 @@ TEST_P(LockApiConformance, ValidUntilIsNoLaterThanTtlFromRequestStart) {
   // The store's expiry is at least request start + ttl, and the request started after `before`
   // and before `after`; a valid_until later than `after + ttl` would outlast the store's lease.
   EXPECT_LE(lock->valid_until(), after + kLong);
-  EXPECT_GT(lock->valid_until(), before + kLong - kLong / 10) << "drift margin is unreasonably large";
+  EXPECT_GT(lock->valid_until(), before + kLong - kLong / 10)
+      << "drift margin is unreasonably large";
 }
 
 TEST_P(LockApiConformance, FenceIncreasesAcrossReleaseAndExpiry) {
@@ -406,8 +407,8 @@ TEST_P(LockApiConformance, ThreadsNeverOverlap) {
     threads.emplace_back([&] {
       auto api = GetParam().make();
       for (int i = 0; i < kRounds; ++i) {
-        auto lock = api->acquire(key, kLong, RetryPolicy{.max_wait = 30s, .initial_delay = 1ms,
-                                                         .max_delay = 5ms});
+        auto lock = api->acquire(
+            key, kLong, RetryPolicy{.max_wait = 30s, .initial_delay = 1ms, .max_delay = 5ms});
         if (!lock) continue;
         if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
         ++counter;

@@ -35,7 +35,9 @@ struct ConformanceCase {
 };
 
 // Prints a case by name in failure messages.
-inline void PrintTo(const ConformanceCase& c, std::ostream* os) { *os << c.name; }
+inline void PrintTo(const ConformanceCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 // Names instantiations after `ConformanceCase::name`.
 inline std::string CaseName(const ::testing::TestParamInfo<ConformanceCase>& info) {

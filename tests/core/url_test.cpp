@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: MIT
+// URL parsing, redaction, query options, durations and key escaping.
+#include "core/url.hpp"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include "lockkit/open.hpp"
+
+namespace lockkit::detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string ErrorOf(std::string_view url) {
+  try {
+    parse_url(url);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ParseUrl, SplitsEveryPart) {
+  Url u = parse_url("redis://user:p%40ss@127.0.0.1:6390/2?prefix=app%3A&connections=4");
+  EXPECT_EQ(u.scheme, "redis");
+  EXPECT_TRUE(u.has_authority);
+  EXPECT_EQ(u.user, "user");
+  ASSERT_TRUE(u.password);
+  EXPECT_EQ(*u.password, "p@ss");
+  ASSERT_EQ(u.hosts.size(), 1u);
+  EXPECT_EQ(u.hosts[0].host, "127.0.0.1");
+  EXPECT_EQ(u.hosts[0].port, 6390);
+  EXPECT_EQ(u.path, "/2");
+  ASSERT_EQ(u.query.size(), 2u);
+  EXPECT_EQ(u.query[0].second, "app:");
+}
+
+TEST(ParseUrl, ReadsHostListsAndIpv6) {
+  Url u = parse_url("redlock://h1:1,[::1]:2,h3");
+  ASSERT_EQ(u.hosts.size(), 3u);
+  EXPECT_EQ(u.hosts[1].host, "::1");
+  EXPECT_EQ(u.hosts[1].port, 2);
+  EXPECT_FALSE(u.hosts[2].port);
+}
+
+TEST(ParseUrl, ReadsPathOnlyAndOpaqueForms) {
+  Url file = parse_url("sqlite:///var/lib/locks%20x.db");
+  EXPECT_TRUE(file.hosts.empty());
+  EXPECT_EQ(file.path, "/var/lib/locks x.db");
+  Url noop = parse_url("noop:locked");
+  EXPECT_FALSE(noop.has_authority);
+  EXPECT_EQ(noop.path, "locked");
+}
+
+TEST(ParseUrl, RejectsMalformedUrlsWithReasons) {
+  EXPECT_NE(ErrorOf("no-scheme").find("missing scheme"), std::string::npos);
+  EXPECT_NE(ErrorOf("1x://h").find("bad scheme"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis://h:99999").find("bad port"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis://h:0").find("bad port"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis://h:").find("empty port"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis://h:12ab").find("bad port"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis://[::1").find("unclosed"), std::string::npos);
+  EXPECT_NE(ErrorOf("sqlite:///a%zz").find("percent"), std::string::npos);
+  EXPECT_NE(ErrorOf("redis://h#frag").find("fragment"), std::string::npos);
+}
+
+TEST(ParseUrl, ErrorsNeverShowThePassword) {
+  std::string message = ErrorOf("redis://me:hunter2@h:99999");
+  EXPECT_NE(message.find("***"), std::string::npos) << message;
+  EXPECT_EQ(message.find("hunter2"), std::string::npos) << message;
+}
+
+TEST(RedactUrl, HidesUserinfoAndQueryPasswords) {
+  EXPECT_EQ(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+  EXPECT_EQ(redact_url("redis://:secret@h:1"), "redis://:***@h:1");
+  EXPECT_EQ(redact_url("redis://u@h:1"), "redis://u@h:1");
+  EXPECT_EQ(redact_url("postgres://h/db?sslmode=off&password=x&a=b"),
+            "postgres://h/db?sslmode=off&password=***&a=b");
+  EXPECT_EQ(redact_url("memory:"), "memory:");
+}
+
+TEST(QueryOptions, TakesKnownOptionsAndRejectsTheRest) {
+  std::string url = "x://h?timeout=250ms&n=3&extra=1";
+  Url u = parse_url(url);
+  QueryOptions options(url, u);
+  EXPECT_EQ(options.take_duration("timeout"), 250ms);
+  EXPECT_EQ(options.take_uint("n", 1, 10), 3u);
+  EXPECT_FALSE(options.take("absent"));
+  try {
+    options.finish();
+    FAIL() << "unknown option accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown option \"extra\""), std::string::npos);
+  }
+}
+
+TEST(QueryOptions, NamesTheOptionInValueErrors) {
+  std::string url = "x://h?n=11&timeout=soon";
+  Url u = parse_url(url);
+  QueryOptions options(url, u);
+  EXPECT_THROW(options.take_uint("n", 1, 10), std::invalid_argument);
+  try {
+    options.take_duration("timeout");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("timeout"), std::string::npos);
+  }
+}
+
+TEST(ParseDuration, AcceptsEveryUnit) {
+  EXPECT_EQ(parse_duration("250ms", "ttl"), 250ms);
+  EXPECT_EQ(parse_duration("30s", "ttl"), 30s);
+  EXPECT_EQ(parse_duration("1.5s", "ttl"), 1500ms);
+  EXPECT_EQ(parse_duration("5m", "ttl"), 5min);
+  EXPECT_EQ(parse_duration("1h", "ttl"), 1h);
+  EXPECT_EQ(parse_duration("2d", "ttl"), 48h);
+  EXPECT_EQ(parse_duration("0s", "ttl"), 0ms);
+}
+
+TEST(ParseDuration, RejectsGarbageNamingTheArgument) {
+  for (const char* bad : {"", "10", "10x", "-5s", "s", "1e3s", "ms", "1..2s", "99999999999999d"}) {
+    try {
+      parse_duration(bad, "ttl");
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("ttl: ", 0), 0u) << e.what();
+    }
+  }
+}
+
+TEST(FormatDuration, PicksTheLargestExactUnit) {
+  EXPECT_EQ(format_duration(0ms), "0ms");
+  EXPECT_EQ(format_duration(250ms), "250ms");
+  EXPECT_EQ(format_duration(30s), "30s");
+  EXPECT_EQ(format_duration(168h), "7d");
+  EXPECT_EQ(format_duration(-5s), "-5s");
+}
+
+TEST(EscapeKey, ShowsBinaryBytesAsHexAndCutsLongKeys) {
+  EXPECT_EQ(escape_key(std::string("a\0\xff\"", 4)), "a\\x00\\xff\\x22");
+  EXPECT_EQ(escape_key(std::string(100, 'k')), std::string(64, 'k') + "...");
+}
+
+}  // namespace
+}  // namespace lockkit::detail
