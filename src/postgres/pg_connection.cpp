@@ -29,10 +29,11 @@ Wait wait_socket(int fd, short events, Deadline deadline) {
 
 // Finds the SQLSTATE in a verbose libpq message ("FATAL:  28P01: password authentication...").
 std::string sqlstate_in(std::string_view message) {
-  for (std::string_view severity : {"FATAL:  ", "ERROR:  ", "PANIC:  "}) {
+  for (std::string_view severity : {"FATAL:", "ERROR:", "PANIC:"}) {
     std::size_t at = message.find(severity);
     if (at == std::string_view::npos) continue;
     std::string_view rest = message.substr(at + severity.size());
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
     if (rest.size() >= 6 && rest[5] == ':') {
       bool ok = true;
       for (int i = 0; i < 5; ++i) {
@@ -55,9 +56,9 @@ ErrorKind kind_of_sqlstate(std::string_view s) noexcept {
     if (s == "57014") return ErrorKind::kTimeout;  // statement_timeout or a cancel
     return ErrorKind::kUnavailable;  // connection, resources, shutdown, cannot connect now
   }
-  if (s == "55P03") return ErrorKind::kTimeout;                       // lock_timeout
-  if (s == "40001" || s == "40P01") return ErrorKind::kUnavailable;   // retry may succeed
-  if (s == "3D000" || s == "25006") return ErrorKind::kUnavailable;   // no such db, read-only
+  if (s == "55P03") return ErrorKind::kTimeout;                      // lock_timeout
+  if (s == "40001" || s == "40P01") return ErrorKind::kUnavailable;  // retry may succeed
+  if (s == "3D000" || s == "25006") return ErrorKind::kUnavailable;  // no such db, read-only
   return ErrorKind::kProtocol;
 }
 
@@ -65,10 +66,14 @@ std::string clean_message(const char* message) {
   std::string out = message ? message : "";
   std::size_t loc = out.find("\nLOCATION:");
   if (loc != std::string::npos) out.erase(loc);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  for (auto& c : out) {
-    if (c == '\n') c = ' ';
+  std::string flat;
+  for (char c : out) {
+    bool space = c == '\n' || c == '\t' || c == ' ';
+    if (space && (flat.empty() || flat.back() == ' ')) continue;
+    flat.push_back(space ? ' ' : c);
   }
+  while (!flat.empty() && flat.back() == ' ') flat.pop_back();
+  out = std::move(flat);
   if (out.empty()) out = "unknown libpq error";
   return out;
 }
@@ -82,6 +87,9 @@ std::unique_ptr<Connection> Connection::open(const std::string& conninfo, Deadli
   if (!conn) throw CallError{ErrorKind::kUnavailable, "out of memory", false, true, {}};
   // Verbose: server errors then carry their SQLSTATE ("FATAL:  28P01: ..."), even at connect.
   PQsetErrorVerbosity(conn.get(), PQERRORS_VERBOSE);
+  // The library never prints: libpq's default notice processor writes to stderr.
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
   auto fail = [&](ErrorKind kind, std::string message) {
     throw CallError{kind, std::move(message), false, true, {}};
   };
@@ -108,25 +116,33 @@ std::unique_ptr<Connection> Connection::open(const std::string& conninfo, Deadli
   if (PQsetnonblocking(conn.get(), 1) != 0) {
     fail(ErrorKind::kUnavailable, clean_message(PQerrorMessage(conn.get())));
   }
-  return std::unique_ptr<Connection>(new Connection(conn.release()));
+  std::unique_ptr<Connection> out(new Connection(conn.release()));
+  // Errors that arrive outside a query (the server going down) come as notices: note them.
+  PQsetNoticeProcessor(out->conn_.get(), &Connection::on_notice, out.get());
+  return out;
 }
 
 bool Connection::alive() noexcept {
-  if (PQstatus(conn_.get()) != CONNECTION_OK) return false;
-  int fd = PQsocket(conn_.get());
-  if (fd < 0) return false;
-  pollfd p{fd, POLLIN, 0};
-  int n = ::poll(&p, 1, 0);
-  if (n == 0) return true;  // nothing arrived: an idle connection has nothing to say
-  if (n < 0) return false;
-  // Something arrived while idle: a FATAL notice before a shutdown, or EOF.
-  if (PQconsumeInput(conn_.get()) == 0) return false;
-  while (!PQisBusy(conn_.get())) {
-    PGresult* r = PQgetResult(conn_.get());
-    if (!r) break;
-    PQclear(r);
+  for (int round = 0; round < 4; ++round) {
+    if (dead_ || PQstatus(conn_.get()) != CONNECTION_OK) return false;
+    int fd = PQsocket(conn_.get());
+    if (fd < 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, 0);
+    if (n == 0) return true;  // nothing arrived: an idle connection has nothing to say
+    if (n < 0) return false;
+    // Something arrived while idle: typically a FATAL before a shutdown (it reaches the notice
+    // hook, which marks us dead), then EOF (PQconsumeInput fails) on a later round.
+    if (PQconsumeInput(conn_.get()) == 0) return false;
   }
-  return PQstatus(conn_.get()) == CONNECTION_OK;
+  return !dead_ && PQstatus(conn_.get()) == CONNECTION_OK;
+}
+
+void Connection::on_notice(void* self, const char* message) {
+  std::string_view m = message ? message : "";
+  if (m.rfind("FATAL:", 0) == 0 || m.rfind("PANIC:", 0) == 0 || m.rfind("ERROR:", 0) == 0) {
+    static_cast<Connection*>(self)->dead_ = true;
+  }
 }
 
 void Connection::fail_connection(ErrorKind kind, std::string_view what, bool maybe_applied) {
@@ -204,8 +220,8 @@ ResultPtr Connection::finish(Deadline deadline, bool sent) {
     std::string sqlstate = state ? state : "";
     ErrorKind kind = broken ? ErrorKind::kUnavailable : kind_of_sqlstate(sqlstate);
     // An ERROR rolled the statement back; a lost connection (FATAL) leaves it in doubt.
-    throw CallError{kind, clean_message(PQresultErrorMessage(error.get())), sent && broken,
-                    broken, sqlstate};
+    throw CallError{kind, clean_message(PQresultErrorMessage(error.get())), sent && broken, broken,
+                    sqlstate};
   }
   if (broken) fail_connection(ErrorKind::kUnavailable, "connection lost", sent);
   if (!keep) throw CallError{ErrorKind::kProtocol, "no result", false, true, {}};

@@ -84,10 +84,12 @@ class Connection {
   explicit Connection(PGconn* conn) : conn_(conn) {}
   // Flushes the request and collects every result before `deadline`.
   ResultPtr finish(Deadline deadline, bool sent);
+  static void on_notice(void* self, const char* message);
   [[noreturn]] void fail_connection(ErrorKind kind, std::string_view what, bool maybe_applied);
 
   std::unique_ptr<PGconn, ConnDeleter> conn_;
   bool prepared_[kMaxStatements] = {};
+  bool dead_ = false;  // the server sent an error outside a query (e.g. shutting down)
 };
 
 // Returns libpq's message cleaned to one line (no LOCATION lines, no trailing newline).

@@ -26,7 +26,8 @@ bool valid_schema_name(std::string_view s) noexcept {
   if (s.empty() || s.size() > 63) return false;
   if (s.front() >= '0' && s.front() <= '9') return false;
   for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) return false;
   }
   return true;
@@ -39,27 +40,31 @@ Sql make_sql(std::string_view schema) {
   // A refusal must not lock or rewrite the row: `live` looks with a plain read first, and only
   // when no unexpired holder is seen does the INSERT run (the ON CONFLICT branch re-checks
   // expiry on the locked, latest row, so a race between two acquirers still has one winner).
-  // A refused acquire thus takes no row lock, draws no fence and writes no WAL. A granted one
-  // also deletes up to 8 rows that expired before this transaction started (`now()`, stable, so
-  // the expires_at index bounds the scan), skipping rows another session has locked.
+  // A refused acquire thus takes no row lock, draws no fence and writes no WAL.
+  // The fence is drawn under a transaction-scoped advisory lock on the key's hash, held until
+  // COMMIT: without it, an acquirer could draw a fence, wait out another's insert, and insert
+  // after that one had held and released the key, with a smaller fence than its predecessor.
+  // A granted acquire also deletes up to 8 rows that expired before this transaction started
+  // (`now()`, stable, so the expires_at index bounds the scan), skipping rows others locked;
+  // FOR UPDATE re-checks expiry on the latest row version, and the lock keeps it expired.
   sql.acquire = with_schema(
       "WITH live AS ("
       "SELECT 1 FROM @.leases WHERE key = $1::bytea AND expires_at > clock_timestamp()), "
       "ins AS ("
       "INSERT INTO @.leases AS l (key, token, fence, expires_at) "
-      "SELECT $1::bytea, $2::text, nextval('@.fences'), "
+      "SELECT $1::bytea, $2::text, (SELECT nextval('@.fences') FROM (SELECT "
+      "pg_advisory_xact_lock(1819239276, hashtext(md5($1::bytea)))) AS k), "
       "clock_timestamp() + $3::bigint * interval '1 millisecond' "
       "WHERE NOT EXISTS (SELECT 1 FROM live) "
       "ON CONFLICT (key) DO UPDATE SET token = excluded.token, fence = excluded.fence, "
       "expires_at = excluded.expires_at WHERE l.expires_at <= clock_timestamp() "
       "RETURNING l.fence), "
       "reclaim AS ("
-      "DELETE FROM @.leases d USING ("
+      "DELETE FROM @.leases d WHERE EXISTS (SELECT 1 FROM ins) AND d.key = ANY (ARRAY("
       "SELECT e.key FROM @.leases e WHERE EXISTS (SELECT 1 FROM ins) AND e.expires_at < now() "
       "AND e.key <> $1::bytea ORDER BY e.expires_at LIMIT " +
           std::to_string(kReclaimPerAcquire) +
-          " FOR UPDATE SKIP LOCKED) x "
-          "WHERE d.key = x.key AND d.expires_at < now()) "
+          " FOR UPDATE SKIP LOCKED))) "
           "SELECT fence FROM ins",
       q);
   sql.release = with_schema(

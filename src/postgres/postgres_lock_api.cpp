@@ -42,7 +42,8 @@ enum StatementId { kAcquire, kRelease, kExtend, kStatus, kList };
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 
 std::int64_t read_int8(const PGresult* r, int row, int col) {
-  if (PQgetlength(r, row, col) != 8) throw CallError{ErrorKind::kProtocol, "bad int8", false, false, {}};
+  if (PQgetlength(r, row, col) != 8)
+    throw CallError{ErrorKind::kProtocol, "bad int8", false, false, {}};
   const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r, row, col));
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
@@ -86,10 +87,14 @@ std::string describe_target(const PQconninfoOption* opts) {
   for (const auto* o = opts; o->keyword; ++o) {
     std::string_view k = o->keyword;
     std::string v = o->val ? o->val : "";
-    if (k == "host") host = v;
-    else if (k == "hostaddr") hostaddr = v;
-    else if (k == "port") port = v;
-    else if (k == "dbname") dbname = v;
+    if (k == "host")
+      host = v;
+    else if (k == "hostaddr")
+      hostaddr = v;
+    else if (k == "port")
+      port = v;
+    else if (k == "dbname")
+      dbname = v;
   }
   if (host.empty()) host = hostaddr;
   if (host.empty()) host = "localhost";
@@ -139,8 +144,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
       in_doubt(key, token, ttl, e);
     }
     if (PQntuples(r.get()) == 0) return std::nullopt;
-    std::uint64_t fence = static_cast<std::uint64_t>(checked([&] { return read_int8(r.get(), 0, 0); },
-                                                             "try_acquire", key));
+    std::uint64_t fence = static_cast<std::uint64_t>(
+        checked([&] { return read_int8(r.get(), 0, 0); }, "try_acquire", key));
     return Lock(shared_from_this(), std::string(key), std::move(token), fence,
                 start + ttl - drift(ttl));
   }
@@ -174,9 +179,9 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     if (PQntuples(r.get()) == 0) return std::nullopt;
     return checked(
         [&] {
-          return LockInfo{std::string(key), static_cast<std::uint64_t>(read_int8(r.get(), 0, 0)),
-                          std::chrono::milliseconds(std::max<std::int64_t>(
-                              1, read_int8(r.get(), 0, 1)))};
+          return LockInfo{
+              std::string(key), static_cast<std::uint64_t>(read_int8(r.get(), 0, 0)),
+              std::chrono::milliseconds(std::max<std::int64_t>(1, read_int8(r.get(), 0, 1)))};
         },
         "status", key);
   }
@@ -185,7 +190,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     // Keys starting with `prefix` are [prefix, prefix with its last non-0xff byte incremented).
     std::string upper(prefix);
     while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
-    if (!upper.empty()) upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
+    if (!upper.empty())
+      upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
     Params params;
     params.add(prefix, true);
     params.add(upper, true);
@@ -257,7 +263,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     std::string message = std::string(op) + " \"" + detail::escape_key(key) + "\": " + e.message;
     if (e.kind == ErrorKind::kTimeout && e.message.rfind("connect ", 0) != 0 &&
         e.message.rfind("all ", 0) != 0) {
-      message += " from " + target_ + " within " + detail::format_duration(options_.command_timeout);
+      message +=
+          " from " + target_ + " within " + detail::format_duration(options_.command_timeout);
     } else if (e.kind == ErrorKind::kTimeout) {
       if (e.message.rfind("all ", 0) == 0) {
         message += " for " + detail::format_duration(options_.command_timeout);
@@ -303,7 +310,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
       auto before = Clock::now();
       Pool::Checkout co = pool_.checkout(deadline);
       // Connecting has its own budget: it does not eat into the statement's.
-      if (co.fresh) deadline += std::min<Clock::duration>(Clock::now() - before, options_.connect_timeout);
+      if (co.fresh)
+        deadline += std::min<Clock::duration>(Clock::now() - before, options_.connect_timeout);
       try {
         if (!schema_ready_.load(std::memory_order_acquire)) ensure_schema(*co.conn, deadline);
         if (sent_at) *sent_at = Clock::now();
@@ -333,9 +341,12 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     bool present = PQntuples(exists.get()) == 1 && PQgetvalue(exists.get(), 0, 0)[0] == 't';
     ResultPtr v = conn.exec_simple(present ? sql_.version : sql_.create, deadline);
     if (PQntuples(v.get()) != 1) {
-      throw CallError{ErrorKind::kProtocol,
-                      "schema \"" + options_.schema + "\" has no schema_version row in its meta table",
-                      false, false, {}};
+      throw CallError{
+          ErrorKind::kProtocol,
+          "schema \"" + options_.schema + "\" has no schema_version row in its meta table",
+          false,
+          false,
+          {}};
     }
     std::string version = PQgetvalue(v.get(), 0, 0);
     if (version != std::to_string(detail::pg::kSchemaVersion)) {
@@ -343,7 +354,9 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
                       "schema \"" + options_.schema + "\" has lease table version " + version +
                           ", this lockkit knows version " +
                           std::to_string(detail::pg::kSchemaVersion),
-                      false, false, {}};
+                      false,
+                      false,
+                      {}};
     }
     schema_ready_.store(true, std::memory_order_release);
   }
@@ -460,8 +473,8 @@ PostgresOptions parse_postgres_url(std::string_view url) {
       continue;
     }
     if (!known.count(name)) {
-      detail::throw_bad_url(url, "unknown option \"" + name +
-                                     "\" (neither a lockkit option nor a libpq keyword)");
+      detail::throw_bad_url(
+          url, "unknown option \"" + name + "\" (neither a lockkit option nor a libpq keyword)");
     }
     add(name, value);
   }
