@@ -11,7 +11,7 @@
 #       shell-sourceable lines:
 #         PG_DIR=... PG_PORT=... PG_PID=... PG_URL=postgres://lockkit:...@127.0.0.1:PORT/lockkit
 #       The `lockkit` role has a password (scram-sha-256 on TCP), owns database `lockkit` and may
-#       create schemas in it. With --owner-pid, a watchdog stops the server once PID is gone, so a
+#       create schemas in it; `lockkit_min` (same password) has no rights beyond what is granted. With --owner-pid, a watchdog stops the server once PID is gone, so a
 #       crashed test does not leave a server behind.
 #   postgres-server.sh stop DIR       stops the server of DIR (fast shutdown, then SIGKILL)
 #   postgres-server.sh destroy DIR    stops it and deletes DIR
@@ -123,6 +123,7 @@ EOF
     as_pg "${psql[@]}" -d postgres >/dev/null <<EOF
 CREATE ROLE $kRole LOGIN PASSWORD '$kPassword';
 CREATE DATABASE $kRole OWNER $kRole;
+CREATE ROLE ${kRole}_min LOGIN PASSWORD '$kPassword';
 EOF
   fi
   local pid

@@ -213,14 +213,15 @@ ResultPtr Connection::finish(Deadline deadline, bool sent) {
       error = std::move(r);
     }
   }
+  bool lost = PQstatus(c) != CONNECTION_OK;
   // A connection left inside a transaction block (a failed BEGIN...COMMIT string) is unusable.
-  bool broken = PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE;
+  bool broken = lost || PQtransactionStatus(c) != PQTRANS_IDLE;
   if (error) {
     const char* state = PQresultErrorField(error.get(), PG_DIAG_SQLSTATE);
     std::string sqlstate = state ? state : "";
-    ErrorKind kind = broken ? ErrorKind::kUnavailable : kind_of_sqlstate(sqlstate);
+    ErrorKind kind = lost ? ErrorKind::kUnavailable : kind_of_sqlstate(sqlstate);
     // An ERROR rolled the statement back; a lost connection (FATAL) leaves it in doubt.
-    throw CallError{kind, clean_message(PQresultErrorMessage(error.get())), sent && broken, broken,
+    throw CallError{kind, clean_message(PQresultErrorMessage(error.get())), sent && lost, broken,
                     sqlstate};
   }
   if (broken) fail_connection(ErrorKind::kUnavailable, "connection lost", sent);

@@ -313,7 +313,14 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
       if (co.fresh)
         deadline += std::min<Clock::duration>(Clock::now() - before, options_.connect_timeout);
       try {
-        if (!schema_ready_.load(std::memory_order_acquire)) ensure_schema(*co.conn, deadline);
+        if (!schema_ready_.load(std::memory_order_acquire)) {
+          try {
+            ensure_schema(*co.conn, deadline);
+          } catch (CallError& e) {
+            e.maybe_applied = false;  // the operation's own statement was never sent
+            throw;
+          }
+        }
         if (sent_at) *sent_at = Clock::now();
         ResultPtr r = co.conn->exec(statements_[id], params, options_.prepare, deadline);
         pool_.give_back(std::move(co.conn));
@@ -329,6 +336,9 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
           pool_.give_back(std::move(co.conn));
         }
         if (attempt == 0 && (stale || gone) && Clock::now() < deadline) continue;
+        throw;
+      } catch (...) {  // e.g. bad_alloc: the connection's state is unknown, free its slot
+        pool_.discard(std::move(co.conn));
         throw;
       }
     }

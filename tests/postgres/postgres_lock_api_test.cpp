@@ -31,9 +31,13 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-PostgresServer& pg() { return PostgresServer::shared(); }
+PostgresServer& pg() {
+  return PostgresServer::shared();
+}
 
-std::string unique(std::string_view base) { return std::string(base) + make_token().substr(0, 8); }
+std::string unique(std::string_view base) {
+  return std::string(base) + make_token().substr(0, 8);
+}
 
 // Runs `sql` on its own libpq connection; returns the first value of the first row ("" if none).
 std::string query(const std::string& sql) {
@@ -50,7 +54,9 @@ std::string query(const std::string& sql) {
   return PQgetvalue(r.get(), 0, 0);
 }
 
-long long query_int(const std::string& sql) { return std::stoll(query(sql)); }
+long long query_int(const std::string& sql) {
+  return std::stoll(query(sql));
+}
 
 // Restarts or resumes the shared server when a test leaves scope, also when it fails midway.
 class ServerGuard {
@@ -187,9 +193,8 @@ TEST(PostgresUrl, LibpqKeywordsReachTheServer) {
   auto api = lockkit::open(pg().url("schema=urls&sslmode=disable&application_name=" + app));
   auto lock = api->try_acquire(unique("app/"), 10s);
   ASSERT_TRUE(lock);
-  EXPECT_GE(query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app +
-                      "'"),
-            1);
+  EXPECT_GE(
+      query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'"), 1);
 }
 
 // ---- schema -----------------------------------------------------------------------------------
@@ -239,6 +244,30 @@ TEST(PostgresSchema, NewerVersionIsRefused) {
   } catch (const BackendError& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kProtocol);
     EXPECT_NE(std::string(e.what()).find("99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PostgresSchema, RoleWithOnlyTableRightsUsesAnExistingSchema) {
+  std::string schema = unique("granted_");
+  auto owner = lockkit::open(pg().url("schema=" + schema));
+  ASSERT_TRUE(owner->try_acquire("create", 10s));
+  query("GRANT USAGE ON SCHEMA " + schema + " TO lockkit_min; GRANT SELECT ON " + schema +
+        ".meta TO lockkit_min; GRANT SELECT, INSERT, UPDATE, DELETE ON " + schema +
+        ".leases TO lockkit_min; GRANT USAGE ON SEQUENCE " + schema + ".fences TO lockkit_min");
+  std::string base = "postgres://lockkit_min:" + pg().password() +
+                     "@127.0.0.1:" + std::to_string(pg().port()) + "/lockkit?schema=";
+  auto api = lockkit::open(base + schema);
+  auto lock = api->try_acquire("k", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_TRUE(lock->release());
+  // Creating a schema needs rights this role lacks: kind auth, and nothing in doubt.
+  auto denied = lockkit::open(base + unique("denied_"));
+  try {
+    (void)denied->try_acquire("k", 10s);
+    FAIL() << "created a schema without the right to";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kAuth) << e.what();
+    EXPECT_NE(std::string(e.what()).find("permission denied"), std::string::npos) << e.what();
   }
 }
 
@@ -370,8 +399,8 @@ TEST(PostgresPool, OpensAtMostItsConnections) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(granted.load(), 160);
-  long long n = query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" +
-                          app + "'");
+  long long n =
+      query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'");
   EXPECT_GE(n, 1);
   EXPECT_LE(n, 2);
 }
@@ -385,8 +414,7 @@ TEST(PostgresProcesses, ContendingProcessesNeverOverlap) {
   constexpr int kRounds = 25;
   std::vector<pid_t> workers;
   for (int i = 0; i < kWorkers; ++i) {
-    workers.push_back(
-        spawn_worker({"contend", url, key, std::to_string(kRounds), log, go}));
+    workers.push_back(spawn_worker({"contend", url, key, std::to_string(kRounds), log, go}));
   }
   std::ofstream(go).put('\n');
   for (pid_t w : workers) EXPECT_EQ(wait_exit(w), 0) << "worker " << w;
@@ -487,8 +515,8 @@ TEST(PostgresFaults, ServerStoppedMidStream) {
       } catch (...) {
         other.fetch_add(1);
       }
-      long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
-                         .count();
+      long long ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
       if (ms > slowest_ms) slowest_ms = ms;
     }
   });
@@ -564,8 +592,8 @@ TEST(PostgresFaults, LostAnswerReleasesOwnTokenThenInDoubt) {
   ASSERT_TRUE(direct->try_acquire("create", 10s));  // schema and statements ready
   TcpProxy proxy(pg().port());
   std::string via_proxy = "postgres://lockkit:" + pg().password() +
-                          "@127.0.0.1:" + std::to_string(proxy.port()) + "/lockkit?schema=" +
-                          schema + "&command_timeout=500ms&connections=2";
+                          "@127.0.0.1:" + std::to_string(proxy.port()) +
+                          "/lockkit?schema=" + schema + "&command_timeout=500ms&connections=2";
   auto api = lockkit::open(via_proxy);
   ASSERT_TRUE(api->try_acquire("warm", 10s));
   auto fences_before = query_int("SELECT last_value FROM " + schema + ".fences");

@@ -47,16 +47,15 @@ int first_use(const char* url, const std::string& key, const char* go) {
   return lock->release() ? 0 : 3;
 }
 
-int contend(const char* url, const std::string& key, int rounds, const char* log,
-            const char* go) {
+int contend(const char* url, const std::string& key, int rounds, const char* log, const char* go) {
   int fd = ::open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return 2;
   if (!wait_for_file(go)) return 2;
   auto api = lockkit::open(url);
   std::string pid = std::to_string(::getpid());
   for (int i = 0; i < rounds; ++i) {
-    auto lock = api->acquire(key, 30s, lockkit::RetryPolicy{.max_wait = 60s, .initial_delay = 1ms,
-                                                             .max_delay = 10ms});
+    auto lock = api->acquire(
+        key, 30s, lockkit::RetryPolicy{.max_wait = 60s, .initial_delay = 1ms, .max_delay = 10ms});
     if (!lock) {
       std::fprintf(stderr, "worker: acquire ran out of time\n");
       return 3;
@@ -83,8 +82,9 @@ int main(int argc, char** argv) {
     if (mode == "contend" && argc == 7) {
       return contend(argv[2], argv[3], std::stoi(argv[4]), argv[5], argv[6]);
     }
-    std::fprintf(stderr, "usage: postgres_test_worker first-use URL KEY GOFILE | "
-                         "contend URL KEY ROUNDS LOGFILE GOFILE\n");
+    std::fprintf(stderr,
+                 "usage: postgres_test_worker first-use URL KEY GOFILE | "
+                 "contend URL KEY ROUNDS LOGFILE GOFILE\n");
     return 64;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "worker: %s\n", e.what());

@@ -16,7 +16,9 @@
 namespace lockkit::testing {
 namespace {
 
-std::string script() { return std::string(LOCKKIT_SOURCE_DIR) + "/scripts/postgres-server.sh"; }
+std::string script() {
+  return std::string(LOCKKIT_SOURCE_DIR) + "/scripts/postgres-server.sh";
+}
 
 // Runs `command` through /bin/sh and returns its stdout; throws with the exit status on failure.
 std::string run(const std::string& command) {
@@ -106,9 +108,13 @@ std::string PostgresServer::url_with_password(std::string_view password) const {
          "/lockkit";
 }
 
-void PostgresServer::stop() { run("bash '" + script() + "' stop '" + dir_ + "'"); }
+void PostgresServer::stop() {
+  run("bash '" + script() + "' stop '" + dir_ + "'");
+}
 
-void PostgresServer::start() { run_start(); }
+void PostgresServer::start() {
+  run_start();
+}
 
 void PostgresServer::pause() {
   ::kill(pid_, SIGSTOP);  // first, so it forks no new backend
