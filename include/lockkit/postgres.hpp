@@ -25,8 +25,8 @@ struct PostgresOptions {
   std::string schema = "lockkit";
   // Longest time to open one connection (TCP, TLS, authentication). 1 ms .. 1 h.
   std::chrono::milliseconds connect_timeout{2000};
-  // Longest time one call waits for a pooled connection and then for its statement's answer,
-  // on top of connecting if it must connect. 1 ms .. 1 h.
+  // Longest time a call waits for a free pooled connection, and, separately, for the answer to
+  // its statement once sent (a statement never starts with less). 1 ms .. 1 h.
   std::chrono::milliseconds command_timeout{2000};
   // Most connections the pool opens (opened lazily, kept while healthy). 1..1024.
   std::size_t connections = 8;
@@ -50,7 +50,8 @@ struct PostgresOptions {
 // behind PgBouncer in transaction mode (with `prepare = false` for PgBouncer before 1.21).
 // `Lock::valid_until()` is request start + ttl - (ttl/100 + 2 ms).
 // When the store is unreachable: calls throw `BackendError` (kind unavailable or timeout) after
-// at most `connect_timeout` + `command_timeout`; a holder may keep acting until `valid_until()`
+// at most `command_timeout` (pool wait) + `connect_timeout` + `command_timeout` (statement), an
+// in-doubt acquire after one token release more; a holder may keep acting until `valid_until()`
 // (the server cannot have given the key away earlier), not later. If an acquire was sent but
 // its answer lost, the call releases its own token and throws kind in-doubt. Broken connections
 // are dropped, so the first call after the server comes back succeeds.

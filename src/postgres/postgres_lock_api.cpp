@@ -305,13 +305,12 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
   // the statement could have run is dropped and the call retried once on another. Sets
   // `*sent_at` to the local time just before the statement went out.
   ResultPtr run(int id, const Params& params, Clock::time_point* sent_at) {
-    Deadline deadline = Clock::now() + options_.command_timeout;
+    const Deadline checkout_deadline = Clock::now() + options_.command_timeout;
     for (int attempt = 0;; ++attempt) {
-      auto before = Clock::now();
-      Pool::Checkout co = pool_.checkout(deadline);
-      // Connecting has its own budget: it does not eat into the statement's.
-      if (co.fresh)
-        deadline += std::min<Clock::duration>(Clock::now() - before, options_.connect_timeout);
+      Pool::Checkout co = pool_.checkout(checkout_deadline);
+      // The statements get their own budget, however long the wait for a connection (or the
+      // connect) took: a statement that is sent always has `command_timeout` to be answered.
+      const Deadline deadline = Clock::now() + options_.command_timeout;
       try {
         if (!schema_ready_.load(std::memory_order_acquire)) {
           try {
@@ -335,7 +334,7 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
         } else {
           pool_.give_back(std::move(co.conn));
         }
-        if (attempt == 0 && (stale || gone) && Clock::now() < deadline) continue;
+        if (attempt == 0 && (stale || gone) && Clock::now() < checkout_deadline) continue;
         throw;
       } catch (...) {  // e.g. bad_alloc: the connection's state is unknown, free its slot
         pool_.discard(std::move(co.conn));

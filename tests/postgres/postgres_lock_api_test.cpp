@@ -386,18 +386,26 @@ TEST(PostgresStatements, BenchScriptsRunTheLibrarysStatements) {
 
 TEST(PostgresPool, OpensAtMostItsConnections) {
   std::string app = unique("lk_pool_");
-  auto api = lockkit::open(pg().url("schema=pool&connections=2&application_name=" + app));
+  // Generous timeouts: 8 threads queue for 2 connections on a busy machine.
+  auto api = lockkit::open(
+      pg().url("schema=pool&connections=2&command_timeout=20s&application_name=" + app));
   std::vector<std::thread> threads;
   std::atomic<int> granted{0};
+  std::atomic<int> failed{0};
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
-        auto lock = api->try_acquire(app + "/" + std::to_string(t), 10s);
-        if (lock && lock->release()) granted.fetch_add(1);
+        try {
+          auto lock = api->try_acquire(app + "/" + std::to_string(t), 10s);
+          if (lock && lock->release()) granted.fetch_add(1);
+        } catch (const std::exception&) {
+          failed.fetch_add(1);
+        }
       }
     });
   }
   for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(granted.load(), 160);
   long long n =
       query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'");
@@ -535,8 +543,8 @@ TEST(PostgresFaults, ServerStoppedMidStream) {
   done = true;
   client.join();
   EXPECT_EQ(other.load(), 0) << "something other than BackendError escaped";
-  // An in-doubt acquire may spend a second connect + command budget on releasing its token.
-  EXPECT_LT(slowest_ms.load(), 2 * 2000 + 1000);
+  // Pool wait + connect + statement, and an in-doubt acquire's release as much again.
+  EXPECT_LT(slowest_ms.load(), 2 * 3000 + 1000);
 }
 
 TEST(PostgresFaults, FrozenServerTimesOutAndInFlightAcquireIsInDoubt) {
