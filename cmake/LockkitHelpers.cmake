@@ -28,7 +28,8 @@ function(lockkit_add_backend name)
   add_library(lockkit::${name} ALIAS lockkit_${name})
   set_target_properties(lockkit_${name} PROPERTIES EXPORT_NAME ${name}
     VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
-  target_link_libraries(lockkit_${name} PUBLIC lockkit::lockkit PRIVATE lockkit_internal ${ARG_LINK})
+  target_link_libraries(lockkit_${name} PUBLIC lockkit::lockkit
+    PRIVATE $<BUILD_INTERFACE:lockkit_internal> ${ARG_LINK})
   target_link_options(lockkit_${name} INTERFACE "LINKER:--undefined=lockkit_backend_anchor_${name}")
   lockkit_warnings(lockkit_${name})
   if(LOCKKIT_INSTALL)

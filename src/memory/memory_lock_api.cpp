@@ -180,13 +180,16 @@ class alignas(64) Shard final : public LeaseOps {
     sweep_at_ = std::max<std::size_t>(64, 2 * leases_.size());
   }
 
+  // Layout: what every call writes (the mutex, the fence counter) shares one cache line; the
+  // table header, read-mostly once warm, sits on lines of its own, so that threads on other
+  // keys of this shard bounce one line per call, not three.
   const std::shared_ptr<const Clock> clock_;
   const bool steady_;
   const CoarseSteady coarse_;
-  mutable std::mutex mu_;
-  std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
-  std::uint64_t fences_ = 0;                                        // guarded by mu_
-  std::size_t sweep_at_ = 64;                                       // guarded by mu_
+  alignas(64) mutable std::mutex mu_;
+  std::uint64_t fences_ = 0;   // guarded by mu_
+  std::size_t sweep_at_ = 64;  // guarded by mu_
+  alignas(64) std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
 };
 
 }  // namespace

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+// The contract suite on sqlite://: every `make` opens the same file anew, like another process.
+#include <thread>
+
+#include "conformance/lock_api_conformance.hpp"
+#include "lockkit/sqlite.hpp"
+#include "sqlite/sqlite_test_util.hpp"
+
+namespace lockkit::testing {
+namespace {
+
+ConformanceCase FileCase() {
+  static TempDir dir;  // lives until exit; every case opens the same file
+  std::string path = dir.file("conformance/locks.db");
+  return ConformanceCase{
+      .name = "File",
+      .make = [path]() -> std::shared_ptr<LockApi> { return make_sqlite_lock_api({.path = path}); },
+      .advance = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
+      .expiry_ttl = std::chrono::milliseconds(250),
+      .slack = std::chrono::milliseconds(5),
+      .now = nullptr,
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, LockApiConformance, ::testing::Values(FileCase()), CaseName);
+
+}  // namespace
+}  // namespace lockkit::testing

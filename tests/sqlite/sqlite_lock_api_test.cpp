@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: MIT
+// What only sqlite:// has: URLs, file creation and modes, bad files, busy timeout, reclaiming
+// expired rows, fences across reopening and reboots.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockkit/errors.hpp"
+#include "lockkit/open.hpp"
+#include "lockkit/sqlite.hpp"
+#include "sqlite/sqlite_test_util.hpp"
+
+namespace lockkit::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+// A raw connection to a test database, for looking under the hood and for holding locks.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
+      throw std::runtime_error("cannot open " + path);
+    }
+  }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+  ~RawDb() { sqlite3_close_v2(db_); }
+
+  // Runs `sql`; returns SQLite's result code.
+  int exec(const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+  }
+
+  // Returns the first column of the first row of `sql` as text ("" if none).
+  std::string query(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(std::string("prepare failed: ") + sqlite3_errmsg(db_));
+    }
+    std::string out;
+    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0)) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  }
+
+  long count(const std::string& table) { return std::stol(query("SELECT count(*) FROM " + table)); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// Returns the BackendError thrown by `fn`; fails the test if it throws nothing or something else.
+template <class F>
+BackendError backend_error(F&& fn) {
+  try {
+    fn();
+  } catch (const BackendError& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected BackendError, got: " << e.what();
+    return BackendError("none", ErrorKind::kProtocol, "wrong exception");
+  }
+  ADD_FAILURE() << "expected BackendError, nothing was thrown";
+  return BackendError("none", ErrorKind::kProtocol, "nothing thrown");
+}
+
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 0777;
+}
+
+// --- URLs ---------------------------------------------------------------------------------
+
+TEST(SqliteUrl, ParsesAbsoluteAndRelativePathsAndOptions) {
+  auto abs = parse_sqlite_url("sqlite:///var/lib/app/locks.db");
+  EXPECT_EQ(abs.path, "/var/lib/app/locks.db");
+  EXPECT_EQ(abs.busy_timeout, 2s);
+  EXPECT_FALSE(abs.full_sync);
+  EXPECT_EQ(parse_sqlite_url("sqlite:/var/locks.db").path, "/var/locks.db");
+  EXPECT_EQ(parse_sqlite_url("sqlite:locks.db").path, "locks.db");
+  EXPECT_EQ(parse_sqlite_url("sqlite:state/locks.db").path, "state/locks.db");
+  EXPECT_EQ(parse_sqlite_url("sqlite://localhost/tmp/l.db").path, "/tmp/l.db");
+  EXPECT_EQ(parse_sqlite_url("sqlite:///tmp/my%20locks.db").path, "/tmp/my locks.db");
+  auto opts = parse_sqlite_url("SQLITE:///tmp/l.db?busy_timeout=250ms&sync=full&max_idle=2");
+  EXPECT_EQ(opts.busy_timeout, 250ms);
+  EXPECT_TRUE(opts.full_sync);
+  EXPECT_EQ(opts.max_idle_connections, 2u);
+}
+
+TEST(SqliteUrl, RejectsMalformedUrlsByName) {
+  struct Bad {
+    const char* url;
+    const char* mentions;
+  };
+  for (Bad bad : {
+           Bad{"sqlite:", "missing file path"},
+           Bad{"sqlite://", "missing file path"},
+           Bad{"sqlite:///", "missing file path"},
+           Bad{"sqlite://var/locks.db", "host position"},
+           Bad{"sqlite://host:5/locks.db", "host position"},
+           Bad{"sqlite://user:secret@/tmp/l.db", "no user"},
+           Bad{"sqlite:///tmp/dir/", "directory"},
+           Bad{"sqlite::memory:", "in-memory"},
+           Bad{"sqlite:///tmp/l.db?busy_timeout=0ms", "busy_timeout"},
+           Bad{"sqlite:///tmp/l.db?busy_timeout=11m", "busy_timeout"},
+           Bad{"sqlite:///tmp/l.db?busy_timeout=2", "busy_timeout"},
+           Bad{"sqlite:///tmp/l.db?busy_timeout=-1s", "busy_timeout"},
+           Bad{"sqlite:///tmp/l.db?sync=maybe", "sync"},
+           Bad{"sqlite:///tmp/l.db?max_idle=0", "max_idle"},
+           Bad{"sqlite:///tmp/l.db?timeout=2s", "unknown option \"timeout\""},
+           Bad{"sqlite:///tmp/l.db#frag", "fragment"},
+           Bad{"redis://localhost/0", "not a sqlite"},
+       }) {
+    try {
+      (void)parse_sqlite_url(bad.url);
+      ADD_FAILURE() << bad.url << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), HasSubstr(bad.mentions)) << bad.url;
+    }
+  }
+  try {
+    (void)parse_sqlite_url("sqlite://user:hunter2@/tmp/l.db");
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), ::testing::Not(HasSubstr("hunter2")));
+  }
+}
+
+TEST(SqliteUrl, OpenKnowsTheSchemeWithoutRegistration) {
+  auto schemes = registered_schemes();
+  EXPECT_THAT(schemes, ::testing::Contains("sqlite"));
+  TempDir dir;
+  auto api = lockkit::open("sqlite://" + dir.file("locks.db") + "?busy_timeout=500ms");
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->backend(), "sqlite");
+  auto lock = api->try_acquire("k", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_GE(lock->fence(), 1u);
+  EXPECT_THROW((void)lockkit::open("sqlite://relative/x.db"), std::invalid_argument);
+}
+
+TEST(SqliteUrl, RelativePathIsResolvedOnceAtOpen) {
+  TempDir dir;
+  auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  auto api = std::make_unique<SqliteLockApi>(SqliteOptions{.path = "sub/locks.db"});
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(api->path(), dir.file("sub/locks.db"));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("sub/locks.db")));
+  EXPECT_TRUE(api->try_acquire("k", 10s));  // new connections still find the file
+}
+
+TEST(SqliteOptions, BadOptionsAreRejectedByName) {
+  TempDir dir;
+  auto make = [&](SqliteOptions o) { (void)make_sqlite_lock_api(std::move(o)); };
+  try {
+    make({.path = ""});
+    ADD_FAILURE() << "empty path accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("path"));
+  }
+  try {
+    make({.path = dir.file("l.db"), .busy_timeout = 0ms});
+    ADD_FAILURE() << "busy_timeout 0 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("busy_timeout"));
+  }
+  EXPECT_THROW(make({.path = dir.file("l.db"), .max_idle_connections = 0}), std::invalid_argument);
+  EXPECT_THROW(make({.path = ":memory:"}), std::invalid_argument);
+}
+
+// --- Files --------------------------------------------------------------------------------
+
+TEST(SqliteFile, CreatesFileAndParentsPrivately) {
+  TempDir dir;
+  const std::string path = dir.file("a/b/locks.db");
+  mode_t old_umask = ::umask(0);  // the modes must not depend on a lax umask
+  auto api = make_sqlite_lock_api({.path = path});
+  ::umask(old_umask);
+  EXPECT_EQ(mode_of(dir.file("a")), 0700u);
+  EXPECT_EQ(mode_of(dir.file("a/b")), 0700u);
+  EXPECT_EQ(mode_of(path), 0600u);
+  auto lock = api->try_acquire("k", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(mode_of(path + "-wal"), 0600u);
+  RawDb raw(path);
+  EXPECT_EQ(raw.query("PRAGMA journal_mode"), "wal");
+}
+
+TEST(SqliteFile, ExistingFileModeIsLeftAlone) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  {
+    RawDb raw(path);
+    raw.exec("CREATE TABLE users (name TEXT)");
+  }
+  ::chmod(path.c_str(), 0640);
+  auto api = make_sqlite_lock_api({.path = path});
+  EXPECT_EQ(mode_of(path), 0640u);
+}
+
+TEST(SqliteFile, NotADatabaseIsReportedWithPath) {
+  TempDir dir;
+  const std::string path = dir.file("notes.txt");
+  {
+    std::ofstream out(path);
+    for (int i = 0; i < 200; ++i) out << "these are my notes, not a database\n";
+  }
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  EXPECT_EQ(e.kind(), ErrorKind::kIo);
+  EXPECT_STREQ(e.backend(), "sqlite");
+  EXPECT_THAT(e.what(), HasSubstr(path));
+  EXPECT_THAT(e.what(), HasSubstr("not a database"));
+}
+
+TEST(SqliteFile, ForeignSchemaIsRejectedAndLeftUntouched) {
+  TempDir dir;
+  const std::string path = dir.file("app.db");
+  {
+    RawDb raw(path);
+    ASSERT_EQ(raw.exec("CREATE TABLE lockkit_leases (id INTEGER PRIMARY KEY, owner TEXT);"
+                       "INSERT INTO lockkit_leases (owner) VALUES ('alice')"),
+              SQLITE_OK);
+  }
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  EXPECT_EQ(e.kind(), ErrorKind::kProtocol);
+  EXPECT_THAT(e.what(), HasSubstr(path));
+  EXPECT_THAT(e.what(), HasSubstr("foreign schema"));
+  EXPECT_THAT(e.what(), HasSubstr("lockkit_leases"));
+  RawDb raw(path);
+  EXPECT_EQ(raw.query("PRAGMA journal_mode"), "delete") << "switched a foreign file to WAL";
+  EXPECT_EQ(raw.query("SELECT owner FROM lockkit_leases"), "alice");
+  EXPECT_EQ(raw.count("sqlite_schema WHERE name = 'lockkit_meta'"), 0);
+}
+
+TEST(SqliteFile, HalfASchemaOrAViewIsForeign) {
+  TempDir dir;
+  const std::string half = dir.file("half.db");
+  {
+    RawDb raw(half);
+    raw.exec(
+        "CREATE TABLE lockkit_meta (name TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID");
+  }
+  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = half}); }).what(),
+              HasSubstr("only one of"));
+  const std::string view = dir.file("view.db");
+  {
+    RawDb raw(view);
+    raw.exec("CREATE VIEW lockkit_leases AS SELECT 1");
+  }
+  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = view}); }).what(),
+              HasSubstr("is a view"));
+}
+
+TEST(SqliteFile, NewerSchemaVersionIsRejected) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  { auto api = make_sqlite_lock_api({.path = path}); }
+  {
+    RawDb raw(path);
+    raw.exec("UPDATE lockkit_meta SET value = 7 WHERE name = 'schema_version'");
+  }
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  EXPECT_THAT(e.what(), HasSubstr("schema version 7"));
+  EXPECT_THAT(e.what(), HasSubstr("newer lockkit"));
+}
+
+TEST(SqliteFile, UnrelatedTablesAreLeftAlone) {
+  TempDir dir;
+  const std::string path = dir.file("app.db");
+  {
+    RawDb raw(path);
+    raw.exec("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('alice'), ('bob')");
+  }
+  {
+    auto api = make_sqlite_lock_api({.path = path});
+    auto lock = api->try_acquire("k", 10s);
+    ASSERT_TRUE(lock);
+  }
+  RawDb raw(path);
+  EXPECT_EQ(raw.count("users"), 2);
+  EXPECT_EQ(raw.count("sqlite_schema WHERE type = 'table'"), 3);  // users + our two
+}
+
+TEST(SqliteFile, MissingParentThatCannotBeCreatedIsReported) {
+  TempDir dir;
+  { std::ofstream(dir.file("plain-file")) << "x"; }
+  const std::string path = dir.file("plain-file/sub/locks.db");
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  EXPECT_EQ(e.kind(), ErrorKind::kIo);
+  EXPECT_THAT(e.what(), HasSubstr(path));
+  EXPECT_THAT(e.what(), HasSubstr("cannot create directory"));
+  EXPECT_THAT(e.what(), HasSubstr("Not a directory"));
+}
+
+TEST(SqliteFile, DirectoryIsNotADatabase) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.file("d.db"));
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = dir.file("d.db")}); });
+  EXPECT_THAT(e.what(), HasSubstr("is a directory"));
+}
+
+TEST(SqliteFile, ReadOnlyFileSystemIsReported) {
+  // /proc refuses new files even for root.
+  auto e = backend_error([] { (void)make_sqlite_lock_api({.path = "/proc/lockkit-test.db"}); });
+  EXPECT_EQ(e.kind(), ErrorKind::kIo);
+  EXPECT_THAT(e.what(), HasSubstr("/proc/lockkit-test.db"));
+  EXPECT_THAT(e.what(), HasSubstr("cannot create file"));
+}
+
+// Runs `fn` as an unprivileged user (nobody) when running as root, so that file modes apply;
+// returns what `fn` returned (a message) or "crash".
+template <class F>
+std::string as_unprivileged(F&& fn) {
+  if (::geteuid() != 0) return fn();
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string out;
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      out = "setuid failed";
+    } else {
+      out = fn();
+    }
+    (void)!::write(fds[1], out.data(), out.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? out : "crash";
+}
+
+std::string open_error(const std::string& path) {
+  try {
+    (void)make_sqlite_lock_api({.path = path});
+    return "opened";
+  } catch (const BackendError& e) {
+    return std::string(to_string(e.kind())) + "|" + e.what();
+  } catch (const std::exception& e) {
+    return std::string("other|") + e.what();
+  }
+}
+
+TEST(SqliteFile, ReadOnlyDirectoryIsReported) {
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  std::filesystem::create_directory(dir.file("ro"));
+  ::chmod(dir.file("ro").c_str(), 0555);
+  const std::string path = dir.file("ro/locks.db");
+  std::string out = as_unprivileged([&] { return open_error(path); });
+  EXPECT_THAT(out, HasSubstr("io|"));
+  EXPECT_THAT(out, HasSubstr(path));
+  EXPECT_THAT(out, HasSubstr("Permission denied"));
+}
+
+TEST(SqliteFile, ReadOnlyDatabaseFileIsReported) {
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0777);  // the directory is writable: only the file is not
+  const std::string path = dir.file("locks.db");
+  { auto api = make_sqlite_lock_api({.path = path}); }
+  ::chmod(path.c_str(), 0444);
+  std::string out = as_unprivileged([&] { return open_error(path); });
+  EXPECT_THAT(out, HasSubstr("io|"));
+  EXPECT_THAT(out, HasSubstr(path));
+  EXPECT_THAT(out, HasSubstr("read-only"));
+}
+
+// --- Busy timeout -------------------------------------------------------------------------
+
+TEST(SqliteBusy, HeldWriteLockGivesTimeoutErrorWithinBusyTimeout) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path, .busy_timeout = 300ms});
+  auto held = api->try_acquire("held", 30s);
+  ASSERT_TRUE(held);
+  RawDb blocker(path);
+  ASSERT_EQ(blocker.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+
+  auto start = std::chrono::steady_clock::now();
+  auto e = backend_error([&] { (void)api->try_acquire("k", 10s); });
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(e.kind(), ErrorKind::kTimeout);
+  EXPECT_TRUE(e.retryable());
+  EXPECT_THAT(e.what(), HasSubstr(path));
+  EXPECT_THAT(e.what(), HasSubstr("try_acquire \"k\""));
+  EXPECT_THAT(e.what(), HasSubstr("busy_timeout 300ms"));
+  EXPECT_GE(elapsed, 290ms);
+  EXPECT_LT(elapsed, 300ms + 2s);
+
+  EXPECT_EQ(backend_error([&] { (void)held->extend(30s); }).kind(), ErrorKind::kTimeout);
+  EXPECT_EQ(backend_error([&] { (void)held->release(); }).kind(), ErrorKind::kTimeout);
+  // WAL: readers are not blocked by a writer.
+  auto info = api->status("held");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->fence, held->fence());
+
+  ASSERT_EQ(blocker.exec("ROLLBACK"), SQLITE_OK);
+  EXPECT_TRUE(held->release()) << "a failed release must leave the lock releasable";
+  EXPECT_TRUE(api->try_acquire("k", 10s)) << "the connection is usable after a timeout";
+}
+
+// --- Fences and reclaiming ----------------------------------------------------------------
+
+TEST(SqliteFence, IncreasesAcrossReopeningTheFile) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  std::uint64_t last = 0;
+  for (int round = 0; round < 3; ++round) {
+    auto api = make_sqlite_lock_api({.path = path});
+    for (const char* key : {"a", "b", "a"}) {
+      auto lock = api->try_acquire(key, 10s);
+      ASSERT_TRUE(lock);
+      EXPECT_GT(lock->fence(), last);
+      last = lock->fence();
+    }
+  }
+}
+
+TEST(SqliteFence, RebootDropsLeasesAndJumpsFences) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  std::uint64_t before = 0;
+  auto api = make_sqlite_lock_api({.path = path});
+  auto lock = api->try_acquire("k", 1h);
+  ASSERT_TRUE(lock);
+  before = lock->fence();
+  {
+    // Pretend the file was last used in another boot (whose monotonic clock ran much further).
+    RawDb raw(path);
+    ASSERT_EQ(raw.exec("UPDATE lockkit_meta SET value = 'an-earlier-boot' WHERE name = 'boot_id';"
+                       "UPDATE lockkit_leases SET expires_at = 9000000000000000000"),
+              SQLITE_OK);
+  }
+  auto after_reboot = make_sqlite_lock_api({.path = path});
+  EXPECT_FALSE(after_reboot->status("k")) << "a lease from an earlier boot survived";
+  auto next = after_reboot->try_acquire("k", 10s);
+  ASSERT_TRUE(next);
+  EXPECT_GT(next->fence(), before + (std::uint64_t{1} << 32) - 1);
+  EXPECT_FALSE(lock->release()) << "the pre-reboot token still owned the key";
+  RawDb raw(path);
+  std::ifstream boot_file("/proc/sys/kernel/random/boot_id");
+  std::string boot;
+  std::getline(boot_file, boot);
+  EXPECT_EQ(raw.query("SELECT value FROM lockkit_meta WHERE name = 'boot_id'"), boot);
+}
+
+TEST(SqliteReclaim, ReleasedRowsAreDeletedAtOnce) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  for (int i = 0; i < 100; ++i) {
+    auto lock = api->try_acquire("key/" + std::to_string(i), 10s);
+    ASSERT_TRUE(lock);
+  }  // each released by its destructor
+  RawDb raw(path);
+  EXPECT_EQ(raw.count("lockkit_leases"), 0);
+}
+
+TEST(SqliteReclaim, ExpiredRowsDoNotAccumulateWithDistinctKeys) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  RawDb raw(path);
+  const std::string padding(200, 'p');  // big rows, so that growth would show in the page count
+  long max_rows = 0;
+  std::vector<Lock> abandoned;  // never released while the loop runs: only expiry reclaims them
+  for (int i = 0; i < 3000; ++i) {
+    auto lock = api->try_acquire(padding + std::to_string(i), 1ms);
+    ASSERT_TRUE(lock);
+    abandoned.push_back(std::move(*lock));
+    if (i % 100 == 99) {
+      std::this_thread::sleep_for(2ms);  // everything so far has expired
+      max_rows = std::max(max_rows, raw.count("lockkit_leases"));
+    }
+  }
+  // Live leases at any sweep were at most 100 (the rest had expired); a sweep runs every 64.
+  EXPECT_LE(max_rows, 100 + 64);
+  EXPECT_LT(std::stol(raw.query("PRAGMA page_count")), 150)
+      << "3000 rows of 200+ bytes would need ~170 pages";
+}
+
+TEST(SqliteKeys, ListHandlesPrefixesWithHighBytes) {
+  TempDir dir;
+  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
+  std::string p("a\xff", 2);
+  auto l1 = api->try_acquire(p, 10s);
+  auto l2 = api->try_acquire(p + std::string("\x00", 1), 10s);
+  auto l3 = api->try_acquire(p + "\xff\xff", 10s);
+  auto l4 = api->try_acquire("b", 10s);
+  auto l5 = api->try_acquire("a", 10s);
+  ASSERT_TRUE(l1 && l2 && l3 && l4 && l5);
+  auto listed = api->list(p);
+  ASSERT_EQ(listed.size(), 3u);
+  EXPECT_EQ(listed[0].key, p);
+  EXPECT_EQ(listed[1].key, p + std::string("\x00", 1));
+  EXPECT_EQ(listed[2].key, p + "\xff\xff");
+  EXPECT_EQ(api->list().size(), 5u);
+}
+
+}  // namespace
+}  // namespace lockkit::testing
