@@ -259,20 +259,22 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     }
   }
 
-  [[noreturn]] void raise(std::string_view op, std::string_view key, const CallError& e) const {
-    std::string message = std::string(op) + " \"" + detail::escape_key(key) + "\": " + e.message;
-    if (e.kind == ErrorKind::kTimeout && e.message.rfind("connect ", 0) != 0 &&
-        e.message.rfind("all ", 0) != 0) {
-      message +=
-          " from " + target_ + " within " + detail::format_duration(options_.command_timeout);
-    } else if (e.kind == ErrorKind::kTimeout) {
-      if (e.message.rfind("all ", 0) == 0) {
-        message += " for " + detail::format_duration(options_.command_timeout);
-      }
-    } else if (e.message.rfind("connect ", 0) != 0) {
-      message += " (" + target_ + ")";
+  // Returns `e`'s message with where it happened and which budget ran out.
+  std::string describe(const CallError& e) const {
+    bool own_context = e.message.rfind("connect ", 0) == 0;  // names target and timeout itself
+    if (e.kind == ErrorKind::kTimeout && e.message.rfind("all ", 0) == 0) {
+      return e.message + " for " + detail::format_duration(options_.command_timeout);
     }
-    throw BackendError("postgres", e.kind, message);
+    if (e.kind == ErrorKind::kTimeout && !own_context) {
+      return e.message + " from " + target_ + " within " +
+             detail::format_duration(options_.command_timeout);
+    }
+    return own_context ? e.message : e.message + " (" + target_ + ")";
+  }
+
+  [[noreturn]] void raise(std::string_view op, std::string_view key, const CallError& e) const {
+    throw BackendError("postgres", e.kind,
+                       std::string(op) + " \"" + detail::escape_key(key) + "\": " + describe(e));
   }
 
   // The acquire may have been applied: release our token so nobody waits for a lease we never
@@ -283,14 +285,20 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     try {
       release(key, token);
       outcome = "released our token";
+    } catch (const BackendError& re) {
+      std::string why = re.what();
+      std::size_t colon = why.find("\": ");  // drop the repeated `postgres: release "key"`
+      if (colon != std::string::npos) why = why.substr(colon + 3);
+      outcome = "could not release our token (" + why + "), so the key may stay taken for up to " +
+                detail::format_duration(ttl);
     } catch (const std::exception& re) {
-      outcome = "could not release our token, so the key may stay taken for up to " +
-                detail::format_duration(ttl) + " (" + re.what() + ")";
+      outcome = std::string("could not release our token (") + re.what() +
+                "), so the key may stay taken for up to " + detail::format_duration(ttl);
     }
-    CallError err = e;
-    err.kind = ErrorKind::kInDoubt;
-    err.message = "answer lost, the lease may have been granted (" + e.message + "); " + outcome;
-    raise("try_acquire", key, err);
+    throw BackendError("postgres", ErrorKind::kInDoubt,
+                       "try_acquire \"" + detail::escape_key(key) +
+                           "\": answer lost, the lease may have been granted (" + describe(e) +
+                           "); " + outcome);
   }
 
   ResultPtr run_or_raise(std::string_view op, std::string_view key, int id, const Params& params) {
