@@ -334,6 +334,9 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
         return r;
       } catch (CallError& e) {
         bool gone = e.sqlstate == "42P01" || e.sqlstate == "3F000";  // table or schema dropped
+        // A read-only server (a standby after a failover): reconnect next time, so that a
+        // multi-host URL with target_session_attrs=read-write finds the new primary.
+        if (e.sqlstate == "25006") e.broken = true;
         if (gone) schema_ready_.store(false, std::memory_order_release);
         // 26000: a pooler moved us to a server session without our prepared statements.
         bool stale = (!co.fresh && e.broken && !e.maybe_applied) || e.sqlstate == "26000";
