@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seconds=5
-rounds=3
+seconds=3
+rounds=5
 clients_list="1 16"
 bench=""
 while [ $# -gt 0 ]; do

@@ -47,8 +47,10 @@ struct Params {
   int lengths[3] = {0, 0, 0};
   int formats[3] = {0, 0, 0};
   int count = 0;
+  // Binary values may hold any bytes; text values must be NUL-terminated (libpq reads them
+  // up to the NUL). A null `data()` (an empty string_view) would mean SQL NULL: never pass it.
   void add(std::string_view value, bool binary) {
-    values[count] = value.data();
+    values[count] = value.data() ? value.data() : "";
     lengths[count] = static_cast<int>(value.size());
     formats[count] = binary ? 1 : 0;
     ++count;

@@ -101,6 +101,13 @@ std::string describe_target(const PQconninfoOption* opts) {
   return host + ":" + (port.empty() ? "5432" : port) + (dbname.empty() ? "" : "/" + dbname);
 }
 
+// Returns false for a token no acquisition can have made: empty, too long, or holding bytes
+// other than printable ASCII (ours are 32 hex characters).
+bool plausible_token(std::string_view token) {
+  if (token.empty() || token.size() > 256) return false;
+  return std::all_of(token.begin(), token.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
 bool parse_bool(std::string_view url, std::string_view name, const std::string& v) {
   if (v == "true" || v == "on" || v == "1" || v == "yes") return true;
   if (v == "false" || v == "off" || v == "0" || v == "no") return false;
@@ -152,9 +159,11 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
 
   bool release(std::string_view key, std::string_view token) override {
     validate_key(key);
+    if (!plausible_token(token)) return false;  // owns nothing; nor would it bind as text
+    const std::string token_text(token);        // NUL-terminated for libpq
     Params params;
     params.add(key, true);
-    params.add(token, false);
+    params.add(token_text, false);
     ResultPtr r = run_or_raise("release", key, kRelease, params);
     return PQntuples(r.get()) == 1 && read_bool(r.get(), 0, 0);
   }
@@ -163,10 +172,12 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
               std::chrono::milliseconds ttl) override {
     validate_key(key);
     validate_ttl(ttl);
+    if (!plausible_token(token)) return false;
+    const std::string token_text(token);
     std::string ttl_ms = std::to_string(ttl.count());
     Params params;
     params.add(key, true);
-    params.add(token, false);
+    params.add(token_text, false);
     params.add(ttl_ms, false);
     ResultPtr r = run_or_raise("extend", key, kExtend, params);
     return PQntuples(r.get()) == 1;

@@ -348,6 +348,23 @@ TEST(PostgresStatements, ListHandlesPrefixesEndingInFF) {
   EXPECT_EQ(listed[1].fence, a->fence());
 }
 
+TEST(PostgresStatements, ListWithoutPrefixAndOddTokens) {
+  auto api = lockkit::open(pg().url("schema=" + unique("all_")));
+  auto a = api->try_acquire("a", 10s);
+  auto b = api->try_acquire(std::string("\0b", 2), 10s);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(api->list().size(), 2u);
+  EXPECT_EQ(api->list("").size(), 2u);
+  // A token is bound as text: one that is not NUL-terminated in memory, or not even text, must
+  // neither read past its end nor fail; it simply owns nothing.
+  std::string padded = a->token() + "trailing";
+  std::string_view exact(padded.data(), a->token().size());
+  EXPECT_FALSE(api->extend("a", std::string_view(padded.data(), 31), 10s));
+  EXPECT_FALSE(api->release("a", std::string("\xff\x00zz", 4)));
+  EXPECT_TRUE(api->extend("a", exact, 10s));
+  EXPECT_TRUE(api->release("a", exact));
+}
+
 TEST(PostgresStatements, UnpreparedModeWorks) {
   auto api = lockkit::open(pg().url("schema=urls&prepare=false"));
   auto key = unique("unprepared/");
