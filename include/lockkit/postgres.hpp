@@ -46,8 +46,9 @@ struct PostgresOptions {
 // sequence `<schema>.fences`, so they grow across releases, expiries and server restarts. A
 // released row is deleted; expired rows left behind by crashed holders are deleted by later
 // granted acquires (up to 8 each), so the table holds about as many rows as there are live
-// leases. No session state (advisory locks, temporary tables) carries correctness, so it works
-// behind PgBouncer in transaction mode (with `prepare = false` for PgBouncer before 1.21).
+// leases. No session state carries correctness (the only advisory locks, which order fences and
+// schema creation, are transaction-scoped), so it works behind PgBouncer in transaction mode
+// (with `prepare = false` for PgBouncer before 1.21).
 // `Lock::valid_until()` is request start + ttl - (ttl/100 + 2 ms).
 // When the store is unreachable: calls throw `BackendError` (kind unavailable or timeout) after
 // at most `command_timeout` (pool wait) + `connect_timeout` + `command_timeout` (statement), an
