@@ -197,6 +197,28 @@ TEST(PostgresUrl, LibpqKeywordsReachTheServer) {
       query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'"), 1);
 }
 
+TEST(PostgresUrl, SslmodeRequireIsHonoured) {
+  // The test server has no TLS: libpq must refuse rather than fall back to plain text.
+  auto api = lockkit::open(pg().url("schema=urls&sslmode=require"));
+  try {
+    (void)api->try_acquire("k", 10s);
+    FAIL() << "sslmode=require was ignored";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUnavailable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("SSL"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PostgresUrl, SeveralHostsAreTriedInTurn) {
+  // Port 1 on loopback refuses at once; libpq goes on to the next host.
+  std::string url = "postgres://lockkit:" + pg().password() +
+                    "@127.0.0.1:1,127.0.0.1:" + std::to_string(pg().port()) +
+                    "/lockkit?schema=urls";
+  auto api = lockkit::open(url);
+  auto lock = api->try_acquire(unique("multihost/"), 10s);
+  EXPECT_TRUE(lock);
+}
+
 // ---- schema -----------------------------------------------------------------------------------
 
 TEST(PostgresSchema, NameMustBeAnIdentifier) {
@@ -230,6 +252,17 @@ TEST(PostgresSchema, SecondSchemaIsolatesLockSets) {
   EXPECT_TRUE(in_b) << "a lock in one schema blocked the same key in another";
   EXPECT_FALSE(a->try_acquire("shared/name", 10s));
   EXPECT_EQ(a->list("shared/").size(), 1u);
+}
+
+TEST(PostgresSchema, DroppedSchemaIsCreatedAgain) {
+  std::string schema = unique("dropped_");
+  auto api = lockkit::open(pg().url("schema=" + schema));
+  ASSERT_TRUE(api->try_acquire("before", 10s));
+  query("DROP SCHEMA " + schema + " CASCADE");
+  // The prepared statement now names a missing table: recreate the schema, retry once.
+  auto lock = api->try_acquire("after", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(query_int("SELECT count(*) FROM " + schema + ".leases"), 1);
 }
 
 TEST(PostgresSchema, NewerVersionIsRefused) {
