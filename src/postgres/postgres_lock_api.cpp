@@ -276,7 +276,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     if (e.kind == ErrorKind::kTimeout && e.message.rfind("all ", 0) == 0) {
       return e.message + " for " + detail::format_duration(options_.command_timeout);
     }
-    if (e.kind == ErrorKind::kTimeout && !own_context) {
+    // Our own deadline (no SQLSTATE), not the server's statement_timeout or lock_timeout.
+    if (e.kind == ErrorKind::kTimeout && !own_context && e.sqlstate.empty()) {
       return e.message + " from " + target_ + " within " +
              detail::format_duration(options_.command_timeout);
     }
