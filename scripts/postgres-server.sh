@@ -153,13 +153,13 @@ cmd_stop() {
   kill -CONT "$pid" 2>/dev/null || true
   for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -CONT "$child" 2>/dev/null || true; done
   kill -INT "$pid" 2>/dev/null || true  # fast shutdown
-  local i
-  for i in $(seq 1 100); do
+  local _
+  for _ in $(seq 1 100); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
   done
   kill -QUIT "$pid" 2>/dev/null || true  # immediate shutdown
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
   done

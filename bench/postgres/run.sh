@@ -67,8 +67,8 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { prin
 # disk's sync latency drifts on a shared machine, and alternating exposes both to the same drift.
 measure() {  # measure <clients> <lockkit mode> <lockkit rate field> <pgbench args...>
   local c=$1 mode=$2 field=$3; shift 3
-  local lk_rates="" p50s="" p99s="" pg_rates="" r out
-  for r in $(seq 1 "$rounds"); do
+  local lk_rates="" p50s="" p99s="" pg_rates="" _ out
+  for _ in $(seq 1 "$rounds"); do
     out=$("$bench" --backend "$lk_url" --clients "$c" --seconds "$seconds" --mode "$mode" --json)
     lk_rates+=" $(echo "$out" | json_field "$field")"
     p50s+=" $(echo "$out" | json_field p50_us)"
