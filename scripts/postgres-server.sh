@@ -44,8 +44,8 @@ port_in_use() {
 }
 
 pick_port() {
-  local p i
-  for i in $(seq 1 200); do
+  local p
+  for _ in $(seq 1 200); do
     p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
     if ! port_in_use "$p"; then echo "$p"; return; fi
   done
