@@ -296,7 +296,7 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     std::string outcome;
     try {
       release(key, token);
-      outcome = "released our token";
+      outcome = "released our token, so the key is free if it was granted";
     } catch (const BackendError& re) {
       std::string why = re.what();
       std::size_t colon = why.find("\": ");  // drop the repeated `postgres: release "key"`
