@@ -10,6 +10,7 @@
 #include <string>
 
 #include "lockkit/errors.hpp"
+#include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
 #include "sqlite/sqlite_test_util.hpp"
 
@@ -122,8 +123,8 @@ TEST(SqliteFaults, FailedCommitIsReportedInDoubt) {
   install_shim();
   TempDir dir;
   const std::string path = dir.file("locks.db");
-  // FULL: every commit syncs the WAL, so the fault hits the commit itself.
-  auto api = make_sqlite_lock_api({.path = path, .full_sync = true});
+  // sync=full: every commit syncs the WAL, so the fault hits the commit itself.
+  auto api = lockkit::open("sqlite://" + path + "?sync=full");
   ASSERT_TRUE(api->try_acquire("warm-up", 10s));  // the shim works when it does not fail
   g_fail_wal_sync = true;
   try {
@@ -142,6 +143,18 @@ TEST(SqliteFaults, FailedCommitIsReportedInDoubt) {
       EXPECT_TRUE(api->try_acquire("k", 10s));
     }
   });
+}
+
+TEST(SqliteFaults, DefaultSyncDoesNotWaitForTheDiskOnEveryCommit) {
+  install_shim();
+  TempDir dir;
+  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
+  ASSERT_TRUE(api->try_acquire("warm-up", 10s));
+  g_fail_wal_sync = true;  // would fail any commit that fsyncs the WAL
+  bool acquired = false;
+  EXPECT_NO_THROW(acquired = api->try_acquire("k", 10s).has_value());
+  g_fail_wal_sync = false;
+  EXPECT_TRUE(acquired);
 }
 
 }  // namespace
