@@ -3,6 +3,7 @@
 // loop issuing the same transactions, and the ratio. A benchmark, not a test.
 //   sqlite_bench [--seconds 2] [--repeat 3] [--procs 1,4] [--dir /tmp]
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -143,9 +144,15 @@ class RawLoop {
   sqlite3_stmt* release_ = nullptr;
 };
 
-// Runs one process's loop from `start_ns` for `seconds`; returns its pairs.
-std::uint64_t run_worker(Mode mode, const std::string& path, int index, std::int64_t start_ns,
-                         double seconds) {
+// What one worker process reports back.
+struct WorkerReport {
+  std::uint64_t pairs = 0;
+  double p99_us = 0;  // 99th percentile of one pair's duration in this process
+};
+
+// Runs one process's loop from `start_ns` for `seconds`.
+WorkerReport run_worker(Mode mode, const std::string& path, int index, std::int64_t start_ns,
+                        double seconds) {
   const std::string key = "bench/process/" + std::to_string(index);
   std::unique_ptr<RawLoop> raw;
   std::unique_ptr<lockkit::LockApi> api;
@@ -157,7 +164,9 @@ std::uint64_t run_worker(Mode mode, const std::string& path, int index, std::int
   while (now_ns() < start_ns) std::this_thread::sleep_for(100us);
   const std::int64_t end_ns = start_ns + static_cast<std::int64_t>(seconds * 1e9);
   std::uint64_t pairs = 0;
-  while (now_ns() < end_ns) {
+  std::vector<std::int64_t> pair_ns;
+  pair_ns.reserve(1 << 20);
+  for (std::int64_t t = now_ns(); t < end_ns;) {
     if (api) {
       auto lock = api->try_acquire(key, 30s);
       if (!lock || !lock->release()) die("lockkit pair failed");
@@ -165,12 +174,23 @@ std::uint64_t run_worker(Mode mode, const std::string& path, int index, std::int
       raw->pair(key, pairs);
     }
     ++pairs;
+    std::int64_t done = now_ns();
+    pair_ns.push_back(done - t);
+    t = done;
   }
-  return pairs;
+  std::sort(pair_ns.begin(), pair_ns.end());
+  double p99 = pair_ns.empty() ? 0 : static_cast<double>(pair_ns[pair_ns.size() * 99 / 100]) / 1e3;
+  return WorkerReport{pairs, p99};
 }
 
+struct Result {
+  double pairs_per_s = 0;
+  double cpu_us_per_pair = 0;  // user + system time of the workers, per pair
+  double p99_us = 0;           // the worst process's 99th percentile pair duration
+};
+
 // Runs `procs` processes of `mode` at once; returns pairs per second summed over them.
-double run(Mode mode, const std::string& path, int procs, double seconds) {
+Result run(Mode mode, const std::string& path, int procs, double seconds) {
   const std::int64_t start_ns = now_ns() + 300'000'000;  // everyone opens first, then starts
   std::vector<std::pair<pid_t, int>> children;
   for (int i = 0; i < procs; ++i) {
@@ -180,28 +200,55 @@ double run(Mode mode, const std::string& path, int procs, double seconds) {
     if (pid < 0) die("fork");
     if (pid == 0) {
       ::close(fds[0]);
-      std::uint64_t pairs = 0;
+      WorkerReport report;
       try {
-        pairs = run_worker(mode, path, i, start_ns, seconds);
+        report = run_worker(mode, path, i, start_ns, seconds);
       } catch (const std::exception& e) {
         die(e.what());
       }
-      if (::write(fds[1], &pairs, sizeof pairs) != sizeof pairs) ::_exit(1);
+      if (::write(fds[1], &report, sizeof report) != sizeof report) ::_exit(1);
       ::_exit(0);
     }
     ::close(fds[1]);
     children.emplace_back(pid, fds[0]);
   }
   std::uint64_t total = 0;
+  double cpu_us = 0;
+  double p99 = 0;
   for (auto [pid, fd] : children) {
-    std::uint64_t pairs = 0;
-    if (::read(fd, &pairs, sizeof pairs) != sizeof pairs) die("a worker failed");
+    WorkerReport report;
+    if (::read(fd, &report, sizeof report) != sizeof report) die("a worker failed");
+    p99 = std::max(p99, report.p99_us);
     ::close(fd);
     int status = 0;
-    ::waitpid(pid, &status, 0);
-    total += pairs;
+    struct rusage usage {};
+    ::wait4(pid, &status, 0, &usage);
+    cpu_us += static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e6 +
+              static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+    total += report.pairs;
   }
-  return static_cast<double>(total) / seconds;
+  // CPU time includes opening (a few hundred microseconds per process): negligible here.
+  return Result{static_cast<double>(total) / seconds, cpu_us / static_cast<double>(total), p99};
+}
+
+// One process opening the file, doing one pair and closing it, as `lockkit run` does: returns
+// microseconds per round (median of `rounds`).
+double cold_round_us(Mode mode, const std::string& path, int rounds) {
+  std::vector<double> us;
+  for (int i = 0; i < rounds; ++i) {
+    auto start = Clock::now();
+    if (mode == Mode::kLockkit) {
+      auto api = lockkit::make_sqlite_lock_api({.path = path});
+      auto lock = api->try_acquire("bench/cold", 30s);
+      if (!lock || !lock->release()) die("lockkit cold pair failed");
+    } else {
+      RawLoop raw(path, mode == Mode::kRawSameHandler);
+      raw.pair("bench/cold", static_cast<std::uint64_t>(i));
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
 }
 
 double median(std::vector<double> v) {
@@ -246,27 +293,55 @@ int main(int argc, char** argv) {
   const std::string path = work + "/locks.db";
   { auto setup = lockkit::make_sqlite_lock_api({.path = path}); }  // creates the schema
 
-  std::printf("sqlite acquire+release pairs/s (median of %d runs of %.1fs, file %s, SQLite %s)\n",
-              repeat, seconds, path.c_str(), sqlite3_libversion());
+  double load[3] = {0, 0, 0};
+  (void)::getloadavg(load, 3);
   std::printf(
-      "| processes | raw, sqlite3_busy_timeout | raw, lockkit's busy handler | lockkit |"
-      " lockkit / raw (stock) | lockkit / raw (same handler) |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+      "sqlite acquire+release pairs/s, median of %d interleaved runs of %.1fs (file %s, SQLite "
+      "%s, %u CPUs, load average %.1f)\n",
+      repeat, seconds, path.c_str(), sqlite3_libversion(), std::thread::hardware_concurrency(),
+      load[0]);
+  std::printf(
+      "| processes | raw, sqlite3_busy_timeout | raw, lockkit's busy handler | lockkit | "
+      "lockkit / raw (stock) | lockkit / raw (same handler) | CPU us/pair raw (same) / lockkit "
+      "| p99 us/pair raw (stock) / raw (same) / lockkit |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int procs : procs_list) {
-    std::vector<double> results[3];
+    std::vector<double> rate[3];
+    std::vector<double> cpu[3];
+    std::vector<double> p99[3];
     for (int r = 0; r < repeat; ++r) {
       // Interleaved, so that load from elsewhere on the machine hits all three alike.
       for (Mode m : {Mode::kRawStock, Mode::kRawSameHandler, Mode::kLockkit}) {
-        results[static_cast<int>(m)].push_back(run(m, path, procs, seconds));
+        Result res = run(m, path, procs, seconds);
+        rate[static_cast<int>(m)].push_back(res.pairs_per_s);
+        cpu[static_cast<int>(m)].push_back(res.cpu_us_per_pair);
+        p99[static_cast<int>(m)].push_back(res.p99_us);
       }
     }
-    double lockkit = median(results[static_cast<int>(Mode::kLockkit)]);
-    double stock = median(results[static_cast<int>(Mode::kRawStock)]);
-    double same = median(results[static_cast<int>(Mode::kRawSameHandler)]);
-    std::printf("| %d | %.0f | %.0f | %.0f | %.2fx | %.2fx |\n", procs, stock, same, lockkit,
-                lockkit / stock, lockkit / same);
+    auto med = [&](std::vector<double>* v, Mode m) { return median(v[static_cast<int>(m)]); };
+    double lockkit = med(rate, Mode::kLockkit);
+    double stock = med(rate, Mode::kRawStock);
+    double same = med(rate, Mode::kRawSameHandler);
+    std::printf("| %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.1f / %.1f | %.0f / %.0f / %.0f |\n",
+                procs, stock, same, lockkit, lockkit / stock, lockkit / same,
+                med(cpu, Mode::kRawSameHandler), med(cpu, Mode::kLockkit),
+                med(p99, Mode::kRawStock), med(p99, Mode::kRawSameHandler),
+                med(p99, Mode::kLockkit));
     std::fflush(stdout);
   }
+  std::vector<double> cold[3];
+  for (int r = 0; r < repeat; ++r) {
+    for (Mode m : {Mode::kRawStock, Mode::kLockkit}) {
+      cold[static_cast<int>(m)].push_back(cold_round_us(m, path, 200));
+    }
+  }
+  double raw_cold = median(cold[static_cast<int>(Mode::kRawStock)]);
+  double lockkit_cold = median(cold[static_cast<int>(Mode::kLockkit)]);
+  std::printf(
+      "\nopen + acquire + release + close in one process (what each `lockkit run` pays), median "
+      "us\n| raw (open, prepare, same statements, close) | lockkit (open with schema check, "
+      "pair, close) | lockkit / raw time |\n|---:|---:|---:|\n| %.0f | %.0f | %.2fx |\n",
+      raw_cold, lockkit_cold, lockkit_cold / raw_cold);
   std::filesystem::remove_all(work);
   return 0;
 }

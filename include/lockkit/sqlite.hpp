@@ -47,13 +47,18 @@ struct SqliteOptions {
 // the table holds at most the leases live at the last sweep plus 64, whatever the number of
 // keys ever used. Keys are stored as BLOBs. Only the tables `lockkit_leases` and `lockkit_meta`
 // are ever read or written; anything else in the file is left alone.
+// Every call checks that the path still names the file its connection has open: if the file
+// was deleted or replaced, the call moves to the file now there (creating it if missing, as a
+// new process would), so a holder's next `extend` reports the lease lost instead of renewing it
+// in a file nobody else sees. The `-wal` and `-shm` files stay next to the database.
 // The file must be on a local file system of this host (WAL needs shared memory): it is not a
 // lock service for several machines.
-// When the store is unreachable (file removed, disk full, write lock held by a stuck process):
-// calls throw `BackendError` within `busy_timeout`; a holder may still rely on its lease until
-// `valid_until()`, since nobody else can take it without writing to the same file.
-// Thread safety: safe to share; calls may run concurrently. Do not use it in a forked child:
-// make a new one there (connections inherited across fork() are never reused).
+// When the store is unreachable (directory unwritable, disk full, write lock held by a stuck
+// process): calls throw `BackendError` within `busy_timeout`; a holder may still rely on its
+// lease until `valid_until()` (nobody can take it without writing to the same file), and on
+// nothing after it. Deleting the file ends every lease in it at once: don't.
+// Thread safety: safe to share; calls may run concurrently. In a child made by fork() it opens
+// its own connections and never uses or closes the inherited ones.
 class SqliteLockApi final : public LockApi {
  public:
   // Opens (or creates) the file and checks its schema. Throws `std::invalid_argument` for bad

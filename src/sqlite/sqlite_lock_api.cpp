@@ -3,12 +3,15 @@
 #include "lockkit/sqlite.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -152,12 +155,39 @@ std::string quoted(std::string_view key) {
 
 }  // namespace
 
+// Which file a path names. The birth time tells a new file from a deleted one whose inode
+// number was reused (ext4 reuses them at once).
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::int64_t birth_sec = 0;
+  std::uint32_t birth_nsec = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+// Returns the identity of the file at `path`, or empty if there is none (or it cannot be read).
+std::optional<FileId> file_id(const std::string& path) {
+  struct statx st {};
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_BTIME, &st) != 0) return std::nullopt;
+  FileId id;
+  id.dev = makedev(st.stx_dev_major, st.stx_dev_minor);
+  id.ino = st.stx_ino;
+  if (st.stx_mask & STATX_BTIME) {
+    id.birth_sec = st.stx_btime.tv_sec;
+    id.birth_nsec = st.stx_btime.tv_nsec;
+  }
+  return id;
+}
+
 // One sqlite3 connection with its prepared statements. Used by one thread at a time.
 struct SqliteConn {
+  FileId file;  // the file it opened; a call that finds another at the path drops it
   DbPtr db;
   std::array<StmtPtr, kStmtCount> stmts;
-  milliseconds busy_timeout{0};
-  steady_clock::time_point busy_since;
+  // When the current call stops waiting for locks: its start + busy_timeout, for all of its
+  // statements together (not per statement).
+  steady_clock::time_point busy_deadline;
+  unsigned fork_generation = 0;  // `fork_generation()` when opened
 };
 
 // What a failed SQLite call means, decided in one place: the kind, and a cause for the message.
@@ -203,13 +233,25 @@ Failure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::stri
   }
 }
 
+// Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
+// (unusable there) without a getpid() system call on every checkout.
+std::atomic<unsigned> g_fork_generation{0};
+
+unsigned fork_generation() noexcept {
+  static const bool registered = [] {
+    return ::pthread_atfork(nullptr, nullptr,
+                            [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }) == 0;
+  }();
+  (void)registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
 // Waits for another connection's write lock: short sleeps first (transactions here last tens
-// of microseconds), never more than 2 ms at a time, and never past busy_timeout.
+// of microseconds), never more than 2 ms at a time, and never past the call's deadline.
 int busy_handler(void* arg, int count) noexcept {
   auto* conn = static_cast<SqliteConn*>(arg);
   auto now = steady_clock::now();
-  if (count == 0) conn->busy_since = now;
-  auto deadline = conn->busy_since + conn->busy_timeout;
+  auto deadline = conn->busy_deadline;
   if (now >= deadline) return 0;
   steady_clock::duration delay = std::chrono::microseconds(20) * (1 << std::min(count, 7));
   delay = std::min<steady_clock::duration>({delay, std::chrono::milliseconds(2), deadline - now});
@@ -238,19 +280,25 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
  private:
   class Session;
 
-  std::unique_ptr<SqliteConn> open_connection(std::string_view op);
-  std::unique_ptr<SqliteConn> checkout(std::string_view op);
+  // Creates missing parent directories (0700) and the file (0600).
+  void ensure_file(std::string_view op, std::string_view key);
+  // Opens, configures and checks a connection to the file now at the path, creating it if it
+  // is missing (as a new process would); throws if that is not a usable lockkit database.
+  std::unique_ptr<SqliteConn> open_connection(std::string_view op, std::string_view key);
+  std::unique_ptr<SqliteConn> checkout(std::string_view op, std::string_view key);
+  // Returns the start of an error message: `op "key": "/path": `, or `op "/path": `.
+  std::string context(std::string_view op, std::string_view key) const;
   void checkin(std::unique_ptr<SqliteConn> conn) noexcept;
   void set_up(Session& s);
   // Returns the number of our tables present (0 or 2); throws for a foreign schema.
   int check_schema(Session& s);
   // Returns the boot id recorded in the file, if any.
   std::optional<std::string> stored_boot(Session& s);
-  [[noreturn]] void fail_open(ErrorKind kind, const std::string& cause) const;
+  [[noreturn]] void fail(std::string_view op, std::string_view key, ErrorKind kind,
+                         const std::string& cause) const;
 
   const SqliteOptions options_;
   std::string path_;
-  const pid_t pid_;
   std::mutex mu_;
   std::vector<std::unique_ptr<SqliteConn>> idle_;  // guarded by mu_
 };
@@ -259,10 +307,17 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 class SqliteStore::Session {
  public:
   Session(SqliteStore& store, std::string_view op, std::string_view key = {})
-      : store_(store), op_(op), key_(key), conn_(store.checkout(op)) {}
+      : store_(store), op_(op), key_(key), conn_(store.checkout(op, key)) {
+    conn_->busy_deadline = steady_clock::now() + store.options_.busy_timeout;
+  }
+  // Sets up a new connection: it is closed, not pooled, unless `take` hands it back.
+  Session(SqliteStore& store, std::string_view op, std::string_view key,
+          std::unique_ptr<SqliteConn> fresh)
+      : store_(store), op_(op), key_(key), conn_(std::move(fresh)), fresh_(true) {}
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
   ~Session() {
+    if (fresh_ || broken_) return;  // closes conn_, if still here
     if (conn_ && sqlite3_get_autocommit(conn_->db.get()) == 0) {
       // An exception left a transaction open: undo it before anyone reuses the connection.
       if (sqlite3_exec(conn_->db.get(), "ROLLBACK", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -273,6 +328,11 @@ class SqliteStore::Session {
   }
 
   sqlite3* db() const noexcept { return conn_->db.get(); }
+  std::unique_ptr<SqliteConn> take() noexcept { return std::move(conn_); }
+  // Closes the connection when the call ends instead of pooling it.
+  void discard() noexcept { broken_ = true; }
+  // Sleeps like the busy handler before retry `attempt`; false once the call's deadline passed.
+  bool wait_busy(int attempt) noexcept { return busy_handler(conn_.get(), attempt) != 0; }
 
   sqlite3_stmt* stmt(StmtId id) {
     auto& slot = conn_->stmts[id];
@@ -315,22 +375,31 @@ class SqliteStore::Session {
     throw_error(f.kind, f.cause);
   }
 
+  // Returns the message `fail(rc)` would throw, without the backend prefix.
+  std::string describe(int rc) const {
+    return context() + classify(db(), rc, store_.options_.busy_timeout, store_.path_).cause;
+  }
+
   [[noreturn]] void throw_error(ErrorKind kind, const std::string& cause) {
-    std::string what = std::string(op_);
-    if (!key_.empty()) what += " " + quoted(key_);
-    throw BackendError("sqlite", kind, what + ": \"" + store_.path_ + "\": " + cause);
+    // Contention leaves the connection fine; after anything else, start afresh next time.
+    if (kind != ErrorKind::kTimeout) broken_ = true;
+    throw BackendError("sqlite", kind, context() + cause);
   }
 
  private:
+  std::string context() const { return store_.context(op_, key_); }
+
   SqliteStore& store_;
   std::string_view op_;
   std::string_view key_;
   std::unique_ptr<SqliteConn> conn_;
+  bool fresh_ = false;
+  bool broken_ = false;
 };
 
-SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), pid_(::getpid()) {
+SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
   if (options_.path.empty()) throw std::invalid_argument("path: must not be empty");
-  if (options_.path == ":memory:" || options_.path.front() == ':') {
+  if (options_.path == ":memory:") {
     throw std::invalid_argument("path: \"" + options_.path +
                                 "\" is not a file; in-memory databases cannot share locks");
   }
@@ -342,96 +411,143 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)), 
     throw std::invalid_argument("max_idle_connections: must be 1..1024, got " +
                                 std::to_string(options_.max_idle_connections));
   }
+  if (sqlite3_threadsafe() == 0) {
+    // Connections of one store run on many threads at once; that needs SQLite's locking.
+    throw BackendError(
+        "sqlite", ErrorKind::kUnsupported,
+        "this SQLite library was built without thread support (SQLITE_THREADSAFE=0)");
+  }
   std::filesystem::path file = std::filesystem::absolute(options_.path).lexically_normal();
   path_ = file.string();
-  if (!file.has_filename()) fail_open(ErrorKind::kIo, "names a directory, not a file");
-
-  // Parents with 0700, one level at a time, so that each failure names its directory.
-  std::filesystem::path dir;
-  for (const auto& part : file.parent_path()) {
-    dir /= part;
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-      fail_open(ErrorKind::kIo,
-                "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
-    }
-  }
-  {
-    // Our own create gives mode 0600 (SQLite would use 0644). Never open an existing file here:
-    // closing our descriptor would drop the POSIX locks SQLite holds on it in this process, and
-    // the mutex keeps another thread's connection from taking locks between create and close.
-    static std::mutex create_mu;
-    std::lock_guard<std::mutex> guard(create_mu);
-    struct stat st;
-    if (::stat(path_.c_str(), &st) != 0) {
-      if (errno != ENOENT)
-        fail_open(ErrorKind::kIo, std::string("cannot stat: ") + std::strerror(errno));
-      int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (fd < 0 && errno != EEXIST) {
-        fail_open(ErrorKind::kIo, std::string("cannot create file: ") + std::strerror(errno));
-      }
-      if (fd >= 0) ::close(fd);
-    } else if (S_ISDIR(st.st_mode)) {
-      fail_open(ErrorKind::kIo, "is a directory, not a database file");
-    }
-  }
-  Session s(*this, "open");
-  set_up(s);
+  if (!file.has_filename()) fail("open", {}, ErrorKind::kIo, "names a directory, not a file");
+  checkin(open_connection("open", {}));
 }
 
 SqliteStore::~SqliteStore() {
-  if (::getpid() != pid_) {
+  for (auto& conn : idle_) {
     // A forked child must not close its parent's connections: closing may run the last-
     // connection clean-up (checkpoint, WAL removal) on a file the parent still uses.
-    for (auto& conn : idle_) (void)conn.release();
+    if (conn->fork_generation != fork_generation()) (void)conn.release();
   }
 }
 
-void SqliteStore::fail_open(ErrorKind kind, const std::string& cause) const {
-  throw BackendError("sqlite", kind, "open \"" + path_ + "\": " + cause);
+std::string SqliteStore::context(std::string_view op, std::string_view key) const {
+  std::string what(op);
+  if (!key.empty()) what += " " + quoted(key) + ":";
+  return what + " \"" + path_ + "\": ";
 }
 
-std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op) {
-  auto conn = std::make_unique<SqliteConn>();
-  conn->busy_timeout = options_.busy_timeout;
-  sqlite3* raw = nullptr;
-  // No SQLITE_OPEN_CREATE: if the file vanished, fail rather than lock on a new, empty one.
-  int rc =
-      sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  conn->db.reset(raw);
-  auto fail = [&](int code) {
-    Failure f = classify(raw, code, options_.busy_timeout, path_);
-    throw BackendError("sqlite", f.kind, std::string(op) + ": \"" + path_ + "\": " + f.cause);
-  };
-  if (rc != SQLITE_OK) fail(rc);
-  sqlite3_extended_result_codes(raw, 1);
-  if (sqlite3_db_readonly(raw, "main") == 1) {
-    throw BackendError(
-        "sqlite", ErrorKind::kIo,
-        std::string(op) + ": \"" + path_ + "\": file is read-only (" + std::strerror(EACCES) + ")");
+void SqliteStore::fail(std::string_view op, std::string_view key, ErrorKind kind,
+                       const std::string& cause) const {
+  throw BackendError("sqlite", kind, context(op, key) + cause);
+}
+
+void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
+  // Our own create gives mode 0600 (SQLite would use 0644). Never open an existing file here:
+  // closing our descriptor would drop the POSIX locks SQLite holds on it in this process, and
+  // the mutex keeps another thread's connection from taking locks between create and close.
+  static std::mutex create_mu;
+  std::lock_guard<std::mutex> guard(create_mu);
+  struct stat st;
+  if (::stat(path_.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) fail(op, key, ErrorKind::kIo, "is a directory, not a database file");
+    // A FIFO would block the first read forever; devices are not databases either.
+    if (!S_ISREG(st.st_mode)) fail(op, key, ErrorKind::kIo, "is not a regular file");
+    return;
   }
-  sqlite3_busy_handler(raw, &busy_handler, conn.get());
-  rc = sqlite3_exec(raw,
-                    options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                    nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) fail(rc);
-  return conn;
-}
-
-std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op) {
-  {
-    std::lock_guard<std::mutex> guard(mu_);
-    if (!idle_.empty() && ::getpid() == pid_) {
-      auto conn = std::move(idle_.back());
-      idle_.pop_back();
-      return conn;
+  if (errno != ENOENT && errno != ENOTDIR) {
+    fail(op, key, ErrorKind::kIo, std::string("cannot stat: ") + std::strerror(errno));
+  }
+  // Parents with 0700, one level at a time, so that each failure names its directory.
+  std::filesystem::path dir;
+  for (const auto& part : std::filesystem::path(path_).parent_path()) {
+    dir /= part;
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      fail(op, key, ErrorKind::kIo,
+           "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
     }
   }
-  return open_connection(op);  // outside the mutex: opening touches the file system
+  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno != EEXIST) {
+    fail(op, key, ErrorKind::kIo, std::string("cannot create file: ") + std::strerror(errno));
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
+                                                         std::string_view key) {
+  for (int attempt = 0;; ++attempt) {
+    ensure_file(op, key);
+    auto conn = std::make_unique<SqliteConn>();
+    conn->busy_deadline = steady_clock::now() + options_.busy_timeout;
+    conn->fork_generation = fork_generation();
+    // The same file before and after the open: then the connection has that file open.
+    std::optional<FileId> before = file_id(path_);
+    sqlite3* raw = nullptr;
+    // No SQLITE_OPEN_CREATE: ensure_file made it with our mode; vanished since is retried.
+    int rc =
+        sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    conn->db.reset(raw);
+    std::optional<FileId> after = file_id(path_);
+    if (!before || before != after) {
+      if (attempt < 3) continue;  // replaced while we opened it
+      fail(op, key, ErrorKind::kUnavailable, "the file is being replaced repeatedly");
+    }
+    conn->file = *before;
+    if (rc != SQLITE_OK) {
+      Failure f = classify(raw, rc, options_.busy_timeout, path_);
+      fail(op, key, f.kind, f.cause);
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    if (sqlite3_db_readonly(raw, "main") == 1) {
+      fail(op, key, ErrorKind::kIo,
+           std::string("file is read-only (") + std::strerror(EACCES) + ")");
+    }
+    sqlite3_busy_handler(raw, &busy_handler, conn.get());
+    // Closing never deletes -wal and -shm by name: after the file was deleted and made anew,
+    // those names belong to the new file, which a late close must not touch.
+    int persist = 1;
+    sqlite3_file_control(raw, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    Session s(*this, op, key, std::move(conn));
+    s.exec_sql(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    // With a size limit set, the last close cuts the persistent WAL to nothing (otherwise every
+    // first open would re-read all of it to rebuild its index). The limit itself stays above
+    // what the 1000-page auto-checkpoint lets it reach: regrowing the file from zero after each
+    // checkpoint would cost a quarter more per acquisition.
+    s.exec_sql("PRAGMA journal_size_limit=16777216");
+    set_up(s);
+    return s.take();
+  }
+}
+
+std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op, std::string_view key) {
+  // One statx per call: a connection to a file that was deleted or replaced would keep
+  // holding leases nobody else can see.
+  std::optional<FileId> current = file_id(path_);
+  std::vector<std::unique_ptr<SqliteConn>> stale;
+  std::unique_ptr<SqliteConn> found;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    while (!idle_.empty() && !found) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (conn->fork_generation != fork_generation()) {
+        (void)conn.release();  // inherited through fork(): see ~SqliteStore
+      } else if (current && conn->file == *current) {
+        found = std::move(conn);
+      } else {
+        stale.push_back(std::move(conn));
+      }
+    }
+  }
+  stale.clear();  // closed outside the mutex; PERSIST_WAL keeps the new file's -wal safe
+  if (found) return found;
+  return open_connection(op, key);  // outside the mutex: opening touches the file system
 }
 
 void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
-  if (::getpid() != pid_) {
-    (void)conn.release();  // opened in the parent; see ~SqliteStore
+  if (conn->fork_generation != fork_generation()) {
+    (void)conn.release();  // checked out before a fork(): see ~SqliteStore
     return;
   }
   {
@@ -457,10 +573,10 @@ int SqliteStore::check_schema(Session& s) {
                                                  {"expires_at", "INTEGER", 0}}};
 
   auto foreign = [&](const std::string& why) {
-    fail_open(ErrorKind::kProtocol,
-              "foreign schema: " + why +
-                  " (lockkit uses the tables lockkit_meta and lockkit_leases; "
-                  "use another file)");
+    s.throw_error(ErrorKind::kProtocol,
+                  "foreign schema: " + why +
+                      " (lockkit uses the tables lockkit_meta and lockkit_leases; "
+                      "use another file)");
   };
   int found = 0;
   auto check_table = [&](const char* table, const auto& expected) {
@@ -495,35 +611,51 @@ int SqliteStore::check_schema(Session& s) {
   if (found == 1) foreign("only one of lockkit_meta and lockkit_leases exists");
   if (found == 2) {
     sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(
-        s.db(), "SELECT value FROM lockkit_meta WHERE name = 'schema_version'", -1, &raw, nullptr);
+    int rc = sqlite3_prepare_v2(s.db(),
+                                "SELECT (SELECT value FROM lockkit_meta WHERE name = "
+                                "'schema_version'), (SELECT typeof(value) FROM lockkit_meta "
+                                "WHERE name = 'fence')",
+                                -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
     StmtPtr stmt(raw);
-    if (!s.step(raw)) foreign("lockkit_meta has no schema_version");
+    if (!s.step(raw) || sqlite3_column_type(raw, 0) != SQLITE_INTEGER) {
+      foreign("lockkit_meta has no schema_version");
+    }
     std::int64_t version = sqlite3_column_int64(raw, 0);
     if (version != kSchemaVersion) {
-      fail_open(ErrorKind::kProtocol,
-                "schema version " + std::to_string(version) + ", this lockkit knows only " +
-                    std::to_string(kSchemaVersion) +
-                    (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
+      s.throw_error(ErrorKind::kProtocol,
+                    "schema version " + std::to_string(version) + ", this lockkit knows only " +
+                        std::to_string(kSchemaVersion) +
+                        (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
     }
+    if (column_blob(raw, 1) != "integer") foreign("lockkit_meta has no fence counter");
   }
   return found;
 }
 
 void SqliteStore::set_up(Session& s) {
-  // Read-only checks first: a foreign file is rejected before anything in it changes.
+  // Read-only checks first: a foreign file is rejected before anything in it changes. One read
+  // transaction, so that a schema another process is creating is seen whole or not at all.
+  s.exec_sql("BEGIN");
   int found = check_schema(s);
+  s.exec_sql("COMMIT");
   // Persistent, and a no-op when already set. Needs the directory writable (for -wal, -shm).
-  {
+  // SQLite answers BUSY at once, without its busy handler, while another connection reads the
+  // file in rollback mode (as processes racing to create it do): wait here instead.
+  for (int attempt = 0;; ++attempt) {
     sqlite3_stmt* raw = nullptr;
     int rc = sqlite3_prepare_v2(s.db(), "PRAGMA journal_mode=WAL", -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
     StmtPtr stmt(raw);
-    if (!s.step(raw)) s.fail(sqlite3_errcode(s.db()));
-    std::string mode(column_blob(raw, 0));
-    if (mode != "wal")
-      fail_open(ErrorKind::kIo, "cannot switch to WAL mode (journal mode is " + mode + ")");
+    rc = sqlite3_step(raw);
+    if (rc == SQLITE_ROW) {
+      std::string mode(column_blob(raw, 0));
+      if (mode != "wal") {
+        s.throw_error(ErrorKind::kIo, "cannot switch to WAL mode (journal mode is " + mode + ")");
+      }
+      break;
+    }
+    if ((rc & 0xff) != SQLITE_BUSY || !s.wait_busy(attempt)) s.fail(rc);
   }
   const std::string boot = read_boot_id();
   if (found == 2 && stored_boot(s) == boot) return;  // the common case: nothing to write
@@ -567,6 +699,7 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
   const auto start = steady_clock::now();  // validity counts from before the request
   std::uint64_t fence = 0;
   bool won = false;
+  std::optional<std::string> in_doubt;
   {
     Session s(*this, "try_acquire", key);
     s.exec(kBegin);
@@ -599,7 +732,25 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
         if (s.step(sweep)) s.unexpected_row();
       }
     }
-    s.exec(kCommit);
+    sqlite3_stmt* commit = s.stmt(kCommit);
+    ResetGuard reset(commit);
+    int rc = sqlite3_step(commit);
+    if (rc != SQLITE_DONE) {
+      // BUSY leaves the transaction open (rolled back by the session): nothing was written.
+      // Any other failure may come after the WAL frames reached the file, where a later
+      // recovery would find them: our lease is in doubt, so try to delete it before saying so.
+      if (!won || (rc & 0xff) == SQLITE_BUSY) s.fail(rc);
+      in_doubt = s.describe(rc);
+      s.discard();
+    }
+  }
+  if (in_doubt) {
+    try {
+      (void)release(key, token);
+    } catch (const BackendError&) {  // the store is failing; the lease ends with its TTL
+    }
+    throw BackendError("sqlite", ErrorKind::kInDoubt,
+                       *in_doubt + " (the lease may exist until its TTL; release was attempted)");
   }
   if (!won) return std::nullopt;
   return Lock(shared_from_this(), std::string(key), std::move(token), fence, start + ttl);

@@ -28,7 +28,7 @@ SqliteOptions parse_sqlite_url(std::string_view url) {
     detail::throw_bad_url(url, "missing file path; " + std::string(kForms));
   }
   if (parsed.path.back() == '/') detail::throw_bad_url(url, "the path names a directory");
-  if (parsed.path.front() == ':') {
+  if (parsed.path == ":memory:") {
     detail::throw_bad_url(url, "in-memory databases cannot share locks; name a file");
   }
   SqliteOptions options;

@@ -9,10 +9,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 cmake -S "$src/tests/package" -B "$tmp/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
-  -DLOCKKIT_COMPONENTS="$components" >/dev/null
+  -DLOCKKIT_COMPONENTS="${components// /;}" >/dev/null
 cmake --build "$tmp/consumer" >/dev/null
 urls=(memory:)
 for c in $components; do
-  [ "$c" = sqlite ] && urls+=("sqlite://$tmp/locks.db")
+  if [ "$c" = sqlite ]; then urls+=("sqlite://$tmp/locks.db"); fi
 done
-"$tmp/consumer/consumer" $components -- "${urls[@]}"
+schemes=$components
+case " $components " in *" postgres "*) schemes="$schemes postgresql" ;; esac
+# shellcheck disable=SC2086  # one word per scheme
+"$tmp/consumer/consumer" $schemes -- "${urls[@]}"

@@ -16,7 +16,7 @@ ConformanceCase FileCase() {
       .name = "File",
       .make = [path]() -> std::shared_ptr<LockApi> { return make_sqlite_lock_api({.path = path}); },
       .advance = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
-      .expiry_ttl = std::chrono::milliseconds(250),
+      .expiry_ttl = std::chrono::milliseconds(400),  // generous: CI boxes are loaded
       .slack = std::chrono::milliseconds(5),
       .now = nullptr,
   };

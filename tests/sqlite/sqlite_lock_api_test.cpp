@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -201,6 +202,19 @@ TEST(SqliteFile, CreatesFileAndParentsPrivately) {
   EXPECT_EQ(raw.query("PRAGMA journal_mode"), "wal");
 }
 
+TEST(SqliteFile, LastCloseLeavesAnEmptyWal) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  {
+    auto api = make_sqlite_lock_api({.path = path});
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(api->try_acquire("k" + std::to_string(i), 10s));
+    EXPECT_GT(std::filesystem::file_size(path + "-wal"), 0u);
+  }
+  // Kept (never deleted by name), but empty: the next first open has nothing to re-read.
+  ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
+  EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+}
+
 TEST(SqliteFile, ExistingFileModeIsLeftAlone) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
@@ -279,6 +293,18 @@ TEST(SqliteFile, NewerSchemaVersionIsRejected) {
   EXPECT_THAT(e.what(), HasSubstr("newer lockkit"));
 }
 
+TEST(SqliteFile, MissingFenceCounterIsReported) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  { auto api = make_sqlite_lock_api({.path = path}); }
+  {
+    RawDb raw(path);
+    raw.exec("DELETE FROM lockkit_meta WHERE name = 'fence'");
+  }
+  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = path}); }).what(),
+              HasSubstr("no fence counter"));
+}
+
 TEST(SqliteFile, UnrelatedTablesAreLeftAlone) {
   TempDir dir;
   const std::string path = dir.file("app.db");
@@ -312,6 +338,15 @@ TEST(SqliteFile, DirectoryIsNotADatabase) {
   std::filesystem::create_directory(dir.file("d.db"));
   auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = dir.file("d.db")}); });
   EXPECT_THAT(e.what(), HasSubstr("is a directory"));
+}
+
+TEST(SqliteFile, FifoOrDeviceIsRefusedWithoutBlocking) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("fifo.db").c_str(), 0600), 0);
+  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = dir.file("fifo.db")}); });
+  EXPECT_THAT(e.what(), HasSubstr("not a regular file"));
+  EXPECT_THAT(backend_error([] { (void)make_sqlite_lock_api({.path = "/dev/null"}); }).what(),
+              HasSubstr("not a regular file"));
 }
 
 TEST(SqliteFile, ReadOnlyFileSystemIsReported) {
@@ -387,12 +422,47 @@ TEST(SqliteFile, ReadOnlyDatabaseFileIsReported) {
   EXPECT_THAT(out, HasSubstr("read-only"));
 }
 
+void remove_database(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+}
+
+TEST(SqliteFile, DeletedFileIsNoticedAtTheNextCall) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  auto held = api->try_acquire("k", 30s);
+  ASSERT_TRUE(held);
+  remove_database(path);  // a cleaner, or a user "resetting" the locks
+  auto newcomer = make_sqlite_lock_api({.path = path});  // as a new process would
+  auto taken = newcomer->try_acquire("k", 30s);
+  ASSERT_TRUE(taken) << "the new file starts empty";
+  // Without the check, the old connections would keep renewing a lease nobody else can see.
+  EXPECT_FALSE(held->extend(30s)) << "renewed a lease in a deleted file";
+  EXPECT_FALSE(api->try_acquire("k", 30s)) << "kept using the deleted file";
+  auto info = api->status("k");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->fence, taken->fence());
+}
+
+TEST(SqliteFile, DeletedFileIsMadeAnewByTheNextCall) {
+  TempDir dir;
+  const std::string path = dir.file("sub/locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  { ASSERT_TRUE(api->try_acquire("k", 30s)); }
+  std::filesystem::remove_all(dir.file("sub"));
+  auto lock = api->try_acquire("k", 30s);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(mode_of(path), 0600u);
+  RawDb raw(path);
+  EXPECT_EQ(raw.count("lockkit_leases"), 1);
+}
+
 // --- Busy timeout -------------------------------------------------------------------------
 
 TEST(SqliteBusy, HeldWriteLockGivesTimeoutErrorWithinBusyTimeout) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
-  auto api = make_sqlite_lock_api({.path = path, .busy_timeout = 300ms});
+  auto api = lockkit::open("sqlite://" + path + "?busy_timeout=300ms");  // the URL's option counts
   auto held = api->try_acquire("held", 30s);
   ASSERT_TRUE(held);
   RawDb blocker(path);
@@ -486,19 +556,36 @@ TEST(SqliteReclaim, ExpiredRowsDoNotAccumulateWithDistinctKeys) {
   const std::string padding(200, 'p');  // big rows, so that growth would show in the page count
   long max_rows = 0;
   std::vector<Lock> abandoned;  // never released while the loop runs: only expiry reclaims them
+  constexpr int kBatch = 32;
   for (int i = 0; i < 3000; ++i) {
     auto lock = api->try_acquire(padding + std::to_string(i), 1ms);
     ASSERT_TRUE(lock);
     abandoned.push_back(std::move(*lock));
-    if (i % 100 == 99) {
+    if (i % kBatch == kBatch - 1) {
       std::this_thread::sleep_for(2ms);  // everything so far has expired
       max_rows = std::max(max_rows, raw.count("lockkit_leases"));
     }
   }
-  // Live leases at any sweep were at most 100 (the rest had expired); a sweep runs every 64.
-  EXPECT_LE(max_rows, 100 + 64);
+  // At a sweep at most one batch is live; at most 63 more rows come before the next sweep.
+  EXPECT_LE(max_rows, kBatch + 64);
   EXPECT_LT(std::stol(raw.query("PRAGMA page_count")), 150)
       << "3000 rows of 200+ bytes would need ~170 pages";
+}
+
+TEST(SqliteReclaim, ExpiredLeasesAreNotShown) {
+  TempDir dir;
+  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
+  auto lock = api->try_acquire("short", 50ms);
+  auto other = api->try_acquire("long", 30s);
+  ASSERT_TRUE(lock && other);
+  ASSERT_TRUE(api->status("short"));
+  std::this_thread::sleep_for(60ms);
+  EXPECT_FALSE(api->status("short"));
+  auto listed = api->list();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].key, "long");
+  EXPECT_GT(listed[0].remaining, 29s);
+  EXPECT_FALSE(lock->release()) << "an expired lease was reported as released";
 }
 
 TEST(SqliteKeys, ListHandlesPrefixesWithHighBytes) {
@@ -517,6 +604,79 @@ TEST(SqliteKeys, ListHandlesPrefixesWithHighBytes) {
   EXPECT_EQ(listed[1].key, p + std::string("\x00", 1));
   EXPECT_EQ(listed[2].key, p + "\xff\xff");
   EXPECT_EQ(api->list().size(), 5u);
+}
+
+TEST(SqliteThreads, ShareOneApiThroughASmallPool) {
+  TempDir dir;
+  // Fewer idle slots than threads: connections are opened and closed while others run.
+  std::shared_ptr<LockApi> api =
+      make_sqlite_lock_api({.path = dir.file("locks.db"), .max_idle_connections = 2});
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 30;
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::atomic<int> errors{0};
+  long counter = 0;  // plain: guarded only by the lock under test
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int i = 0; i < kRounds; ++i) {
+          auto own = api->try_acquire("own/" + std::to_string(t), 10s);
+          if (!own) errors.fetch_add(1);
+          auto lock = api->acquire("shared", 10s,
+                                   {.max_wait = 30s, .initial_delay = 1ms, .max_delay = 2ms});
+          if (!lock) {
+            errors.fetch_add(1);
+            continue;
+          }
+          if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+          ++counter;
+          inside.fetch_sub(1);
+          if (!lock->release()) errors.fetch_add(1);
+        }
+      } catch (const std::exception&) {
+        errors.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(counter, kThreads * kRounds);
+}
+
+TEST(SqliteFork, ChildOpensItsOwnConnections) {
+  TempDir dir;
+  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
+  auto held = api->try_acquire("parent", 30s);  // leaves an idle connection in the pool
+  ASSERT_TRUE(held);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // The child uses the same LockApi: inherited connections must be neither used nor closed.
+    int code = 0;
+    try {
+      for (int i = 0; i < 20 && code == 0; ++i) {
+        if (api->try_acquire("parent", 30s)) code = 2;  // the parent's lease must hold
+        auto lock = api->try_acquire("child", 30s);
+        if (!lock || !lock->release()) code = 3;
+      }
+    } catch (...) {
+      code = 4;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The parent's connections still work, and its lease is intact.
+  EXPECT_FALSE(api->try_acquire("parent", 30s));
+  auto info = api->status("parent");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->fence, held->fence());
+  EXPECT_TRUE(held->release());
+  EXPECT_TRUE(api->try_acquire("child", 30s));
 }
 
 }  // namespace

@@ -3,12 +3,18 @@
 // takes a lock and holds it until killed.
 //   sqlite_test_worker contend <url> <dir> <rounds> <key>   exit 0 ok, 2 overlap, 3 fence, 4 busy
 //   sqlite_test_worker hold <url> <key> <ttl_ms>            prints the fence, then waits
+//   sqlite_test_worker open <url>          waits for stdin to close, then opens the file and takes
+//                                          and releases one lock (exit 0) or prints why not
+//   sqlite_test_worker stall <path>        writes a lease row inside an open write transaction,
+//                                          prints "ready", then waits (to be killed)
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,11 +38,23 @@ void write_number(const std::string& path, long n) {
 
 int contend(const std::string& url, const std::string& dir, int rounds, const std::string& key) {
   auto api = lockkit::open(url);
+  // Start barrier: say we are ready, then wait until the parent closes our stdin.
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char c;
+  while (::read(STDIN_FILENO, &c, 1) > 0) {
+  }
   bool overlap = false;
   bool fence_regressed = false;
+  long refused = 0;  // proof of contention: attempts that found the key held
   for (int i = 0; i < rounds; ++i) {
-    auto lock = api->acquire(key, 10s, {.max_wait = 60s, .initial_delay = 1ms, .max_delay = 10ms});
-    if (!lock) return 4;
+    std::optional<lockkit::Lock> lock;
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!(lock = api->try_acquire(key, 10s))) {
+      if (std::chrono::steady_clock::now() > deadline) return 4;
+      ++refused;
+      std::this_thread::sleep_for(50us);
+    }
     // Overlap detector: a marker file that only one holder at a time may create.
     int fd = ::open((dir + "/inside").c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) overlap = true;
@@ -54,6 +72,8 @@ int contend(const std::string& url, const std::string& dir, int rounds, const st
     }
     if (!lock->release()) return 5;
   }
+  std::printf("refused %ld\n", refused);
+  std::fflush(stdout);
   return overlap ? 2 : fence_regressed ? 3 : 0;
 }
 
@@ -66,6 +86,29 @@ int hold(const std::string& url, const std::string& key, long ttl_ms) {
   for (;;) ::pause();
 }
 
+int open_once(const std::string& url) {
+  char c;
+  while (::read(STDIN_FILENO, &c, 1) > 0) {
+  }
+  auto api = lockkit::open(url);
+  auto lock = api->acquire("k", 10s, {.max_wait = 30s, .initial_delay = 1ms, .max_delay = 10ms});
+  return lock && lock->release() ? 0 : 4;
+}
+
+int stall(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) return 1;
+  if (sqlite3_exec(db,
+                   "BEGIN IMMEDIATE; INSERT INTO lockkit_leases (key, token, fence, expires_at) "
+                   "VALUES (CAST('k' AS BLOB), CAST('t' AS BLOB), 1, 9000000000000000000)",
+                   nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return 1;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +116,8 @@ int main(int argc, char** argv) {
     std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "contend" && argc == 6)
       return contend(argv[2], argv[3], std::stoi(argv[4]), argv[5]);
+    if (mode == "open" && argc == 3) return open_once(argv[2]);
+    if (mode == "stall" && argc == 3) return stall(argv[2]);
     if (mode == "hold" && argc == 5) return hold(argv[2], argv[3], std::stol(argv[4]));
     std::fprintf(stderr, "usage: sqlite_test_worker contend|hold ...\n");
     return 64;

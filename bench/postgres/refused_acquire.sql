@@ -1,0 +1,5 @@
+-- SPDX-License-Identifier: MIT
+-- pgbench: a refused acquire of a key someone holds (-D key=...), exactly lockkit's statement.
+\set token random(1, 9223372036854775807)
+\set ttl 30000
+WITH live AS (SELECT 1 FROM "lockkit".leases WHERE key = :key::bytea AND expires_at > clock_timestamp()), ins AS (INSERT INTO "lockkit".leases AS l (key, token, fence, expires_at) SELECT :key::bytea, :token::text, (SELECT nextval('"lockkit".fences') FROM (SELECT pg_advisory_xact_lock(1819239276, hashtext(md5(:key::bytea)))) AS k), clock_timestamp() + :ttl::bigint * interval '1 millisecond' WHERE NOT EXISTS (SELECT 1 FROM live) ON CONFLICT (key) DO UPDATE SET token = excluded.token, fence = excluded.fence, expires_at = excluded.expires_at WHERE l.expires_at <= clock_timestamp() RETURNING l.fence), reclaim AS (DELETE FROM "lockkit".leases d WHERE EXISTS (SELECT 1 FROM ins) AND d.key = ANY (ARRAY(SELECT e.key FROM "lockkit".leases e WHERE EXISTS (SELECT 1 FROM ins) AND e.expires_at < now() AND e.key <> :key::bytea ORDER BY e.expires_at LIMIT 8 FOR UPDATE SKIP LOCKED))) SELECT fence FROM ins;

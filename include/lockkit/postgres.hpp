@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// The `postgres://` backend: leases in a table of a PostgreSQL database the team already runs.
+#ifndef LOCKKIT_POSTGRES_HPP_
+#define LOCKKIT_POSTGRES_HPP_
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockkit/lock_api.hpp"
+
+namespace lockkit {
+
+struct PostgresOptions {
+  // Where to connect, in libpq's syntax: "host=127.0.0.1 port=5432 dbname=app user=app" or a
+  // "postgresql://" URI. Any libpq keyword works (sslmode, sslrootcert, target_session_attrs...);
+  // empty means libpq's defaults and the PG* environment variables. Never printed (passwords).
+  std::string conninfo;
+  // Schema of the lease table, created on first use: an identifier of 1..63 characters from
+  // [A-Za-z0-9_], not starting with a digit (used quoted, so case matters).
+  std::string schema = "lockkit";
+  // Longest time to open one connection (TCP, TLS, authentication). 1 ms .. 1 h.
+  std::chrono::milliseconds connect_timeout{2000};
+  // Longest time a call waits for a free pooled connection, and, separately, for the answer to
+  // its statement once sent (a statement never starts with less). 1 ms .. 1 h.
+  std::chrono::milliseconds command_timeout{2000};
+  // Most connections the pool opens (opened lazily, kept while healthy). 1..1024.
+  std::size_t connections = 8;
+  // Uses named prepared statements (one parse per connection). Set false behind a pooler in
+  // transaction mode that does not track prepared statements (PgBouncer before 1.21): every
+  // call then sends its statement unnamed, still in one round trip with bound parameters.
+  bool prepare = true;
+};
+
+// Leased locks in a table `<schema>.leases` of a PostgreSQL database (libpq, so TLS and every
+// libpq connection option work).
+//   auto api = lockkit::open("postgres://app:secret@db.internal:5432/app?sslmode=require");
+//   if (auto lock = api->try_acquire("reports/daily", std::chrono::minutes(5))) { ... }
+// Each `try_acquire`, `release` and `extend` is one statement in one round trip (an implicit
+// transaction): a granted acquire commits once (one WAL flush); a refused acquire only reads and
+// writes no WAL. Expiry is decided by the server's `clock_timestamp()`; fences come from the
+// sequence `<schema>.fences`, so they grow across releases, expiries and server restarts. A
+// released row is deleted; expired rows left behind by crashed holders are deleted by later
+// granted acquires (up to 8 each), so the table holds about as many rows as there are live
+// leases. No session state carries correctness (the only advisory locks, which order fences and
+// schema creation, are transaction-scoped), so it works behind PgBouncer in transaction mode
+// (with `prepare = false` for PgBouncer before 1.21).
+// `Lock::valid_until()` is request start + ttl - (ttl/100 + 2 ms).
+// When the store is unreachable: calls throw `BackendError` (kind unavailable or timeout) after
+// at most `command_timeout` (pool wait) + `connect_timeout` + `command_timeout` (statement), an
+// in-doubt acquire after one token release more; a holder may keep acting until `valid_until()`
+// (the server cannot have given the key away earlier), not later. If an acquire was sent but
+// its answer lost, the call releases its own token and throws kind in-doubt. Broken connections
+// are dropped, so the first call after the server comes back succeeds.
+// Thread safety: safe to share; calls may run concurrently (a bounded connection pool).
+class PostgresLockApi final : public LockApi {
+ public:
+  // Validates `options` (throws `std::invalid_argument` naming the field) without connecting.
+  explicit PostgresLockApi(PostgresOptions options);
+  ~PostgresLockApi() override;
+
+  [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
+                                                std::chrono::milliseconds ttl) override;
+  std::string_view backend() const noexcept override { return "postgres"; }
+  bool release(std::string_view key, std::string_view token) override;
+  bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
+  std::optional<LockInfo> status(std::string_view key) override;
+  std::vector<LockInfo> list(std::string_view prefix = {}) override;
+
+ private:
+  class Store;
+  std::shared_ptr<Store> store_;
+};
+
+// Returns a new `postgres://` backend; connects on first use. Throws `std::invalid_argument`
+// naming the field for bad options.
+std::unique_ptr<LockApi> make_postgres_lock_api(PostgresOptions options);
+
+// Returns the options a `postgres://` or `postgresql://` URL stands for:
+// `postgres://[user[:password]@][host[:port][,host[:port]...]][/dbname][?options]`. Our options
+// are `schema`, `connect_timeout` (a duration like 2s; a bare number means seconds, as in libpq),
+// `command_timeout`, `connections` and `prepare` (true/false); every other option is passed to
+// libpq as a keyword (sslmode=require, application_name=...). Throws `std::invalid_argument`
+// quoting the URL with its password redacted, e.g. for an option libpq does not know.
+PostgresOptions parse_postgres_url(std::string_view url);
+
+}  // namespace lockkit
+
+#endif  // LOCKKIT_POSTGRES_HPP_

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+// Internal: one libpq connection driven non-blocking with deadlines, and the error translation.
+#ifndef LOCKKIT_SRC_POSTGRES_PG_CONNECTION_HPP_
+#define LOCKKIT_SRC_POSTGRES_PG_CONNECTION_HPP_
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "lockkit/errors.hpp"
+
+namespace lockkit::detail::pg {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+struct ConnDeleter {
+  void operator()(PGconn* c) const noexcept { PQfinish(c); }
+};
+struct ResultDeleter {
+  void operator()(PGresult* r) const noexcept { PQclear(r); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+// Why a call on a connection failed, before it gets the operation and key for its message.
+struct CallError {
+  ErrorKind kind;
+  std::string message;
+  bool maybe_applied;  // the statement may have run on the server (its answer was lost)
+  bool broken;         // the connection is unusable and must be dropped
+  std::string sqlstate;
+};
+
+// Returns the kind a server error with `sqlstate` stands for.
+ErrorKind kind_of_sqlstate(std::string_view sqlstate) noexcept;
+
+// Up to this many statements are prepared per connection.
+inline constexpr int kMaxStatements = 8;
+
+// A statement in binary parameter/result format with up to 3 parameters.
+struct Params {
+  const char* values[3] = {nullptr, nullptr, nullptr};
+  int lengths[3] = {0, 0, 0};
+  int formats[3] = {0, 0, 0};
+  int count = 0;
+  // Binary values may hold any bytes; text values must be NUL-terminated (libpq reads them
+  // up to the NUL). A null `data()` (an empty string_view) would mean SQL NULL: never pass it.
+  void add(std::string_view value, bool binary) {
+    values[count] = value.data() ? value.data() : "";
+    lengths[count] = static_cast<int>(value.size());
+    formats[count] = binary ? 1 : 0;
+    ++count;
+  }
+};
+
+struct Statement {
+  int id;                  // 0..kMaxStatements-1, names the prepared statement
+  const std::string* sql;  // with $1..$n
+  int param_count;
+  const Oid* param_types;
+};
+
+// One connection. Throws `CallError`; never blocks past the deadline it is given.
+// Thread safety: one thread at a time (the pool hands it out exclusively).
+class Connection {
+ public:
+  // Connects with `conninfo` (keyword/value string or URI) before `deadline`.
+  static std::unique_ptr<Connection> open(const std::string& conninfo, Deadline deadline);
+
+  // Returns false if an idle connection has been closed by the server (restart, termination):
+  // checks without blocking whether anything arrived while it sat in the pool.
+  bool alive() noexcept;
+
+  // Runs `stmt` with `params` before `deadline`, prepared (parsed once per connection) or
+  // unnamed; asks for binary results. Returns a PGRES_TUPLES_OK or PGRES_COMMAND_OK result.
+  ResultPtr exec(const Statement& stmt, const Params& params, bool prepare, Deadline deadline);
+  // Runs a simple-protocol query string (may hold several statements) before `deadline`;
+  // returns the last result.
+  ResultPtr exec_simple(const std::string& sql, Deadline deadline);
+
+ private:
+  explicit Connection(PGconn* conn) : conn_(conn) {}
+  // Flushes the request and collects every result before `deadline`.
+  ResultPtr finish(Deadline deadline, bool sent);
+  static void on_notice(void* self, const char* message);
+  [[noreturn]] void fail_connection(ErrorKind kind, std::string_view what, bool maybe_applied);
+
+  std::unique_ptr<PGconn, ConnDeleter> conn_;
+  bool prepared_[kMaxStatements] = {};
+  bool dead_ = false;  // the server sent an error outside a query (e.g. shutting down)
+};
+
+// Returns libpq's message cleaned to one line (no LOCATION lines, no trailing newline).
+std::string clean_message(const char* message);
+
+}  // namespace lockkit::detail::pg
+
+#endif  // LOCKKIT_SRC_POSTGRES_PG_CONNECTION_HPP_

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+// Spawning real processes for the CLI tests: the built `lockkit` binary and the test child.
+#ifndef LOCKKIT_TESTS_CLI_PROCESS_HPP_
+#define LOCKKIT_TESTS_CLI_PROCESS_HPP_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lockkit::testing {
+
+// A finished process: its status as a shell reports it (exit code, or 128 + signal).
+struct Finished {
+  int status = -1;
+  bool signaled = false;  // died by a signal (then status is 128 + signal)
+  std::string out;        // its stdout
+  std::string err;        // its stderr
+  std::chrono::milliseconds elapsed{0};
+};
+
+// A running child process with stdout/stderr captured in files under `dir`.
+// Thread safety: one thread at a time.
+class Process {
+ public:
+  // Starts `argv` with the current environment plus `env` ("NAME=value", replacing).
+  Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+          const std::string& dir);
+  ~Process();  // kills (SIGKILL) and reaps the process if still running
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Waits up to `timeout` for the process to exit. Returns empty if it is still running.
+  std::optional<Finished> wait(std::chrono::milliseconds timeout);
+  // Sends `sig` to the process.
+  void signal(int sig) const;
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  std::string out_path_, err_path_;
+  std::chrono::steady_clock::time_point started_;
+  bool reaped_ = false;
+};
+
+// Runs `argv` to completion (SIGKILL after `timeout`, reported as status 137).
+Finished run_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                     const std::string& dir,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// Waits up to `timeout` until `path` exists and is non-empty; returns its contents or empty.
+std::optional<std::string> await_file(const std::string& path, std::chrono::milliseconds timeout);
+
+// Waits up to `timeout` until process `pid` has `sig` blocked (SigBlk in /proc/PID/status).
+bool await_signal_blocked(pid_t pid, int sig, std::chrono::milliseconds timeout);
+
+// Returns true if process `pid` is gone or a zombie.
+bool process_gone(pid_t pid);
+
+// Returns the whole file (empty if missing).
+std::string read_file(const std::string& path);
+
+// Makes a fresh temporary directory; removed by `remove_tree`.
+std::string make_temp_dir();
+void remove_tree(const std::string& dir);
+
+}  // namespace lockkit::testing
+
+#endif  // LOCKKIT_TESTS_CLI_PROCESS_HPP_
