@@ -23,9 +23,9 @@ struct MemoryOptions {
 // Keys hash to independent shards, each with its own mutex and fence counter, so threads on
 // different keys rarely meet. Released and expired entries are reclaimed by sweeps: a shard
 // holds at most max(64, 2 x its live leases at its previous sweep) entries, so memory follows
-// the peak number of live leases, never the number of keys ever used. Fences come from the shard's counter, so they increase
-// strictly per key across releases and expiries without keeping any per-key state.
-// When the store is unreachable: it never is; nothing here throws `BackendError`.
+// the peak number of live leases, never the number of keys ever used. Fences come from the shard's
+// counter, so they increase strictly per key across releases and expiries without keeping any
+// per-key state. When the store is unreachable: it never is; nothing here throws `BackendError`.
 // Thread safety: safe to share; calls may run concurrently.
 class InMemoryLockApi final : public LockApi {
  public:

@@ -187,8 +187,8 @@ class alignas(64) Shard final : public LeaseOps {
   const bool steady_;
   const CoarseSteady coarse_;
   alignas(64) mutable std::mutex mu_;
-  std::uint64_t fences_ = 0;   // guarded by mu_
-  std::size_t sweep_at_ = 64;  // guarded by mu_
+  std::uint64_t fences_ = 0;                                                    // guarded by mu_
+  std::size_t sweep_at_ = 64;                                                   // guarded by mu_
   alignas(64) std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
 };
 
