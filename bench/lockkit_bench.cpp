@@ -17,6 +17,7 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+#include "bench_stats.hpp"
 
 #include "core/url.hpp"
 #include "lockkit/lockkit.hpp"
@@ -103,12 +104,7 @@ struct ClientResult {
   std::string first_error;
 };
 
-double percentile(std::vector<std::uint32_t>& v, double p) {
-  if (v.empty()) return 0;
-  auto idx = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(idx), v.end());
-  return v[idx];
-}
+using lockkit::bench::percentile;
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 //
 //   redis-raw-bench --port 6379 --clients 64 --seconds 5 [--hot-keys 8] [--pipeline 16]
 #include <hiredis/hiredis.h>
+#include "../bench_stats.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -88,12 +89,7 @@ std::string load(redisContext* c, const char* script) {
   return sha;
 }
 
-double percentile(std::vector<std::uint32_t>& v, double p) {
-  if (v.empty()) return 0;
-  auto idx = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(idx), v.end());
-  return v[idx];
-}
+using lockkit::bench::percentile;
 
 }  // namespace
 
