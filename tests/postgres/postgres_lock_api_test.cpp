@@ -20,7 +20,7 @@
 #include "lockkit/open.hpp"
 #include "lockkit/postgres.hpp"
 #include "postgres/pg_sql.hpp"
-#include "support/postgres_proxy.hpp"
+#include "support/fault_proxy.hpp"
 #include "support/postgres_server.hpp"
 
 extern char** environ;
@@ -648,14 +648,14 @@ TEST(PostgresFaults, LostAnswerReleasesOwnTokenThenInDoubt) {
   std::string schema = unique("lost_");
   auto direct = lockkit::open(pg().url("schema=" + schema));
   ASSERT_TRUE(direct->try_acquire("create", 10s));  // schema and statements ready
-  TcpProxy proxy(pg().port());
+  FaultProxy proxy(pg().port());
   std::string via_proxy = "postgres://lockkit:" + pg().password() +
                           "@127.0.0.1:" + std::to_string(proxy.port()) +
                           "/lockkit?schema=" + schema + "&command_timeout=500ms&connections=2";
   auto api = lockkit::open(via_proxy);
   ASSERT_TRUE(api->try_acquire("warm", 10s));
   auto fences_before = query_int("SELECT last_value FROM " + schema + ".fences");
-  proxy.swallow_replies();
+  proxy.drop_replies_on_existing();
   try {
     (void)api->try_acquire("lost", 60s);
     FAIL() << "an answer arrived through a proxy that swallows them";

@@ -10,7 +10,7 @@
 
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
-#include "support/redis_proxy.hpp"
+#include "support/fault_proxy.hpp"
 #include "support/redis_server.hpp"
 
 namespace lockkit {
@@ -18,7 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-using testing::RedisProxy;
+using testing::FaultProxy;
 using testing::RedisServer;
 
 constexpr auto kSchedulingSlack = 1500ms;  // generous: the CI box is small and shared
@@ -55,7 +55,7 @@ TEST(RedisFaults, ServerDownIsUnavailableAtOnce) {
 
 TEST(RedisFaults, SilentServerTimesOutWithinTheConnectTimeout) {
   RedisServer server;
-  RedisProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   proxy.set_silent(true);
   auto api = lockkit::open("redis://127.0.0.1:" + std::to_string(proxy.port()) +
                            "?connect_timeout=300ms&command_timeout=300ms");
@@ -69,7 +69,7 @@ TEST(RedisFaults, SilentServerTimesOutWithinTheConnectTimeout) {
 
 TEST(RedisFaults, SilenceAfterConnectTimesOutWithinTheCommandTimeout) {
   RedisServer server;
-  RedisProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   auto api = lockkit::open("redis://127.0.0.1:" + std::to_string(proxy.port()) +
                            "?connect_timeout=300ms&command_timeout=300ms&connections=1");
   auto lock = api->try_acquire("quiet", 30s);
@@ -84,7 +84,7 @@ TEST(RedisFaults, SilenceAfterConnectTimesOutWithinTheCommandTimeout) {
 
 TEST(RedisFaults, LostReplyReleasesOurTokenAndReportsInDoubt) {
   RedisServer server;
-  RedisProxy proxy(server.port());
+  FaultProxy proxy(server.port());
   auto api = lockkit::open("redis://127.0.0.1:" + std::to_string(proxy.port()) +
                            "?connect_timeout=1s&command_timeout=300ms&connections=1");
   ASSERT_TRUE(api->try_acquire("warm-up", 5s));  // opens the connection whose replies we drop

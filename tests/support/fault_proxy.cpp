@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The fault-injecting loopback proxy used by the redis:// fault tests.
-#include "support/redis_proxy.hpp"
+// The fault-injecting loopback proxy used by the redis:// and postgres:// fault tests.
+#include "support/fault_proxy.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 
 namespace lockkit::testing {
 
-struct RedisProxy::Link {
+struct FaultProxy::Link {
   int client = -1;
   int server = -1;
   std::atomic<bool> drop_replies{false};
@@ -30,7 +30,7 @@ struct RedisProxy::Link {
 namespace {
 
 [[noreturn]] void fail(const std::string& what) {
-  throw std::runtime_error("redis proxy: " + what + ": " + std::strerror(errno));
+  throw std::runtime_error("fault proxy: " + what + ": " + std::strerror(errno));
 }
 
 sockaddr_in loopback(std::uint16_t port) {
@@ -54,7 +54,7 @@ bool send_all(int fd, const char* data, std::size_t size) {
 
 }  // namespace
 
-RedisProxy::RedisProxy(std::uint16_t upstream) : upstream_(upstream) {
+FaultProxy::FaultProxy(std::uint16_t upstream) : upstream_(upstream) {
   if (::pipe2(wake_, O_CLOEXEC) != 0) fail("pipe");
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) fail("socket");
@@ -67,7 +67,7 @@ RedisProxy::RedisProxy(std::uint16_t upstream) : upstream_(upstream) {
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
-RedisProxy::~RedisProxy() {
+FaultProxy::~FaultProxy() {
   char c = 'x';
   (void)!::write(wake_[1], &c, 1);  // never read: it stays readable for every thread
   acceptor_.join();
@@ -82,12 +82,12 @@ RedisProxy::~RedisProxy() {
   ::close(wake_[1]);
 }
 
-void RedisProxy::drop_replies_on_existing() {
+void FaultProxy::drop_replies_on_existing() {
   std::lock_guard<std::mutex> guard(mu_);
   for (auto& link : links_) link->drop_replies.store(true);
 }
 
-void RedisProxy::accept_loop() {
+void FaultProxy::accept_loop() {
   while (true) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) continue;
@@ -109,7 +109,7 @@ void RedisProxy::accept_loop() {
   }
 }
 
-void RedisProxy::pump(Link& link) {
+void FaultProxy::pump(Link& link) {
   char buf[16384];
   while (true) {
     pollfd fds[3] = {{link.client, POLLIN, 0}, {link.server, POLLIN, 0}, {wake_[0], POLLIN, 0}};

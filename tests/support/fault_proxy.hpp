@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Test fault injector: a loopback TCP proxy in front of a real redis-server that can lose
-// replies or go silent. It changes only what reaches the client, never the server's behaviour.
-#ifndef LOCKKIT_TESTS_SUPPORT_REDIS_PROXY_HPP_
-#define LOCKKIT_TESTS_SUPPORT_REDIS_PROXY_HPP_
+// Test fault injector: a loopback TCP proxy in front of a real server (redis-server,
+// PostgreSQL) that can lose replies or go silent. It changes only what reaches the client,
+// never the server's behaviour.
+#ifndef LOCKKIT_TESTS_SUPPORT_FAULT_PROXY_HPP_
+#define LOCKKIT_TESTS_SUPPORT_FAULT_PROXY_HPP_
 
 #include <atomic>
 #include <cstdint>
@@ -15,13 +16,13 @@ namespace lockkit::testing {
 
 // Forwards 127.0.0.1:<port()> to 127.0.0.1:<upstream>, one thread per connection.
 // Thread safety: the controls may be called from any thread.
-class RedisProxy {
+class FaultProxy {
  public:
   // Listens on a free loopback port. Throws `std::runtime_error` if it cannot.
-  explicit RedisProxy(std::uint16_t upstream);
-  ~RedisProxy();
-  RedisProxy(const RedisProxy&) = delete;
-  RedisProxy& operator=(const RedisProxy&) = delete;
+  explicit FaultProxy(std::uint16_t upstream);
+  ~FaultProxy();
+  FaultProxy(const FaultProxy&) = delete;
+  FaultProxy& operator=(const FaultProxy&) = delete;
 
   std::uint16_t port() const noexcept { return port_; }
   // From now on, the connections open right now swallow the server's replies (the requests
@@ -47,4 +48,4 @@ class RedisProxy {
 
 }  // namespace lockkit::testing
 
-#endif  // LOCKKIT_TESTS_SUPPORT_REDIS_PROXY_HPP_
+#endif  // LOCKKIT_TESTS_SUPPORT_FAULT_PROXY_HPP_
