@@ -30,7 +30,7 @@ struct LockInfo {
 };
 
 // Hands out leased locks on keys. Backends: `memory:`, `noop:`, `sqlite://`, `redis://`,
-// `redlock://`, `postgres://`; get one with `lockkit::open(url)` or a backend's factory.
+// `postgres://`; get one with `lockkit::open(url)` or a backend's factory.
 //   auto api = lockkit::open("memory:");
 //   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
 // Thread safety: safe to share; calls may run concurrently.

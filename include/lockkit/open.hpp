@@ -14,7 +14,7 @@
 namespace lockkit {
 
 // Opens the backend named by `url`: `memory:`, `noop:`, `noop:locked`, and every scheme of the
-// backend libraries linked into the program (`sqlite://`, `redis://`, `redlock://`,
+// backend libraries linked into the program (`sqlite://`, `redis://`,
 // `postgres://`); linking `lockkit::redis` is enough, no registration call is needed.
 // Throws `std::invalid_argument` quoting the URL (password redacted) for an unknown scheme or a
 // malformed URL, `BackendError` if the backend connects eagerly and fails.

@@ -341,7 +341,7 @@ RedisOptions parse_redis_url(std::string_view url) {
     detail::throw_bad_url(url, "empty host (use redis://host:port)");
   }
   if (parsed.hosts.size() > 1) {
-    detail::throw_bad_url(url, "one host only (redlock:// takes several)");
+    detail::throw_bad_url(url, "one host only");
   }
   RedisOptions o;
   o.host = parsed.hosts.front().host;
