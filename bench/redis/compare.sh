@@ -56,10 +56,10 @@ run_redis_benchmark() {
   local n=$(( secs * ($2 > 1 ? 80000 : ($1 == 1 ? 12000 : 30000)) ))
   local acq rel
   acq=$(redis-benchmark -p "$port" -c "$1" -P "$2" -r "$3" -n "$n" -q \
-        EVALSHA "$acquire_sha" 3 bench:__rand_int__ "lockkit:{0}fence" bench:h:__rand_int__ \
+        EVALSHA "$acquire_sha" 3 bench:__rand_int__ "lockkit:{0}" "lockkit:{0}h:__rand_int__" \
         "$token" 1 | tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
   rel=$(redis-benchmark -p "$port" -c "$1" -P "$2" -r "$3" -n "$n" -q \
-        EVALSHA "$release_sha" 2 bench:__rand_int__ bench:h:__rand_int__ "$token" |
+        EVALSHA "$release_sha" 2 bench:__rand_int__ "lockkit:{0}h:__rand_int__" "$token" |
         tr '\r' '\n' | sed -n 's/.*: \([0-9.]*\) requests per second.*/\1/p' | tail -1)
   awk -v a="$acq" -v r="$rel" 'BEGIN { printf "%.0f", 1 / (1 / a + 1 / r) }'
 }

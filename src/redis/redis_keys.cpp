@@ -2,6 +2,7 @@
 // Redis Cluster hash slots and per-slot internal key names.
 #include "redis/redis_keys.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <limits>
@@ -81,6 +82,10 @@ std::uint16_t key_slot(std::string_view key) noexcept {
 }
 
 KeyLayout::KeyLayout(std::string prefix) : prefix_(std::move(prefix)) {
+  if (prefix_.find(kInternal) != std::string::npos) {
+    throw std::invalid_argument(
+        "prefix: must not contain \"lockkit:{\" (reserved for lockkit's bookkeeping keys)");
+  }
   std::size_t open = prefix_.find('{');
   if (open == std::string::npos) {
     // Without a '{' in the prefix the slot depends on N alone: one table serves all prefixes.
@@ -102,8 +107,47 @@ KeyLayout::KeyLayout(std::string prefix) : prefix_(std::move(prefix)) {
   table_ = cached_table(prefix_.substr(open + 1) + std::string(kInternal));
 }
 
-bool KeyLayout::reserved(std::string_view key) noexcept {
-  return key.substr(0, kInternal.size()) == kInternal;
+bool KeyLayout::reserved(std::string_view key) const noexcept {
+  // The marker may start inside the prefix and end inside the key.
+  std::size_t overlap = std::min(prefix_.size(), kInternal.size() - 1);
+  std::string_view tail = std::string_view(prefix_).substr(prefix_.size() - overlap);
+  for (std::size_t i = 0; i < overlap; ++i) {
+    std::string_view head = tail.substr(i);
+    std::size_t need = kInternal.size() - head.size();
+    if (kInternal.substr(0, head.size()) == head &&
+        key.substr(0, need) == kInternal.substr(head.size())) {
+      return true;
+    }
+  }
+  return key.find(kInternal) != std::string_view::npos;
+}
+
+std::string_view KeyLayout::holder_key(std::string_view name) const noexcept {
+  if (name.substr(0, prefix_.size()) != prefix_) return {};
+  name.remove_prefix(prefix_.size());
+  if (name.substr(0, kInternal.size()) != kInternal) return {};
+  name.remove_prefix(kInternal.size());
+  std::size_t digits = 0;
+  while (digits < name.size() && name[digits] >= '0' && name[digits] <= '9') ++digits;
+  if (digits == 0 || name.substr(digits, 3) != "}h:") return {};
+  return name.substr(digits + 3);
+}
+
+std::string KeyLayout::holder_pattern(std::string_view key_prefix) const {
+  // SCAN MATCH takes a glob: escape its metacharacters in the prefixes.
+  std::string pattern;
+  auto escaped = [&](std::string_view part) {
+    for (char c : part) {
+      if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') pattern.push_back('\\');
+      pattern.push_back(c);
+    }
+  };
+  escaped(prefix_);
+  escaped(kInternal);
+  pattern.append("*}h:");
+  escaped(key_prefix);
+  pattern.push_back('*');
+  return pattern;
 }
 
 void KeyLayout::keys_of(std::string_view key, std::string& lock, std::string& fence,
@@ -118,7 +162,6 @@ void KeyLayout::keys_of(std::string_view key, std::string& lock, std::string& fe
   holder.assign(fence);
   holder.append("h:");
   holder.append(key);
-  fence.append("fence");
 }
 
 }  // namespace lockkit::detail::redis

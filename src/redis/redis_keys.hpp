@@ -18,19 +18,27 @@ inline constexpr std::uint32_t kSlots = 16384;
 std::uint16_t key_slot(std::string_view key) noexcept;
 
 // The Redis keys of one lock: the lock itself at exactly `prefix + key`, and, in the same hash
-// slot, the slot's fence counter and the lock's holder record. Internal keys look like
-// `prefix + "lockkit:{N}fence"` and `prefix + "lockkit:{N}h:" + key`, where N is chosen per slot
-// so that the `{N}` tag (or the prefix's own tag) lands in the lock key's slot.
+// slot, the slot's fence counter and the lock's holder record (both hashes). Internal keys are
+// `prefix + "lockkit:{N}"` and `prefix + "lockkit:{N}h:" + key`, where N is chosen per slot so
+// that the `{N}` tag (or the prefix's own tag) lands in the lock key's slot. Every internal name
+// contains "lockkit:{" and no lock key's Redis name may (under any prefix), so bookkeeping never
+// shares a name with a lockkit lock.
 // Thread safety: immutable after construction; safe to share.
 class KeyLayout {
  public:
   // Throws `std::invalid_argument` for a prefix whose first '{' is directly followed by '}' (an
-  // empty hash tag makes Redis hash whole keys, so a lock's keys could not share a slot).
+  // empty hash tag makes Redis hash whole keys, so a lock's keys could not share a slot) or
+  // that contains the reserved "lockkit:{".
   explicit KeyLayout(std::string prefix);
 
   const std::string& prefix() const noexcept { return prefix_; }
-  // Returns true if `key` (without prefix) lies in the reserved internal namespace.
-  static bool reserved(std::string_view key) noexcept;
+  // Returns true if the Redis name of `key` (prefix + key) contains the reserved "lockkit:{".
+  bool reserved(std::string_view key) const noexcept;
+  // Returns the key whose holder record is the Redis key `name`, or an empty view if `name` is
+  // not a holder record under this prefix.
+  std::string_view holder_key(std::string_view name) const noexcept;
+  // Returns the SCAN MATCH pattern of the holder records of keys starting with `key_prefix`.
+  std::string holder_pattern(std::string_view key_prefix) const;
   // Writes the lock key, fence counter key and holder key of `key` into the three strings.
   void keys_of(std::string_view key, std::string& lock, std::string& fence,
                std::string& holder) const;

@@ -192,6 +192,14 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
           "redis", ErrorKind::kInDoubt,
           context("try_acquire", key) + f.what() + "; the lock was in doubt: " + outcome);
     }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
+      // Nothing was written: a key that is not lockkit's sits at one of our internal names.
+      throw BackendError("redis", ErrorKind::kProtocol,
+                         context("try_acquire", key) + "\"" + detail::escape_key(fence_key) +
+                             "\" or \"" + detail::escape_key(holder_key) +
+                             "\" holds a key that is not lockkit's; names containing "
+                             "\"lockkit:{\" are reserved for lockkit");
+    }
     std::uint64_t fence = to_uint(*reply, "try_acquire", key);
     if (fence == 0) return std::nullopt;
     return Lock(shared_from_this(), std::string(key), std::move(token), fence,
@@ -242,15 +250,9 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
   }
 
   std::vector<LockInfo> list(std::string_view prefix) {
-    // SCAN MATCH takes a glob: escape its metacharacters in our prefix and the caller's.
-    std::string pattern;
-    for (std::string_view part : {std::string_view(layout.prefix()), prefix}) {
-      for (char c : part) {
-        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') pattern.push_back('\\');
-        pattern.push_back(c);
-      }
-    }
-    pattern.push_back('*');
+    // Only lockkit's locks have a holder record: scanning for those leaves out every other key
+    // with a TTL (caches, sessions, other libraries' locks), even with an empty prefix.
+    const std::string pattern = layout.holder_pattern(prefix);
     std::vector<LockInfo> out;
     std::string cursor = "0";
     do {
@@ -269,12 +271,15 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
       cursor.assign(page->element[0]->str, page->element[0]->len);
       const redisReply& keys = *page->element[1];
       for (std::size_t i = 0; i < keys.elements; ++i) {
-        std::string_view redis_key(keys.element[i]->str, keys.element[i]->len);
-        std::string_view key = redis_key.substr(layout.prefix().size());
-        if (key.empty() || key.size() > kMaxKeyBytes || detail::redis::KeyLayout::reserved(key)) {
+        std::string_view name(keys.element[i]->str, keys.element[i]->len);
+        std::string_view key = layout.holder_key(name);
+        if (key.empty() || key.size() > kMaxKeyBytes || key.substr(0, prefix.size()) != prefix ||
+            layout.reserved(key)) {
           continue;
         }
-        if (auto info = status(key)) out.push_back(std::move(*info));
+        // A holder whose lock has gone, or was taken by someone else since, is left out.
+        auto info = status(key);
+        if (info && info->fence != 0) out.push_back(std::move(*info));
       }
     } while (cursor != "0");
     std::sort(out.begin(), out.end(),
@@ -287,8 +292,9 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
 
   void check_key(std::string_view key) const {
     validate_key(key);
-    if (detail::redis::KeyLayout::reserved(key)) {
-      throw std::invalid_argument("key: keys starting with \"lockkit:{\" are reserved by redis://");
+    if (layout.reserved(key)) {
+      throw std::invalid_argument(
+          "key: Redis names (prefix + key) containing \"lockkit:{\" are reserved by redis://");
     }
   }
 

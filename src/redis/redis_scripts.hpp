@@ -5,25 +5,43 @@
 
 namespace lockkit::detail::redis {
 
-// KEYS: lock, fence counter, holder. ARGV: token, ttl in ms. Returns the fence, or 0 if busy.
-// SET NX PX exactly as node-redlock and redsync do; the counter lives in the lock key's slot
-// and starts at the server's time in microseconds, so fences keep increasing even after a
-// restart that lost the counter (fence rates stay far below one per microsecond).
+// Every internal key is a hash: a plain string there is somebody else's (a lock of another
+// library), and no script ever writes, expires or deletes it. Names with "lockkit:{" are never
+// lockkit lock keys under any prefix (rejected), so a hash there is our bookkeeping.
+
+// KEYS: lock, fence counter, holder. ARGV: token, ttl in ms. Returns the fence, 0 if busy, -1 if
+// an internal name is taken by a key that is not ours (then nothing was written).
+// SET NX PX exactly as node-redlock and redsync do. The fence is max(counter + 1, server time in
+// microseconds): a counter restored from an old snapshot (RDB, AOF everysec, a promoted replica)
+// is overtaken at once, as long as the server's clock did not step back by more than the
+// snapshot's age and fences stay below one per microsecond.
 inline constexpr const char* kAcquireScript = R"lua(
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-local f = redis.call('incr', KEYS[2])
-if f == 1 then
-  local t = redis.call('time')
-  f = redis.call('incrby', KEYS[2], string.format('%.0f', t[1] * 1000000 + t[2] - 1))
+for i = 2, 3 do
+  local t = redis.call('type', KEYS[i]).ok
+  if t ~= 'none' and t ~= 'hash' then return -1 end
 end
-redis.call('set', KEYS[3], ARGV[1] .. ':' .. string.format('%.0f', f), 'PX', ARGV[2])
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local f = redis.call('hincrby', KEYS[2], 'fence', 1)
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if f < now then
+  f = now
+  redis.call('hset', KEYS[2], 'fence', string.format('%.0f', f))
+end
+redis.call('del', KEYS[3])
+redis.call('hset', KEYS[3], 'token', ARGV[1], 'fence', string.format('%.0f', f))
+redis.call('pexpire', KEYS[3], ARGV[2])
 return f
 )lua";
 
-// KEYS: lock, holder. ARGV: token. Compare-and-delete, as every Redlock client does.
+// KEYS: lock, holder. ARGV: token. Compare-and-delete, as every Redlock client does; the holder
+// record goes too if it is ours.
 inline constexpr const char* kReleaseScript = R"lua(
 if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('del', KEYS[1], KEYS[2])
+  redis.call('del', KEYS[1])
+  if redis.call('type', KEYS[2]).ok == 'hash' and redis.call('hget', KEYS[2], 'token') == ARGV[1] then
+    redis.call('del', KEYS[2])
+  end
   return 1
 end
 return 0
@@ -33,7 +51,9 @@ return 0
 inline constexpr const char* kExtendScript = R"lua(
 if redis.call('get', KEYS[1]) == ARGV[1] then
   redis.call('pexpire', KEYS[1], ARGV[2])
-  redis.call('pexpire', KEYS[2], ARGV[2])
+  if redis.call('type', KEYS[2]).ok == 'hash' and redis.call('hget', KEYS[2], 'token') == ARGV[1] then
+    redis.call('pexpire', KEYS[2], ARGV[2])
+  end
   return 1
 end
 return 0
@@ -46,9 +66,11 @@ if redis.call('type', KEYS[1]).ok ~= 'string' then return nil end
 local ttl = redis.call('pttl', KEYS[1])
 if ttl <= 0 then return nil end
 local v = redis.call('get', KEYS[1])
-local h = redis.call('get', KEYS[2])
 local f = '0'
-if h and #h > #v and string.sub(h, 1, #v + 1) == v .. ':' then f = string.sub(h, #v + 2) end
+if redis.call('type', KEYS[2]).ok == 'hash' then
+  local h = redis.call('hmget', KEYS[2], 'token', 'fence')
+  if h[1] == v and h[2] then f = h[2] end
+end
 return {f, ttl}
 )lua";
 
