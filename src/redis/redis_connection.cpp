@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "core/url.hpp"
 
@@ -85,11 +86,11 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, TimePo
             nullptr, 0);
 }
 
-// Wakes a sleeper on `word`. The word may already be gone (its caller saw the new state and
+// Wakes `count` sleepers on `word`. The word may already be gone (its caller saw the new state and
 // returned): a futex wake on a dead address only causes a spurious wake-up, which every waiter
 // tolerates.
-void futex_wake(std::atomic<std::uint32_t>& word) {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+void futex_wake(std::atomic<std::uint32_t>& word, int count = 1) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr,
             nullptr, 0);
 }
 
@@ -226,7 +227,13 @@ Connection::Connection(int fd, milliseconds command_timeout)
 
 Connection::~Connection() {
   for (redisReply* r : parsed_) freeReplyObject(r);
-  ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Connection::abandon_after_fork() noexcept {
+  // close(), not shutdown() and no QUIT: the socket stays intact for the parent.
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
@@ -520,7 +527,10 @@ void Connection::fail_locked(ErrorKind kind, const std::string& message) {
 
 struct Pool::Slot {
   std::mutex mu;
-  std::condition_variable cv;
+  // Bumped (under mu) whenever a connect attempt ends; waiters sleep on it as a futex. Not a
+  // condition variable: a forked child may destroy slots a vanished thread was waiting on,
+  // which would block pthread_cond_destroy forever.
+  std::atomic<std::uint32_t> attempts{0};
   std::shared_ptr<Connection> conn;  // guarded by mu
   bool connecting = false;           // guarded by mu
   std::uint64_t failures = 0;        // guarded by mu
@@ -530,19 +540,54 @@ struct Pool::Slot {
   std::string failure_message;                       // guarded by mu
 };
 
-Pool::Pool(ConnectConfig config, std::size_t size) : config_(std::move(config)) {
-  slots_.reserve(size);
-  for (std::size_t i = 0; i < size; ++i) slots_.push_back(std::make_unique<Slot>());
+// The slots of one process. A forked child retires its parent's generation (keeping it, unused,
+// until the pool goes) and makes its own.
+struct Pool::Generation {
+  Generation(pid_t owner, std::size_t size, Generation* parent) : pid(owner), retired(parent) {
+    slots.reserve(size);
+    for (std::size_t i = 0; i < size; ++i) slots.push_back(std::make_unique<Slot>());
+  }
+  ~Generation() { delete retired; }
+  const pid_t pid;
+  std::vector<std::unique_ptr<Slot>> slots;
+  Generation* retired;  // owned
+};
+
+Pool::Pool(ConnectConfig config, std::size_t size)
+    : config_(std::move(config)),
+      size_(size),
+      generation_(new Generation(::getpid(), size, nullptr)) {}
+
+Pool::~Pool() {
+  delete generation_.load(std::memory_order_acquire);
 }
 
-Pool::~Pool() = default;
-
 std::size_t Pool::pick() noexcept {
-  return next_.fetch_add(1, std::memory_order_relaxed) % slots_.size();
+  return next_.fetch_add(1, std::memory_order_relaxed) % size_;
+}
+
+Pool::Generation& Pool::current() {
+  Generation* gen = generation_.load(std::memory_order_acquire);
+  // getpid() and not a pthread_atfork flag: it also catches children made without libc's fork
+  // wrapper (clone, _Fork). One cheap system call next to a network round trip.
+  const pid_t me = ::getpid();
+  if (gen->pid == me) return *gen;
+  // We are a forked child: every connection here is the parent's socket too. Whatever we send or
+  // read on it would mix with the parent's stream, so each is closed without I/O and without its
+  // locks (a parent thread that no longer exists may hold them), and we start over.
+  auto fresh = std::make_unique<Generation>(me, size_, gen);
+  if (!generation_.compare_exchange_strong(gen, fresh.get(), std::memory_order_acq_rel)) {
+    fresh->retired = nullptr;
+    return *gen;  // another thread of this process replaced it first
+  }
+  for (auto& slot : gen->slots) {
+    if (slot->conn) slot->conn->abandon_after_fork();
+  }
+  return *fresh.release();
 }
 
 std::shared_ptr<Connection> Pool::get(std::size_t index) {
-  Slot& slot = *slots_[index];
+  Slot& slot = *current().slots[index];
   std::unique_lock<std::mutex> lock(slot.mu);
   const std::uint64_t seen = slot.failures;
   const TimePoint wait_until = Clock::now() + config_.connect_timeout + milliseconds(100);
@@ -550,14 +595,23 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
     if (slot.conn && !slot.conn->broken()) return slot.conn;
     if (slot.failures != seen) throw CallFailure(slot.failure_kind, slot.failure_message, false);
     if (!slot.connecting) break;
-    if (slot.cv.wait_until(lock, wait_until) == std::cv_status::timeout) {
+    if (Clock::now() >= wait_until) {
       throw CallFailure(ErrorKind::kTimeout,
                         "no connection within " + format_duration(config_.connect_timeout), false);
     }
+    const std::uint32_t attempts = slot.attempts.load(std::memory_order_relaxed);
+    lock.unlock();
+    futex_wait(slot.attempts, attempts, wait_until);
+    lock.lock();
   }
   slot.connecting = true;
   slot.conn.reset();  // the broken one goes when its last in-flight caller leaves
   lock.unlock();
+  // Ends the attempt: wakes every caller waiting for it, outside the mutex.
+  auto finish = [&slot] {
+    slot.attempts.fetch_add(1, std::memory_order_release);
+    futex_wake(slot.attempts, std::numeric_limits<int>::max());
+  };
   std::shared_ptr<Connection> conn;
   try {
     conn = Connection::open(config_);  // outside the slot's mutex: others only wait, bounded
@@ -567,18 +621,21 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
     ++slot.failures;
     slot.failure_kind = f.kind();
     slot.failure_message = f.what();
-    slot.cv.notify_all();
+    lock.unlock();
+    finish();
     throw;
   } catch (...) {
     lock.lock();
     slot.connecting = false;
-    slot.cv.notify_all();
+    lock.unlock();
+    finish();
     throw;
   }
   lock.lock();
   slot.connecting = false;
   slot.conn = conn;
-  slot.cv.notify_all();
+  lock.unlock();
+  finish();
   return conn;
 }
 

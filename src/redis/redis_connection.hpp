@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -98,6 +97,10 @@ class Connection {
   Reply call(std::string_view request, TimePoint deadline);
 
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
+  // In a forked child: closes this process's copy of the socket without sending or receiving
+  // anything (the parent still uses it) and without taking the mutex (a thread that does not
+  // exist in the child may have held it). The connection must not be used afterwards.
+  void abandon_after_fork() noexcept;
   // Returns the SHA1 of `ConnectConfig::scripts[i]` as the server reported it.
   const std::string& script_sha(std::size_t i) const { return shas_[i]; }
 
@@ -111,7 +114,7 @@ class Connection {
   void fail_locked(ErrorKind kind, const std::string& message);
   bool idle_peer_closed() const noexcept;
 
-  const int fd_;
+  int fd_;  // -1 once abandoned after a fork
   const std::chrono::milliseconds command_timeout_;
   std::vector<std::string> shas_;  // set before the connection is shared
 
@@ -137,11 +140,16 @@ class Connection {
 // A fixed number of connection slots. A slot whose connection broke is reconnected by the next
 // caller that picks it, outside every lock; callers arriving meanwhile wait for that attempt
 // (bounded by the connect timeout) instead of starting their own.
+// Fork-safe: the slots belong to the process that made them. The first call in a forked child
+// (any process whose pid differs) sets up fresh slots and drops the inherited connections
+// without a byte of I/O and without touching their locks; the parent keeps its own.
 // Thread safety: safe to share; calls may run concurrently.
 class Pool {
  public:
   Pool(ConnectConfig config, std::size_t size);
   ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
 
   // Returns the index of the slot the next call should use (round robin).
   std::size_t pick() noexcept;
@@ -151,8 +159,12 @@ class Pool {
 
  private:
   struct Slot;
+  struct Generation;
+  Generation& current();
+
   const ConnectConfig config_;
-  std::vector<std::unique_ptr<Slot>> slots_;
+  const std::size_t size_;
+  std::atomic<Generation*> generation_;  // this process's slots; replaced once after a fork
   std::atomic<std::size_t> next_{0};
 };
 
