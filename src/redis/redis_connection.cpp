@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <system_error>
+#include <thread>
 
 #include "core/url.hpp"
 
@@ -102,19 +104,86 @@ struct FdCloser {
   int release() noexcept { return std::exchange(fd, -1); }
 };
 
-// Connects to `host:port` by the deadline; returns a blocking socket. Throws `CallFailure`.
-int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
+using AddrList = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
+
+// One name lookup on a thread of its own. getaddrinfo has no timeout, and a resolver that never
+// answers holds it for (timeout x attempts x servers) of resolv.conf; so the caller waits only
+// until its deadline and then leaves. The thread finishes on its own and frees the result if
+// nobody took it. Shared by the two through a shared_ptr.
+struct Lookup {
+  std::string host;
+  std::string port;
+  std::mutex mu;
+  std::atomic<std::uint32_t> done{0};  // futex: 1 once `rc` and `result` are set
+  bool abandoned = false;              // guarded by mu
+  int rc = 0;                          // guarded by mu
+  addrinfo* result = nullptr;          // guarded by mu
+};
+
+// Resolves `config.host` by `deadline`. Numeric addresses are parsed without any lookup.
+// Throws `CallFailure` (never sent).
+AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
+  hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+  const std::string port = std::to_string(config.port);
   addrinfo* found = nullptr;
-  std::string port = std::to_string(config.port);
   int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) {
+  if (rc == 0) return AddrList(found, &freeaddrinfo);
+  if (rc != EAI_NONAME) {
     throw CallFailure(ErrorKind::kUnavailable, where + ": " + gai_strerror(rc), false);
   }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> list(found, &freeaddrinfo);
+  auto lookup = std::make_shared<Lookup>();
+  lookup->host = config.host;
+  lookup->port = port;
+  try {
+    std::thread([lookup] {
+      addrinfo hints{};
+      hints.ai_family = AF_UNSPEC;
+      hints.ai_socktype = SOCK_STREAM;
+      hints.ai_flags = AI_NUMERICSERV;
+      addrinfo* result = nullptr;
+      int rc = ::getaddrinfo(lookup->host.c_str(), lookup->port.c_str(), &hints, &result);
+      {
+        std::lock_guard<std::mutex> guard(lookup->mu);
+        if (lookup->abandoned) {
+          if (rc == 0) ::freeaddrinfo(result);
+        } else {
+          lookup->rc = rc;
+          lookup->result = result;
+        }
+        lookup->done.store(1, std::memory_order_release);
+      }
+      futex_wake(lookup->done);
+    }).detach();
+  } catch (const std::system_error& e) {
+    throw CallFailure(ErrorKind::kUnavailable,
+                      where + ": cannot start the name lookup: " + e.what(), false);
+  }
+  while (lookup->done.load(std::memory_order_acquire) == 0 && Clock::now() < deadline) {
+    futex_wait(lookup->done, 0, deadline);
+  }
+  std::lock_guard<std::mutex> guard(lookup->mu);
+  if (lookup->done.load(std::memory_order_relaxed) == 0) {
+    lookup->abandoned = true;
+    throw CallFailure(ErrorKind::kTimeout,
+                      where + ": resolving \"" + config.host + "\" timed out after " +
+                          format_duration(config.connect_timeout),
+                      false);
+  }
+  if (lookup->rc != 0) {
+    throw CallFailure(ErrorKind::kUnavailable,
+                      where + ": resolving \"" + config.host + "\": " + gai_strerror(lookup->rc),
+                      false);
+  }
+  return AddrList(std::exchange(lookup->result, nullptr), &freeaddrinfo);
+}
+
+// Connects to `host:port` by the deadline; returns a blocking socket. Throws `CallFailure`.
+int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
+  AddrList list = resolve(config, deadline, where);
+  addrinfo* found = list.get();
   std::string last = "no address";
   ErrorKind last_kind = ErrorKind::kUnavailable;
   for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {

@@ -129,8 +129,9 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
     std::string& request = scratch.get().request;
     Reply reply;
     for (int attempt = 0;; ++attempt) {
+      // A failed connect is not retried: that would double the time a call may take.
+      auto conn = pool.get(index);
       try {
-        auto conn = pool.get(index);
         auto deadline = std::chrono::steady_clock::now() + command_timeout;
         auto build = [&](std::string_view verb, std::string_view head) {
           request.clear();
