@@ -30,6 +30,10 @@ struct RedisOptions {
   std::chrono::milliseconds connect_timeout{2000};  // TCP connect plus the AUTH/SELECT handshake
   std::chrono::milliseconds command_timeout{2000};  // from sending a request to its reply
   std::size_t connections = 2;  // pipelined connections shared by all callers, 1..256
+  // False: connecting fails (`BackendError`, kind unsupported) when INFO shows a memory limit
+  // with a `maxmemory-policy` other than `noeviction`, because eviction can free a live lock.
+  // True: accept that risk.
+  bool allow_eviction = false;
 };
 
 // Returns the options of a `redis://[user:password@]host[:port][/db][?option=value&...]` URL.

@@ -247,6 +247,51 @@ int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::stri
   throw CallFailure(last_kind, where + ": " + last, false);
 }
 
+// Any policy but noeviction may evict a live lock under memory pressure (volatile-* ones pick
+// among keys with a TTL, which every lock has), and the key is then free for the next caller.
+// Without a memory limit nothing is evicted. A user who may not run INFO (NOPERM) or a server
+// that renamed it cannot be checked: that is no reason to refuse the connection.
+void check_eviction(Connection& conn, TimePoint deadline, const ConnectConfig& config,
+                    const std::string& where) {
+  std::string request;
+  append_command(request, {"INFO", "memory"});
+  Reply info;
+  try {
+    info = conn.call(request, deadline);
+  } catch (const CallFailure& f) {
+    std::string why = f.kind() == ErrorKind::kTimeout
+                          ? "timed out after " + format_duration(config.connect_timeout)
+                          : std::string(f.what());
+    throw CallFailure(f.kind(), where + ": INFO memory: " + why, false);
+  }
+  if (info->type != REDIS_REPLY_STRING) return;  // an error reply: NOPERM, unknown command
+  std::string_view text(info->str, info->len);
+  auto field = [&](std::string_view name) -> std::string_view {
+    std::size_t at = 0;
+    while (at < text.size()) {
+      std::size_t end = text.find('\n', at);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(at, end - at);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.size() > name.size() && line.substr(0, name.size()) == name &&
+          line[name.size()] == ':') {
+        return line.substr(name.size() + 1);
+      }
+      at = end + 1;
+    }
+    return {};
+  };
+  std::string_view limit = field("maxmemory");
+  std::string_view policy = field("maxmemory_policy");
+  if (limit.empty() || policy.empty() || limit == "0" || policy == "noeviction") return;
+  throw CallFailure(ErrorKind::kUnsupported,
+                    where + ": the server may evict locks (maxmemory-policy " +
+                        std::string(policy) + " with maxmemory " + std::string(limit) +
+                        " bytes); set maxmemory-policy noeviction, or allow_eviction=true to "
+                        "accept that a lock may vanish before its TTL",
+                    false);
+}
+
 }  // namespace
 
 ErrorKind error_reply_kind(std::string_view text) noexcept {
@@ -350,6 +395,7 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
     }
     conn->shas_.emplace_back(sha->str, sha->len);
   }
+  if (!config.allow_eviction) check_eviction(*conn, deadline, config, where);
   return conn;
 }
 

@@ -43,6 +43,9 @@ struct ConnectConfig {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{2000};
   std::vector<std::string> scripts;
+  // False: refuse a server that may evict keys (a memory limit with a policy other than
+  // noeviction), as far as INFO tells us.
+  bool allow_eviction = false;
 };
 
 // A request that failed for a reason other than the server's answer. `maybe_sent` is true if

@@ -108,6 +108,7 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
                 .connect_timeout = o.connect_timeout,
                 .command_timeout = o.command_timeout,
                 .scripts = {kAcquireScript, kReleaseScript, kExtendScript, kStatusScript},
+                .allow_eviction = o.allow_eviction,
             },
             o.connections),
         command_timeout(o.command_timeout) {}
@@ -369,6 +370,15 @@ RedisOptions parse_redis_url(std::string_view url) {
   if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
   if (auto v = options.take_uint("connections", 1, 256)) o.connections = *v;
   if (auto v = options.take("prefix")) o.prefix = *v;
+  if (auto v = options.take("allow_eviction")) {
+    if (*v == "true" || *v == "1") {
+      o.allow_eviction = true;
+    } else if (*v == "false" || *v == "0") {
+      o.allow_eviction = false;
+    } else {
+      detail::throw_bad_url(url, "allow_eviction: must be true or false, got \"" + *v + "\"");
+    }
+  }
   options.finish();
   try {
     validate(o);
