@@ -27,7 +27,7 @@ struct RedisOptions {
   // Namespace prepended to every Redis key this backend touches; empty, so the Redis key of a
   // lock is exactly its name, as node-redlock and redsync use it.
   std::string prefix{};
-  std::chrono::milliseconds connect_timeout{2000};  // TCP connect plus the AUTH/SELECT handshake
+  std::chrono::milliseconds connect_timeout{2000};  // resolution, TCP connect and the handshake
   std::chrono::milliseconds command_timeout{2000};  // from sending a request to its reply
   std::size_t connections = 2;  // pipelined connections shared by all callers, 1..256
   // False: connecting fails (`BackendError`, kind unsupported) when INFO shows a memory limit
@@ -38,8 +38,9 @@ struct RedisOptions {
 
 // Returns the options of a `redis://[user:password@]host[:port][/db][?option=value&...]` URL.
 // Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
-// (1..256), `prefix` (percent-encoded bytes). Throws `std::invalid_argument` naming the problem
-// (empty host, bad port or db, unknown option); the message never contains the password.
+// (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false). Throws
+// `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option); the
+// message never contains the password.
 RedisOptions parse_redis_url(std::string_view url);
 
 // Leased locks on one Redis server.
@@ -53,11 +54,18 @@ RedisOptions parse_redis_url(std::string_view url);
 // round trip: a Lua script sent by EVALSHA (EVAL once after a NOSCRIPT).
 //
 // Fences come from one counter per Redis Cluster hash slot (at most 16384 counter keys per
-// prefix, never expiring), in the lock key's slot, started at the server's time in
-// microseconds; so fences increase per key across releases, expiries, and even a restart that
-// lost the data (unless the server's clock stepped back). While held, each lock also has a
-// holder key (token and fence, same TTL) in the same slot for `status` and `list`. Internal keys
-// are `prefix + "lockkit:{N}..."`; keys starting with `lockkit:{` are rejected.
+// prefix, never expiring), in the lock key's slot. Every fence is max(counter + 1, the server's
+// time in microseconds), so fences increase per key across releases, expiries, a restart that
+// lost the data, and a restart from an old snapshot (unless the server's clock stepped back by
+// more than the snapshot's age). While held, each lock also has a holder record (token and
+// fence, same TTL) in the same slot for `status` and `list`. Internal keys are hashes named
+// `prefix + "lockkit:{N}..."`; a key or prefix whose Redis name would contain `lockkit:{` is
+// rejected, and no script writes or deletes a key of another type at an internal name.
+//
+// At connect, a server with a memory limit and a `maxmemory-policy` other than `noeviction`
+// is refused (`allow_eviction` accepts it): eviction can free a live lock.
+// After `fork()`, the child's first call drops the connections it inherited without any I/O
+// and opens its own; parent and child both keep working.
 //
 // Calls from any number of threads share `connections` connections: requests of concurrent
 // callers are pipelined on them and sent in batches, so threads are not serialised on one
@@ -65,9 +73,8 @@ RedisOptions parse_redis_url(std::string_view url);
 // and a broken one is replaced on the next call.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout` (twice that when it first replaces a
-// connection the server closed, or takes back an in-doubt acquire); nothing is retried in the
-// background. A
+// auth) within `connect_timeout + command_timeout`, name resolution included (twice that when it
+// takes back an in-doubt acquire); nothing is retried in the background. A
 // holder may keep acting until its `valid_until()`, which lies before the server's expiry
 // (request start + ttl - 1% of ttl - 2 ms), but may not assume it can release or extend. If an
 // acquire was sent but its reply lost, the backend releases its token if it can and throws
@@ -85,7 +92,9 @@ class RedisLockApi final : public LockApi {
   bool release(std::string_view key, std::string_view token) override;
   bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
   std::optional<LockInfo> status(std::string_view key) override;
-  // Scans the database (SCAN, no KEYS): cost grows with the number of keys under the prefix.
+  // Lists lockkit's live locks only (keys with a lockkit holder record; other libraries' locks
+  // and other keys with a TTL are left out). Scans the database (SCAN MATCH, no KEYS): cost
+  // grows with the number of keys in it.
   std::vector<LockInfo> list(std::string_view prefix = {}) override;
 
  private:
