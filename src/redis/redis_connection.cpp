@@ -642,9 +642,10 @@ void Connection::fail_locked(ErrorKind kind, const std::string& message) {
 
 struct Pool::Slot {
   std::mutex mu;
-  // Bumped (under mu) whenever a connect attempt ends; waiters sleep on it as a futex. Not a
-  // condition variable: a forked child may destroy slots a vanished thread was waiting on,
-  // which would block pthread_cond_destroy forever.
+  // Bumped whenever a connect attempt ends (after `connecting` was cleared under mu); waiters
+  // sleep on it as a futex. Not a condition variable: a forked child may destroy slots that a
+  // thread which does not exist in the child was waiting on, and pthread_cond_destroy would
+  // wait for that thread forever.
   std::atomic<std::uint32_t> attempts{0};
   std::shared_ptr<Connection> conn;  // guarded by mu
   bool connecting = false;           // guarded by mu

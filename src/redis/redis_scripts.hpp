@@ -10,26 +10,27 @@ namespace lockkit::detail::redis {
 // lockkit lock keys under any prefix (rejected), so a hash there is our bookkeeping.
 
 // KEYS: lock, fence counter, holder. ARGV: token, ttl in ms. Returns the fence, 0 if busy, -1 if
-// an internal name is taken by a key that is not ours (then nothing was written).
+// an internal name is taken by a key that is not ours (the script then deletes the lock it has
+// just set: scripts are atomic, so nobody saw it). Busy costs one command: the SET comes first.
 // SET NX PX exactly as node-redlock and redsync do. The fence is max(counter + 1, server time in
 // microseconds): a counter restored from an old snapshot (RDB, AOF everysec, a promoted replica)
 // is overtaken at once, as long as the server's clock did not step back by more than the
 // snapshot's age and fences stay below one per microsecond.
 inline constexpr const char* kAcquireScript = R"lua(
-for i = 2, 3 do
-  local t = redis.call('type', KEYS[i]).ok
-  if t ~= 'none' and t ~= 'hash' then return -1 end
-end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-local f = redis.call('hincrby', KEYS[2], 'fence', 1)
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if f < now then
-  f = now
-  redis.call('hset', KEYS[2], 'fence', string.format('%.0f', f))
+local holder = redis.call('type', KEYS[3]).ok
+local counter = redis.call('type', KEYS[2]).ok
+if (holder ~= 'none' and holder ~= 'hash') or (counter ~= 'none' and counter ~= 'hash') then
+  redis.call('del', KEYS[1])
+  return -1
 end
-redis.call('del', KEYS[3])
-redis.call('hset', KEYS[3], 'token', ARGV[1], 'fence', string.format('%.0f', f))
+local t = redis.call('time')
+local f = math.max(tonumber(redis.call('hget', KEYS[2], 'fence') or '0') + 1,
+                   tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local fence = string.format('%.0f', f)
+redis.call('hset', KEYS[2], 'fence', fence)
+if holder == 'hash' then redis.call('del', KEYS[3]) end
+redis.call('hset', KEYS[3], 'token', ARGV[1], 'fence', fence)
 redis.call('pexpire', KEYS[3], ARGV[2])
 return f
 )lua";
