@@ -97,8 +97,25 @@ int ForkRound(LockApi& api, const std::vector<std::string>& held, const std::str
   return faults;
 }
 
+// GCC 12's ASan and TSan runtimes (Debian 12) take allocator locks of their own that are not
+// fork-safe: a child of a multithreaded parent can hang inside the runtime's malloc, whatever
+// the program does (upstream fixed it with pthread_atfork handlers in LLVM 18 and 19). Under them
+// the parent forks from one thread only; the release build forks with a second thread busy.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kForkWithBusyThread = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kForkWithBusyThread = false;
+#else
+constexpr bool kForkWithBusyThread = true;
+#endif
+#else
+constexpr bool kForkWithBusyThread = true;
+#endif
+
 // The pool's connections are open when the process forks; both processes go on using the one
-// LockApi at once, while another thread of the parent keeps calling it too.
+// LockApi at once, while (outside sanitizers) another thread of the parent keeps calling it too,
+// so the child may inherit locks held by a thread it does not have.
 TEST(RedisFork, ParentAndChildNeverShareAConnection) {
   RedisServer server;
   auto third = lockkit::open(server.url());
@@ -113,15 +130,18 @@ TEST(RedisFork, ParentAndChildNeverShareAConnection) {
   auto api = lockkit::open(server.url("?connections=2&connect_timeout=2s&command_timeout=2s"));
   std::atomic<bool> stop{false};
   std::atomic<int> background_faults{0};
-  std::thread background([&] {
-    while (!stop.load()) {
-      try {
-        if (api->try_acquire(held[0], 30s)) background_faults.fetch_add(1);
-      } catch (const std::exception&) {
-        background_faults.fetch_add(1);
+  std::thread background;
+  if (kForkWithBusyThread) {
+    background = std::thread([&] {
+      while (!stop.load()) {
+        try {
+          if (api->try_acquire(held[0], 30s)) background_faults.fetch_add(1);
+        } catch (const std::exception&) {
+          background_faults.fetch_add(1);
+        }
       }
-    }
-  });
+    });
+  }
   // Stops and joins the thread also when an assertion fails.
   struct Joiner {
     std::atomic<bool>& stop;
@@ -159,7 +179,7 @@ TEST(RedisFork, ParentAndChildNeverShareAConnection) {
     }
   }
   stop = true;
-  background.join();
+  if (background.joinable()) background.join();
   EXPECT_EQ(parent_faults, 0) << "1 wrong grant, 2 missed grant, 4 error, 8 fence, 16 release";
   EXPECT_EQ(child_faults, 0) << "1 wrong grant, 2 missed grant, 4 error, 8 fence, 16 release";
   EXPECT_EQ(hung_children, 0) << "children hung (a lock held across fork?)";
