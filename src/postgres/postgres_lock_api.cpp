@@ -555,8 +555,8 @@ PostgresOptions parse_postgres_url(std::string_view url) {
       continue;
     }
     if (!known.count(name)) {
-      detail::throw_bad_url(
-          url, "unknown option \"" + name + "\" (neither a lockkit option nor a libpq keyword)");
+      detail::throw_bad_url(url, detail::unknown_option(name, parsed.query) +
+                                     " (neither a lockkit option nor a libpq keyword)");
     }
     add(name, value);
   }
