@@ -2,6 +2,7 @@
 // Backend URL parsing, redaction, query options and durations.
 #include "core/url.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -95,38 +96,51 @@ std::vector<std::string_view> query_items(std::string_view query) {
 // ':' after "//" to the last '@' counts as the password. That over-redacts some odd URLs (an
 // '@' in a path or option), never under-redacts.
 std::string redact_url(std::string_view url) {
-  std::string out(url);
-  std::size_t colon = out.find(':');
-  std::size_t rest = 0;
-  if (colon != std::string::npos && out.compare(colon, 3, "://") == 0) {
-    std::size_t start = colon + 3;
-    std::size_t at = out.rfind('@');
-    if (at != std::string::npos && at >= start) {
-      std::size_t pw = out.find(':', start);
-      if (pw != std::string::npos && pw < at) {
-        out.replace(pw + 1, at - pw - 1, "***");
-        at = pw + 4;
+  // Ranges [begin, end) to replace with "***"; overlapping ones merge.
+  std::vector<std::pair<std::size_t, std::size_t>> hidden;
+  std::size_t colon = url.find(':');
+  std::size_t start = 0;
+  std::size_t after_userinfo = 0;
+  if (colon != std::string_view::npos && url.substr(colon, 3) == "://") {
+    start = colon + 3;
+    after_userinfo = start;
+    std::size_t at = url.rfind('@');
+    if (at != std::string_view::npos && at >= start) {
+      std::size_t pw = url.find(':', start);
+      if (pw != std::string_view::npos && pw < at) hidden.emplace_back(pw + 1, at);
+      after_userinfo = at + 1;
+    }
+  }
+  // Secret options. Where the query starts is ambiguous when a password holds '?' or an option
+  // value holds '@': look from both candidate starts.
+  for (std::size_t from : {start, after_userinfo}) {
+    std::size_t q = url.find('?', from);
+    if (q == std::string_view::npos) continue;
+    std::string_view query = url.substr(q + 1);
+    for (std::string_view item : query_items(query)) {
+      std::size_t eq = item.find('=');
+      if (eq != std::string_view::npos &&
+          detail::secret_option(lenient_decode(item.substr(0, eq)))) {
+        std::size_t begin = q + 1 + static_cast<std::size_t>(item.data() - query.data()) + eq + 1;
+        hidden.emplace_back(begin, begin + (item.size() - eq - 1));
       }
-      rest = at + 1;
-    } else {
-      rest = start;
     }
   }
-  // Options that carry secrets (password=, sslpassword=, token=, ...).
-  std::size_t q = out.find('?', rest);
-  if (q == std::string::npos) return out;
-  std::string query = out.substr(q + 1);
-  std::string redacted;
-  for (std::string_view item : query_items(query)) {
-    if (!redacted.empty() || item.data() != query.data()) redacted += '&';
-    std::size_t eq = item.find('=');
-    if (eq != std::string_view::npos && detail::secret_option(lenient_decode(item.substr(0, eq)))) {
-      redacted += std::string(item.substr(0, eq + 1)) + "***";
-    } else {
-      redacted += std::string(item);
-    }
+  std::sort(hidden.begin(), hidden.end());
+  std::string out;
+  std::size_t pos = 0;
+  for (std::size_t i = 0; i < hidden.size();) {
+    std::size_t begin = hidden[i].first;
+    std::size_t end = hidden[i].second;
+    for (++i; i < hidden.size() && hidden[i].first <= end; ++i)
+      end = std::max(end, hidden[i].second);
+    if (begin < pos) begin = pos;
+    out.append(url.substr(pos, begin - pos));
+    out += "***";
+    pos = std::max(pos, end);
   }
-  return out.substr(0, q + 1) + redacted;
+  out.append(url.substr(std::min(pos, url.size())));
+  return out;
 }
 
 namespace detail {

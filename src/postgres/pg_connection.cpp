@@ -323,21 +323,21 @@ ResultPtr Connection::finish(Deadline deadline, bool sent, bool pipeline) {
     }
   };
   if (!drain(deadline)) {
-    if (!sent) fail_connection(ErrorKind::kTimeout, "no answer", false);  // a prepare: harmless
     // The statement may still be running (waiting for a lock, say). Dropping the connection
-    // would leave it to commit later, unseen: ask the server to cancel it and wait for the
-    // verdict. A statement_timeout in the guard ends it on the server side as well.
+    // would leave it to commit later, unseen, and its server process working on: ask the
+    // server to cancel it and wait for the verdict. A statement_timeout in the guard ends it
+    // on the server side as well. A prepare changes no data but may wait for a lock too.
     Deadline until = Clock::now() + session_.cancel_grace;
-    if (!cancel(until) || !drain(until)) {
-      fail_connection(ErrorKind::kTimeout, "no answer, and no confirmation of a cancel", true);
+    bool verdict = cancel(until) && drain(until);
+    if (!verdict) {
+      fail_connection(ErrorKind::kTimeout, "no answer, and no confirmation of a cancel", sent);
     }
-    // The verdict arrived. The connection is dropped all the same: the cancel signal may still
-    // be on its way to the server process and would hit the next statement.
-    if (error) {
-      throw CallError{
-          ErrorKind::kTimeout, "no answer; the statement was cancelled", false, true, {}};
+    // The connection is dropped all the same: the cancel signal may still be on its way to
+    // the server process and would hit the next statement.
+    if (error || !sent) {
+      throw CallError{ErrorKind::kTimeout, "no answer (statement cancelled)", false, true, {}};
     }
-    throw CallError{ErrorKind::kTimeout, "the answer came only after the deadline", true, true, {}};
+    throw CallError{ErrorKind::kTimeout, "no answer until after the deadline", true, true, {}};
   }
   if (pipeline && PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQstatus(c) == CONNECTION_OK &&
       !PQexitPipelineMode(c)) {
