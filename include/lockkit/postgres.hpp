@@ -47,21 +47,27 @@ struct PostgresOptions {
 //   auto api = lockkit::open("postgres://app:secret@db.internal:5432/app?sslmode=require");
 //   if (auto lock = api->try_acquire("reports/daily", std::chrono::minutes(5))) { ... }
 // Each `try_acquire`, `release` and `extend` is one statement in one round trip (an implicit
-// transaction): a granted acquire commits once (one WAL flush); a refused acquire only reads and
-// writes no WAL. Expiry is decided by the server's `clock_timestamp()`; fences come from the
-// sequence `<schema>.fences`, so they grow across releases, expiries and server restarts. A
-// released row is deleted; expired rows left behind by crashed holders are deleted by later
-// granted acquires (up to 8 each), so the table holds about as many rows as there are live
-// leases. No session state carries correctness (the only advisory locks, which order fences and
-// schema creation, are transaction-scoped), so it works behind PgBouncer in transaction mode
-// (with `prepare = false` for PgBouncer before 1.21).
+// transaction, pipelined behind a guard that sets `synchronous_commit`, `statement_timeout` and
+// `lock_timeout` for that transaction only): a granted acquire commits once and waits for its
+// WAL flush, whatever the server's or role's defaults; a refused acquire only reads and writes
+// no WAL. Expiry is decided by the server's `clock_timestamp()`; fences come from the sequence
+// `<schema>.fences`, so they grow across releases, expiries and server restarts. A released row
+// is deleted; expired rows left behind by crashed holders are deleted by later granted acquires
+// (up to 8 each), so the table holds about as many rows as there are live leases. No session
+// state carries correctness (settings and advisory locks are transaction-scoped), so it works
+// behind PgBouncer in transaction mode (with `prepare = false` for PgBouncer before 1.21).
 // `Lock::valid_until()` is request start + ttl - (ttl/100 + 2 ms).
 // When the store is unreachable: calls throw `BackendError` (kind unavailable or timeout) after
-// at most `command_timeout` (pool wait) + `connect_timeout` + `command_timeout` (statement), an
-// in-doubt acquire after one token release more; a holder may keep acting until `valid_until()`
-// (the server cannot have given the key away earlier), not later. If an acquire was sent but
-// its answer lost, the call releases its own token and throws kind in-doubt. Broken connections
-// are dropped, so the first call after the server comes back succeeds.
+// at most `command_timeout` (pool wait) + `connect_timeout` (name resolution included) +
+// `command_timeout` (statement) + min(`command_timeout`, 1 s) (confirming a cancel), an in-doubt
+// acquire after one token release more; a holder may keep acting until `valid_until()` (the
+// server cannot have given the key away earlier), not later. A statement whose deadline passed
+// is cancelled on the server (and ends there by its `statement_timeout` anyway); if the server
+// confirms, nothing was applied (kind timeout); if it cannot confirm, an acquire releases its own
+// token and throws kind in-doubt. Broken connections are dropped, so the first call after the
+// server comes back succeeds.
+// After fork(): each process opens its own connections on first use and never reads, writes or
+// closes-with-a-word a connection it inherited, so parent and child both keep working.
 // Thread safety: safe to share; calls may run concurrently (a bounded connection pool).
 class PostgresLockApi final : public LockApi {
  public:

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "lockkit/open.hpp"
@@ -145,9 +147,39 @@ std::string redact_url(std::string_view url) {
 
 namespace detail {
 
-bool secret_option(std::string_view name) {
+namespace {
+
+std::string lower(std::string_view text) {
   std::string n;
-  for (char c : name) n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : text) n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return n;
+}
+
+struct ExtraSecrets {
+  std::mutex mu;
+  std::set<std::string, std::less<>> names;
+};
+
+ExtraSecrets& extra_secrets() {
+  static ExtraSecrets* s = new ExtraSecrets;  // never destroyed: used from static initialisers
+  return *s;
+}
+
+}  // namespace
+
+void register_secret_option(std::string_view name) {
+  ExtraSecrets& s = extra_secrets();
+  std::lock_guard<std::mutex> guard(s.mu);
+  s.names.insert(lower(name));
+}
+
+bool secret_option(std::string_view name) {
+  const std::string n = lower(name);
+  {
+    ExtraSecrets& s = extra_secrets();
+    std::lock_guard<std::mutex> guard(s.mu);
+    if (s.names.count(n)) return true;
+  }
   for (std::string_view exact : {"pass", "pwd", "auth", "key", "sslpassword"}) {
     if (n == exact) return true;
   }

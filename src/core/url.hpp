@@ -34,6 +34,10 @@ struct Url {
 // redacted from messages.
 bool secret_option(std::string_view name);
 
+// Makes `secret_option` true for `name` (case-insensitive) too: backends add their client
+// library's secret keywords (libpq's with dispchar "*").
+void register_secret_option(std::string_view name);
+
 // Returns the message for unknown option `name` of a URL whose options are `query`: the name,
 // unless it follows a secret option (then it may be part of the secret).
 std::string unknown_option(std::string_view name,

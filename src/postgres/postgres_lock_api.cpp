@@ -579,6 +579,16 @@ namespace {
   auto factory = [](std::string_view url) -> std::shared_ptr<lockkit::LockApi> {
     return std::make_shared<lockkit::PostgresLockApi>(lockkit::parse_postgres_url(url));
   };
+  // Whatever libpq marks secret (dispchar "*": password, sslpassword, ...) is redacted from
+  // every message, in URLs of any scheme.
+  if (PQconninfoOption* defaults = PQconndefaults()) {
+    for (const auto* o = defaults; o->keyword; ++o) {
+      if (o->dispchar && std::strchr(o->dispchar, '*')) {
+        lockkit::detail::register_secret_option(o->keyword);
+      }
+    }
+    PQconninfoFree(defaults);
+  }
   lockkit::register_backend("postgres", factory);
   lockkit::register_backend("postgresql", factory);
   return true;

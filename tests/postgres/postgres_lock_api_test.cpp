@@ -79,6 +79,10 @@ class ServerGuard {
     pg().start();
     stopped_ = false;
   }
+  void crash() {
+    pg().crash();
+    stopped_ = true;
+  }
   void pause() {
     pg().pause();
     paused_ = true;
@@ -838,6 +842,32 @@ TEST(PostgresDurability, CommitsWaitForTheFlushWhateverTheRoleDefault) {
                std::invalid_argument);
 }
 
+// The crash itself: grants reported just before an immediate shutdown must be there after
+// crash recovery, though the role's default says commits need not wait for the flush.
+TEST(PostgresDurability, GrantsSurviveAnImmediateShutdownWithRoleDefaultOff) {
+  ServerGuard guard;
+  const std::string schema = unique("crash_");
+  RoleDefault off("synchronous_commit=off");
+  auto api = lockkit::open(pg().url("schema=" + schema));
+  ASSERT_TRUE(api->try_acquire("create", 10s));
+  std::vector<Lock> granted;
+  for (int i = 0; i < 40; ++i) {
+    auto lock = api->try_acquire("granted/" + std::to_string(i), 120s);
+    ASSERT_TRUE(lock);
+    granted.push_back(std::move(*lock));
+  }
+  guard.crash();  // right after the last grant was reported
+  guard.start();
+  auto other = lockkit::open(pg().url("schema=" + schema));
+  int lost = 0;
+  for (const auto& lock : granted) {
+    auto info = other->status(lock.key());
+    if (!info || info->fence != lock.fence()) ++lost;
+  }
+  EXPECT_EQ(lost, 0) << "grants reported before the crash were gone after it";
+  EXPECT_FALSE(other->try_acquire(granted.back().key(), 10s)) << "a second holder";
+}
+
 // Holds a lock in another session until destroyed (then commits).
 class Blocker {
  public:
@@ -893,9 +923,10 @@ TEST(PostgresTimeouts, BlockedStatementIsCancelledAndNeverCommitsLater) {
     // Nothing of ours still runs or waits on the server, and nothing piled up past the pool.
     EXPECT_TRUE(eventually([&] { return active() == 0; }, 1s))
         << active() << " lockkit statements still running after their calls returned: "
-        << query("SELECT string_agg(state || ' ' || wait_event_type || ' ' || query, ' | ') FROM "
-                 "pg_stat_activity WHERE application_name = '" +
-                 app + "' AND state <> 'idle'");
+        << query(
+               "SELECT string_agg(state || ' ' || wait_event_type || ' ' || query, ' | ') FROM "
+               "pg_stat_activity WHERE application_name = '" +
+               app + "' AND state <> 'idle'");
     EXPECT_LE(
         query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'"),
         2);
