@@ -744,6 +744,51 @@ TEST(PostgresFork, ParentAndChildKeepWorkingOnOneApi) {
   }
 }
 
+// fork() while other threads are inside calls (holding pooled connections, waiting for one):
+// the child must neither inherit a locked pool nor wait on a condition variable those
+// threads were parked on, and must work on connections of its own.
+TEST(PostgresFork, ForkWhileOtherThreadsUseTheApi) {
+  auto api = lockkit::open(pg().url("schema=fork&connections=2&command_timeout=20s"));
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !done; ++i) {
+        try {
+          auto lock = api->try_acquire(unique("busy/" + std::to_string(t) + "/"), 10s);
+          if (!lock || !lock->release()) errors.fetch_add(1);
+        } catch (const std::exception&) {
+          errors.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (int trial = 0; trial < 10; ++trial) {
+    std::fflush(nullptr);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      int rc = 0;
+      try {
+        for (int i = 0; i < 5 && rc == 0; ++i) {
+          auto lock = api->try_acquire("forked/" + std::to_string(::getpid()), 10s);
+          rc = lock && lock->release() ? 0 : 1;
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child: %s\n", e.what());
+        rc = 2;
+      }
+      std::fflush(nullptr);
+      ::_exit(rc);
+    }
+    EXPECT_EQ(wait_exit(child), 0) << "trial " << trial;
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+}
+
 // A child that drops its copy of the LockApi (or just exits) must not end the parent's
 // sessions: no Terminate message, no TLS close_notify on a socket it shares.
 TEST(PostgresFork, ChildLeavesTheParentsSessionAlone) {
