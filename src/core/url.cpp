@@ -36,7 +36,7 @@ std::size_t authority_end(std::string_view url, std::size_t from) {
   return end == std::string_view::npos ? url.size() : end;
 }
 
-// Decodes %XX where well-formed, leaves anything else as is (for recognising names only).
+// Decodes %XX where well-formed and lower-cases the rest (for recognising names only).
 std::string lenient_decode(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
