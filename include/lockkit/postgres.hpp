@@ -23,10 +23,12 @@ struct PostgresOptions {
   // Schema of the lease table, created on first use: an identifier of 1..63 characters from
   // [A-Za-z0-9_], not starting with a digit (used quoted, so case matters).
   std::string schema = "lockkit";
-  // Longest time to open one connection (TCP, TLS, authentication). 1 ms .. 1 h.
+  // Longest time to open one connection (name resolution, TCP, TLS, authentication).
+  // 1 ms .. 1 h.
   std::chrono::milliseconds connect_timeout{2000};
   // Longest time a call waits for a free pooled connection, and, separately, for the answer to
-  // its statement once sent (a statement never starts with less). 1 ms .. 1 h.
+  // its statement once sent (a statement never starts with less); also the statement's
+  // `statement_timeout` and `lock_timeout` on the server. 1 ms .. 1 h.
   std::chrono::milliseconds command_timeout{2000};
   // Most connections the pool opens (opened lazily, kept while healthy). 1..1024.
   std::size_t connections = 8;
