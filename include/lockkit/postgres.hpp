@@ -23,10 +23,12 @@ struct PostgresOptions {
   // Schema of the lease table, created on first use: an identifier of 1..63 characters from
   // [A-Za-z0-9_], not starting with a digit (used quoted, so case matters).
   std::string schema = "lockkit";
-  // Longest time to open one connection (TCP, TLS, authentication). 1 ms .. 1 h.
+  // Longest time to open one connection (name resolution, TCP, TLS, authentication).
+  // 1 ms .. 1 h.
   std::chrono::milliseconds connect_timeout{2000};
   // Longest time a call waits for a free pooled connection, and, separately, for the answer to
-  // its statement once sent (a statement never starts with less). 1 ms .. 1 h.
+  // its statement once sent (a statement never starts with less); also the statement's
+  // `statement_timeout` and `lock_timeout` on the server. 1 ms .. 1 h.
   std::chrono::milliseconds command_timeout{2000};
   // Most connections the pool opens (opened lazily, kept while healthy). 1..1024.
   std::size_t connections = 8;
@@ -34,6 +36,12 @@ struct PostgresOptions {
   // transaction mode that does not track prepared statements (PgBouncer before 1.21): every
   // call then sends its statement unnamed, still in one round trip with bound parameters.
   bool prepare = true;
+  // How lockkit's transactions commit: "on" (default) waits for the WAL flush (and for
+  // synchronous standbys, if configured) before a grant, extend or release is reported, so it
+  // survives a server crash whatever the server's or role's default. "off" trades that for
+  // speed: a crash of the server may forget the last ~0.6 s of grants (two holders after a
+  // restart). Also "local", "remote_write", "remote_apply" (PostgreSQL's meanings).
+  std::string synchronous_commit = "on";
 };
 
 // Leased locks in a table `<schema>.leases` of a PostgreSQL database (libpq, so TLS and every
@@ -41,21 +49,27 @@ struct PostgresOptions {
 //   auto api = lockkit::open("postgres://app:secret@db.internal:5432/app?sslmode=require");
 //   if (auto lock = api->try_acquire("reports/daily", std::chrono::minutes(5))) { ... }
 // Each `try_acquire`, `release` and `extend` is one statement in one round trip (an implicit
-// transaction): a granted acquire commits once (one WAL flush); a refused acquire only reads and
-// writes no WAL. Expiry is decided by the server's `clock_timestamp()`; fences come from the
-// sequence `<schema>.fences`, so they grow across releases, expiries and server restarts. A
-// released row is deleted; expired rows left behind by crashed holders are deleted by later
-// granted acquires (up to 8 each), so the table holds about as many rows as there are live
-// leases. No session state carries correctness (the only advisory locks, which order fences and
-// schema creation, are transaction-scoped), so it works behind PgBouncer in transaction mode
-// (with `prepare = false` for PgBouncer before 1.21).
+// transaction, pipelined behind a guard that sets `synchronous_commit`, `statement_timeout` and
+// `lock_timeout` for that transaction only): a granted acquire commits once and waits for its
+// WAL flush, whatever the server's or role's defaults; a refused acquire only reads and writes
+// no WAL. Expiry is decided by the server's `clock_timestamp()`; fences come from the sequence
+// `<schema>.fences`, so they grow across releases, expiries and server restarts. A released row
+// is deleted; expired rows left behind by crashed holders are deleted by later granted acquires
+// (up to 8 each), so the table holds about as many rows as there are live leases. No session
+// state carries correctness (settings and advisory locks are transaction-scoped), so it works
+// behind PgBouncer in transaction mode (with `prepare = false` for PgBouncer before 1.21).
 // `Lock::valid_until()` is request start + ttl - (ttl/100 + 2 ms).
 // When the store is unreachable: calls throw `BackendError` (kind unavailable or timeout) after
-// at most `command_timeout` (pool wait) + `connect_timeout` + `command_timeout` (statement), an
-// in-doubt acquire after one token release more; a holder may keep acting until `valid_until()`
-// (the server cannot have given the key away earlier), not later. If an acquire was sent but
-// its answer lost, the call releases its own token and throws kind in-doubt. Broken connections
-// are dropped, so the first call after the server comes back succeeds.
+// at most `command_timeout` (pool wait) + `connect_timeout` (name resolution included) +
+// `command_timeout` (statement) + min(`command_timeout`, 1 s) (confirming a cancel), an in-doubt
+// acquire after one token release more; a holder may keep acting until `valid_until()` (the
+// server cannot have given the key away earlier), not later. A statement whose deadline passed
+// is cancelled on the server (and ends there by its `statement_timeout` anyway); if the server
+// confirms, nothing was applied (kind timeout); if it cannot confirm, an acquire releases its own
+// token and throws kind in-doubt. Broken connections are dropped, so the first call after the
+// server comes back succeeds.
+// After fork(): each process opens its own connections on first use and never reads, writes or
+// closes-with-a-word a connection it inherited, so parent and child both keep working.
 // Thread safety: safe to share; calls may run concurrently (a bounded connection pool).
 class PostgresLockApi final : public LockApi {
  public:

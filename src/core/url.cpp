@@ -2,11 +2,14 @@
 // Backend URL parsing, redaction, query options and durations.
 #include "core/url.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "lockkit/open.hpp"
@@ -33,41 +36,158 @@ std::size_t authority_end(std::string_view url, std::size_t from) {
   return end == std::string_view::npos ? url.size() : end;
 }
 
-}  // namespace
-
-std::string redact_url(std::string_view url) {
-  std::string out(url);
-  std::size_t colon = out.find(':');
-  if (colon != std::string::npos && out.compare(colon, 3, "://") == 0) {
-    std::size_t start = colon + 3;
-    std::size_t end = authority_end(out, start);
-    std::size_t at = out.rfind('@', end == 0 ? 0 : end - 1);
-    if (at != std::string::npos && at >= start) {
-      std::size_t pw = out.find(':', start);
-      if (pw != std::string::npos && pw < at) out.replace(pw + 1, at - pw - 1, "***");
+// Decodes %XX where well-formed and lower-cases the rest (for recognising names only).
+std::string lenient_decode(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
+        hex_value(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[i]))));
     }
-  }
-  // Query parameters that carry secrets (libpq's password=..., and the like).
-  std::size_t q = out.find('?');
-  while (q != std::string::npos) {
-    std::size_t name = q + 1;
-    std::size_t eq = out.find('=', name);
-    std::size_t amp = out.find('&', name);
-    if (eq != std::string::npos && (amp == std::string::npos || eq < amp)) {
-      std::string key = out.substr(name, eq - name);
-      for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (key == "password" || key == "pass" || key == "passwd") {
-        std::size_t value_end = amp == std::string::npos ? out.size() : amp;
-        out.replace(eq + 1, value_end - eq - 1, "***");
-        amp = out.find('&', eq + 1);
-      }
-    }
-    q = amp;
   }
   return out;
 }
 
+// True for a name that looks like an option name: [A-Za-z0-9_.-]+.
+bool plausible_name(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Splits a query string into items at '&', except that the value of a secret option runs on
+// through every '&' not followed by `name=`: an unescaped '&' in a password stays in it.
+std::vector<std::string_view> query_items(std::string_view query) {
+  std::vector<std::string_view> items;
+  std::size_t start = 0;
+  while (start <= query.size()) {
+    std::size_t amp = query.find('&', start);
+    std::string_view item = query.substr(start, amp == std::string_view::npos ? amp : amp - start);
+    std::size_t eq = item.find('=');
+    if (eq != std::string_view::npos && detail::secret_option(lenient_decode(item.substr(0, eq)))) {
+      while (amp != std::string_view::npos) {
+        std::string_view next = query.substr(amp + 1);
+        std::size_t next_eq = next.find('=');
+        std::size_t next_amp = next.find('&');
+        bool option = next_eq != std::string_view::npos &&
+                      (next_amp == std::string_view::npos || next_eq < next_amp) &&
+                      plausible_name(next.substr(0, next_eq));
+        if (option) break;
+        amp = query.find('&', amp + 1);
+      }
+      item = query.substr(start, amp == std::string_view::npos ? amp : amp - start);
+    }
+    items.push_back(item);
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
+  return items;
+}
+
+}  // namespace
+
+// Works on the raw text, before and without parsing, so a URL the parser would reject (a
+// password with an unescaped '/', '?', '#' or '@') is redacted too: everything from the first
+// ':' after "//" to the last '@' counts as the password. That over-redacts some odd URLs (an
+// '@' in a path or option), never under-redacts.
+std::string redact_url(std::string_view url) {
+  // Ranges [begin, end) to replace with "***"; overlapping ones merge.
+  std::vector<std::pair<std::size_t, std::size_t>> hidden;
+  std::size_t colon = url.find(':');
+  std::size_t start = 0;
+  std::size_t after_userinfo = 0;
+  if (colon != std::string_view::npos && url.substr(colon, 3) == "://") {
+    start = colon + 3;
+    after_userinfo = start;
+    std::size_t at = url.rfind('@');
+    if (at != std::string_view::npos && at >= start) {
+      std::size_t pw = url.find(':', start);
+      if (pw != std::string_view::npos && pw < at) hidden.emplace_back(pw + 1, at);
+      after_userinfo = at + 1;
+    }
+  }
+  // Secret options. Where the query starts is ambiguous when a password holds '?' or an option
+  // value holds '@': look from both candidate starts.
+  for (std::size_t from : {start, after_userinfo}) {
+    std::size_t q = url.find('?', from);
+    if (q == std::string_view::npos) continue;
+    std::string_view query = url.substr(q + 1);
+    for (std::string_view item : query_items(query)) {
+      std::size_t eq = item.find('=');
+      if (eq != std::string_view::npos &&
+          detail::secret_option(lenient_decode(item.substr(0, eq)))) {
+        std::size_t begin = q + 1 + static_cast<std::size_t>(item.data() - query.data()) + eq + 1;
+        hidden.emplace_back(begin, begin + (item.size() - eq - 1));
+      }
+    }
+  }
+  std::sort(hidden.begin(), hidden.end());
+  std::string out;
+  std::size_t pos = 0;
+  for (std::size_t i = 0; i < hidden.size();) {
+    std::size_t begin = hidden[i].first;
+    std::size_t end = hidden[i].second;
+    for (++i; i < hidden.size() && hidden[i].first <= end; ++i)
+      end = std::max(end, hidden[i].second);
+    if (begin < pos) begin = pos;
+    out.append(url.substr(pos, begin - pos));
+    out += "***";
+    pos = std::max(pos, end);
+  }
+  out.append(url.substr(std::min(pos, url.size())));
+  return out;
+}
+
 namespace detail {
+
+namespace {
+
+std::string lower(std::string_view text) {
+  std::string n;
+  for (char c : text) n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return n;
+}
+
+struct ExtraSecrets {
+  std::mutex mu;
+  std::set<std::string, std::less<>> names;
+};
+
+ExtraSecrets& extra_secrets() {
+  static ExtraSecrets* s = new ExtraSecrets;  // never destroyed: used from static initialisers
+  return *s;
+}
+
+}  // namespace
+
+void register_secret_option(std::string_view name) {
+  ExtraSecrets& s = extra_secrets();
+  std::lock_guard<std::mutex> guard(s.mu);
+  s.names.insert(lower(name));
+}
+
+bool secret_option(std::string_view name) {
+  const std::string n = lower(name);
+  {
+    ExtraSecrets& s = extra_secrets();
+    std::lock_guard<std::mutex> guard(s.mu);
+    if (s.names.count(n)) return true;
+  }
+  for (std::string_view exact : {"pass", "pwd", "auth", "key", "sslpassword"}) {
+    if (n == exact) return true;
+  }
+  for (std::string_view part : {"password", "passwd", "secret", "token", "credential"}) {
+    if (n.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
 
 void throw_bad_url(std::string_view url, std::string_view reason) {
   throw std::invalid_argument("url \"" + redact_url(url) + "\": " + std::string(reason));
@@ -119,7 +239,8 @@ HostPort parse_host(std::string_view url, std::string_view text) {
     unsigned value = 0;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (ec != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
-      throw_bad_url(url, "bad port \"" + std::string(port) + "\" (must be 1..65535)");
+      // Not quoted: a password with an unescaped '/', '?' or '#' ends up here.
+      throw_bad_url(url, "bad port (must be a number in 1..65535)");
     }
     hp.port = static_cast<std::uint16_t>(value);
   }
@@ -142,6 +263,13 @@ Url parse_url(std::string_view url) {
     pos += 2;
     std::size_t end = authority_end(url, pos);
     std::string_view authority = url.substr(pos, end - pos);
+    // An '@' past the authority most likely ends a password holding an unescaped '/', '?' or
+    // '#' (or '@'): parsing on would take the password's tail for host, path or options.
+    if (!authority.empty() && url.find('@', end) != std::string_view::npos) {
+      throw_bad_url(url,
+                    "'@' after the host: percent-encode '/', '?', '#' and '@' in user and "
+                    "password (%2F, %3F, %23, %40), and '@' in paths and options");
+    }
     std::size_t at = authority.rfind('@');
     if (at != std::string_view::npos) {
       std::string_view userinfo = authority.substr(0, at);
@@ -168,12 +296,7 @@ Url parse_url(std::string_view url) {
   }
   out.path = percent_decode(url, url.substr(pos, q == std::string_view::npos ? q : q - pos));
   if (q != std::string_view::npos) {
-    std::string_view query = url.substr(q + 1);
-    std::size_t start = 0;
-    while (start <= query.size()) {
-      std::size_t amp = query.find('&', start);
-      std::string_view item =
-          query.substr(start, amp == std::string_view::npos ? amp : amp - start);
+    for (std::string_view item : query_items(url.substr(q + 1))) {
       if (!item.empty()) {
         std::size_t eq = item.find('=');
         std::string key = percent_decode(url, item.substr(0, eq));
@@ -182,8 +305,6 @@ Url parse_url(std::string_view url) {
         if (key.empty()) throw_bad_url(url, "empty option name");
         out.query.emplace_back(std::move(key), std::move(value));
       }
-      if (amp == std::string_view::npos) break;
-      start = amp + 1;
     }
   }
   return out;
@@ -276,7 +397,20 @@ std::optional<std::uint64_t> QueryOptions::take_uint(std::string_view name, std:
 }
 
 void QueryOptions::finish() const {
-  if (!items_.empty()) throw_bad_url(url_, "unknown option \"" + items_.front().first + "\"");
+  if (!items_.empty()) throw_bad_url(url_, unknown_option(items_.front().first, query_));
+}
+
+std::string unknown_option(std::string_view name,
+                           const std::vector<std::pair<std::string, std::string>>& query) {
+  // An option right after a secret may be the secret's tail (an unescaped "&x=" in a password):
+  // then say where, not what.
+  for (std::size_t i = 1; i < query.size(); ++i) {
+    if (query[i].first == name && secret_option(query[i - 1].first)) {
+      return "unknown option after \"" + query[i - 1].first +
+             "\" (percent-encode '&' and '=' in its value)";
+    }
+  }
+  return "unknown option \"" + std::string(name) + "\"";
 }
 
 std::string escape_key(std::string_view key) {

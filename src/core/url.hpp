@@ -30,6 +30,19 @@ struct Url {
   std::vector<std::pair<std::string, std::string>> query;
 };
 
+// Returns true if query option `name` carries a secret (password, sslpassword, token, ...):
+// redacted from messages.
+bool secret_option(std::string_view name);
+
+// Makes `secret_option` true for `name` (case-insensitive) too: backends add their client
+// library's secret keywords (libpq's with dispchar "*").
+void register_secret_option(std::string_view name);
+
+// Returns the message for unknown option `name` of a URL whose options are `query`: the name,
+// unless it follows a secret option (then it may be part of the secret).
+std::string unknown_option(std::string_view name,
+                           const std::vector<std::pair<std::string, std::string>>& query);
+
 // Parses `url`. Throws `std::invalid_argument` quoting the redacted URL and naming the problem.
 Url parse_url(std::string_view url);
 
@@ -47,7 +60,8 @@ std::string format_duration(std::chrono::milliseconds d);
 // Reads a URL's query options one by one; `finish` rejects any that nobody asked for.
 class QueryOptions {
  public:
-  QueryOptions(std::string_view url, const Url& parsed) : url_(url), items_(parsed.query) {}
+  QueryOptions(std::string_view url, const Url& parsed)
+      : url_(url), items_(parsed.query), query_(parsed.query) {}
   // Returns and consumes the value of option `name`, if given (the last one wins).
   std::optional<std::string> take(std::string_view name);
   // Like `take`, parsed with `parse_duration`; errors name the option.
@@ -61,6 +75,7 @@ class QueryOptions {
  private:
   std::string url_;
   std::vector<std::pair<std::string, std::string>> items_;
+  std::vector<std::pair<std::string, std::string>> query_;  // all of them, in order
 };
 
 // Escapes a key for messages: printable ASCII as is, other bytes as \xNN, cut after 64 bytes.

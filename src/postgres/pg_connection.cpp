@@ -2,10 +2,15 @@
 // One libpq connection driven non-blocking under deadlines; SQLSTATEs translated to error kinds.
 #include "postgres/pg_connection.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "core/url.hpp"
 
@@ -78,12 +83,41 @@ std::string clean_message(const char* message) {
   return out;
 }
 
-std::unique_ptr<Connection> Connection::open(const std::string& conninfo, Deadline deadline) {
-  // expand_dbname: `conninfo` may be a keyword/value string or a URI; later keywords only fill
-  // in what it leaves out.
-  const char* keys[] = {"dbname", "fallback_application_name", nullptr};
-  const char* values[] = {conninfo.c_str(), "lockkit", nullptr};
-  std::unique_ptr<PGconn, ConnDeleter> conn(PQconnectStartParams(keys, values, 1));
+Connection::Connection(PGconn* conn, Session session)
+    : conn_(conn), session_(std::move(session)), owner_(::getpid()) {}
+
+Connection::~Connection() {
+  if (!conn_ || !inherited()) return;  // ours: PQfinish says goodbye (Terminate) and closes
+  // Inherited across fork(): the socket is shared with the process that opened it, whose
+  // requests are still on it. PQfinish would send Terminate (ending that process's session),
+  // TLS would send close_notify. Point our copy of the descriptor at /dev/null first, so
+  // whatever libpq writes goes nowhere and the close drops only our reference.
+  int fd = PQsocket(conn_.get());
+  if (fd < 0) return;
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  bool detached = null_fd >= 0 && ::dup3(null_fd, fd, O_CLOEXEC) == fd;
+  if (null_fd >= 0) ::close(null_fd);
+  // If the socket could not be detached, leak the handle rather than write to it.
+  if (!detached) (void)conn_.release();
+}
+
+bool Connection::inherited() const noexcept {
+  return owner_ != ::getpid();
+}
+
+std::unique_ptr<Connection> Connection::open(const ConnParams& params, const Session& session,
+                                             Deadline deadline) {
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+  for (const auto& [k, v] : params) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back("fallback_application_name");
+  values.push_back("lockkit");
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  std::unique_ptr<PGconn, ConnDeleter> conn(PQconnectStartParams(keys.data(), values.data(), 0));
   if (!conn) throw CallError{ErrorKind::kUnavailable, "out of memory", false, true, {}};
   // Verbose: server errors then carry their SQLSTATE ("FATAL:  28P01: ..."), even at connect.
   PQsetErrorVerbosity(conn.get(), PQERRORS_VERBOSE);
@@ -94,6 +128,8 @@ std::unique_ptr<Connection> Connection::open(const std::string& conninfo, Deadli
     throw CallError{kind, std::move(message), false, true, {}};
   };
   if (PQstatus(conn.get()) == CONNECTION_BAD) {
+    // Option errors quote option values; ours never hold secrets (see parse_postgres_url), and
+    // libpq's own messages name no password.
     fail(ErrorKind::kUnavailable, clean_message(PQerrorMessage(conn.get())));
   }
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
@@ -116,7 +152,7 @@ std::unique_ptr<Connection> Connection::open(const std::string& conninfo, Deadli
   if (PQsetnonblocking(conn.get(), 1) != 0) {
     fail(ErrorKind::kUnavailable, clean_message(PQerrorMessage(conn.get())));
   }
-  std::unique_ptr<Connection> out(new Connection(conn.release()));
+  std::unique_ptr<Connection> out(new Connection(conn.release(), session));
   // Errors that arrive outside a query (the server going down) come as notices: note them.
   PQsetNoticeProcessor(out->conn_.get(), &Connection::on_notice, out.get());
   return out;
@@ -154,13 +190,34 @@ void Connection::fail_connection(ErrorKind kind, std::string_view what, bool may
 ResultPtr Connection::exec(const Statement& stmt, const Params& params, bool prepare,
                            Deadline deadline) {
   PGconn* c = conn_.get();
-  if (prepare && !prepared_[stmt.id]) {
+  const bool guarded = !session_.guard_sql.empty();
+  if (prepare && (!prepared_[stmt.id] || (guarded && !guard_prepared_))) {
     std::string name = "lockkit_" + std::to_string(stmt.id);
-    if (!PQsendPrepare(c, name.c_str(), stmt.sql->c_str(), stmt.param_count, stmt.param_types)) {
+    bool statement = !prepared_[stmt.id];
+    if (statement &&
+        !PQsendPrepare(c, name.c_str(), stmt.sql->c_str(), stmt.param_count, stmt.param_types)) {
       fail_connection(ErrorKind::kUnavailable, "prepare", false);
     }
-    finish(deadline, false);  // nothing applied either way: a prepare changes no data
+    if (statement) finish(deadline, false, false);  // nothing applied: a prepare changes no data
     prepared_[stmt.id] = true;
+    if (guarded && !guard_prepared_) {
+      if (!PQsendPrepare(c, "lockkit_guard", session_.guard_sql.c_str(), 0, nullptr)) {
+        fail_connection(ErrorKind::kUnavailable, "prepare", false);
+      }
+      finish(deadline, false, false);
+      guard_prepared_ = true;
+    }
+  }
+  // The guard and the statement go out together before one sync: one implicit transaction in
+  // one round trip. The guard's settings are transaction-local (pooler-safe) and set before the
+  // statement starts, so its statement_timeout and lock_timeout bound it and its commit waits
+  // for the WAL flush, whatever the session, role or server default says.
+  if (guarded) {
+    if (!PQenterPipelineMode(c)) fail_connection(ErrorKind::kUnavailable, "pipeline", false);
+    int ok = prepare ? PQsendQueryPrepared(c, "lockkit_guard", 0, nullptr, nullptr, nullptr, 1)
+                     : PQsendQueryParams(c, session_.guard_sql.c_str(), 0, nullptr, nullptr,
+                                         nullptr, nullptr, 1);
+    if (!ok) fail_connection(ErrorKind::kUnavailable, "send", false);
   }
   int ok;
   if (prepare) {
@@ -173,17 +230,56 @@ ResultPtr Connection::exec(const Statement& stmt, const Params& params, bool pre
   }
   // A failed send never reached the server whole: the server runs nothing before Sync.
   if (!ok) fail_connection(ErrorKind::kUnavailable, "send", false);
-  return finish(deadline, true);
+  if (guarded && !PQpipelineSync(c)) fail_connection(ErrorKind::kUnavailable, "send", false);
+  return finish(deadline, true, guarded);
 }
 
 ResultPtr Connection::exec_simple(const std::string& sql, Deadline deadline) {
   if (!PQsendQuery(conn_.get(), sql.c_str())) {
     fail_connection(ErrorKind::kUnavailable, "send", false);
   }
-  return finish(deadline, true);
+  return finish(deadline, true, false);
 }
 
-ResultPtr Connection::finish(Deadline deadline, bool sent) {
+bool Connection::cancel(Deadline until) noexcept {
+  // PQcancel blocks without a timeout (a new connection to the server, then a wait for it to
+  // close), so it runs on its own thread; if the server does not take it in time the thread is
+  // left to finish alone, and the statement counts as in doubt.
+  struct Outcome {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    bool ok = false;
+  };
+  try {
+    PGcancel* handle = PQgetCancel(conn_.get());
+    if (!handle) return false;
+    auto outcome = std::make_shared<Outcome>();
+    try {
+      std::thread([handle, outcome] {
+        char error[256];
+        bool ok = PQcancel(handle, error, sizeof error) == 1;
+        PQfreeCancel(handle);
+        {
+          std::lock_guard<std::mutex> guard(outcome->mu);
+          outcome->done = true;
+          outcome->ok = ok;
+        }
+        outcome->cv.notify_all();
+      }).detach();
+    } catch (...) {
+      PQfreeCancel(handle);
+      return false;
+    }
+    std::unique_lock<std::mutex> lock(outcome->mu);
+    outcome->cv.wait_until(lock, until, [&] { return outcome->done; });
+    return outcome->done && outcome->ok;
+  } catch (...) {
+    return false;
+  }
+}
+
+ResultPtr Connection::finish(Deadline deadline, bool sent, bool pipeline) {
   PGconn* c = conn_.get();
   while (true) {
     int f = PQflush(c);
@@ -191,27 +287,61 @@ ResultPtr Connection::finish(Deadline deadline, bool sent) {
     if (f < 0) fail_connection(ErrorKind::kUnavailable, "send", sent);
     // Also read while writing: the server may answer (or complain) before taking it all.
     Wait w = wait_socket(PQsocket(c), POLLOUT | POLLIN, deadline);
-    if (w == Wait::kTimeout) fail_connection(ErrorKind::kTimeout, "send timed out", sent);
+    // Not all of it went out, so no Sync reached the server and nothing can commit: the
+    // server rolls back once it sees the connection closed.
+    if (w == Wait::kTimeout) fail_connection(ErrorKind::kTimeout, "send timed out", false);
     if (w == Wait::kError) fail_connection(ErrorKind::kUnavailable, "poll", sent);
     if (PQconsumeInput(c) == 0) fail_connection(ErrorKind::kUnavailable, "receive", sent);
   }
   ResultPtr keep;
   ResultPtr error;
-  while (true) {
-    while (PQisBusy(c)) {
-      Wait w = wait_socket(PQsocket(c), POLLIN, deadline);
-      if (w == Wait::kTimeout) fail_connection(ErrorKind::kTimeout, "no answer", sent);
-      if (w == Wait::kError) fail_connection(ErrorKind::kUnavailable, "poll", sent);
-      if (PQconsumeInput(c) == 0) fail_connection(ErrorKind::kUnavailable, "receive", sent);
+  // Collects results until the request's end; returns false if `until` passed first.
+  auto drain = [&](Deadline until) {
+    int empty = 0;
+    while (true) {
+      while (PQisBusy(c)) {
+        Wait w = wait_socket(PQsocket(c), POLLIN, until);
+        if (w == Wait::kTimeout) return false;
+        if (w == Wait::kError) fail_connection(ErrorKind::kUnavailable, "poll", sent);
+        if (PQconsumeInput(c) == 0) fail_connection(ErrorKind::kUnavailable, "receive", sent);
+      }
+      ResultPtr r(PQgetResult(c));
+      if (!r) {
+        // Outside a pipeline, the end. In one, NULL ends each statement's results; the sync
+        // result ends the request (two NULLs in a row: the connection broke).
+        if (!pipeline || ++empty >= 2 || PQstatus(c) != CONNECTION_OK) return true;
+        continue;
+      }
+      empty = 0;
+      ExecStatusType st = PQresultStatus(r.get());
+      if (st == PGRES_PIPELINE_SYNC) return true;
+      if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        keep = std::move(r);  // the guard's, then the statement's: the last one is the answer
+      } else if (st != PGRES_PIPELINE_ABORTED && !error) {
+        error = std::move(r);
+      }
     }
-    ResultPtr r(PQgetResult(c));
-    if (!r) break;
-    ExecStatusType st = PQresultStatus(r.get());
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-      keep = std::move(r);
-    } else if (!error) {
-      error = std::move(r);
+  };
+  if (!drain(deadline)) {
+    // The statement may still be running (waiting for a lock, say). Dropping the connection
+    // would leave it to commit later, unseen, and its server process working on: ask the
+    // server to cancel it and wait for the verdict. A statement_timeout in the guard ends it
+    // on the server side as well. A prepare changes no data but may wait for a lock too.
+    Deadline until = Clock::now() + session_.cancel_grace;
+    bool verdict = cancel(until) && drain(until);
+    if (!verdict) {
+      fail_connection(ErrorKind::kTimeout, "no answer, and no confirmation of a cancel", sent);
     }
+    // The connection is dropped all the same: the cancel signal may still be on its way to
+    // the server process and would hit the next statement.
+    if (error || !sent) {
+      throw CallError{ErrorKind::kTimeout, "no answer (statement cancelled)", false, true, {}};
+    }
+    throw CallError{ErrorKind::kTimeout, "no answer until after the deadline", true, true, {}};
+  }
+  if (pipeline && PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQstatus(c) == CONNECTION_OK &&
+      !PQexitPipelineMode(c)) {
+    fail_connection(ErrorKind::kProtocol, "pipeline", sent);
   }
   bool lost = PQstatus(c) != CONNECTION_OK;
   // A connection left inside a transaction block (a failed BEGIN...COMMIT string) is unusable.

@@ -4,12 +4,15 @@
 #define LOCKKIT_SRC_POSTGRES_PG_CONNECTION_HPP_
 
 #include <libpq-fe.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "lockkit/errors.hpp"
 
@@ -64,33 +67,62 @@ struct Statement {
   const Oid* param_types;
 };
 
-// One connection. Throws `CallError`; never blocks past the deadline it is given.
+// Keyword/value pairs for `PQconnectStartParams`, in order (a later keyword overrides).
+using ConnParams = std::vector<std::pair<std::string, std::string>>;
+
+// What every statement on a connection runs under.
+struct Session {
+  // A statement sent with every call in the same implicit transaction, before the call's own
+  // statement: `SELECT set_config(..., true)` for durability and server-side time bounds.
+  // Empty: none.
+  std::string guard_sql;
+  // After a call's deadline, how long to wait for the server to confirm a cancel.
+  std::chrono::milliseconds cancel_grace{1000};
+};
+
+// One connection. Throws `CallError`; never blocks past the deadline it is given (plus
+// `Session::cancel_grace` once a statement was sent and its deadline passed).
 // Thread safety: one thread at a time (the pool hands it out exclusively).
 class Connection {
  public:
-  // Connects with `conninfo` (keyword/value string or URI) before `deadline`.
-  static std::unique_ptr<Connection> open(const std::string& conninfo, Deadline deadline);
+  // Connects with `params` before `deadline`.
+  static std::unique_ptr<Connection> open(const ConnParams& params, const Session& session,
+                                          Deadline deadline);
+  // Closes the connection; one inherited across fork() is closed without a word to the server.
+  ~Connection();
+
+  // Returns true if this process did not open the connection (it was inherited across fork()):
+  // its socket is shared with the process that did, so it must never be used here.
+  bool inherited() const noexcept;
 
   // Returns false if an idle connection has been closed by the server (restart, termination):
   // checks without blocking whether anything arrived while it sat in the pool.
   bool alive() noexcept;
 
   // Runs `stmt` with `params` before `deadline`, prepared (parsed once per connection) or
-  // unnamed; asks for binary results. Returns a PGRES_TUPLES_OK or PGRES_COMMAND_OK result.
+  // unnamed, after the session's guard statement in the same transaction; asks for binary
+  // results. Returns a PGRES_TUPLES_OK or PGRES_COMMAND_OK result. If the deadline passes, asks
+  // the server to cancel and waits up to `cancel_grace` for it to say how the statement ended.
   ResultPtr exec(const Statement& stmt, const Params& params, bool prepare, Deadline deadline);
   // Runs a simple-protocol query string (may hold several statements) before `deadline`;
   // returns the last result.
   ResultPtr exec_simple(const std::string& sql, Deadline deadline);
 
  private:
-  explicit Connection(PGconn* conn) : conn_(conn) {}
-  // Flushes the request and collects every result before `deadline`.
-  ResultPtr finish(Deadline deadline, bool sent);
+  Connection(PGconn* conn, Session session);
+  // Flushes the request and collects every result before `deadline`. `pipeline`: the request
+  // is a pipeline ended by a sync.
+  ResultPtr finish(Deadline deadline, bool sent, bool pipeline);
+  // Sends a cancel request for the running statement; waits for its delivery until `until`.
+  bool cancel(Deadline until) noexcept;
   static void on_notice(void* self, const char* message);
   [[noreturn]] void fail_connection(ErrorKind kind, std::string_view what, bool maybe_applied);
 
   std::unique_ptr<PGconn, ConnDeleter> conn_;
+  const Session session_;
+  const pid_t owner_;  // the process that opened the connection
   bool prepared_[kMaxStatements] = {};
+  bool guard_prepared_ = false;
   bool dead_ = false;  // the server sent an error outside a query (e.g. shutting down)
 };
 

@@ -15,6 +15,7 @@
 #include "lockkit/postgres.hpp"
 #include "postgres/pg_connection.hpp"
 #include "postgres/pg_pool.hpp"
+#include "postgres/pg_resolve.hpp"
 #include "postgres/pg_sql.hpp"
 
 namespace lockkit {
@@ -22,10 +23,12 @@ namespace lockkit {
 using detail::pg::CallError;
 using detail::pg::Clock;
 using detail::pg::Connection;
+using detail::pg::ConnParams;
 using detail::pg::Deadline;
 using detail::pg::Params;
 using detail::pg::Pool;
 using detail::pg::ResultPtr;
+using detail::pg::Session;
 using detail::pg::Statement;
 
 namespace {
@@ -74,9 +77,11 @@ ConninfoPtr parse_conninfo(const std::string& conninfo) {
   char* error = nullptr;
   ConninfoPtr opts(PQconninfoParse(conninfo.c_str(), &error));
   if (!opts) {
-    std::string message = error ? detail::pg::clean_message(error) : "out of memory";
+    // libpq's message quotes the text it choked on, which may be a password: never pass it on.
     PQfreemem(error);
-    throw std::invalid_argument("conninfo: " + message);
+    throw std::invalid_argument(
+        "conninfo: libpq cannot parse it (expected keyword='value' pairs or a postgresql:// "
+        "URI; quote values with \\ and ' escaped)");
   }
   return opts;
 }
@@ -108,6 +113,31 @@ bool plausible_token(std::string_view token) {
   return std::all_of(token.begin(), token.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
+// Returns the keywords `opts` sets, in libpq's order.
+ConnParams explicit_params(const PQconninfoOption* opts) {
+  ConnParams out;
+  for (const auto* o = opts; o->keyword; ++o) {
+    if (o->val) out.emplace_back(o->keyword, o->val);
+  }
+  return out;
+}
+
+bool valid_synchronous_commit(std::string_view v) {
+  return v == "on" || v == "off" || v == "local" || v == "remote_write" || v == "remote_apply";
+}
+
+// The statement sent before each of ours in the same transaction. Transaction-local settings
+// (set_config(..., true)) outrank the server, database and role defaults and the session's own
+// settings, and vanish at commit, so nothing leaks to a pooler's other clients. statement_timeout
+// and lock_timeout end a statement on the server at the call's deadline even if the client's
+// cancel never arrives; synchronous_commit makes COMMIT wait for the WAL flush.
+std::string guard_sql(const PostgresOptions& o) {
+  std::string ms = std::to_string(o.command_timeout.count());
+  return "SELECT set_config('statement_timeout', '" + ms +
+         "', true), set_config('lock_timeout', '" + ms +
+         "', true), set_config('synchronous_commit', '" + o.synchronous_commit + "', true)";
+}
+
 bool parse_bool(std::string_view url, std::string_view name, const std::string& v) {
   if (v == "true" || v == "on" || v == "1" || v == "yes") return true;
   if (v == "false" || v == "off" || v == "0" || v == "no") return false;
@@ -127,6 +157,9 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
                     Statement{kExtend, &sql_.extend, 3, kAcquireTypes},
                     Statement{kStatus, &sql_.status, 1, kKeyTypes},
                     Statement{kList, &sql_.list, 2, kKeyTypes}},
+        params_(explicit_params(parse_conninfo(options_.conninfo).get())),
+        session_{guard_sql(options_),
+                 std::min(options_.command_timeout, std::chrono::milliseconds(1000))},
         pool_(options_.connections, [this] { return connect(); }) {}
 
   std::string_view backend() const noexcept override { return "postgres"; }
@@ -240,6 +273,11 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     };
     check_timeout("connect_timeout", o.connect_timeout);
     check_timeout("command_timeout", o.command_timeout);
+    if (!valid_synchronous_commit(o.synchronous_commit)) {
+      throw std::invalid_argument(
+          "synchronous_commit: must be on, remote_apply, remote_write, local or off, got \"" +
+          detail::escape_key(o.synchronous_commit) + "\"");
+    }
     if (o.connections < 1 || o.connections > 1024) {
       throw std::invalid_argument("connections: must be 1..1024, got " +
                                   std::to_string(o.connections));
@@ -249,9 +287,17 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
 
   std::unique_ptr<Connection> connect() {
     try {
-      return Connection::open(options_.conninfo, Clock::now() + options_.connect_timeout);
+      // The resolver shares the connect deadline: libpq's own lookup would ignore it.
+      const Deadline deadline = Clock::now() + options_.connect_timeout;
+      return Connection::open(detail::pg::with_resolved_hosts(params_, deadline), session_,
+                              deadline);
     } catch (CallError& e) {
-      if (e.kind == ErrorKind::kTimeout) {
+      if (e.message.rfind("resolve ", 0) == 0) {
+        e.message = "connect " + target_ + ": " + e.message +
+                    (e.kind == ErrorKind::kTimeout
+                         ? " after " + detail::format_duration(options_.connect_timeout)
+                         : "");
+      } else if (e.kind == ErrorKind::kTimeout) {
         e.message = "connect " + target_ + " timed out after " +
                     detail::format_duration(options_.connect_timeout);
       } else {
@@ -397,6 +443,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
   const std::string target_;
   const detail::pg::Sql sql_;
   const Statement statements_[5];
+  const ConnParams params_;  // the conninfo's keywords
+  const Session session_;
   Pool pool_;
   std::atomic<bool> schema_ready_{false};
 };
@@ -488,9 +536,11 @@ PostgresOptions parse_postgres_url(std::string_view url) {
   if (auto t = ours.take_duration("command_timeout")) options.command_timeout = *t;
   if (auto n = ours.take_uint("connections", 1, 1024)) options.connections = *n;
   if (auto p = ours.take("prepare")) options.prepare = parse_bool(url, "prepare", *p);
+  if (auto v = ours.take("synchronous_commit")) options.synchronous_commit = *v;
 
-  static const std::set<std::string, std::less<>> kOurs = {
-      "schema", "connect_timeout", "command_timeout", "connections", "prepare"};
+  static const std::set<std::string, std::less<>> kOurs = {"schema",          "connect_timeout",
+                                                           "command_timeout", "connections",
+                                                           "prepare",         "synchronous_commit"};
   std::set<std::string, std::less<>> known;
   {
     ConninfoPtr defaults(PQconndefaults());
@@ -505,8 +555,8 @@ PostgresOptions parse_postgres_url(std::string_view url) {
       continue;
     }
     if (!known.count(name)) {
-      detail::throw_bad_url(
-          url, "unknown option \"" + name + "\" (neither a lockkit option nor a libpq keyword)");
+      detail::throw_bad_url(url, detail::unknown_option(name, parsed.query) +
+                                     " (neither a lockkit option nor a libpq keyword)");
     }
     add(name, value);
   }
@@ -529,6 +579,16 @@ namespace {
   auto factory = [](std::string_view url) -> std::shared_ptr<lockkit::LockApi> {
     return std::make_shared<lockkit::PostgresLockApi>(lockkit::parse_postgres_url(url));
   };
+  // Whatever libpq marks secret (dispchar "*": password, sslpassword, ...) is redacted from
+  // every message, in URLs of any scheme.
+  if (PQconninfoOption* defaults = PQconndefaults()) {
+    for (const auto* o = defaults; o->keyword; ++o) {
+      if (o->dispchar && std::strchr(o->dispchar, '*')) {
+        lockkit::detail::register_secret_option(o->keyword);
+      }
+    }
+    PQconninfoFree(defaults);
+  }
   lockkit::register_backend("postgres", factory);
   lockkit::register_backend("postgresql", factory);
   return true;

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <stdexcept>
+#include <vector>
 
 #include "lockkit/open.hpp"
 
@@ -141,6 +143,82 @@ TEST(FormatDuration, PicksTheLargestExactUnit) {
 TEST(EscapeKey, ShowsBinaryBytesAsHexAndCutsLongKeys) {
   EXPECT_EQ(escape_key(std::string("a\0\xff\"", 4)), "a\\x00\\xff\\x22");
   EXPECT_EQ(escape_key(std::string(100, 'k')), std::string(64, 'k') + "...");
+}
+
+// Every alphanumeric run of 4+ characters of `secret`: a leaked fragment counts as a leak.
+std::vector<std::string> Pieces(const std::string& secret) {
+  std::vector<std::string> out;
+  std::string run;
+  for (char c : secret + " ") {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      run.push_back(c);
+    } else {
+      if (run.size() >= 4) out.push_back(run);
+      run.clear();
+    }
+  }
+  return out;
+}
+
+TEST(RedactUrl, HostileUrlsNeverShowTheSecretEvenWhenUnparseable) {
+  const std::vector<std::string> secrets = {
+      "Zqa1/Zqb2",     "Zqa1#Zqb2",   "Zqa1?Zqb2",
+      "Zqa1@Zqb2",     "Zqa1:Zqb2",   "Zqa1%Zqb2",
+      "Zqa1 Zqb2",     "Zqa1%40Zqb2", "Zqa1/Zqb2?Zqc3#Zqd4@Zqe5",
+      "Zqa1&Zqb2",     "Zqa1/6379",   "Zqa1@h:99/Zqb2",
+      "Zqa1&Zqb2&Zqc3"};
+  int checked = 0;
+  for (const auto& secret : secrets) {
+    for (std::string scheme : {"redis", "rediss", "redlock", "postgres", "postgresql", "sqlite"}) {
+      for (std::string url : {
+               scheme + "://u:" + secret + "@127.0.0.1:1/db",
+               scheme + "://:" + secret + "@h",
+               scheme + "://u:" + secret + "@h1:1,h2:2/0?connections=2",
+               scheme + "://u:" + secret + "@/var/x.db",
+               scheme + "://h:1/db?password=" + secret,
+               scheme + "://h:1/db?sslmode=off&sslpassword=" + secret + "&a=b",
+               scheme + "://h:1/db?pass%77ord=" + secret,
+               scheme + "://h/db?auth_token=" + secret + "&x=1",
+               scheme + "://u:" + secret + "@h/db?password=" + secret,
+           }) {
+        std::vector<std::string> texts = {redact_url(url), ErrorOf(url)};
+        for (const auto& text : texts) {
+          for (const auto& piece : Pieces(secret)) {
+            EXPECT_EQ(text.find(piece), std::string::npos)
+                << "\"" << piece << "\" leaked: " << text << "\n  from " << url;
+          }
+        }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 13 * 6 * 9);
+}
+
+TEST(ParseUrl, RejectsAnAtSignPastTheHostWithoutQuotingIt) {
+  std::string message = ErrorOf("redis://me:Zqa1/Zqb2@h:6379");
+  EXPECT_NE(message.find("percent-encode"), std::string::npos) << message;
+  EXPECT_EQ(message.find("Zqb2"), std::string::npos) << message;
+  EXPECT_EQ(message.find("Zqa1"), std::string::npos) << message;
+  // '@' in a file path without an authority stays allowed.
+  EXPECT_EQ(parse_url("sqlite:///var/lib/a@b.db").path, "/var/lib/a@b.db");
+  // Encoded, every character is fine.
+  Url u = parse_url("redis://me:Zqa1%2FZqb2%40%3F%23@h:6379");
+  ASSERT_TRUE(u.password);
+  EXPECT_EQ(*u.password, "Zqa1/Zqb2@?#");
+}
+
+TEST(RedactUrl, SecretOptionValueRunsOnThroughUnescapedAmpersands) {
+  EXPECT_EQ(redact_url("postgres://h/db?password=a&b&sslmode=off"),
+            "postgres://h/db?password=***&sslmode=off");
+  EXPECT_EQ(redact_url("postgres://h/db?sslpassword=x&token=y&application_name=z"),
+            "postgres://h/db?sslpassword=***&token=***&application_name=z");
+  Url u = parse_url("postgres://h/db?password=a&b&sslmode=off");
+  ASSERT_EQ(u.query.size(), 2u);
+  EXPECT_EQ(u.query[0].second, "a&b");
+  EXPECT_TRUE(secret_option("sslpassword"));
+  EXPECT_TRUE(secret_option("PASSWORD"));
+  EXPECT_FALSE(secret_option("sslmode"));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <climits>
 #include <fstream>
 #include <map>
@@ -20,6 +21,7 @@
 #include "lockkit/open.hpp"
 #include "lockkit/postgres.hpp"
 #include "postgres/pg_sql.hpp"
+#include "support/blackhole_dns.hpp"
 #include "support/fault_proxy.hpp"
 #include "support/postgres_server.hpp"
 
@@ -76,6 +78,10 @@ class ServerGuard {
   void start() {
     pg().start();
     stopped_ = false;
+  }
+  void crash() {
+    pg().crash();
+    stopped_ = true;
   }
   void pause() {
     pg().pause();
@@ -668,6 +674,409 @@ TEST(PostgresFaults, LostAnswerReleasesOwnTokenThenInDoubt) {
   EXPECT_EQ(query_int("SELECT last_value FROM " + schema + ".fences"), fences_before + 1);
   EXPECT_FALSE(direct->status("lost"));
   EXPECT_TRUE(direct->try_acquire("lost", 10s));
+}
+
+// ---- fork ------------------------------------------------------------------------------------
+
+// Waits until `pred()` holds or `limit` passes; returns `pred()`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 5s) {
+  auto deadline = Clock::now() + limit;
+  while (!pred() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  return pred();
+}
+
+std::string backends_of(const std::string& app) {
+  return query(
+      "SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM "
+      "pg_stat_activity WHERE application_name = '" +
+      app + "'");
+}
+
+// Parent and child both call one LockApi right after fork(), while a third party holds some
+// keys. Sharing a pooled connection would cross their replies (a grant meant for the other
+// process, protocol errors); each must use connections of its own.
+TEST(PostgresFork, ParentAndChildKeepWorkingOnOneApi) {
+  const std::string schema = unique("fork_");
+  auto third = lockkit::open(pg().url("schema=" + schema));
+  std::vector<Lock> held;
+  for (int i = 0; i < 4; ++i) {
+    auto lock = third->try_acquire("held/" + std::to_string(i), 120s);
+    ASSERT_TRUE(lock);
+    held.push_back(std::move(*lock));
+  }
+  auto api = lockkit::open(pg().url("schema=" + schema + "&connections=2"));
+  auto work = [&](const std::string& who) -> std::string {
+    try {
+      for (int i = 0; i < 12; ++i) {
+        std::string busy = "held/" + std::to_string(i % 4);
+        if (api->try_acquire(busy, 60s)) return "granted " + busy + ", which the third party holds";
+        std::string key = who + "/" + std::to_string(i);
+        auto lock = api->try_acquire(key, 60s);
+        if (!lock) return "refused the free key " + key;
+        auto info = api->status(key);
+        if (!info || info->fence != lock->fence()) return "status of " + key + " disagrees";
+        if (!lock->release()) return "release of " + key + " found it gone";
+      }
+      return "";
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  };
+  for (int trial = 0; trial < 30; ++trial) {
+    // Pooled connections exist at fork() time: both processes would inherit them.
+    auto warm_a = api->try_acquire(unique("warm/"), 10s);
+    auto warm_b = api->try_acquire(unique("warm/"), 10s);
+    ASSERT_TRUE(warm_a && warm_b);
+    ASSERT_TRUE(warm_a->release() && warm_b->release());
+    std::fflush(nullptr);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      std::string error = work("child" + std::to_string(trial) + "-" + unique(""));
+      if (!error.empty()) std::fprintf(stderr, "child of trial %d: %s\n", trial, error.c_str());
+      std::fflush(nullptr);
+      ::_exit(error.empty() ? 0 : 1);
+    }
+    EXPECT_EQ(work("parent" + std::to_string(trial) + "-" + unique("")), "") << "trial " << trial;
+    EXPECT_EQ(wait_exit(child), 0) << "child of trial " << trial << " (see its stderr)";
+    if (HasFailure()) break;
+  }
+}
+
+// fork() while other threads are inside calls (holding pooled connections, waiting for one):
+// the child must neither inherit a locked pool nor wait on a condition variable those
+// threads were parked on, and must work on connections of its own.
+TEST(PostgresFork, ForkWhileOtherThreadsUseTheApi) {
+  auto api = lockkit::open(pg().url("schema=fork&connections=2&command_timeout=20s"));
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !done; ++i) {
+        try {
+          auto lock = api->try_acquire(unique("busy/" + std::to_string(t) + "/"), 10s);
+          if (!lock || !lock->release()) errors.fetch_add(1);
+        } catch (const std::exception&) {
+          errors.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (int trial = 0; trial < 10; ++trial) {
+    std::fflush(nullptr);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      int rc = 0;
+      try {
+        for (int i = 0; i < 5 && rc == 0; ++i) {
+          auto lock = api->try_acquire("forked/" + std::to_string(::getpid()), 10s);
+          rc = lock && lock->release() ? 0 : 1;
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child: %s\n", e.what());
+        rc = 2;
+      }
+      std::fflush(nullptr);
+      ::_exit(rc);
+    }
+    EXPECT_EQ(wait_exit(child), 0) << "trial " << trial;
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+}
+
+// A child that drops its copy of the LockApi (or just exits) must not end the parent's
+// sessions: no Terminate message, no TLS close_notify on a socket it shares.
+TEST(PostgresFork, ChildLeavesTheParentsSessionAlone) {
+  const std::string app = unique("lk_fork_");
+  std::shared_ptr<LockApi> api =
+      lockkit::open(pg().url("schema=fork&connections=1&application_name=" + app));
+  ASSERT_TRUE(api->try_acquire(unique("warm/"), 10s));
+  const std::string before = backends_of(app);
+  ASSERT_FALSE(before.empty());
+  std::fflush(nullptr);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int rc = 0;
+    try {
+      auto lock = api->try_acquire(unique("child/"), 10s);
+      rc = lock && lock->release() ? 0 : 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
+      rc = 2;
+    }
+    api.reset();  // the pool's destructor closes what the child holds
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  EXPECT_EQ(wait_exit(child), 0);
+  // The child's own session is gone once it has exited; the parent's is the same as before.
+  EXPECT_TRUE(eventually([&] { return backends_of(app) == before; }))
+      << "before " << before << ", now " << backends_of(app);
+  auto lock = api->try_acquire(unique("parent/"), 10s);
+  EXPECT_TRUE(lock);
+  EXPECT_EQ(backends_of(app), before) << "the parent had to reconnect: its session was ended";
+}
+
+// ---- durability and server-side bounds -----------------------------------------------------
+
+// Sets a default on the test role for new sessions; undoes it when the test leaves.
+class RoleDefault {
+ public:
+  explicit RoleDefault(const std::string& setting) : name_(setting.substr(0, setting.find('='))) {
+    query("ALTER ROLE lockkit SET " + setting);
+  }
+  ~RoleDefault() {
+    try {
+      query("ALTER ROLE lockkit RESET " + name_);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+
+ private:
+  std::string name_;
+};
+
+// Records, for every row lockkit writes, the settings its transaction ran under.
+void observe_settings(const std::string& schema) {
+  query("CREATE TABLE " + schema +
+        ".seen (op text, sync text, statement_timeout text, lock_timeout text); "
+        "CREATE FUNCTION " +
+        schema + ".note() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO " + schema +
+        ".seen VALUES (TG_OP, current_setting('synchronous_commit'), "
+        "current_setting('statement_timeout'), current_setting('lock_timeout')); "
+        "RETURN NULL; END$$; "
+        "CREATE TRIGGER note AFTER INSERT OR UPDATE OR DELETE ON " +
+        schema + ".leases FOR EACH ROW EXECUTE FUNCTION " + schema + ".note()");
+}
+
+TEST(PostgresDurability, CommitsWaitForTheFlushWhateverTheRoleDefault) {
+  const std::string schema = unique("durable_");
+  ASSERT_TRUE(lockkit::open(pg().url("schema=" + schema))->try_acquire("create", 10s));
+  observe_settings(schema);
+  RoleDefault off("synchronous_commit=off");
+  RoleDefault no_bounds("statement_timeout=0");
+  ASSERT_EQ(query("SHOW synchronous_commit"), "off") << "the role default did not apply";
+
+  auto api = lockkit::open(pg().url("schema=" + schema + "&command_timeout=1500ms"));
+  auto lock = api->try_acquire("k", 60s);  // INSERT
+  ASSERT_TRUE(lock);
+  EXPECT_TRUE(lock->extend(60s));  // UPDATE
+  EXPECT_TRUE(lock->release());    // DELETE
+  auto again = api->try_acquire("k", 60s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(query("SELECT count(*) FROM " + schema + ".seen"), "4");
+  EXPECT_EQ(query("SELECT string_agg(DISTINCT sync, ',') FROM " + schema + ".seen"), "on");
+  EXPECT_EQ(query("SELECT string_agg(DISTINCT statement_timeout || '/' || lock_timeout, ',') "
+                  "FROM " +
+                  schema + ".seen"),
+            "1500ms/1500ms");
+
+  // The documented opt-out.
+  query("TRUNCATE " + schema + ".seen");
+  auto fast = lockkit::open(pg().url("schema=" + schema + "&synchronous_commit=off"));
+  ASSERT_TRUE(fast->try_acquire("fast", 60s));
+  EXPECT_EQ(query("SELECT string_agg(DISTINCT sync, ',') FROM " + schema + ".seen"), "off");
+  EXPECT_THROW((void)lockkit::open(pg().url("synchronous_commit=sometimes")),
+               std::invalid_argument);
+}
+
+// The crash itself: grants reported just before an immediate shutdown must be there after
+// crash recovery, though the role's default says commits need not wait for the flush.
+TEST(PostgresDurability, GrantsSurviveAnImmediateShutdownWithRoleDefaultOff) {
+  ServerGuard guard;
+  const std::string schema = unique("crash_");
+  RoleDefault off("synchronous_commit=off");
+  auto api = lockkit::open(pg().url("schema=" + schema));
+  ASSERT_TRUE(api->try_acquire("create", 10s));
+  std::vector<Lock> granted;
+  for (int i = 0; i < 40; ++i) {
+    auto lock = api->try_acquire("granted/" + std::to_string(i), 120s);
+    ASSERT_TRUE(lock);
+    granted.push_back(std::move(*lock));
+  }
+  guard.crash();  // right after the last grant was reported
+  guard.start();
+  auto other = lockkit::open(pg().url("schema=" + schema));
+  int lost = 0;
+  for (const auto& lock : granted) {
+    auto info = other->status(lock.key());
+    if (!info || info->fence != lock.fence()) ++lost;
+  }
+  EXPECT_EQ(lost, 0) << "grants reported before the crash were gone after it";
+  EXPECT_FALSE(other->try_acquire(granted.back().key(), 10s)) << "a second holder";
+}
+
+// Holds a lock in another session until destroyed (then commits).
+class Blocker {
+ public:
+  explicit Blocker(const std::string& sql) : conn_(PQconnectdb(pg().url().c_str()), PQfinish) {
+    if (PQstatus(conn_.get()) != CONNECTION_OK) throw std::runtime_error("blocker: no connection");
+    run("BEGIN");
+    run(sql);
+  }
+  ~Blocker() {
+    try {
+      run("COMMIT");
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+
+ private:
+  void run(const std::string& sql) {
+    std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(conn_.get(), sql.c_str()), PQclear);
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      throw std::runtime_error("blocker `" + sql + "`: " + PQerrorMessage(conn_.get()));
+    }
+  }
+  std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
+};
+
+// A call that times out while its statement waits for a lock: the statement must be cancelled
+// on the server, not left to commit a lease nobody owns once the lock is free, and no server
+// process may be left working for it.
+TEST(PostgresTimeouts, BlockedStatementIsCancelledAndNeverCommitsLater) {
+  const std::string schema = unique("blocked_");
+  const std::string app = unique("lk_blocked_");
+  auto api = lockkit::open(pg().url(
+      "schema=" + schema + "&command_timeout=300ms&connections=2&application_name=" + app));
+  ASSERT_TRUE(api->try_acquire("warm", 10s));  // schema made, statements prepared
+  auto active = [&] {
+    return query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app +
+                     "' AND state <> 'idle'");
+  };
+  {
+    Blocker blocker("LOCK TABLE " + schema + ".leases IN ACCESS EXCLUSIVE MODE");
+    for (int i = 0; i < 4; ++i) {
+      auto start = Clock::now();
+      try {
+        (void)api->try_acquire("blocked/" + std::to_string(i), std::chrono::hours(24 * 7));
+        ADD_FAILURE() << "acquired through an exclusive table lock";
+      } catch (const BackendError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kTimeout) << e.what();
+      }
+      // The statement's 300ms, then at most the cancel's grace (300ms).
+      EXPECT_LT(Clock::now() - start, 600ms + 1s);
+    }
+    // Nothing of ours still runs or waits on the server, and nothing piled up past the pool.
+    EXPECT_TRUE(eventually([&] { return active() == 0; }, 1s))
+        << active() << " lockkit statements still running after their calls returned: "
+        << query(
+               "SELECT string_agg(state || ' ' || wait_event_type || ' ' || query, ' | ') FROM "
+               "pg_stat_activity WHERE application_name = '" +
+               app + "' AND state <> 'idle'");
+    EXPECT_LE(
+        query_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'"),
+        2);
+  }  // the lock is free: a statement left behind would commit now
+  EXPECT_FALSE(eventually(
+      [&] {
+        return query_int("SELECT count(*) FROM " + schema +
+                         ".leases WHERE key::text LIKE '%blocked%'") > 0;
+      },
+      1s))
+      << "a timed-out acquire committed a lease after its call returned";
+  EXPECT_EQ(active(), 0);
+  auto lock = api->try_acquire("blocked/0", 10s);
+  EXPECT_TRUE(lock) << "the key stayed taken";
+}
+
+// ---- name resolution --------------------------------------------------------------------------
+
+TEST(PostgresDns, HungResolverIsBoundedByTheConnectTimeout) {
+  int rc = run_with_blackhole_dns([] {
+    auto api = lockkit::open(
+        "postgres://lockkit:x@lockkit-blackhole.example.com:5432/lockkit?"
+        "connect_timeout=200ms&command_timeout=200ms");
+    auto start = Clock::now();
+    try {
+      (void)api->try_acquire("k", 10s);
+      std::fprintf(stderr, "acquired without a resolver\n");
+      return 10;
+    } catch (const BackendError& e) {
+      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+      // Pool wait + connect (resolution included) + statement, with generous slack.
+      if (took > 600ms + 1500ms) {
+        std::fprintf(stderr, "took %lld ms: %s\n", static_cast<long long>(took.count()), e.what());
+        return 11;
+      }
+      if (e.kind() != ErrorKind::kTimeout ||
+          std::string(e.what()).find("resolve") == std::string::npos) {
+        std::fprintf(stderr, "unexpected error: %s\n", e.what());
+        return 12;
+      }
+      return 0;
+    }
+  });
+  EXPECT_EQ(rc, 0) << "see the child's stderr above";
+}
+
+TEST(PostgresDns, NamesAreResolvedAndHostKeptForMessages) {
+  auto api = lockkit::open("postgres://lockkit:" + pg().password() +
+                           "@localhost:" + std::to_string(pg().port()) + "/lockkit?schema=urls");
+  auto lock = api->try_acquire(unique("localhost/"), 10s);
+  EXPECT_TRUE(lock);
+}
+
+// ---- secrets in messages -------------------------------------------------------------------
+
+TEST(PostgresUrl, HostileUrlsNeverShowTheirSecrets) {
+  // Secrets whose every alphanumeric run is distinctive, so that a leaked fragment shows too.
+  const std::vector<std::string> secrets = {
+      "Zqa1/Zqb2",     "Zqa1#Zqb2",   "Zqa1?Zqb2",
+      "Zqa1@Zqb2",     "Zqa1:Zqb2",   "Zqa1%Zqb2",
+      "Zqa1 Zqb2",     "Zqa1%40Zqb2", "Zqa1/Zqb2?Zqc3#Zqd4@Zqe5",
+      "Zqa1&Zqb2",     "Zqa1=Zqb2",   "Zqa1/2345",
+      "Zqa1@h:99/Zqb2"};
+  std::vector<std::string> urls;
+  for (const auto& s : secrets) {
+    for (std::string scheme : {"postgres", "postgresql", "redis", "sqlite"}) {
+      urls.push_back(scheme + "://u:" + s + "@127.0.0.1:1/db");
+      urls.push_back(scheme + "://:" + s + "@127.0.0.1:1");
+      urls.push_back(scheme + "://u:" + s + "@127.0.0.1:1/db?connect_timeout=1s");
+      urls.push_back(scheme + "://u:" + s + "@/tmp/x.db");
+      urls.push_back(scheme + "://127.0.0.1:1/db?password=" + s);
+      urls.push_back(scheme + "://127.0.0.1:1/db?sslmode=disable&sslpassword=" + s + "&x=1");
+      urls.push_back(scheme + "://127.0.0.1:1/db?PassWord=" + s + "&bogus=1");
+    }
+  }
+  auto pieces = [](const std::string& secret) {
+    std::vector<std::string> out;
+    std::string run;
+    for (char c : secret + " ") {
+      if (std::isalnum(static_cast<unsigned char>(c))) {
+        run.push_back(c);
+      } else {
+        if (run.size() >= 4) out.push_back(run);
+        run.clear();
+      }
+    }
+    return out;
+  };
+  for (std::size_t i = 0; i < urls.size(); ++i) {
+    const std::string& url = urls[i];
+    const std::string& secret = secrets[i / 28];
+    std::vector<std::string> texts = {redact_url(url)};
+    try {
+      auto api = lockkit::open(url);
+      (void)api->try_acquire("k", 10s);  // 127.0.0.1:1 refuses: a connect error
+    } catch (const std::exception& e) {
+      texts.push_back(e.what());
+    }
+    for (const auto& text : texts) {
+      for (const auto& piece : pieces(secret)) {
+        EXPECT_EQ(text.find(piece), std::string::npos)
+            << "\"" << piece << "\" of the secret in: " << text << "\n  from " << url;
+      }
+    }
+  }
 }
 
 }  // namespace

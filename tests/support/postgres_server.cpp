@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace lockkit::testing {
@@ -110,6 +112,16 @@ std::string PostgresServer::url_with_password(std::string_view password) const {
 
 void PostgresServer::stop() {
   run("bash '" + script() + "' stop '" + dir_ + "'");
+}
+
+void PostgresServer::crash() {
+  ::kill(pid_, SIGCONT);  // a paused server must run to quit
+  ::kill(pid_, SIGQUIT);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (::kill(pid_, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling for its exit
+  }
+  stop();  // SIGKILL if it has not gone; a no-op otherwise
 }
 
 void PostgresServer::start() {

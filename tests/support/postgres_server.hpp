@@ -34,6 +34,10 @@ class PostgresServer {
 
   // Stops the server (fast shutdown) and waits until it is gone.
   void stop();
+  // Crashes the server: an immediate shutdown (SIGQUIT to the postmaster, as `pg_ctl stop -m
+  // immediate`), which ends every process without flushing anything; waits until it is gone.
+  // `start` then runs crash recovery.
+  void crash();
   // Starts it again on the same data directory and port.
   void start();
   // Freezes the server and all its processes with SIGSTOP: it accepts TCP but never answers.
