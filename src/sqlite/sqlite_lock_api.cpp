@@ -626,8 +626,10 @@ class SqliteStore::Session {
   SqliteStore& store_;
   std::string_view op_;
   std::string_view key_;
+  // From before claim() to after checkin, as seen by fork(): a child never inherits one of
+  // our mutexes (the pool's, the file registry's) or SQLite's locked.
+  InsideSqlite inside_;
   bool claimed_ = false;  // never a SQLite call in a fork() child of the store's process
-  InsideSqlite inside_;   // from checkout to checkin, as seen by fork()
   std::unique_ptr<SqliteConn> conn_;
   bool fresh_ = false;
   bool broken_ = false;
@@ -671,7 +673,9 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
   }
   offsets_ = read_time_offsets();
   // File system checks only: SQLite is first called by the first operation, so that a LockApi
-  // made but not used before fork() works in the child.
+  // made but not used before fork() works in the child. Gated: it holds a mutex a forked child
+  // would otherwise inherit locked.
+  InsideSqlite inside;
   ensure_file("open", {});
 }
 

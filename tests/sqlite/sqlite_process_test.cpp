@@ -121,7 +121,8 @@ TEST(SqliteProcesses, KilledHolderFreesKeyWhenItsLeaseExpires) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
   constexpr auto kTtl = 2s;
-  auto api = make_sqlite_lock_api({.path = path});  // opened first: after the kill, no delay
+  auto api = make_sqlite_lock_api({.path = path});
+  (void)api->status("k");  // opened first: after the kill, no delay
   Child holder =
       spawn({"hold", "sqlite://" + path, "k", std::to_string(kTtl.count() * 1000)}, true);
   ASSERT_GT(holder.pid, 0);
