@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,17 +70,22 @@ class RawLoop {
     exec("PRAGMA synchronous=NORMAL");
     begin_ = prepare("BEGIN IMMEDIATE");
     commit_ = prepare("COMMIT");
+#define DEAD                                                                     \
+  "(CASE WHEN lockkit_leases.boot = ?10 AND lockkit_leases.expires_mono <= ?12 " \
+  "THEN lockkit_leases.expires_mono <= ?11 ELSE lockkit_leases.expires_wall <= ?13 END)"
     acquire_ = prepare(
-        "INSERT INTO lockkit_leases (key, token, fence, expires_at) "
-        "VALUES (?1, ?2, (SELECT value + 1 FROM lockkit_meta WHERE name = 'fence'), ?3) "
+        "INSERT INTO lockkit_leases (key, token, fence, expires_mono, boot, expires_wall) "
+        "VALUES (?1, ?2, (SELECT value + 1 FROM lockkit_meta WHERE name = 'fence'), ?3, ?10, ?4) "
         "ON CONFLICT (key) DO UPDATE SET token = excluded.token, fence = excluded.fence, "
-        "expires_at = excluded.expires_at WHERE lockkit_leases.expires_at <= ?4 "
-        "RETURNING fence");
+        "expires_mono = excluded.expires_mono, boot = excluded.boot, "
+        "expires_wall = excluded.expires_wall WHERE " DEAD " RETURNING fence");
     set_fence_ = prepare("UPDATE lockkit_meta SET value = ?1 WHERE name = 'fence'");
-    sweep_ = prepare("DELETE FROM lockkit_leases WHERE expires_at <= ?1");
-    release_ = prepare(
-        "DELETE FROM lockkit_leases WHERE key = ?1 AND (token = ?2 OR expires_at <= ?3) "
-        "RETURNING token = ?2 AND expires_at > ?3");
+    sweep_ = prepare("DELETE FROM lockkit_leases WHERE " DEAD);
+    release_ = prepare("DELETE FROM lockkit_leases WHERE key = ?1 AND (token = ?2 OR " DEAD
+                       ") RETURNING token = ?2 AND NOT " DEAD);
+#undef DEAD
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::getline(in, boot_);
   }
   RawLoop(const RawLoop&) = delete;
   RawLoop& operator=(const RawLoop&) = delete;
@@ -97,20 +103,21 @@ class RawLoop {
     sqlite3_bind_blob(acquire_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
     sqlite3_bind_blob(acquire_, 2, token, 32, SQLITE_STATIC);
     sqlite3_bind_int64(acquire_, 3, now + 30'000'000'000);
-    sqlite3_bind_int64(acquire_, 4, now);
+    sqlite3_bind_int64(acquire_, 4, wall_ns() + 150'000'000'000);
+    bind_clocks(acquire_, now);
     if (sqlite3_step(acquire_) != SQLITE_ROW) die("raw acquire failed");
     std::int64_t fence = sqlite3_column_int64(acquire_, 0);
     step_done(acquire_);
     sqlite3_bind_int64(set_fence_, 1, fence);
     step_done(set_fence_);
     if (fence % 64 == 0) {
-      sqlite3_bind_int64(sweep_, 1, now);
+      bind_clocks(sweep_, now);
       step_done(sweep_);
     }
     step_done(commit_);
     sqlite3_bind_blob(release_, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
     sqlite3_bind_blob(release_, 2, token, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(release_, 3, now_ns());
+    bind_clocks(release_, now_ns());
     if (sqlite3_step(release_) != SQLITE_ROW || sqlite3_column_int(release_, 0) != 1) {
       die("raw release failed");
     }
@@ -118,6 +125,18 @@ class RawLoop {
   }
 
  private:
+  // The library's clock parameters: boot id, monotonic now, furthest live expiry, wall now.
+  void bind_clocks(sqlite3_stmt* s, std::int64_t now) {
+    sqlite3_bind_text(s, 10, boot_.data(), static_cast<int>(boot_.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, now);
+    sqlite3_bind_int64(s, 12, now + 605'000'000'000'000);
+    sqlite3_bind_int64(s, 13, wall_ns());
+  }
+  static std::int64_t wall_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
   void exec(const char* sql) {
     if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) die(sqlite3_errmsg(db_));
   }
@@ -142,6 +161,7 @@ class RawLoop {
   sqlite3_stmt* set_fence_ = nullptr;
   sqlite3_stmt* sweep_ = nullptr;
   sqlite3_stmt* release_ = nullptr;
+  std::string boot_;  // this boot's id, as the library records it
 };
 
 // What one worker process reports back.
@@ -291,7 +311,8 @@ int main(int argc, char** argv) {
   std::string work = dir + "/lockkit-sqlite-bench-" + std::to_string(::getpid());
   std::filesystem::create_directories(work);
   const std::string path = work + "/locks.db";
-  { auto setup = lockkit::make_sqlite_lock_api({.path = path}); }  // creates the schema
+  // The first call creates the schema.
+  { (void)lockkit::make_sqlite_lock_api({.path = path})->status("bench/setup"); }
 
   double load[3] = {0, 0, 0};
   (void)::getloadavg(load, 3);

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -12,11 +13,16 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -34,29 +40,69 @@ using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::steady_clock;
 
-constexpr std::int64_t kSchemaVersion = 1;
+// 2: leases carry the boot id of their writer and a wall-clock bound (expires_wall), and the
+// expiry column is expires_mono. Files of version 1 are migrated on first open.
+constexpr std::int64_t kSchemaVersion = 2;
 // Every this many acquisitions (by fence), the acquiring transaction deletes all expired rows.
 constexpr std::int64_t kSweepEvery = 64;
-// After a reboot the fence counter jumps by this much: far more than the commits a power loss
-// can take back with synchronous=NORMAL (those since the last checkpoint).
+// When the file is first used under a boot id it has not seen, the fence counter jumps by this
+// much: far more than the commits a power loss can take back with synchronous=NORMAL (those
+// since the last checkpoint).
 constexpr std::int64_t kRebootFenceJump = std::int64_t{1} << 32;
+// Boot ids remembered in the file; an id seen again causes no new jump.
+constexpr std::size_t kMaxBoots = 16;
 constexpr milliseconds kMaxBusyTimeout = std::chrono::minutes(10);
+// Added to a lease's wall-clock bound: how far the wall clock may step forward (or the host stay
+// suspended) during a lease before a process with another boot id view could take it early.
+constexpr nanoseconds kWallMargin = std::chrono::minutes(2);
+// No lease lasts longer (the core refuses longer TTLs); a monotonic expiry further ahead than
+// this comes from a clock that restarted, i.e. from another boot that reused the boot id.
+constexpr nanoseconds kMaxLease = std::chrono::hours(24 * 7) + std::chrono::minutes(1);
+constexpr const char* kBootIdPath = "/proc/sys/kernel/random/boot_id";
 
-// The store's clock: CLOCK_MONOTONIC, shared by every process of the host and identical to the
-// steady clock that `valid_until()` is measured on, so no drift margin is needed.
-std::int64_t store_now() {
-  return std::chrono::duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count();
+std::int64_t to_ns(nanoseconds d) {
+  return d.count();
 }
 
-std::int64_t to_ns(milliseconds d) {
-  return std::chrono::duration_cast<nanoseconds>(d).count();
+std::int64_t clock_ns(clockid_t id) {
+  struct timespec ts {};
+  ::clock_gettime(id, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-std::string read_boot_id() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id.empty() ? std::string("unknown") : id;
+// The offsets of this process's time namespace (`/proc/self/timens_offsets`, Linux 5.6+): what
+// its CLOCK_MONOTONIC and CLOCK_BOOTTIME read above the host's. No file: no time namespaces.
+struct TimeOffsets {
+  std::int64_t monotonic = 0;
+  std::int64_t boottime = 0;
+};
+
+TimeOffsets read_time_offsets() {
+  TimeOffsets out;
+  std::ifstream in("/proc/self/timens_offsets");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string clock;
+    long long secs = 0;
+    long long nsecs = 0;
+    if (!(fields >> clock >> secs >> nsecs)) continue;
+    std::int64_t ns = secs * 1'000'000'000 + nsecs;
+    if (clock == "monotonic" || clock == "1") out.monotonic = ns;
+    if (clock == "boottime" || clock == "7") out.boottime = ns;
+  }
+  return out;
+}
+
+// A boot id is a UUID; anything else (a chroot without /proc, an empty bind mount) cannot tell
+// this boot from another, and guessing would risk live leases.
+bool is_boot_id(const std::string& id) {
+  if (id.size() != 36) return false;
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? id[i] != '-' : !std::isxdigit(static_cast<unsigned char>(id[i]))) return false;
+  }
+  return true;
 }
 
 const char* kCreateSchema = R"sql(
@@ -68,10 +114,34 @@ CREATE TABLE lockkit_leases (
   key BLOB PRIMARY KEY NOT NULL,
   token BLOB NOT NULL,
   fence INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL
+  expires_mono INTEGER NOT NULL,
+  boot TEXT NOT NULL,
+  expires_wall INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO lockkit_meta (name, value) VALUES ('schema_version', 1), ('fence', 0);
+INSERT INTO lockkit_meta (name, value) VALUES ('schema_version', 2), ('fence', 0);
 )sql";
+
+// Version 1 -> 2. Renaming expires_at makes the statements of a version-1 process that still
+// has the file open fail ("no such column") instead of writing rows without a boot id.
+const char* kMigrateFrom1 = R"sql(
+ALTER TABLE lockkit_leases RENAME COLUMN expires_at TO expires_mono;
+ALTER TABLE lockkit_leases ADD COLUMN boot TEXT NOT NULL DEFAULT '';
+ALTER TABLE lockkit_leases ADD COLUMN expires_wall INTEGER NOT NULL DEFAULT 0;
+UPDATE lockkit_meta SET value = 2 WHERE name = 'schema_version';
+)sql";
+
+// Whether a row's lease is over, seen by this process. ?10 our boot id, ?11 the host's
+// CLOCK_MONOTONIC, ?12 the furthest monotonic expiry a live lease can have, ?13 CLOCK_REALTIME.
+// A row written under our boot id compares on the monotonic clock; any other row (another boot,
+// or another view of this one: a container or bind-mounted boot id) only by its wall-clock bound,
+// which a live holder's lease never passes.
+#define LOCKKIT_SQLITE_DEAD                                                      \
+  "(CASE WHEN lockkit_leases.boot = ?10 AND lockkit_leases.expires_mono <= ?12 " \
+  "THEN lockkit_leases.expires_mono <= ?11 ELSE lockkit_leases.expires_wall <= ?13 END)"
+// Time left, by the same rule.
+#define LOCKKIT_SQLITE_LEFT                                                      \
+  "(CASE WHEN lockkit_leases.boot = ?10 AND lockkit_leases.expires_mono <= ?12 " \
+  "THEN lockkit_leases.expires_mono - ?11 ELSE lockkit_leases.expires_wall - ?13 END)"
 
 // The prepared statements of one connection, by index.
 enum StmtId : std::size_t {
@@ -92,23 +162,34 @@ const std::array<const char*, kStmtCount> kSql = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
-    // Takes a free or expired key; returns no row if it is held. The new fence is the
-    // counter + 1; the caller stores it back in the same transaction.
-    "INSERT INTO lockkit_leases (key, token, fence, expires_at) "
-    "VALUES (?1, ?2, (SELECT value + 1 FROM lockkit_meta WHERE name = 'fence'), ?3) "
+    // Takes a free or dead key; returns no row if it is held. The new fence is the counter + 1;
+    // the caller stores it back in the same transaction. ?3 monotonic, ?4 wall-clock expiry.
+    "INSERT INTO lockkit_leases (key, token, fence, expires_mono, boot, expires_wall) "
+    "VALUES (?1, ?2, (SELECT value + 1 FROM lockkit_meta WHERE name = 'fence'), ?3, ?10, ?4) "
     "ON CONFLICT (key) DO UPDATE SET token = excluded.token, fence = excluded.fence, "
-    "expires_at = excluded.expires_at WHERE lockkit_leases.expires_at <= ?4 "
-    "RETURNING fence",
+    "expires_mono = excluded.expires_mono, boot = excluded.boot, "
+    "expires_wall = excluded.expires_wall WHERE " LOCKKIT_SQLITE_DEAD " RETURNING fence",
     "UPDATE lockkit_meta SET value = ?1 WHERE name = 'fence'",
-    "DELETE FROM lockkit_leases WHERE expires_at <= ?1",
-    // Deletes our lease, or an expired one (reclaimed either way); says whether it was ours.
-    "DELETE FROM lockkit_leases WHERE key = ?1 AND (token = ?2 OR expires_at <= ?3) "
-    "RETURNING token = ?2 AND expires_at > ?3",
-    "UPDATE lockkit_leases SET expires_at = ?4 WHERE key = ?1 AND token = ?2 AND expires_at > ?3",
-    "SELECT fence, expires_at FROM lockkit_leases WHERE key = ?1 AND expires_at > ?2",
+    "DELETE FROM lockkit_leases WHERE " LOCKKIT_SQLITE_DEAD,
+    // Deletes our lease, or a dead one (reclaimed either way); says whether it was ours.
+    "DELETE FROM lockkit_leases WHERE key = ?1 AND (token = ?2 OR " LOCKKIT_SQLITE_DEAD
+    ") RETURNING token = ?2 AND NOT " LOCKKIT_SQLITE_DEAD,
+    "UPDATE lockkit_leases SET expires_mono = ?3, boot = ?10, expires_wall = ?4 "
+    "WHERE key = ?1 AND token = ?2 AND NOT " LOCKKIT_SQLITE_DEAD,
+    "SELECT fence, " LOCKKIT_SQLITE_LEFT
+    " FROM lockkit_leases WHERE key = ?1 AND NOT " LOCKKIT_SQLITE_DEAD,
     // Keys sort as memcmp, like std::string: the caller stops at the first key past the prefix.
-    "SELECT key, fence, expires_at FROM lockkit_leases WHERE key >= ?1 AND expires_at > ?2 "
-    "ORDER BY key",
+    "SELECT key, fence, " LOCKKIT_SQLITE_LEFT
+    " FROM lockkit_leases WHERE key >= ?1 AND NOT " LOCKKIT_SQLITE_DEAD " ORDER BY key",
+};
+
+#undef LOCKKIT_SQLITE_DEAD
+#undef LOCKKIT_SQLITE_LEFT
+
+// One reading of the clocks that decide expiry, taken inside the call's transaction.
+struct Now {
+  std::int64_t mono;  // the host's CLOCK_MONOTONIC (our namespace's offset taken off), ns
+  std::int64_t wall;  // CLOCK_REALTIME, ns since the epoch
 };
 
 struct DbCloser {
@@ -145,8 +226,8 @@ std::string_view column_blob(sqlite3_stmt* stmt, int index) {
               : std::string_view();
 }
 
-milliseconds remaining(std::int64_t expires_at, std::int64_t now) {
-  return std::chrono::ceil<milliseconds>(nanoseconds(expires_at - now));
+milliseconds remaining(std::int64_t left_ns) {
+  return std::chrono::ceil<milliseconds>(nanoseconds(left_ns));
 }
 
 std::string quoted(std::string_view key) {
@@ -154,6 +235,86 @@ std::string quoted(std::string_view key) {
 }
 
 }  // namespace
+
+namespace {
+
+// Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
+// (unusable there) without a getpid() system call on every call.
+std::atomic<unsigned> g_fork_generation{0};
+
+// lockkit's SQLite calls against fork(): a fork waits until no thread of this process is inside
+// SQLite through lockkit, so a child never inherits one of SQLite's mutexes locked (its first
+// SQLite call would wait for it forever) or a half-done transaction.
+struct ForkGate {
+  std::mutex forker;            // held from the prepare handler to the parent/child handler
+  std::atomic<int> active{0};   // threads inside SQLite through lockkit
+  std::atomic<int> forking{0};  // 1 while a fork waits for them: new entries wait
+};
+
+ForkGate& fork_gate() noexcept {
+  static ForkGate* gate = new ForkGate;  // never destroyed: fork handlers may run at exit
+  return *gate;
+}
+
+void fork_prepare() noexcept {
+  ForkGate& g = fork_gate();
+  g.forker.lock();
+  g.forking.store(1);
+  // Bounded: a call inside SQLite returns within its busy_timeout.
+  for (int n = g.active.load(); n != 0; n = g.active.load()) g.active.wait(n);
+}
+
+void fork_parent() noexcept {
+  ForkGate& g = fork_gate();
+  g.forking.store(0);
+  g.forking.notify_all();
+  g.forker.unlock();
+}
+
+void fork_child() noexcept {
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+  ForkGate& g = fork_gate();
+  g.active.store(0);  // it was 0 at the fork; no thread but this one exists here
+  g.forking.store(0);
+  g.forker.unlock();
+}
+
+unsigned fork_generation() noexcept {
+  static const bool registered = [] {
+    return ::pthread_atfork(&fork_prepare, &fork_parent, &fork_child) == 0;
+  }();
+  (void)registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+// Marks a thread as inside SQLite for fork_prepare(); waits while a fork is being prepared.
+// Nested marks count once (an inner one must not wait for a fork the outer one holds up).
+thread_local int t_inside_depth = 0;
+
+class InsideSqlite {
+ public:
+  InsideSqlite() noexcept {
+    if (t_inside_depth++ > 0) return;
+    ForkGate& g = fork_gate();
+    for (;;) {
+      g.active.fetch_add(1);
+      if (g.forking.load() == 0) return;
+      leave();
+      g.forking.wait(1);
+    }
+  }
+  InsideSqlite(const InsideSqlite&) = delete;
+  InsideSqlite& operator=(const InsideSqlite&) = delete;
+  ~InsideSqlite() {
+    if (--t_inside_depth == 0) leave();
+  }
+
+ private:
+  static void leave() noexcept {
+    ForkGate& g = fork_gate();
+    if (g.active.fetch_sub(1) == 1 && g.forking.load() != 0) g.active.notify_all();
+  }
+};
 
 // Which file a path names. The birth time tells a new file from a deleted one whose inode
 // number was reused (ext4 reuses them at once).
@@ -179,9 +340,73 @@ std::optional<FileId> file_id(const std::string& path) {
   return id;
 }
 
+// SQLite keeps one record per file (device, inode) per process with the POSIX locks it believes
+// the process holds; a fork() child inherits the record but not the locks. So a child must not
+// open a file its parent had open through lockkit when it forked: its connections would share
+// the stale record, skip taking locks and read pages another process is rewriting.
+struct OpenFiles {
+  struct Entry {
+    unsigned generation = 0;  // the fork generation of the process that opened them
+    int connections = 0;      // still open there (inherited ones are never closed)
+  };
+  std::mutex mu;
+  std::map<std::pair<dev_t, ino_t>, Entry> files;  // guarded by mu
+};
+
+OpenFiles& open_files() noexcept {
+  static OpenFiles* files = new OpenFiles;  // never destroyed: connections may outlive statics
+  return *files;
+}
+
+// Counts a connection to `file` about to be opened; false if a parent process had the file open
+// when this one was forked from it.
+bool register_connection(const FileId& file) {
+  OpenFiles& o = open_files();
+  std::lock_guard<std::mutex> guard(o.mu);
+  auto& e = o.files[{file.dev, file.ino}];
+  unsigned gen = fork_generation();
+  if (e.generation != gen) {
+    if (e.connections > 0) return false;
+    e.generation = gen;
+  }
+  ++e.connections;
+  return true;
+}
+
+void unregister_connection(const FileId& file) noexcept {
+  OpenFiles& o = open_files();
+  std::lock_guard<std::mutex> guard(o.mu);
+  auto it = o.files.find({file.dev, file.ino});
+  if (it != o.files.end() && it->second.generation == fork_generation() &&
+      --it->second.connections == 0) {
+    o.files.erase(it);
+  }
+}
+
+}  // namespace
+
 // One sqlite3 connection with its prepared statements. Used by one thread at a time.
 struct SqliteConn {
-  FileId file;  // the file it opened; a call that finds another at the path drops it
+  SqliteConn() = default;
+  SqliteConn(const SqliteConn&) = delete;
+  SqliteConn& operator=(const SqliteConn&) = delete;
+  ~SqliteConn() {
+    if (fork_generation != lockkit::detail::fork_generation()) {
+      // Inherited through fork(): never touched in the child. Closing would run SQLite's
+      // clean-up on its stale lock records (and could block on a mutex held at the fork).
+      for (auto& stmt : stmts) (void)stmt.release();
+      (void)db.release();
+      return;
+    }
+    if (!db && !registered) return;
+    InsideSqlite inside;
+    for (auto& stmt : stmts) stmt.reset();
+    db.reset();
+    if (registered) unregister_connection(file);
+  }
+
+  FileId file;              // the file it opened; a call that finds another at the path drops it
+  bool registered = false;  // counted in open_files()
   DbPtr db;
   std::array<StmtPtr, kStmtCount> stmts;
   // When the current call stops waiting for locks: its start + busy_timeout, for all of its
@@ -233,19 +458,6 @@ Failure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::stri
   }
 }
 
-// Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
-// (unusable there) without a getpid() system call on every checkout.
-std::atomic<unsigned> g_fork_generation{0};
-
-unsigned fork_generation() noexcept {
-  static const bool registered = [] {
-    return ::pthread_atfork(nullptr, nullptr,
-                            [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }) == 0;
-  }();
-  (void)registered;
-  return g_fork_generation.load(std::memory_order_relaxed);
-}
-
 // Waits for another connection's write lock: short sleeps first (transactions here last tens
 // of microseconds), never more than 2 ms at a time, and never past the call's deadline.
 int busy_handler(void* arg, int count) noexcept {
@@ -266,7 +478,7 @@ int busy_handler(void* arg, int count) noexcept {
 class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<SqliteStore> {
  public:
   explicit SqliteStore(SqliteOptions options);
-  ~SqliteStore() override;
+  ~SqliteStore() override = default;
 
   std::string_view backend() const noexcept override { return "sqlite"; }
   bool release(std::string_view key, std::string_view token) override;
@@ -279,9 +491,19 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
 
  private:
   class Session;
+  struct SchemaInfo {
+    int tables = 0;  // ours present: 0 or 2
+    std::int64_t version = 0;
+  };
 
-  // Creates missing parent directories (0700) and the file (0600).
+  // Makes sure the path names a regular file lockkit may use, creating it (0600, or 0660 when
+  // shared with the group) if missing; creates missing directories only for the default
+  // location. Checks modes and links of the file, its -wal and -shm. No SQLite call.
   void ensure_file(std::string_view op, std::string_view key);
+  void check_file(std::string_view op, std::string_view key, const std::string& name,
+                  const struct stat& st) const;
+  // Throws in a fork() child of the process this store was first used in.
+  void claim(std::string_view op, std::string_view key);
   // Opens, configures and checks a connection to the file now at the path, creating it if it
   // is missing (as a new process would); throws if that is not a usable lockkit database.
   std::unique_ptr<SqliteConn> open_connection(std::string_view op, std::string_view key);
@@ -290,24 +512,36 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
   std::string context(std::string_view op, std::string_view key) const;
   void checkin(std::unique_ptr<SqliteConn> conn) noexcept;
   void set_up(Session& s);
-  // Returns the number of our tables present (0 or 2); throws for a foreign schema.
-  int check_schema(Session& s);
-  // Returns the boot id recorded in the file, if any.
-  std::optional<std::string> stored_boot(Session& s);
+  // Returns which of our tables exist and the schema version; throws for a foreign schema.
+  SchemaInfo check_schema(Session& s);
+  void migrate_from_1(Session& s);
+  // Returns true if nothing wrote the file since this boot began (by the wall clock).
+  bool untouched_this_boot() const;
+  std::optional<std::string> meta_text(Session& s, const char* name);
+  void set_meta_text(Session& s, const char* name, const std::string& value);
+  Now clocks() const noexcept;
+  void bind_clocks(sqlite3_stmt* stmt, const Now& now) const;
   [[noreturn]] void fail(std::string_view op, std::string_view key, ErrorKind kind,
                          const std::string& cause) const;
 
   const SqliteOptions options_;
   std::string path_;
+  bool default_location_ = false;  // the only path whose missing directories are created
+  std::string boot_;               // this process's boot id
+  TimeOffsets offsets_;            // of this process's time namespace
   std::mutex mu_;
   std::vector<std::unique_ptr<SqliteConn>> idle_;  // guarded by mu_
+  std::optional<unsigned> home_generation_;        // guarded by mu_; fork generation of first use
 };
 
-// A checked-out connection for one call; returns it to the pool unless the call broke it.
 class SqliteStore::Session {
  public:
   Session(SqliteStore& store, std::string_view op, std::string_view key = {})
-      : store_(store), op_(op), key_(key), conn_(store.checkout(op, key)) {
+      : store_(store),
+        op_(op),
+        key_(key),
+        claimed_((store.claim(op, key), true)),
+        conn_(store.checkout(op, key)) {
     conn_->busy_deadline = steady_clock::now() + store.options_.busy_timeout;
   }
   // Sets up a new connection: it is closed, not pooled, unless `take` hands it back.
@@ -392,6 +626,10 @@ class SqliteStore::Session {
   SqliteStore& store_;
   std::string_view op_;
   std::string_view key_;
+  // From before claim() to after checkin, as seen by fork(): a child never inherits one of
+  // our mutexes (the pool's, the file registry's) or SQLite's locked.
+  InsideSqlite inside_;
+  bool claimed_ = false;  // never a SQLite call in a fork() child of the store's process
   std::unique_ptr<SqliteConn> conn_;
   bool fresh_ = false;
   bool broken_ = false;
@@ -417,18 +655,28 @@ SqliteStore::SqliteStore(SqliteOptions options) : options_(std::move(options)) {
         "sqlite", ErrorKind::kUnsupported,
         "this SQLite library was built without thread support (SQLITE_THREADSAFE=0)");
   }
+  (void)fork_generation();  // installs the fork handlers before any connection exists
   std::filesystem::path file = std::filesystem::absolute(options_.path).lexically_normal();
   path_ = file.string();
   if (!file.has_filename()) fail("open", {}, ErrorKind::kIo, "names a directory, not a file");
-  checkin(open_connection("open", {}));
-}
-
-SqliteStore::~SqliteStore() {
-  for (auto& conn : idle_) {
-    // A forked child must not close its parent's connections: closing may run the last-
-    // connection clean-up (checkpoint, WAL removal) on a file the parent still uses.
-    if (conn->fork_generation != fork_generation()) (void)conn.release();
+  std::string def = default_sqlite_path();
+  default_location_ = !def.empty() && def == path_;
+  {
+    std::ifstream in(kBootIdPath);
+    std::getline(in, boot_);
+    if (!is_boot_id(boot_)) {
+      fail("open", {}, ErrorKind::kIo,
+           std::string("cannot read the boot id from ") + kBootIdPath +
+               (in ? " (not a UUID)" : " (" + std::string(std::strerror(errno)) + ")") +
+               ": without it, leases of this boot cannot be told from those of another");
+    }
   }
+  offsets_ = read_time_offsets();
+  // File system checks only: SQLite is first called by the first operation, so that a LockApi
+  // made but not used before fork() works in the child. Gated: it holds a mutex a forked child
+  // would otherwise inherit locked.
+  InsideSqlite inside;
+  ensure_file("open", {});
 }
 
 std::string SqliteStore::context(std::string_view op, std::string_view key) const {
@@ -442,8 +690,58 @@ void SqliteStore::fail(std::string_view op, std::string_view key, ErrorKind kind
   throw BackendError("sqlite", kind, context(op, key) + cause);
 }
 
+Now SqliteStore::clocks() const noexcept {
+  return {clock_ns(CLOCK_MONOTONIC) - offsets_.monotonic, clock_ns(CLOCK_REALTIME)};
+}
+
+void SqliteStore::bind_clocks(sqlite3_stmt* stmt, const Now& now) const {
+  sqlite3_bind_text(stmt, 10, boot_.data(), static_cast<int>(boot_.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(stmt, 11, now.mono);
+  sqlite3_bind_int64(stmt, 12, now.mono + to_ns(kMaxLease));
+  sqlite3_bind_int64(stmt, 13, now.wall);
+}
+
+void SqliteStore::claim(std::string_view op, std::string_view key) {
+  unsigned gen = fork_generation();
+  std::lock_guard<std::mutex> guard(mu_);
+  if (!home_generation_) {
+    home_generation_ = gen;
+  } else if (*home_generation_ != gen) {
+    fail(op, key, ErrorKind::kUnsupported,
+         "this LockApi was used before fork(), and SQLite connections do not survive fork(): "
+         "in the child, use a LockApi created (but not used) before the fork, or exec a new "
+         "program");
+  }
+}
+
+void SqliteStore::check_file(std::string_view op, std::string_view key, const std::string& name,
+                             const struct stat& st) const {
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  if (st.st_mode & S_IWOTH) {
+    fail(op, key, ErrorKind::kIo,
+         "\"" + name + "\" is world-writable (mode " + mode +
+             "): any local user could forge or delete leases; chmod o-w it (only sharing within "
+             "one group is possible, with ?share=group)");
+  }
+  if ((st.st_mode & S_IWGRP) && !options_.share_with_group) {
+    fail(op, key, ErrorKind::kIo,
+         "\"" + name + "\" is group-writable (mode " + mode +
+             "): other users could forge or delete leases; chmod g-w it, or, if the locks are "
+             "meant to be shared by the file's group, open it with ?share=group "
+             "(SqliteOptions::share_with_group)");
+  }
+  if (st.st_nlink > 1) {
+    fail(op, key, ErrorKind::kIo,
+         "\"" + name + "\" has " + std::to_string(st.st_nlink) +
+             " hard links: SQLite keeps a separate -wal and -shm, and so a separate lock table, "
+             "for each name, so two processes could hold one key; use a single name (symbolic "
+             "links are fine)");
+  }
+}
+
 void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
-  // Our own create gives mode 0600 (SQLite would use 0644). Never open an existing file here:
+  // Our own create sets the mode (SQLite would use 0644). Never open an existing file here:
   // closing our descriptor would drop the POSIX locks SQLite holds on it in this process, and
   // the mutex keeps another thread's connection from taking locks between create and close.
   static std::mutex create_mu;
@@ -453,25 +751,54 @@ void SqliteStore::ensure_file(std::string_view op, std::string_view key) {
     if (S_ISDIR(st.st_mode)) fail(op, key, ErrorKind::kIo, "is a directory, not a database file");
     // A FIFO would block the first read forever; devices are not databases either.
     if (!S_ISREG(st.st_mode)) fail(op, key, ErrorKind::kIo, "is not a regular file");
+    check_file(op, key, path_, st);
+    // SQLite gives these the database's mode when it creates them; older ones may differ.
+    for (const char* suffix : {"-wal", "-shm"}) {
+      std::string side = path_ + suffix;
+      if (::stat(side.c_str(), &st) == 0) check_file(op, key, side, st);
+    }
     return;
   }
   if (errno != ENOENT && errno != ENOTDIR) {
     fail(op, key, ErrorKind::kIo, std::string("cannot stat: ") + std::strerror(errno));
   }
-  // Parents with 0700, one level at a time, so that each failure names its directory.
-  std::filesystem::path dir;
-  for (const auto& part : std::filesystem::path(path_).parent_path()) {
-    dir /= part;
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+  const std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  int err = 0;
+  if (::stat(parent.c_str(), &st) != 0) {
+    err = errno;
+  } else if (!S_ISDIR(st.st_mode)) {
+    err = ENOTDIR;
+  }
+  if (err != 0) {
+    if (err != ENOENT || !default_location_) {
+      // A typo must not give two processes two lock files: only the default is created.
       fail(op, key, ErrorKind::kIo,
-           "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
+           "directory \"" + parent.string() + "\" " +
+               (err == ENOENT ? "does not exist"
+                              : std::string("is unusable: ") + std::strerror(err)) +
+               " (lockkit creates directories only for its default location; create it, or "
+               "check the path)");
+    }
+    // The default location: parents with 0700 (XDG), one level at a time, so that each
+    // failure names its directory.
+    std::filesystem::path dir;
+    for (const auto& part : parent) {
+      dir /= part;
+      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        fail(op, key, ErrorKind::kIo,
+             "cannot create directory \"" + dir.string() + "\": " + std::strerror(errno));
+      }
     }
   }
-  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const mode_t mode = options_.share_with_group ? 0660 : 0600;
+  int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0 && errno != EEXIST) {
     fail(op, key, ErrorKind::kIo, std::string("cannot create file: ") + std::strerror(errno));
   }
-  if (fd >= 0) ::close(fd);
+  if (fd >= 0) {
+    (void)::fchmod(fd, mode);  // whatever the umask: the group must be able to write
+    ::close(fd);
+  }
 }
 
 std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
@@ -483,17 +810,29 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
     conn->fork_generation = fork_generation();
     // The same file before and after the open: then the connection has that file open.
     std::optional<FileId> before = file_id(path_);
+    if (!before) {
+      if (attempt < 3) continue;  // deleted since ensure_file
+      fail(op, key, ErrorKind::kUnavailable, "the file is being replaced repeatedly");
+    }
+    if (!register_connection(*before)) {
+      fail(op, key, ErrorKind::kUnsupported,
+           "this process was forked while its parent had this file open through lockkit; "
+           "SQLite's record of the parent's locks on it was inherited without the locks, so "
+           "it cannot be used safely here: open it in a process that has not inherited it "
+           "(before the parent's first use, or after exec)");
+    }
+    conn->file = *before;
+    conn->registered = true;
     sqlite3* raw = nullptr;
     // No SQLITE_OPEN_CREATE: ensure_file made it with our mode; vanished since is retried.
     int rc =
         sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
     conn->db.reset(raw);
     std::optional<FileId> after = file_id(path_);
-    if (!before || before != after) {
+    if (before != after) {
       if (attempt < 3) continue;  // replaced while we opened it
       fail(op, key, ErrorKind::kUnavailable, "the file is being replaced repeatedly");
     }
-    conn->file = *before;
     if (rc != SQLITE_OK) {
       Failure f = classify(raw, rc, options_.busy_timeout, path_);
       fail(op, key, f.kind, f.cause);
@@ -531,9 +870,7 @@ std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op, std::stri
     while (!idle_.empty() && !found) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      if (conn->fork_generation != fork_generation()) {
-        (void)conn.release();  // inherited through fork(): see ~SqliteStore
-      } else if (current && conn->file == *current) {
+      if (current && conn->file == *current) {
         found = std::move(conn);
       } else {
         stale.push_back(std::move(conn));
@@ -546,10 +883,6 @@ std::unique_ptr<SqliteConn> SqliteStore::checkout(std::string_view op, std::stri
 }
 
 void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
-  if (conn->fork_generation != fork_generation()) {
-    (void)conn.release();  // checked out before a fork(): see ~SqliteStore
-    return;
-  }
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (idle_.size() < options_.max_idle_connections) {
@@ -560,39 +893,58 @@ void SqliteStore::checkin(std::unique_ptr<SqliteConn> conn) noexcept {
   conn.reset();  // closed outside the mutex
 }
 
-int SqliteStore::check_schema(Session& s) {
-  struct Column {
-    const char* name;
-    const char* type;
-    int pk;
-  };
-  static const std::array<Column, 2> kMeta = {{{"name", "TEXT", 1}, {"value", "", 0}}};
-  static const std::array<Column, 4> kLeases = {{{"key", "BLOB", 1},
-                                                 {"token", "BLOB", 0},
-                                                 {"fence", "INTEGER", 0},
-                                                 {"expires_at", "INTEGER", 0}}};
+namespace {
 
+struct Column {
+  const char* name;
+  const char* type;
+  int pk;
+};
+const std::array<Column, 2> kMetaColumns = {{{"name", "TEXT", 1}, {"value", "", 0}}};
+const std::array<Column, 4> kLeasesV1 = {{{"key", "BLOB", 1},
+                                          {"token", "BLOB", 0},
+                                          {"fence", "INTEGER", 0},
+                                          {"expires_at", "INTEGER", 0}}};
+const std::array<Column, 6> kLeasesV2 = {{{"key", "BLOB", 1},
+                                          {"token", "BLOB", 0},
+                                          {"fence", "INTEGER", 0},
+                                          {"expires_mono", "INTEGER", 0},
+                                          {"boot", "TEXT", 0},
+                                          {"expires_wall", "INTEGER", 0}}};
+
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+}  // namespace
+
+SqliteStore::SchemaInfo SqliteStore::check_schema(Session& s) {
   auto foreign = [&](const std::string& why) {
     s.throw_error(ErrorKind::kProtocol,
                   "foreign schema: " + why +
                       " (lockkit uses the tables lockkit_meta and lockkit_leases; "
                       "use another file)");
   };
-  int found = 0;
-  auto check_table = [&](const char* table, const auto& expected) {
+  auto exists = [&](const char* table) {
     sqlite3_stmt* raw = nullptr;
     std::string sql = std::string("SELECT type FROM sqlite_schema WHERE name = '") + table + "'";
     int rc = sqlite3_prepare_v2(s.db(), sql.c_str(), -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
     StmtPtr stmt(raw);
-    if (!s.step(raw)) return;
+    if (!s.step(raw)) return false;
     std::string type(column_blob(raw, 0));
     if (type != "table") foreign(std::string(table) + " is a " + type + ", not a table");
-    ++found;
-    sql = std::string("SELECT name, type, pk FROM pragma_table_info('") + table + "')";
-    rc = sqlite3_prepare_v2(s.db(), sql.c_str(), -1, &raw, nullptr);
+    return true;
+  };
+  auto check_columns = [&](const char* table, const auto& expected) {
+    sqlite3_stmt* raw = nullptr;
+    std::string sql = std::string("SELECT name, type, pk FROM pragma_table_info('") + table + "')";
+    int rc = sqlite3_prepare_v2(s.db(), sql.c_str(), -1, &raw, nullptr);
     if (rc != SQLITE_OK) s.fail(rc);
-    stmt.reset(raw);
+    StmtPtr stmt(raw);
     std::size_t i = 0;
     bool match = true;
     while (s.step(raw)) {
@@ -606,38 +958,124 @@ int SqliteStore::check_schema(Session& s) {
       foreign(std::string("table ") + table + " has other columns than lockkit's");
     }
   };
-  check_table("lockkit_meta", kMeta);
-  check_table("lockkit_leases", kLeases);
-  if (found == 1) foreign("only one of lockkit_meta and lockkit_leases exists");
-  if (found == 2) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(s.db(),
-                                "SELECT (SELECT value FROM lockkit_meta WHERE name = "
-                                "'schema_version'), (SELECT typeof(value) FROM lockkit_meta "
-                                "WHERE name = 'fence')",
-                                -1, &raw, nullptr);
-    if (rc != SQLITE_OK) s.fail(rc);
-    StmtPtr stmt(raw);
-    if (!s.step(raw) || sqlite3_column_type(raw, 0) != SQLITE_INTEGER) {
-      foreign("lockkit_meta has no schema_version");
-    }
-    std::int64_t version = sqlite3_column_int64(raw, 0);
-    if (version != kSchemaVersion) {
-      s.throw_error(ErrorKind::kProtocol,
-                    "schema version " + std::to_string(version) + ", this lockkit knows only " +
-                        std::to_string(kSchemaVersion) +
-                        (version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
-    }
-    if (column_blob(raw, 1) != "integer") foreign("lockkit_meta has no fence counter");
+  SchemaInfo info;
+  bool meta = exists("lockkit_meta");
+  if (meta) check_columns("lockkit_meta", kMetaColumns);
+  bool leases = exists("lockkit_leases");
+  info.tables = int{meta} + int{leases};
+  if (info.tables == 1) foreign("only one of lockkit_meta and lockkit_leases exists");
+  if (info.tables == 0) return info;
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(s.db(),
+                              "SELECT (SELECT value FROM lockkit_meta WHERE name = "
+                              "'schema_version'), (SELECT typeof(value) FROM lockkit_meta "
+                              "WHERE name = 'fence')",
+                              -1, &raw, nullptr);
+  if (rc != SQLITE_OK) s.fail(rc);
+  StmtPtr stmt(raw);
+  if (!s.step(raw) || sqlite3_column_type(raw, 0) != SQLITE_INTEGER) {
+    foreign("lockkit_meta has no schema_version");
   }
-  return found;
+  info.version = sqlite3_column_int64(raw, 0);
+  if (info.version > kSchemaVersion || info.version < 1) {
+    s.throw_error(ErrorKind::kProtocol,
+                  "schema version " + std::to_string(info.version) + ", this lockkit knows 1.." +
+                      std::to_string(kSchemaVersion) +
+                      (info.version > kSchemaVersion ? " (written by a newer lockkit)" : ""));
+  }
+  if (info.version == 1) {
+    check_columns("lockkit_leases", kLeasesV1);
+  } else {
+    check_columns("lockkit_leases", kLeasesV2);
+  }
+  if (column_blob(raw, 1) != "integer") foreign("lockkit_meta has no fence counter");
+  return info;
+}
+
+std::optional<std::string> SqliteStore::meta_text(Session& s, const char* name) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(s.db(), "SELECT value FROM lockkit_meta WHERE name = ?1", -1, &raw,
+                              nullptr);
+  if (rc != SQLITE_OK) s.fail(rc);
+  StmtPtr stmt(raw);
+  sqlite3_bind_text(raw, 1, name, -1, SQLITE_STATIC);
+  if (!s.step(raw)) return std::nullopt;
+  return std::string(column_blob(raw, 0));
+}
+
+void SqliteStore::set_meta_text(Session& s, const char* name, const std::string& value) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(s.db(),
+                              "INSERT INTO lockkit_meta (name, value) VALUES (?1, ?2) "
+                              "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                              -1, &raw, nullptr);
+  if (rc != SQLITE_OK) s.fail(rc);
+  StmtPtr stmt(raw);
+  sqlite3_bind_text(raw, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(raw, 2, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  if (s.step(raw)) s.unexpected_row();
+}
+
+bool SqliteStore::untouched_this_boot() const {
+  // The host's boot, on the wall clock: now minus the time since boot (suspend included).
+  const std::int64_t boot_began =
+      clock_ns(CLOCK_REALTIME) - (clock_ns(CLOCK_BOOTTIME) - offsets_.boottime);
+  for (const std::string& name : {path_, path_ + "-wal"}) {
+    struct stat st;
+    // An empty -wal holds nothing written (opening the file creates one).
+    if (::stat(name.c_str(), &st) != 0 || st.st_size == 0) continue;
+    std::int64_t mtime = std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+    if (mtime >= boot_began - to_ns(std::chrono::seconds(1))) return false;
+  }
+  return true;
+}
+
+void SqliteStore::migrate_from_1(Session& s) {
+  // Version 1 recorded one boot id for the file, and its leases' monotonic expiries.
+  std::optional<std::string> old_boot = meta_text(s, "boot_id");
+  const bool dead = old_boot != boot_ && untouched_this_boot();
+  const Now now = clocks();
+  s.exec_sql(kMigrateFrom1);
+  sqlite3_stmt* raw = nullptr;
+  int rc;
+  if (old_boot == boot_) {
+    // Same clock: the wall bound follows from the time left.
+    rc = sqlite3_prepare_v2(s.db(),
+                            "UPDATE lockkit_leases SET boot = ?1, expires_wall = ?2 + "
+                            "min(max(expires_mono - ?3, 0), ?4) + ?5",
+                            -1, &raw, nullptr);
+  } else if (dead) {
+    // Nothing wrote the file in this boot: every holder died with an earlier one.
+    rc = sqlite3_prepare_v2(s.db(), "DELETE FROM lockkit_leases", -1, &raw, nullptr);
+  } else {
+    // Written in this boot under another boot id view: the time left cannot be known, so
+    // assume the longest lease.
+    rc = sqlite3_prepare_v2(s.db(),
+                            "UPDATE lockkit_leases SET boot = ?1, expires_wall = ?2 + ?4 + ?5", -1,
+                            &raw, nullptr);
+  }
+  if (rc != SQLITE_OK) s.fail(rc);
+  StmtPtr stmt(raw);
+  const std::string& row_boot = old_boot ? *old_boot : std::string("unknown");
+  if (!dead) {
+    sqlite3_bind_text(raw, 1, (old_boot == boot_ ? boot_ : row_boot).c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(raw, 2, now.wall);
+    sqlite3_bind_int64(raw, 3, now.mono);
+    sqlite3_bind_int64(raw, 4, to_ns(kMaxLease));
+    sqlite3_bind_int64(raw, 5, to_ns(kWallMargin));
+  }
+  if (s.step(raw)) s.unexpected_row();
+  s.exec_sql("DELETE FROM lockkit_meta WHERE name = 'boot_id'");
+  if (old_boot && is_boot_id(*old_boot)) set_meta_text(s, "boots", *old_boot);
 }
 
 void SqliteStore::set_up(Session& s) {
   // Read-only checks first: a foreign file is rejected before anything in it changes. One read
   // transaction, so that a schema another process is creating is seen whole or not at all.
   s.exec_sql("BEGIN");
-  int found = check_schema(s);
+  SchemaInfo info = check_schema(s);
+  std::optional<std::string> boots;
+  if (info.tables == 2 && info.version == kSchemaVersion) boots = meta_text(s, "boots");
   s.exec_sql("COMMIT");
   // Persistent, and a no-op when already set. Needs the directory writable (for -wal, -shm).
   // SQLite answers BUSY at once, without its busy handler, while another connection reads the
@@ -657,41 +1095,34 @@ void SqliteStore::set_up(Session& s) {
     }
     if ((rc & 0xff) != SQLITE_BUSY || !s.wait_busy(attempt)) s.fail(rc);
   }
-  const std::string boot = read_boot_id();
-  if (found == 2 && stored_boot(s) == boot) return;  // the common case: nothing to write
+  auto known = [&](const std::optional<std::string>& list) {
+    if (!list) return false;
+    auto ids = split_words(*list);
+    return std::find(ids.begin(), ids.end(), boot_) != ids.end();
+  };
+  if (known(boots)) return;  // the common case: nothing to write
   s.exec(kBegin);
-  if (check_schema(s) == 0) s.exec_sql(kCreateSchema);  // re-checked under the write lock
-  // Leases from an earlier boot hold CLOCK_MONOTONIC values of a clock that restarted, and their
-  // holders died with that boot: drop them, and move fences past any a power loss took back.
-  std::optional<std::string> stored = stored_boot(s);
-  if (stored != boot) {
-    if (stored) {
-      s.exec_sql("DELETE FROM lockkit_leases");
+  info = check_schema(s);  // re-checked under the write lock
+  if (info.tables == 0) s.exec_sql(kCreateSchema);
+  if (info.version == 1) migrate_from_1(s);
+  // A boot id the file has not seen is a reboot or another view of this boot (a container, a
+  // bind-mounted boot id): nothing can tell which. Leases stay (each is judged by its own
+  // bounds); fences jump past any a power loss took back, once per boot id, so views that take
+  // turns do not jump on every open.
+  std::vector<std::string> ids = split_words(meta_text(s, "boots").value_or(""));
+  if (std::find(ids.begin(), ids.end(), boot_) == ids.end()) {
+    if (!ids.empty()) {
       s.exec_sql(("UPDATE lockkit_meta SET value = value + " + std::to_string(kRebootFenceJump) +
                   " WHERE name = 'fence'")
                      .c_str());
     }
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v2(s.db(),
-                                "INSERT INTO lockkit_meta (name, value) VALUES ('boot_id', ?1) "
-                                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                                -1, &raw, nullptr);
-    if (rc != SQLITE_OK) s.fail(rc);
-    StmtPtr stmt(raw);
-    sqlite3_bind_text(raw, 1, boot.data(), static_cast<int>(boot.size()), SQLITE_STATIC);
-    if (s.step(raw)) s.unexpected_row();
+    ids.push_back(boot_);
+    if (ids.size() > kMaxBoots) ids.erase(ids.begin(), ids.end() - kMaxBoots);
+    std::string joined;
+    for (const auto& id : ids) joined += (joined.empty() ? "" : " ") + id;
+    set_meta_text(s, "boots", joined);
   }
   s.exec(kCommit);
-}
-
-std::optional<std::string> SqliteStore::stored_boot(Session& s) {
-  sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v2(s.db(), "SELECT value FROM lockkit_meta WHERE name = 'boot_id'", -1,
-                              &raw, nullptr);
-  if (rc != SQLITE_OK) s.fail(rc);
-  StmtPtr stmt(raw);
-  if (!s.step(raw)) return std::nullopt;
-  return std::string(column_blob(raw, 0));
 }
 
 std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds ttl) {
@@ -704,14 +1135,15 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
     Session s(*this, "try_acquire", key);
     s.exec(kBegin);
     // Read after the write lock is ours: every earlier commit happened before this instant.
-    const std::int64_t now = store_now();
+    const Now now = clocks();
     {
       sqlite3_stmt* acquire = s.stmt(kAcquire);
       ResetGuard reset(acquire);
       bind_blob(acquire, 1, key);
       bind_blob(acquire, 2, token);
-      sqlite3_bind_int64(acquire, 3, now + to_ns(ttl));
-      sqlite3_bind_int64(acquire, 4, now);
+      sqlite3_bind_int64(acquire, 3, now.mono + to_ns(ttl));
+      sqlite3_bind_int64(acquire, 4, now.wall + to_ns(ttl) + to_ns(kWallMargin));
+      bind_clocks(acquire, now);
       if (s.step(acquire)) {
         won = true;
         fence = static_cast<std::uint64_t>(sqlite3_column_int64(acquire, 0));
@@ -728,7 +1160,7 @@ std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds 
       if (fence % kSweepEvery == 0) {
         sqlite3_stmt* sweep = s.stmt(kSweep);
         ResetGuard reset(sweep);
-        sqlite3_bind_int64(sweep, 1, now);
+        bind_clocks(sweep, now);
         if (s.step(sweep)) s.unexpected_row();
       }
     }
@@ -762,7 +1194,7 @@ bool SqliteStore::release(std::string_view key, std::string_view token) {
   ResetGuard reset(stmt);
   bind_blob(stmt, 1, key);
   bind_blob(stmt, 2, token);
-  sqlite3_bind_int64(stmt, 3, store_now());
+  bind_clocks(stmt, clocks());
   bool ours = false;
   while (s.step(stmt)) ours = sqlite3_column_int(stmt, 0) != 0;
   return ours;
@@ -772,11 +1204,12 @@ bool SqliteStore::extend(std::string_view key, std::string_view token, milliseco
   Session s(*this, "extend", key);
   sqlite3_stmt* stmt = s.stmt(kExtend);
   ResetGuard reset(stmt);
-  const std::int64_t now = store_now();
+  const Now now = clocks();
   bind_blob(stmt, 1, key);
   bind_blob(stmt, 2, token);
-  sqlite3_bind_int64(stmt, 3, now);
-  sqlite3_bind_int64(stmt, 4, now + to_ns(ttl));
+  sqlite3_bind_int64(stmt, 3, now.mono + to_ns(ttl));
+  sqlite3_bind_int64(stmt, 4, now.wall + to_ns(ttl) + to_ns(kWallMargin));
+  bind_clocks(stmt, now);
   if (s.step(stmt)) s.unexpected_row();
   return sqlite3_changes(s.db()) > 0;
 }
@@ -785,33 +1218,47 @@ std::optional<LockInfo> SqliteStore::status(std::string_view key) {
   Session s(*this, "status", key);
   sqlite3_stmt* stmt = s.stmt(kStatus);
   ResetGuard reset(stmt);
-  const std::int64_t now = store_now();
   bind_blob(stmt, 1, key);
-  sqlite3_bind_int64(stmt, 2, now);
+  bind_clocks(stmt, clocks());
   if (!s.step(stmt)) return std::nullopt;
   return LockInfo{std::string(key), static_cast<std::uint64_t>(sqlite3_column_int64(stmt, 0)),
-                  remaining(sqlite3_column_int64(stmt, 1), now)};
+                  remaining(sqlite3_column_int64(stmt, 1))};
 }
 
 std::vector<LockInfo> SqliteStore::list(std::string_view prefix) {
   Session s(*this, "list");
   sqlite3_stmt* stmt = s.stmt(kList);
   ResetGuard reset(stmt);
-  const std::int64_t now = store_now();
   bind_blob(stmt, 1, prefix);
-  sqlite3_bind_int64(stmt, 2, now);
+  bind_clocks(stmt, clocks());
   std::vector<LockInfo> out;
   while (s.step(stmt)) {
     std::string_view key = column_blob(stmt, 0);
     if (key.substr(0, prefix.size()) != prefix) break;  // sorted: past the prefix's range
     out.push_back(LockInfo{std::string(key),
                            static_cast<std::uint64_t>(sqlite3_column_int64(stmt, 1)),
-                           remaining(sqlite3_column_int64(stmt, 2), now)});
+                           remaining(sqlite3_column_int64(stmt, 2))});
   }
   return out;
 }
 
 }  // namespace detail
+
+std::string default_sqlite_path() {
+  // XDG: a relative XDG_STATE_HOME is invalid and must be ignored.
+  std::string dir;
+  if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && state[0] == '/') {
+    dir = state;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') {
+    dir = std::string(home) + "/.local/state";
+  } else if (const passwd* pw = ::getpwuid(::getuid());
+             pw != nullptr && pw->pw_dir != nullptr && pw->pw_dir[0] == '/') {
+    dir = std::string(pw->pw_dir) + "/.local/state";
+  } else {
+    return {};
+  }
+  return (std::filesystem::path(dir) / "lockkit" / "locks.db").lexically_normal().string();
+}
 
 SqliteLockApi::SqliteLockApi(SqliteOptions options)
     : store_(std::make_shared<detail::SqliteStore>(std::move(options))) {}

@@ -47,6 +47,12 @@ SqliteOptions parse_sqlite_url(std::string_view url) {
     }
     options.full_sync = *sync == "full";
   }
+  if (auto share = query.take("share")) {
+    if (*share != "user" && *share != "group") {
+      detail::throw_bad_url(url, "share: must be \"user\" or \"group\", got \"" + *share + "\"");
+    }
+    options.share_with_group = *share == "group";
+  }
   if (auto idle = query.take_uint("max_idle", 1, 1024)) options.max_idle_connections = *idle;
   query.finish();
   return options;

@@ -11,7 +11,7 @@ namespace {
 
 ConformanceCase FileCase() {
   static TempDir dir;  // lives until exit; every case opens the same file
-  std::string path = dir.file("conformance/locks.db");
+  std::string path = dir.file("locks.db");
   return ConformanceCase{
       .name = "File",
       .make = [path]() -> std::shared_ptr<LockApi> { return make_sqlite_lock_api({.path = path}); },

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // What only sqlite:// has: URLs, file creation and modes, bad files, busy timeout, reclaiming
 // expired rows, fences across reopening and reboots.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -9,7 +10,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -77,6 +83,11 @@ BackendError backend_error(F&& fn) {
   }
   ADD_FAILURE() << "expected BackendError, nothing was thrown";
   return BackendError("none", ErrorKind::kProtocol, "nothing thrown");
+}
+
+// Opens `path` and makes one call: the database is opened by the first call, not the factory.
+void open_and_use(const std::string& path) {
+  (void)make_sqlite_lock_api({.path = path})->status("probe");
 }
 
 mode_t mode_of(const std::string& path) {
@@ -158,6 +169,7 @@ TEST(SqliteUrl, RelativePathIsResolvedOnceAtOpen) {
   TempDir dir;
   auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(dir.path());
+  std::filesystem::create_directory("sub");
   auto api = std::make_unique<SqliteLockApi>(SqliteOptions{.path = "sub/locks.db"});
   std::filesystem::current_path(cwd);
   EXPECT_EQ(api->path(), dir.file("sub/locks.db"));
@@ -186,20 +198,128 @@ TEST(SqliteOptions, BadOptionsAreRejectedByName) {
 
 // --- Files --------------------------------------------------------------------------------
 
-TEST(SqliteFile, CreatesFileAndParentsPrivately) {
+TEST(SqliteFile, CreatesFilePrivately) {
   TempDir dir;
-  const std::string path = dir.file("a/b/locks.db");
+  const std::string path = dir.file("locks.db");
   mode_t old_umask = ::umask(0);  // the modes must not depend on a lax umask
   auto api = make_sqlite_lock_api({.path = path});
   ::umask(old_umask);
-  EXPECT_EQ(mode_of(dir.file("a")), 0700u);
-  EXPECT_EQ(mode_of(dir.file("a/b")), 0700u);
   EXPECT_EQ(mode_of(path), 0600u);
   auto lock = api->try_acquire("k", 10s);
   ASSERT_TRUE(lock);
   EXPECT_EQ(mode_of(path + "-wal"), 0600u);
   RawDb raw(path);
   EXPECT_EQ(raw.query("PRAGMA journal_mode"), "wal");
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(SqliteFile, OnlyTheDefaultLocationGetsItsDirectoriesCreated) {
+  TempDir dir;
+  ScopedEnv state("XDG_STATE_HOME", dir.file("state"));
+  const std::string path = dir.file("state/lockkit/locks.db");
+  EXPECT_EQ(default_sqlite_path(), path);
+  mode_t old_umask = ::umask(0);
+  auto api = lockkit::open("sqlite://" + path);
+  ::umask(old_umask);
+  EXPECT_EQ(mode_of(dir.file("state")), 0700u);
+  EXPECT_EQ(mode_of(dir.file("state/lockkit")), 0700u);
+  EXPECT_EQ(mode_of(path), 0600u);
+  EXPECT_TRUE(api->try_acquire("k", 10s));
+  // Anywhere else a missing directory is a typo until proven otherwise: two processes with
+  // two spellings must not get two lock files.
+  const std::string typo = dir.file("no/such/dir/locks.db");
+  auto e = backend_error([&] { (void)lockkit::open("sqlite://" + typo); });
+  EXPECT_EQ(e.kind(), ErrorKind::kIo);
+  EXPECT_THAT(e.what(), HasSubstr("directory \"" + dir.file("no/such/dir") + "\" does not exist"));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("no")));
+}
+
+TEST(SqliteFile, GroupOrWorldWritableFilesAreRefusedUnlessShared) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  open_and_use(path);
+  for (mode_t mode : {0660, 0620, 0666, 0606}) {
+    ::chmod(path.c_str(), mode);
+    auto e = backend_error([&] { (void)lockkit::open("sqlite://" + path)->status("k"); });
+    EXPECT_EQ(e.kind(), ErrorKind::kIo);
+    EXPECT_THAT(e.what(), HasSubstr(path));
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode));
+    EXPECT_THAT(e.what(), HasSubstr(text));
+    EXPECT_THAT(e.what(), HasSubstr(mode & S_IWOTH ? "world-writable" : "share=group"));
+  }
+  ::chmod(path.c_str(), 0600);
+  // The -wal and -shm count too (SQLite gives new ones the database's mode).
+  for (const char* suffix : {"-wal", "-shm"}) {
+    { std::ofstream(path + suffix, std::ios::app); }
+    ::chmod((path + suffix).c_str(), 0666);
+    EXPECT_THAT(backend_error([&] { (void)lockkit::open("sqlite://" + path)->status("k"); }).what(),
+                HasSubstr(path + suffix + "\" is world-writable"));
+    ::chmod((path + suffix).c_str(), 0600);
+  }
+}
+
+TEST(SqliteFile, GroupSharingCreates0660AndAcceptsGroupWritable) {
+  TempDir dir;
+  const std::string path = dir.file("shared.db");
+  mode_t old_umask = ::umask(022);  // a usual umask must not take the group's write bit
+  auto api = lockkit::open("sqlite://" + path + "?share=group");
+  ::umask(old_umask);
+  EXPECT_EQ(mode_of(path), 0660u);
+  ASSERT_TRUE(api->try_acquire("k", 10s));
+  EXPECT_EQ(mode_of(path + "-wal"), 0660u);
+  EXPECT_EQ(mode_of(path + "-shm"), 0660u);
+  // World-writable stays refused, shared or not.
+  ::chmod(path.c_str(), 0666);
+  EXPECT_THAT(backend_error([&] {
+                (void)lockkit::open("sqlite://" + path + "?share=group")->status("k");
+              }).what(),
+              HasSubstr("world-writable"));
+  EXPECT_THROW((void)lockkit::open("sqlite://" + path + "?share=everyone"), std::invalid_argument);
+}
+
+TEST(SqliteFile, HardLinkedDatabaseIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  const std::string link = dir.file("other-name.db");
+  auto api = lockkit::open("sqlite://" + path);
+  auto held = api->try_acquire("k", 30s);
+  ASSERT_TRUE(held);
+  ASSERT_EQ(::link(path.c_str(), link.c_str()), 0);
+  // Through the second name SQLite would use other-name.db-wal/-shm: a second lock table.
+  auto e = backend_error([&] {
+    auto other = lockkit::open("sqlite://" + link);
+    if (other->try_acquire("k", 30s)) ADD_FAILURE() << "two holders of one key";
+  });
+  EXPECT_EQ(e.kind(), ErrorKind::kIo);
+  EXPECT_THAT(e.what(), HasSubstr(link));
+  EXPECT_THAT(e.what(), HasSubstr("2 hard links"));
+  // A symbolic link is one file under one name: fine.
+  const std::string sym = dir.file("symlink.db");
+  ::unlink(link.c_str());
+  ASSERT_EQ(::symlink(path.c_str(), sym.c_str()), 0);
+  EXPECT_FALSE(lockkit::open("sqlite://" + sym)->try_acquire("k", 30s));
 }
 
 TEST(SqliteFile, LastCloseLeavesAnEmptyWal) {
@@ -234,7 +354,7 @@ TEST(SqliteFile, NotADatabaseIsReportedWithPath) {
     std::ofstream out(path);
     for (int i = 0; i < 200; ++i) out << "these are my notes, not a database\n";
   }
-  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  auto e = backend_error([&] { open_and_use(path); });
   EXPECT_EQ(e.kind(), ErrorKind::kIo);
   EXPECT_STREQ(e.backend(), "sqlite");
   EXPECT_THAT(e.what(), HasSubstr(path));
@@ -250,7 +370,7 @@ TEST(SqliteFile, ForeignSchemaIsRejectedAndLeftUntouched) {
                        "INSERT INTO lockkit_leases (owner) VALUES ('alice')"),
               SQLITE_OK);
   }
-  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  auto e = backend_error([&] { open_and_use(path); });
   EXPECT_EQ(e.kind(), ErrorKind::kProtocol);
   EXPECT_THAT(e.what(), HasSubstr(path));
   EXPECT_THAT(e.what(), HasSubstr("foreign schema"));
@@ -269,26 +389,24 @@ TEST(SqliteFile, HalfASchemaOrAViewIsForeign) {
     raw.exec(
         "CREATE TABLE lockkit_meta (name TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID");
   }
-  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = half}); }).what(),
-              HasSubstr("only one of"));
+  EXPECT_THAT(backend_error([&] { open_and_use(half); }).what(), HasSubstr("only one of"));
   const std::string view = dir.file("view.db");
   {
     RawDb raw(view);
     raw.exec("CREATE VIEW lockkit_leases AS SELECT 1");
   }
-  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = view}); }).what(),
-              HasSubstr("is a view"));
+  EXPECT_THAT(backend_error([&] { open_and_use(view); }).what(), HasSubstr("is a view"));
 }
 
 TEST(SqliteFile, NewerSchemaVersionIsRejected) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
-  { auto api = make_sqlite_lock_api({.path = path}); }
+  open_and_use(path);
   {
     RawDb raw(path);
     raw.exec("UPDATE lockkit_meta SET value = 7 WHERE name = 'schema_version'");
   }
-  auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
+  auto e = backend_error([&] { open_and_use(path); });
   EXPECT_THAT(e.what(), HasSubstr("schema version 7"));
   EXPECT_THAT(e.what(), HasSubstr("newer lockkit"));
 }
@@ -296,13 +414,12 @@ TEST(SqliteFile, NewerSchemaVersionIsRejected) {
 TEST(SqliteFile, MissingFenceCounterIsReported) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
-  { auto api = make_sqlite_lock_api({.path = path}); }
+  open_and_use(path);
   {
     RawDb raw(path);
     raw.exec("DELETE FROM lockkit_meta WHERE name = 'fence'");
   }
-  EXPECT_THAT(backend_error([&] { (void)make_sqlite_lock_api({.path = path}); }).what(),
-              HasSubstr("no fence counter"));
+  EXPECT_THAT(backend_error([&] { open_and_use(path); }).what(), HasSubstr("no fence counter"));
 }
 
 TEST(SqliteFile, UnrelatedTablesAreLeftAlone) {
@@ -322,14 +439,13 @@ TEST(SqliteFile, UnrelatedTablesAreLeftAlone) {
   EXPECT_EQ(raw.count("sqlite_schema WHERE type = 'table'"), 3);  // users + our two
 }
 
-TEST(SqliteFile, MissingParentThatCannotBeCreatedIsReported) {
+TEST(SqliteFile, ParentThatIsNotADirectoryIsReported) {
   TempDir dir;
   { std::ofstream(dir.file("plain-file")) << "x"; }
   const std::string path = dir.file("plain-file/sub/locks.db");
   auto e = backend_error([&] { (void)make_sqlite_lock_api({.path = path}); });
   EXPECT_EQ(e.kind(), ErrorKind::kIo);
   EXPECT_THAT(e.what(), HasSubstr(path));
-  EXPECT_THAT(e.what(), HasSubstr("cannot create directory"));
   EXPECT_THAT(e.what(), HasSubstr("Not a directory"));
 }
 
@@ -389,7 +505,7 @@ std::string as_unprivileged(F&& fn) {
 
 std::string open_error(const std::string& path) {
   try {
-    (void)make_sqlite_lock_api({.path = path});
+    open_and_use(path);
     return "opened";
   } catch (const BackendError& e) {
     return std::string(to_string(e.kind())) + "|" + e.what();
@@ -414,7 +530,7 @@ TEST(SqliteFile, ReadOnlyDatabaseFileIsReported) {
   TempDir dir;
   ::chmod(dir.path().c_str(), 0777);  // the directory is writable: only the file is not
   const std::string path = dir.file("locks.db");
-  { auto api = make_sqlite_lock_api({.path = path}); }
+  open_and_use(path);
   ::chmod(path.c_str(), 0444);
   std::string out = as_unprivileged([&] { return open_error(path); });
   EXPECT_THAT(out, HasSubstr("io|"));
@@ -446,15 +562,22 @@ TEST(SqliteFile, DeletedFileIsNoticedAtTheNextCall) {
 
 TEST(SqliteFile, DeletedFileIsMadeAnewByTheNextCall) {
   TempDir dir;
+  std::filesystem::create_directory(dir.file("sub"));
   const std::string path = dir.file("sub/locks.db");
   auto api = make_sqlite_lock_api({.path = path});
   { ASSERT_TRUE(api->try_acquire("k", 30s)); }
-  std::filesystem::remove_all(dir.file("sub"));
+  remove_database(path);
   auto lock = api->try_acquire("k", 30s);
   ASSERT_TRUE(lock);
   EXPECT_EQ(mode_of(path), 0600u);
-  RawDb raw(path);
-  EXPECT_EQ(raw.count("lockkit_leases"), 1);
+  {
+    RawDb raw(path);
+    EXPECT_EQ(raw.count("lockkit_leases"), 1);
+  }
+  // Its directory deleted too: an error naming it, not a new directory.
+  std::filesystem::remove_all(dir.file("sub"));
+  EXPECT_THAT(backend_error([&] { (void)api->try_acquire("k", 30s); }).what(),
+              HasSubstr("does not exist"));
 }
 
 // --- Busy timeout -------------------------------------------------------------------------
@@ -508,32 +631,145 @@ TEST(SqliteFence, IncreasesAcrossReopeningTheFile) {
   }
 }
 
-TEST(SqliteFence, RebootDropsLeasesAndJumpsFences) {
+std::string this_boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string boot;
+  std::getline(in, boot);
+  return boot;
+}
+
+std::int64_t clock_ns(clockid_t id) {
+  struct timespec ts {};
+  ::clock_gettime(id, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+constexpr const char* kOtherBoot = "0badb007-0000-4000-8000-00000000f00d";
+
+TEST(SqliteFence, RebootKeepsLiveLeasesAndJumpsFencesOnce) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
-  std::uint64_t before = 0;
   auto api = make_sqlite_lock_api({.path = path});
-  auto lock = api->try_acquire("k", 1h);
-  ASSERT_TRUE(lock);
-  before = lock->fence();
+  auto stale = api->try_acquire("stale", 1h);
+  auto live = api->try_acquire("live", 1h);
+  ASSERT_TRUE(stale && live);
+  const std::uint64_t before = live->fence();
   {
-    // Pretend the file was last used in another boot (whose monotonic clock ran much further).
+    // Pretend both were written in an earlier boot (whose monotonic clock ran much further):
+    // `stale`'s wall-clock bound has passed, `live`'s has not.
     RawDb raw(path);
-    ASSERT_EQ(raw.exec("UPDATE lockkit_meta SET value = 'an-earlier-boot' WHERE name = 'boot_id';"
-                       "UPDATE lockkit_leases SET expires_at = 9000000000000000000"),
+    std::int64_t wall = clock_ns(CLOCK_REALTIME);
+    ASSERT_EQ(raw.exec("UPDATE lockkit_meta SET value = '" + std::string(kOtherBoot) +
+                       "' WHERE name = 'boots';"
+                       "UPDATE lockkit_leases SET expires_mono = 9000000000000000000, boot = '" +
+                       kOtherBoot + "', expires_wall = CASE key WHEN CAST('stale' AS BLOB) THEN " +
+                       std::to_string(wall - 1) + " ELSE " +
+                       std::to_string(wall + 3'600'000'000'000) + " END"),
               SQLITE_OK);
   }
   auto after_reboot = make_sqlite_lock_api({.path = path});
-  EXPECT_FALSE(after_reboot->status("k")) << "a lease from an earlier boot survived";
-  auto next = after_reboot->try_acquire("k", 10s);
+  EXPECT_FALSE(after_reboot->status("stale")) << "a lease past its wall-clock bound survived";
+  EXPECT_TRUE(after_reboot->status("live")) << "a lease within its wall-clock bound was dropped";
+  EXPECT_FALSE(after_reboot->try_acquire("live", 10s));
+  auto next = after_reboot->try_acquire("stale", 10s);
   ASSERT_TRUE(next);
   EXPECT_GT(next->fence(), before + (std::uint64_t{1} << 32) - 1);
-  EXPECT_FALSE(lock->release()) << "the pre-reboot token still owned the key";
+  EXPECT_FALSE(stale->release()) << "the pre-reboot token still owned the key";
+  // The boot id is remembered: opening again from either boot id jumps no further.
+  auto again = make_sqlite_lock_api({.path = path});
+  auto later = again->try_acquire("other", 10s);
+  ASSERT_TRUE(later);
+  EXPECT_LT(later->fence(), next->fence() + 10);
   RawDb raw(path);
-  std::ifstream boot_file("/proc/sys/kernel/random/boot_id");
-  std::string boot;
-  std::getline(boot_file, boot);
-  EXPECT_EQ(raw.query("SELECT value FROM lockkit_meta WHERE name = 'boot_id'"), boot);
+  EXPECT_EQ(raw.query("SELECT value FROM lockkit_meta WHERE name = 'boots'"),
+            std::string(kOtherBoot) + " " + this_boot_id());
+}
+
+TEST(SqliteFence, SameBootIdWithARestartedClockFallsBackToTheWallClock) {
+  // A fixed boot id that survives reboots (some containers): a monotonic expiry further ahead
+  // than any lease can last comes from a clock that restarted.
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  auto old = api->try_acquire("k", 1h);
+  ASSERT_TRUE(old);
+  {
+    RawDb raw(path);
+    ASSERT_EQ(raw.exec("UPDATE lockkit_leases SET expires_mono = 9000000000000000000, "
+                       "expires_wall = " +
+                       std::to_string(clock_ns(CLOCK_REALTIME) - 1)),
+              SQLITE_OK);
+  }
+  EXPECT_TRUE(api->try_acquire("k", 10s));
+}
+
+TEST(SqliteSchema, Version1FilesAreMigratedKeepingLiveLeases) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  const std::int64_t mono = clock_ns(CLOCK_MONOTONIC);
+  {
+    RawDb raw(path);
+    ASSERT_EQ(
+        raw.exec("PRAGMA journal_mode=WAL;"
+                 "CREATE TABLE lockkit_meta (name TEXT PRIMARY KEY NOT NULL, value NOT NULL) "
+                 "WITHOUT ROWID;"
+                 "CREATE TABLE lockkit_leases (key BLOB PRIMARY KEY NOT NULL, token BLOB NOT "
+                 "NULL, fence INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+                 "INSERT INTO lockkit_meta (name, value) VALUES ('schema_version', 1), "
+                 "('fence', 7), ('boot_id', '" +
+                 this_boot_id() +
+                 "');"
+                 "INSERT INTO lockkit_leases VALUES (CAST('live' AS BLOB), CAST('t' AS BLOB), "
+                 "7, " +
+                 std::to_string(mono + 60'000'000'000) +
+                 "), (CAST('gone' AS BLOB), CAST('u' AS BLOB), 6, " + std::to_string(mono - 1) +
+                 ")"),
+        SQLITE_OK);
+  }
+  auto api = make_sqlite_lock_api({.path = path});
+  auto info = api->status("live");
+  ASSERT_TRUE(info) << "a live version-1 lease was lost in the migration";
+  EXPECT_EQ(info->fence, 7u);
+  EXPECT_LE(info->remaining, 60s);
+  EXPECT_GT(info->remaining, 50s);
+  EXPECT_FALSE(api->try_acquire("live", 10s));
+  auto lock = api->try_acquire("gone", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(lock->fence(), 8u) << "same boot: no fence jump";
+  RawDb raw(path);
+  EXPECT_EQ(raw.query("SELECT value FROM lockkit_meta WHERE name = 'schema_version'"), "2");
+  // A version-1 process still holding the file open now fails instead of misreading rows.
+  EXPECT_NE(raw.exec("UPDATE lockkit_leases SET expires_at = 0"), SQLITE_OK);
+}
+
+TEST(SqliteSchema, Version1FileFromAnEarlierBootDropsItsLeases) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  {
+    RawDb raw(path);
+    ASSERT_EQ(
+        raw.exec("PRAGMA journal_mode=WAL;"
+                 "CREATE TABLE lockkit_meta (name TEXT PRIMARY KEY NOT NULL, value NOT NULL) "
+                 "WITHOUT ROWID;"
+                 "CREATE TABLE lockkit_leases (key BLOB PRIMARY KEY NOT NULL, token BLOB NOT "
+                 "NULL, fence INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+                 "INSERT INTO lockkit_meta (name, value) VALUES ('schema_version', 1), "
+                 "('fence', 7), ('boot_id', '" +
+                 std::string(kOtherBoot) +
+                 "');"
+                 "INSERT INTO lockkit_leases VALUES (CAST('k' AS BLOB), CAST('t' AS BLOB), 7, "
+                 "9000000000000000000)"),
+        SQLITE_OK);
+  }
+  // Last written long before this boot began: its holders died with their boot.
+  for (const char* suffix : {"", "-wal"}) {
+    struct timespec times[2] = {{946684800, 0}, {946684800, 0}};  // 2000-01-01
+    ::utimensat(AT_FDCWD, (path + suffix).c_str(), times, 0);
+  }
+  auto api = make_sqlite_lock_api({.path = path});
+  auto lock = api->try_acquire("k", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_GT(lock->fence(), std::uint64_t{1} << 32);
 }
 
 TEST(SqliteReclaim, ReleasedRowsAreDeletedAtOnce) {
@@ -644,39 +880,6 @@ TEST(SqliteThreads, ShareOneApiThroughASmallPool) {
   EXPECT_EQ(overlaps.load(), 0);
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(counter, kThreads * kRounds);
-}
-
-TEST(SqliteFork, ChildOpensItsOwnConnections) {
-  TempDir dir;
-  auto api = make_sqlite_lock_api({.path = dir.file("locks.db")});
-  auto held = api->try_acquire("parent", 30s);  // leaves an idle connection in the pool
-  ASSERT_TRUE(held);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    // The child uses the same LockApi: inherited connections must be neither used nor closed.
-    int code = 0;
-    try {
-      for (int i = 0; i < 20 && code == 0; ++i) {
-        if (api->try_acquire("parent", 30s)) code = 2;  // the parent's lease must hold
-        auto lock = api->try_acquire("child", 30s);
-        if (!lock || !lock->release()) code = 3;
-      }
-    } catch (...) {
-      code = 4;
-    }
-    ::_exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  // The parent's connections still work, and its lease is intact.
-  EXPECT_FALSE(api->try_acquire("parent", 30s));
-  auto info = api->status("parent");
-  ASSERT_TRUE(info);
-  EXPECT_EQ(info->fence, held->fence());
-  EXPECT_TRUE(held->release());
-  EXPECT_TRUE(api->try_acquire("child", 30s));
 }
 
 }  // namespace

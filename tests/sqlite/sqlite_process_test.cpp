@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lockkit/errors.hpp"
+#include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
 #include "sqlite/sqlite_test_util.hpp"
 
@@ -105,7 +106,7 @@ TEST(SqliteProcesses, RaceToCreateTheFileHasNoLosers) {
   constexpr int kProcesses = 6;
   for (int round = 0; round < kRounds; ++round) {
     TempDir dir;
-    const std::string url = "sqlite://" + dir.file("new/locks.db");
+    const std::string url = "sqlite://" + dir.file("locks.db");
     std::vector<Child> children;
     for (int i = 0; i < kProcesses; ++i) {
       children.push_back(spawn({"open", url}, false, true));
@@ -120,7 +121,8 @@ TEST(SqliteProcesses, KilledHolderFreesKeyWhenItsLeaseExpires) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
   constexpr auto kTtl = 2s;
-  auto api = make_sqlite_lock_api({.path = path});  // opened first: after the kill, no delay
+  auto api = make_sqlite_lock_api({.path = path});
+  (void)api->status("k");  // opened first: after the kill, no delay
   Child holder =
       spawn({"hold", "sqlite://" + path, "k", std::to_string(kTtl.count() * 1000)}, true);
   ASSERT_GT(holder.pid, 0);
@@ -146,6 +148,7 @@ TEST(SqliteProcesses, WriterKilledInsideATransactionBlocksNobody) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
   auto api = make_sqlite_lock_api({.path = path, .busy_timeout = 300ms});
+  (void)api->status("k");  // the first call creates the schema
   Child staller = spawn({"stall", path}, true);
   ASSERT_GT(staller.pid, 0);
   ASSERT_EQ(read_line(staller.out), "ready");
@@ -161,6 +164,93 @@ TEST(SqliteProcesses, WriterKilledInsideATransactionBlocksNobody) {
   auto lock = api->try_acquire("k", 10s);
   ASSERT_TRUE(lock);
   EXPECT_EQ(lock->fence(), 1u);
+}
+
+// Runs the worker with `args` and returns the first line it prints; fails the test unless it
+// exits 0. Exit 77 means a namespace could not be made (the reason is on stderr): that is a
+// failure too, never a skip.
+std::string run_worker(const std::vector<std::string>& args) {
+  Child c = spawn(args, true);
+  EXPECT_GT(c.pid, 0);
+  if (c.pid <= 0) return {};
+  std::string line = read_line(c.out);
+  int status = wait_for(c);
+  EXPECT_EQ(status, 0) << "worker " << args[0] << " failed (77: cannot set up its namespace; "
+                       << "these tests need root): " << line;
+  return line;
+}
+
+std::uint64_t fence_of(const std::string& line) {
+  EXPECT_EQ(line.rfind("got ", 0), 0u) << line;
+  return line.rfind("got ", 0) == 0 ? std::stoull(line.substr(4)) : 0;
+}
+
+TEST(SqliteNamespaces, TimeNamespaceCannotTakeALiveLease) {
+  TempDir dir;
+  const std::string url = "sqlite://" + dir.file("locks.db");
+  auto api = lockkit::open(url);
+  auto held = api->try_acquire("k", 60s);
+  ASSERT_TRUE(held);
+  // CLOCK_MONOTONIC there reads 100000 s ahead: every lease would look long expired.
+  EXPECT_EQ(run_worker({"timens", "100000", "try", url, "k", "10000"}), "busy")
+      << "a process in a time namespace took a live lease";
+  // And its own leases expire on the host's clock: 5 s, not 100000 s + 5 s.
+  fence_of(run_worker({"timens", "100000", "take", url, "n", "5000"}));
+  auto info = api->status("n");
+  ASSERT_TRUE(info) << "the namespaced worker's lease is not seen as live";
+  EXPECT_LE(info->remaining, 5000ms);
+  EXPECT_GT(info->remaining, 0ms);
+  // A namespace behind the host: its leases must not look expired to the host. (Its clock
+  // must stay positive: it reads about 1 s there.)
+  long behind = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+                                      std::chrono::steady_clock::now().time_since_epoch())
+                                      .count()) -
+                1;
+  fence_of(run_worker({"timens", std::to_string(-behind), "take", url, "m", "60000"}));
+  EXPECT_FALSE(api->try_acquire("m", 10s)) << "the host took a lease from a namespace behind it";
+}
+
+TEST(SqliteNamespaces, AnotherBootIdViewNeverWipesLiveLeasesAndFencesNeverGoBack) {
+  TempDir dir;
+  const std::string url = "sqlite://" + dir.file("locks.db");
+  const std::string fake = dir.file("boot_id");
+  { std::ofstream(fake) << "0badb007-0000-4000-8000-00000000f00d\n"; }
+  auto api = lockkit::open(url);
+  auto held = api->try_acquire("k", 60s);
+  ASSERT_TRUE(held);
+  const std::uint64_t first = held->fence();
+  std::uint64_t last = first;
+  // The two views take turns, as a container and its host would.
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(run_worker({"bootid", fake, "try", url, "k", "10000"}), "busy")
+        << "round " << round << ": another boot id view took (or wiped) a live lease";
+    std::string key = "view" + std::to_string(round);
+    std::uint64_t f = fence_of(run_worker({"bootid", fake, "take", url, key, "60000"}));
+    EXPECT_GT(f, last) << "round " << round;
+    last = f;
+    auto host = lockkit::open(url);  // a new open in this view, as a new process would
+    EXPECT_TRUE(host->status("k")) << "round " << round << ": our live lease was wiped";
+    EXPECT_TRUE(host->status(key)) << "round " << round << ": the other view's lease was wiped";
+    auto mine = host->try_acquire("host" + std::to_string(round), 60s);
+    ASSERT_TRUE(mine);
+    EXPECT_GT(mine->fence(), last) << "round " << round;
+    last = mine->fence();
+  }
+  // One jump of 2^32 for the new boot id, not one per open from alternating views.
+  EXPECT_LT(last - first, 2 * (std::uint64_t{1} << 32));
+  EXPECT_TRUE(held->release());
+}
+
+TEST(SqliteNamespaces, UnreadableBootIdIsAnError) {
+  TempDir dir;
+  const std::string url = "sqlite://" + dir.file("locks.db");
+  const std::string empty = dir.file("empty");
+  { std::ofstream(empty) << ""; }
+  Child c = spawn({"bootid", empty, "try", url, "k", "10000"}, true);
+  ASSERT_GT(c.pid, 0);
+  std::string line = read_line(c.out);
+  EXPECT_EQ(wait_for(c), 1) << line;
+  EXPECT_NE(line.find("/proc/sys/kernel/random/boot_id"), std::string::npos) << line;
 }
 
 }  // namespace
