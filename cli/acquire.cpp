@@ -52,7 +52,7 @@ Result acquire(const AcquireArgs& args) {
     if (end.signal != 0) {
       diagnose("acquire: interrupted by signal " + std::to_string(end.signal) +
                " while waiting for \"" + display_key(key) + "\"");
-      return {Outcome::kChild, 128 + end.signal};
+      return {Outcome::kInterrupted, end.signal};
     }
     diagnose("\"" + display_key(key) + "\" is held by someone else" +
              (wait ? " (waited " + args.wait.value_or("") + ")" : ""));
@@ -62,7 +62,7 @@ Result acquire(const AcquireArgs& args) {
     give_back(*lock);
     diagnose("acquire: interrupted by signal " + std::to_string(sig) + "; released \"" +
              display_key(key) + "\" again");
-    return {Outcome::kChild, 128 + sig};
+    return {Outcome::kInterrupted, sig};
   }
   std::string out = "{";
   append_key_fields(out, lock->key());

@@ -41,6 +41,8 @@ int exit_status(const Result& result) noexcept {
       return 1;
     case Outcome::kChild:
       return result.child_status;
+    case Outcome::kInterrupted:
+      return 128 + result.child_status;  // as a shell reports a death by that signal
   }
   return 71;
 }

@@ -29,6 +29,7 @@ enum class Outcome {
   kNoPermission,  // 77 EX_NOPERM: the store refused our credentials (`ErrorKind::kAuth`)
   kNotHeld,       // 1: `release`/`extend` with a token that no longer holds the lock
   kChild,         // CMD's own status (`Result::child_status`)
+  kInterrupted,   // 128 + N: signal N (`Result::child_status`) ended a wait for the lock
 };
 
 // The default status for a busy key (EX_TEMPFAIL); `--conflict-exit-code` replaces it.
@@ -36,7 +37,7 @@ inline constexpr int kDefaultConflictExitCode = 75;
 
 struct Result {
   Outcome outcome = Outcome::kOk;
-  int child_status = 0;                        // with kChild: 0..255, 128+signal, 126 or 127
+  int child_status = 0;  // kChild: 0..255, 128+signal, 126 or 127; kInterrupted: the signal
   int busy_status = kDefaultConflictExitCode;  // with kBusy
 };
 

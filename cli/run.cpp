@@ -327,7 +327,7 @@ Result run(const RunArgs& args) {
     if (end.signal != 0) {
       diagnose("run: interrupted by signal " + std::to_string(end.signal) +
                " while waiting for \"" + display_key(key) + "\"");
-      return {Outcome::kChild, 128 + end.signal};
+      return {Outcome::kInterrupted, end.signal};
     }
     diagnose("run: \"" + display_key(key) + "\" is held by someone else" +
              (wait ? " (waited " + *args.wait + ")" : ""));

@@ -31,6 +31,7 @@ TEST(ExitStatus, FollowsSysexitsAndPassesTheCommandsStatus) {
   EXPECT_EQ(exit_status({Outcome::kNoPermission}), 77);
   EXPECT_EQ(exit_status({Outcome::kChild, 143}), 143);
   EXPECT_EQ(exit_status({Outcome::kChild, 0}), 0);
+  EXPECT_EQ(exit_status({Outcome::kInterrupted, 2}), 130);
 }
 
 TEST(ExitStatus, ExceptionsMapToTheirOutcome) {
