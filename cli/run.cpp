@@ -446,7 +446,7 @@ Result run(const RunArgs& args) {
       } else if (stop_signal != 0) {
         why = "the command has been stopped (signal " + std::to_string(stop_signal) + ") for " +
               format_remaining(std::chrono::duration_cast<milliseconds>(now - stopped_since)) +
-              ", and a stopped command is not renewed for";
+              " (the lease of a stopped command is not renewed)";
       } else if (args.no_renew) {
         why = "--no-renew was given";
       } else if (since != 0) {
