@@ -2,11 +2,15 @@
 // Exit statuses, diagnostics, key and duration arguments, and the choice of backend.
 #include "common.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/url.hpp"
 #include "json.hpp"
@@ -24,17 +28,23 @@ int exit_status(const Result& result) noexcept {
     case Outcome::kUnavailable:
       return 69;  // EX_UNAVAILABLE
     case Outcome::kLeaseLost:
-      return 70;  // EX_SOFTWARE
+      return 70;  // lockkit's documented "lease lost" status since its first release
+    case Outcome::kInternal:
+      return 71;  // EX_OSERR: fork, pipe, signalfd, poll... failed (or a bug)
+    case Outcome::kIoError:
+      return 74;  // EX_IOERR
     case Outcome::kBusy:
-      return 75;  // EX_TEMPFAIL
+      return result.busy_status;  // EX_TEMPFAIL unless --conflict-exit-code
+    case Outcome::kNoPermission:
+      return 77;  // EX_NOPERM
     case Outcome::kNotHeld:
       return 1;
     case Outcome::kChild:
       return result.child_status;
-    case Outcome::kInternal:
-      return 70;  // EX_SOFTWARE
+    case Outcome::kInterrupted:
+      return 128 + result.child_status;  // as a shell reports a death by that signal
   }
-  return 70;
+  return 71;
 }
 
 void diagnose(std::string_view message) noexcept {
@@ -67,7 +77,7 @@ Result fail(const std::exception_ptr& error, std::string_view context) noexcept 
     return {Outcome::kUsage};
   } catch (const BackendError& e) {
     diagnose(e.what());
-    return {Outcome::kUnavailable};
+    return {e.kind() == ErrorKind::kAuth ? Outcome::kNoPermission : Outcome::kUnavailable};
   } catch (const std::exception& e) {
     diagnose(std::string("internal error: ") + e.what());
     return {Outcome::kInternal};
@@ -152,11 +162,107 @@ std::chrono::milliseconds parse_ttl(std::string_view text, std::string_view what
 }
 
 std::chrono::milliseconds parse_wait(std::string_view text) {
+  if (text == "forever") return kWaitForever;
   auto d = detail::parse_duration(text, "wait");
   if (d > kMaxTtl) {
-    throw std::invalid_argument("wait: must be 0ms..7d, got \"" + std::string(text) + "\"");
+    throw std::invalid_argument("wait: must be 0ms..7d or forever, got \"" + std::string(text) +
+                                "\"");
   }
   return d;
+}
+
+int parse_conflict_exit_code(const std::optional<std::string>& text) {
+  if (!text) return kDefaultConflictExitCode;
+  const std::string& t = *text;
+  if (t.empty() || t.size() > 3 || t.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(t) > 255) {
+    throw UsageError("conflict-exit-code: must be a number 0..255, got \"" + t + "\"");
+  }
+  return std::stoi(t);
+}
+
+namespace {
+
+// Returns the contents of `path` ("-": stdin) for an option that names a secret: the error
+// messages name the option and the file, never its contents.
+std::string read_secret(const std::string& path, std::string_view option) {
+  std::string opt(option);
+  int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw UsageError(opt + ": cannot open \"" + path + "\": " + std::strerror(errno));
+  }
+  std::string data;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      if (fd != STDIN_FILENO) ::close(fd);
+      throw UsageError(opt + ": cannot read \"" + path + "\": " + std::strerror(err));
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+    if (data.size() > 65536) {
+      if (fd != STDIN_FILENO) ::close(fd);
+      throw UsageError(opt + ": \"" + path + "\" is larger than 64 KiB");
+    }
+  }
+  if (fd != STDIN_FILENO) ::close(fd);
+  // The first line, without its line end and trailing blanks (as `echo` and editors leave them).
+  data = data.substr(0, data.find('\n'));
+  while (!data.empty() && (data.back() == '\r' || data.back() == ' ' || data.back() == '\t')) {
+    data.pop_back();
+  }
+  if (data.empty()) throw UsageError(opt + ": \"" + path + "\" is empty");
+  return data;
+}
+
+std::atomic<bool> g_detached_thread{false};
+
+}  // namespace
+
+std::string resolve_token(const TokenSource& source) {
+  if (source.token && source.file) throw UsageError("give --token or --token-file, not both");
+  if (source.token) {
+    if (source.token->empty()) throw UsageError("token: must not be empty");
+    return *source.token;
+  }
+  if (source.file) return read_secret(*source.file, "token-file");
+  if (const char* env = std::getenv("LOCKKIT_TOKEN"); env != nullptr && env[0] != '\0') {
+    return env;
+  }
+  throw UsageError("missing --token (or --token-file, or LOCKKIT_TOKEN in the environment)");
+}
+
+std::chrono::milliseconds drift_for(std::string_view backend, std::chrono::milliseconds ttl) {
+  // These stores measure expiry on this host's steady clock (or have no expiry at all).
+  if (backend == "sqlite" || backend == "memory" || backend == "noop") {
+    return std::chrono::milliseconds(0);
+  }
+  return ttl / 100 + std::chrono::milliseconds(2);
+}
+
+void note_detached_thread() noexcept {
+  g_detached_thread.store(true);
+}
+
+bool has_detached_thread() noexcept {
+  return g_detached_thread.load();
+}
+
+bool write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) {
+      errno = EIO;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
 }
 
 std::string default_backend_url() {
@@ -168,7 +274,15 @@ std::string default_backend_url() {
 }
 
 std::string backend_url(const Common& common) {
-  if (!common.backend.empty()) return common.backend;
+  if (common.backend && common.backend_file) {
+    throw UsageError("give --backend or --backend-file, not both");
+  }
+  if (common.backend) {
+    // An explicitly empty URL is a mistake (an unset variable in a script), not "the default".
+    if (common.backend->empty()) throw UsageError("backend: empty URL");
+    return *common.backend;
+  }
+  if (common.backend_file) return read_secret(*common.backend_file, "backend-file");
   if (const char* env = std::getenv("LOCKKIT_BACKEND"); env != nullptr && env[0] != '\0') {
     return env;
   }

@@ -19,19 +19,26 @@ namespace lockkit::cli {
 
 // How a subcommand ended. Turned into a number by `exit_status` only.
 enum class Outcome {
-  kOk,           // 0
-  kUsage,        // 64: bad arguments, unknown scheme, malformed URL
-  kUnavailable,  // 69: the store failed (`BackendError`)
-  kLeaseLost,    // 70: `run` stopped CMD because the lease could not be kept
-  kBusy,         // 75: the key is held by someone else (after `--wait`, if given)
-  kNotHeld,      // 1: `release`/`extend` with a token that no longer holds the lock
-  kChild,        // CMD's own status (`Result::child_status`)
-  kInternal,     // 70 (EX_SOFTWARE): a bug or resource exhaustion in lockkit itself
+  kOk,            // 0
+  kUsage,         // 64 EX_USAGE: bad arguments, unknown scheme, malformed URL
+  kUnavailable,   // 69 EX_UNAVAILABLE: the store failed (`BackendError`)
+  kLeaseLost,     // 70: `run` stopped CMD because the lease could not be kept
+  kInternal,      // 71 EX_OSERR: a failed system call or a bug in lockkit itself
+  kIoError,       // 74 EX_IOERR: the result could not be written to stdout
+  kBusy,          // 75 EX_TEMPFAIL, or --conflict-exit-code: the key is held by someone else
+  kNoPermission,  // 77 EX_NOPERM: the store refused our credentials (`ErrorKind::kAuth`)
+  kNotHeld,       // 1: `release`/`extend` with a token that no longer holds the lock
+  kChild,         // CMD's own status (`Result::child_status`)
+  kInterrupted,   // 128 + N: signal N (`Result::child_status`) ended a wait for the lock
 };
+
+// The default status for a busy key (EX_TEMPFAIL); `--conflict-exit-code` replaces it.
+inline constexpr int kDefaultConflictExitCode = 75;
 
 struct Result {
   Outcome outcome = Outcome::kOk;
-  int child_status = 0;  // with kChild: 0..255, 128+signal, 126 or 127
+  int child_status = 0;  // kChild: 0..255, 128+signal, 126 or 127; kInterrupted: the signal
+  int busy_status = kDefaultConflictExitCode;  // with kBusy
 };
 
 // Returns the process exit status for `result`: the one place where the numbers are decided.
@@ -52,8 +59,16 @@ void diagnose(std::string_view message) noexcept;
 
 // Options every subcommand has.
 struct Common {
-  std::string backend;  // --backend; empty: $LOCKKIT_BACKEND, else the embedded default
-  bool json = false;    // --json
+  std::optional<std::string> backend;       // -b/--backend URL
+  std::optional<std::string> backend_file;  // --backend-file FILE ("-": stdin)
+  bool json = false;                        // --json
+};
+
+// Where the owner token comes from for `release`/`extend`: --token, else --token-file, else
+// $LOCKKIT_TOKEN.
+struct TokenSource {
+  std::optional<std::string> token;  // --token T
+  std::optional<std::string> file;   // --token-file FILE ("-": stdin)
 };
 
 // A key given as text (`--key`) or as hex bytes (`--key-hex`), exactly one of them.
@@ -67,6 +82,7 @@ struct RunArgs {
   KeyArg key;
   std::string ttl;
   std::optional<std::string> wait;
+  std::optional<std::string> conflict_exit_code;
   bool no_renew = false;
   std::vector<std::string> command;  // after "--"
   bool saw_separator = false;        // "--" was present
@@ -77,12 +93,13 @@ struct AcquireArgs {
   KeyArg key;
   std::string ttl;
   std::optional<std::string> wait;
+  std::optional<std::string> conflict_exit_code;
 };
 
 struct TokenArgs {  // release, extend
   Common common;
   KeyArg key;
-  std::string token;
+  TokenSource token;
   std::string ttl;  // extend only
 };
 
@@ -109,13 +126,38 @@ std::string resolve_key(const KeyArg& arg, std::string_view name, bool required 
 
 // Parses a duration option (`--ttl 30s`); throws `std::invalid_argument` naming `what`.
 std::chrono::milliseconds parse_ttl(std::string_view text, std::string_view what);
-// Parses `--wait`: like a ttl, but 0 is allowed (one attempt).
+// `--wait forever`: retry until the key is free (or a signal ends the wait).
+inline constexpr std::chrono::milliseconds kWaitForever = std::chrono::milliseconds::max();
+// Parses `--wait`: like a ttl, but 0 is allowed (one attempt), and "forever" gives
+// `kWaitForever`.
 std::chrono::milliseconds parse_wait(std::string_view text);
+// Parses `--conflict-exit-code` (0..255); absent gives `kDefaultConflictExitCode`.
+int parse_conflict_exit_code(const std::optional<std::string>& text);
+
+// Returns the owner token from `source` (see `TokenSource`). Throws `UsageError` if none is
+// given, both --token and --token-file are, or the file cannot be read or holds no token.
+std::string resolve_token(const TokenSource& source);
+
+// Returns the safety margin that `LockApi`'s locks subtract from a lease of `ttl` for local
+// validity on `backend` (e.g. "redis"): 0 for the stores that expire leases on this host's
+// steady clock (sqlite, memory, noop), otherwise 1% of ttl + 2 ms, as the network stores do.
+std::chrono::milliseconds drift_for(std::string_view backend, std::chrono::milliseconds ttl);
+
+// Set once lockkit leaves a thread behind that is still blocked in a store call (a hanging
+// store, see `run`): `main` then ends the process without running static destructors.
+void note_detached_thread() noexcept;
+bool has_detached_thread() noexcept;
+
+// Writes all of `data` to `fd` (retrying short writes and EINTR). Returns false with errno set
+// if it could not.
+bool write_all(int fd, std::string_view data) noexcept;
 
 // Returns the embedded default backend URL:
 // sqlite://$XDG_STATE_HOME/lockkit/locks.db, or ~/.local/state/lockkit/locks.db.
 std::string default_backend_url();
-// Returns --backend, else $LOCKKIT_BACKEND, else `default_backend_url()`.
+// Returns --backend, else the first line of --backend-file, else $LOCKKIT_BACKEND (unless
+// empty), else `default_backend_url()`. Throws `UsageError` for an empty --backend, both
+// --backend and --backend-file, or an unreadable or empty file.
 std::string backend_url(const Common& common);
 // Opens the chosen backend. Throws like `lockkit::open`.
 std::shared_ptr<LockApi> open_backend(const Common& common);

@@ -3,7 +3,10 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,7 +24,7 @@ struct KeyOptions {
   CLI::Option* hex_option = nullptr;
 
   void add(CLI::App& app, const std::string& name) {
-    text_option = app.add_option("--" + name, text);
+    text_option = app.add_option((name == "key" ? "-k,--" : "--") + name, text);
     hex_option = app.add_option("--" + name + "-hex", hex);
   }
   KeyArg get() const {
@@ -51,18 +54,30 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
   app.set_help_flag();  // our own help pages, and no parser exit codes
   app.fallthrough();
   bool help = false, version = false;
-  std::string backend;
+  std::string backend, backend_file;
   app.add_flag("-h,--help", help);
-  app.add_flag("--version", version);
-  app.add_option("--backend", backend);
+  app.add_flag("-V,--version", version);
+  CLI::Option* backend_option = app.add_option("-b,--backend", backend);
+  CLI::Option* backend_file_option = app.add_option("--backend-file", backend_file);
 
   struct Sub {
     CLI::App* app;
     bool help = false;
     bool json = false;
     KeyOptions key;
-    std::string ttl, wait, token;
+    std::string ttl, wait, token, token_file, conflict;
     CLI::Option* wait_option = nullptr;
+    CLI::Option* token_option = nullptr;
+    CLI::Option* token_file_option = nullptr;
+    CLI::Option* conflict_option = nullptr;
+
+    static std::optional<std::string> value(const CLI::Option* o, const std::string& v) {
+      if (o == nullptr || o->count() == 0) return std::nullopt;
+      return v;
+    }
+    TokenSource token_source() const {
+      return {value(token_option, token), value(token_file_option, token_file)};
+    }
   };
   std::vector<std::string> names = {"run", "acquire", "release", "extend", "status", "list"};
   std::vector<Sub> subs(names.size());
@@ -75,9 +90,17 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
     s.app->set_help_flag();
     s.app->add_flag("-h,--help", s.help);
     s.key.add(*s.app, name == "list" ? "prefix" : "key");
-    if (name == "run" || name == "acquire" || name == "extend") s.app->add_option("--ttl", s.ttl);
-    if (name == "run" || name == "acquire") s.wait_option = s.app->add_option("--wait", s.wait);
-    if (name == "release" || name == "extend") s.app->add_option("--token", s.token);
+    if (name == "run" || name == "acquire" || name == "extend") {
+      s.app->add_option("-t,--ttl", s.ttl);
+    }
+    if (name == "run" || name == "acquire") {
+      s.wait_option = s.app->add_option("-w,--wait", s.wait);
+      s.conflict_option = s.app->add_option("--conflict-exit-code", s.conflict);
+    }
+    if (name == "release" || name == "extend") {
+      s.token_option = s.app->add_option("--token", s.token);
+      s.token_file_option = s.app->add_option("--token-file", s.token_file);
+    }
     // acquire prints JSON either way; --json is accepted for symmetry.
     if (name != "run" && name != "release") s.app->add_flag("--json", s.json);
     if (name == "run") {
@@ -141,16 +164,20 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
     throw UsageError("missing \"--\" before the command (lockkit run --key K --ttl D -- " +
                      stray.front() + " ...)");
   }
-  Common common{backend, sub->json};
-  std::optional<std::string> wait;
-  if (sub->wait_option != nullptr && sub->wait_option->count() > 0) wait = sub->wait;
+  Common common{Sub::value(backend_option, backend), Sub::value(backend_file_option, backend_file),
+                sub->json};
+  auto wait = Sub::value(sub->wait_option, sub->wait);
+  auto conflict = Sub::value(sub->conflict_option, sub->conflict);
   if (parsed_name == "run") {
-    RunArgs args{common, sub->key.get(), sub->ttl, wait, no_renew, command, saw_separator};
+    RunArgs args{common,   sub->key.get(), sub->ttl, wait,
+                 conflict, no_renew,       command,  saw_separator};
     return run(args);
   }
-  if (parsed_name == "acquire") return acquire({common, sub->key.get(), sub->ttl, wait});
-  if (parsed_name == "release") return release({common, sub->key.get(), sub->token, {}});
-  if (parsed_name == "extend") return extend({common, sub->key.get(), sub->token, sub->ttl});
+  if (parsed_name == "acquire") return acquire({common, sub->key.get(), sub->ttl, wait, conflict});
+  if (parsed_name == "release") return release({common, sub->key.get(), sub->token_source(), {}});
+  if (parsed_name == "extend") {
+    return extend({common, sub->key.get(), sub->token_source(), sub->ttl});
+  }
   if (parsed_name == "status") return status({common, sub->key.get()});
   return list({common, sub->key.get()});
 }
@@ -168,8 +195,10 @@ int main(int argc, char** argv) {
     result = fail(std::current_exception(), context);
   }
   if (std::fflush(stdout) != 0) {
-    diagnose("cannot write to stdout");
-    if (result.outcome == Outcome::kOk) result = {Outcome::kInternal};
+    diagnose(std::string("cannot write to stdout: ") + std::strerror(errno));
+    if (result.outcome == Outcome::kOk) result = {Outcome::kIoError};
   }
+  // A thread still blocked in a call to a hanging store must not meet static destructors.
+  if (has_detached_thread()) std::_Exit(exit_status(result));
   return exit_status(result);
 }

@@ -8,9 +8,9 @@ namespace lockkit::cli {
 
 Result release(const TokenArgs& args) {
   std::string key = resolve_key(args.key, "key");
-  if (args.token.empty()) throw UsageError("missing --token");
+  std::string token = resolve_token(args.token);
   auto api = open_backend(args.common);
-  if (!api->release(key, args.token)) {
+  if (!api->release(key, token)) {
     diagnose("release: the token does not hold \"" + display_key(key) +
              "\" (expired, released or taken over)");
     return {Outcome::kNotHeld};

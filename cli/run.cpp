@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,13 +19,18 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common.hpp"
+#include "json.hpp"
 #include "lockkit/errors.hpp"
+#include "signals.hpp"
 #include "wait.hpp"
 
 namespace lockkit::cli {
@@ -34,9 +38,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-// Signals that lockkit passes on to the command's process group instead of dying from them.
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 template <class T>
 T clamp_ms(T d, long long lo, long long hi) {
@@ -50,51 +51,6 @@ struct KillSchedule {
   milliseconds margin;  // between SIGKILL and the deadline (scheduling, signal delivery)
   explicit KillSchedule(milliseconds ttl)
       : grace(clamp_ms(ttl / 10, 10, 5'000)), margin(clamp_ms(ttl / 20, 5, 1'000)) {}
-};
-
-// Blocks the forwarded signals and SIGCHLD (read through a signalfd instead) and SIGTTOU (so
-// that handing the terminal back and forth never stops us); restores the mask when destroyed.
-// Create it before any thread starts, so that every thread inherits the mask.
-// Thread safety: one thread (the event loop) at a time.
-class SignalGuard {
- public:
-  SignalGuard() {
-    sigemptyset(&set_);
-    for (int sig : kForwarded) sigaddset(&set_, sig);
-    sigaddset(&set_, SIGCHLD);
-    sigset_t blocked = set_;
-    sigaddset(&blocked, SIGTTOU);
-    if (int err = pthread_sigmask(SIG_BLOCK, &blocked, &old_); err != 0) {
-      throw std::runtime_error(std::string("pthread_sigmask: ") + std::strerror(err));
-    }
-    fd_ = ::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (fd_ < 0) {
-      int err = errno;
-      pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-      throw std::runtime_error(std::string("signalfd: ") + std::strerror(err));
-    }
-  }
-  ~SignalGuard() {
-    ::close(fd_);
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SignalGuard(const SignalGuard&) = delete;
-  SignalGuard& operator=(const SignalGuard&) = delete;
-
-  int fd() const { return fd_; }
-  const sigset_t& old_mask() const { return old_; }
-
-  // Returns the next pending signal, or 0.
-  int next() const {
-    signalfd_siginfo info{};
-    if (::read(fd_, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) return 0;
-    return static_cast<int>(info.ssi_signo);
-  }
-
- private:
-  sigset_t set_{};
-  sigset_t old_{};
-  int fd_ = -1;
 };
 
 // An fd that closes itself. Thread safety: one thread at a time.
@@ -114,92 +70,174 @@ class Fd {
   int fd_;
 };
 
+// What the event loop and the renewal thread share. Owned by both: a renewal thread that is
+// still blocked in a call to a hanging store when the command has gone is left behind (see
+// `Renewer::stop`), and must still find everything it uses.
+// Thread safety: the atomics and the members guarded by `mu` may be used from any thread;
+// `lock` only by the renewal thread while it runs, and by others only once it has ended.
+struct LeaseState {
+  LeaseState(Lock held, milliseconds lease_ttl)
+      : lock(std::move(held)),
+        ttl(lease_ttl),
+        notify(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+        valid_until(lock->valid_until().time_since_epoch().count()) {
+    if (notify.get() < 0) throw std::runtime_error("eventfd failed");
+  }
+
+  std::optional<Lock> lock;
+  const milliseconds ttl;
+  Fd notify;  // an eventfd: poked by the renewal thread on every change
+  std::atomic<Clock::rep> valid_until;
+  std::atomic<bool> lost{false};               // the store said the lease is no longer ours
+  std::atomic<Clock::rep> in_flight_since{0};  // start of the pending renewal; 0: none
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;       // guarded by mu
+  bool paused = false;     // guarded by mu: the command is stopped, so no renewals
+  bool in_call = false;    // guarded by mu: a renewal is waiting for the store
+  std::string last_error;  // guarded by mu
+};
+
 // Renews the lease every ttl/3 on its own thread; after a failed renewal it retries every
-// ttl/10 (10 ms..1 s) until stopped. Publishes the lease's local deadline and whether the store
-// said the lease is gone, and pokes `notify_fd` (an eventfd) on every change.
-// Thread safety: `valid_until`, `lost` and `last_error` may be called from any thread; the
-// `Lock` is used only by the renewal thread between `start` and `stop`.
+// ttl/10 (10 ms..1 s) until stopped; while paused (the command is stopped) it does not renew,
+// and renews at once when resumed. Publishes the lease's local deadline and whether the store
+// said the lease is gone in the shared `LeaseState`, and pokes its eventfd on every change.
+// Thread safety: all members may be called from the event loop's thread.
 class Renewer {
  public:
-  Renewer(Lock& lock, milliseconds ttl, int notify_fd)
-      : lock_(lock),
-        ttl_(ttl),
-        notify_fd_(notify_fd),
-        valid_until_(lock.valid_until().time_since_epoch().count()) {}
+  explicit Renewer(std::shared_ptr<LeaseState> state) : state_(std::move(state)) {}
   ~Renewer() { stop(); }
   Renewer(const Renewer&) = delete;
   Renewer& operator=(const Renewer&) = delete;
 
   void start() {
-    thread_ = std::thread([this] { loop(); });
-  }
-  void stop() {
-    {
-      std::lock_guard<std::mutex> guard(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    thread_ = std::thread([state = state_] { loop(*state); });
   }
 
-  Clock::time_point valid_until() const {
-    return Clock::time_point(Clock::duration(valid_until_.load()));
+  // Pauses (the command was stopped) or resumes (it was continued) the renewals.
+  void pause(bool paused) {
+    {
+      std::lock_guard<std::mutex> guard(state_->mu);
+      state_->paused = paused;
+    }
+    state_->cv.notify_all();
   }
-  bool lost() const { return lost_.load(); }
-  std::string last_error() const {
-    std::lock_guard<std::mutex> guard(mu_);
-    return last_error_;
+
+  // Stops renewing. Returns true if the renewal thread has ended (or never ran): the lock is
+  // the caller's again. Returns false if a renewal is still waiting for the store: the thread is
+  // left to finish it on its own (it never renews again), so that a hanging store cannot delay
+  // lockkit's exit; the lock must then not be used any more.
+  bool stop() {
+    bool in_call = false;
+    {
+      std::lock_guard<std::mutex> guard(state_->mu);
+      state_->stop = true;
+      in_call = state_->in_call;
+    }
+    state_->cv.notify_all();
+    if (!thread_.joinable()) return !detached_;
+    if (in_call) {
+      thread_.detach();
+      detached_ = true;
+      note_detached_thread();
+      return false;
+    }
+    thread_.join();
+    return true;
   }
 
  private:
-  void loop() {
-    const auto period = std::max(Clock::duration(ttl_ / 3), Clock::duration(milliseconds(1)));
-    const auto retry = clamp_ms(Clock::duration(ttl_ / 10), 10, 1'000);
+  static void loop(LeaseState& s) {
+    const auto period = std::max(Clock::duration(s.ttl / 3), Clock::duration(milliseconds(1)));
+    const auto retry = clamp_ms(Clock::duration(s.ttl / 10), 10, 1'000);
     auto next = Clock::now() + period;
     for (;;) {
       {
-        std::unique_lock<std::mutex> lk(mu_);
-        if (cv_.wait_until(lk, next, [this] { return stop_; })) return;
+        std::unique_lock<std::mutex> lk(s.mu);
+        for (;;) {
+          if (s.stop) return;
+          if (s.paused) {
+            s.cv.wait(lk, [&s] { return s.stop || !s.paused; });
+            next = Clock::now();  // continued: the lease has not been renewed meanwhile
+            continue;
+          }
+          if (Clock::now() >= next) break;
+          s.cv.wait_until(lk, next);
+        }
+        s.in_call = true;
       }
       auto attempt = Clock::now();
+      s.in_flight_since.store(attempt.time_since_epoch().count());
+      std::string error;
+      bool lost = false;
       try {
-        if (!lock_.extend(ttl_)) {
-          set_error("the store says the lease is no longer ours");
-          lost_.store(true);
-          poke();
-          return;
+        if (!s.lock->extend(s.ttl)) {
+          error = "the store says the lease is no longer ours";
+          lost = true;
+        } else {
+          s.valid_until.store(s.lock->valid_until().time_since_epoch().count());
+          next = attempt + period;
         }
-        valid_until_.store(lock_.valid_until().time_since_epoch().count());
-        next = attempt + period;
       } catch (const std::exception& e) {
-        set_error(e.what());
+        error = e.what();
         next = attempt + retry;
       }
-      poke();
+      s.in_flight_since.store(0);
+      {
+        std::lock_guard<std::mutex> guard(s.mu);
+        s.in_call = false;
+        if (!error.empty()) s.last_error = std::move(error);
+      }
+      if (lost) s.lost.store(true);
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(s.notify.get(), &one, sizeof one);
+      if (lost) return;
     }
   }
 
-  void set_error(std::string message) {
-    std::lock_guard<std::mutex> guard(mu_);
-    last_error_ = std::move(message);
-  }
-
-  void poke() {
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(notify_fd_, &one, sizeof one);
-  }
-
-  Lock& lock_;
-  const milliseconds ttl_;
-  const int notify_fd_;
-  std::atomic<Clock::rep> valid_until_;
-  std::atomic<bool> lost_{false};
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;       // guarded by mu_
-  std::string last_error_;  // guarded by mu_
+  std::shared_ptr<LeaseState> state_;
   std::thread thread_;
+  bool detached_ = false;
 };
+
+// Runs `release` on a thread of its own and waits for it until `deadline`. Returns true/false
+// as `release` did, rethrows what it threw, or returns an empty optional if it had not finished
+// by then: the thread is then left to finish on its own (see `note_detached_thread`).
+std::optional<bool> release_until(std::function<bool()> release, Clock::time_point deadline) {
+  struct Call {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;         // guarded by mu
+    bool ours = false;         // guarded by mu
+    std::exception_ptr error;  // guarded by mu
+  };
+  auto call = std::make_shared<Call>();
+  std::thread worker([call, release = std::move(release)] {
+    bool ours = false;
+    std::exception_ptr error;
+    try {
+      ours = release();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> guard(call->mu);
+    call->done = true;
+    call->ours = ours;
+    call->error = error;
+    call->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lk(call->mu);
+  if (!call->cv.wait_until(lk, deadline, [&] { return call->done; })) {
+    lk.unlock();
+    worker.detach();
+    note_detached_thread();
+    return std::nullopt;
+  }
+  lk.unlock();
+  worker.join();
+  if (call->error) std::rethrow_exception(call->error);
+  return call->ours;
+}
 
 int status_of(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
@@ -207,9 +245,19 @@ int status_of(int wait_status) {
   return 70;
 }
 
-// The value of LOCKKIT_KEY: the key itself, or its escaped form if it contains a NUL byte.
-std::string key_for_environment(const std::string& key) {
-  return key.find('\0') == std::string::npos ? key : display_key(key);
+// Sets the command's LOCKKIT_* variables. An environment variable cannot hold a NUL byte, and
+// any escaping would make some keys look like others, so: LOCKKIT_KEY is the key exactly as it
+// is when it has no NUL byte and is unset otherwise; LOCKKIT_KEY_HEX is always its exact bytes.
+// Unset explicitly: a lockkit run inside another one must not pass on the outer key.
+void set_environment(const Lock& lock) {
+  if (lock.key().find('\0') == std::string::npos) {
+    ::setenv("LOCKKIT_KEY", lock.key().c_str(), 1);
+  } else {
+    ::unsetenv("LOCKKIT_KEY");
+  }
+  ::setenv("LOCKKIT_KEY_HEX", hex(lock.key()).c_str(), 1);
+  ::setenv("LOCKKIT_TOKEN", lock.token().c_str(), 1);
+  ::setenv("LOCKKIT_FENCE", std::to_string(lock.fence()).c_str(), 1);
 }
 
 struct Spawned {
@@ -264,34 +312,38 @@ Result run(const RunArgs& args) {
   auto ttl = parse_ttl(args.ttl, "ttl");
   std::optional<milliseconds> wait;
   if (args.wait) wait = parse_wait(*args.wait);
+  const int conflict_status = parse_conflict_exit_code(args.conflict_exit_code);
   if (!args.saw_separator) {
     throw UsageError("missing \"--\" before the command (lockkit run --key K --ttl D -- CMD)");
   }
   if (args.command.empty()) throw UsageError("no command after \"--\"");
 
   // Before anything that may start threads, so that every thread has these signals blocked.
-  SignalGuard signals;
-  auto api = open_backend(args.common);
+  SignalGuard signals(/*with_sigchld=*/true);
+  std::shared_ptr<LockApi> api = open_backend(args.common);
   WaitEnd end;
-  auto lock = take_lock(*api, key, ttl, wait, signals.fd(), end);
-  if (!lock) {
+  auto taken = take_lock(*api, key, ttl, wait, signals.fd(), end);
+  if (!taken) {
     if (end.signal != 0) {
       diagnose("run: interrupted by signal " + std::to_string(end.signal) +
                " while waiting for \"" + display_key(key) + "\"");
-      return {Outcome::kChild, 128 + end.signal};
+      return {Outcome::kInterrupted, end.signal};
     }
     diagnose("run: \"" + display_key(key) + "\" is held by someone else" +
              (wait ? " (waited " + *args.wait + ")" : ""));
-    return {Outcome::kBusy};
+    return {Outcome::kBusy, 0, conflict_status};
   }
-
+  const std::string token = taken->token();
   // The child inherits these; we are still single-threaded, so setenv is safe.
-  ::setenv("LOCKKIT_KEY", key_for_environment(key).c_str(), 1);
-  ::setenv("LOCKKIT_TOKEN", lock->token().c_str(), 1);
-  ::setenv("LOCKKIT_FENCE", std::to_string(lock->fence()).c_str(), 1);
+  set_environment(*taken);
+  auto state = std::make_shared<LeaseState>(std::move(*taken), ttl);
 
+  // Orphans of the command (its background jobs, once their parent exits) become our children,
+  // so that we are told when they exit and can tell when the process group is empty.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   const bool terminal = ::isatty(STDIN_FILENO) == 1 && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
   Spawned child = spawn(args.command, signals.old_mask(), terminal);
+  const pid_t group = child.pid;
   auto give_back_terminal = [&] {
     if (terminal) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
   };
@@ -303,13 +355,14 @@ Result run(const RunArgs& args) {
     bool missing = child.exec_errno == ENOENT || child.exec_errno == ENOTDIR;
     diagnose("run: cannot execute \"" + args.command[0] + "\": " + std::strerror(child.exec_errno));
     try {
-      lock->release();
+      state->lock->release();
     } catch (const BackendError&) {  // the lease ends by itself; the status says what happened
     }
     return {Outcome::kChild, missing ? 127 : 126};
   }
 
-  // If lockkit itself fails from here on, the command must not outlive the lock handle.
+  // If lockkit itself fails from here on, nothing the command started may outlive the lock
+  // handle.
   struct Reaper {
     pid_t pid;
     bool armed = true;
@@ -322,82 +375,150 @@ Result run(const RunArgs& args) {
     }
   } reaper{child.pid};
 
-  Fd notify(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (notify.get() < 0) throw std::runtime_error("eventfd failed");
-  Renewer renewer(*lock, ttl, notify.get());
+  Renewer renewer(state);
   if (!args.no_renew) renewer.start();
 
   const KillSchedule schedule(ttl);
   bool stopping = false;  // we sent SIGTERM because the lease is (about to be) lost
   bool killed = false;    // ... and then SIGKILL
   Clock::time_point kill_at{};
-  int wait_status = 0;
+  bool leader_done = false;  // the command itself has exited; its group may live on
+  int leader_status = 0;
+  int stop_signal = 0;  // non-zero while the command is stopped (SIGSTOP, SIGTTIN, SIGTTOU)
+  Clock::time_point stopped_since{};
   for (;;) {
-    pid_t r = ::waitpid(child.pid, &wait_status, WNOHANG | WUNTRACED);
-    if (r == child.pid && WIFSTOPPED(wait_status)) {
-      // Ctrl-Z would leave the holder paused, the terminal stuck and the lease renewed
-      // forever: job control of CMD is not supported, it simply continues.
-      if (WSTOPSIG(wait_status) == SIGTSTP) ::killpg(child.pid, SIGCONT);
-      continue;
-    }
-    if (r == child.pid) {
-      reaper.armed = false;
-      break;
-    }
-    if (r < 0 && errno != EINTR) throw std::runtime_error("waitpid failed");
-
     auto now = Clock::now();
-    auto valid_until = renewer.valid_until();
+    for (;;) {
+      int st = 0;
+      pid_t r = ::waitpid(-1, &st, WNOHANG | WUNTRACED | WCONTINUED);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;             // none changed (ECHILD: none left)
+      if (r != child.pid) continue;  // an orphan of the command's, reaped (we are its subreaper)
+      if (WIFSTOPPED(st)) {
+        // Ctrl-Z would leave the terminal stuck: job control of CMD is not supported, it simply
+        // continues.
+        if (WSTOPSIG(st) == SIGTSTP) {
+          ::killpg(group, SIGCONT);
+        } else if (stop_signal == 0) {
+          // A stopped command makes no progress: renewing for it would keep the key locked for
+          // nothing, for as long as it stays stopped. So the lease runs towards its deadline and
+          // the stop schedule below ends the command, unless it is continued first.
+          stop_signal = WSTOPSIG(st);
+          stopped_since = now;
+          renewer.pause(true);
+        }
+      } else if (WIFCONTINUED(st)) {
+        // Once stopping, the SIGCONT was ours, for SIGTERM: no renewals for it.
+        if (stop_signal != 0 && !stopping) renewer.pause(false);
+        stop_signal = 0;
+      } else {
+        leader_done = true;
+        leader_status = st;
+      }
+    }
+    if (leader_done) {
+      // The lease protects everything the command started in its group (background jobs hold
+      // on like flock's inherited descriptor): released only once the group is empty.
+      if (::kill(-group, 0) != 0 && errno == ESRCH) {
+        reaper.armed = false;
+        break;
+      }
+    }
+
+    auto valid_until = Clock::time_point(Clock::duration(state->valid_until.load()));
     auto term_at = valid_until - schedule.grace - schedule.margin;
-    if (!stopping && (renewer.lost() || now >= term_at)) {
+    if (!stopping && (state->lost.load() || now >= term_at)) {
       stopping = true;
-      ::killpg(child.pid, SIGTERM);
-      kill_at = renewer.lost() ? std::min(now + schedule.grace, valid_until - schedule.margin)
-                               : valid_until - schedule.margin;
+      ::killpg(group, SIGTERM);
+      ::killpg(group, SIGCONT);  // a stopped process sees SIGTERM only once continued
+      kill_at = state->lost.load() ? std::min(now + schedule.grace, valid_until - schedule.margin)
+                                   : valid_until - schedule.margin;
       kill_at = std::max(kill_at, now);
-      std::string why = args.no_renew ? "--no-renew was given"
-                                      : "it could not be renewed (" + renewer.last_error() + ")";
-      if (renewer.lost()) why = renewer.last_error();
-      diagnose("run: lease on \"" + display_key(key) + "\" is ending and " + why +
-               "; stopping the command (SIGTERM, SIGKILL after " +
-               format_remaining(std::chrono::duration_cast<milliseconds>(kill_at - now)) + ")");
+      std::string why;
+      std::string error;
+      {
+        std::lock_guard<std::mutex> guard(state->mu);
+        error = state->last_error;
+      }
+      auto since = state->in_flight_since.load();
+      if (state->lost.load()) {
+        why = error;
+      } else if (stop_signal != 0) {
+        why = "the command has been stopped (signal " + std::to_string(stop_signal) + ") for " +
+              format_remaining(std::chrono::duration_cast<milliseconds>(now - stopped_since)) +
+              " (the lease of a stopped command is not renewed)";
+      } else if (args.no_renew) {
+        why = "--no-renew was given";
+      } else if (since != 0) {
+        auto pending = now - Clock::time_point(Clock::duration(since));
+        why = "it could not be renewed (the store has not answered a renewal for " +
+              format_remaining(std::chrono::duration_cast<milliseconds>(pending)) +
+              (error.empty() ? "" : "; before that: " + error) + ")";
+      } else {
+        why = "it could not be renewed (" + (error.empty() ? "no renewal succeeded" : error) + ")";
+      }
+      diagnose(
+          "run: lease on \"" + display_key(key) + "\" is ending and " + why + "; stopping " +
+          (leader_done ? "what the command left running in its process group" : "the command") +
+          " (SIGTERM, SIGKILL after " +
+          format_remaining(std::chrono::duration_cast<milliseconds>(kill_at - now)) + ")");
     }
     if (stopping && !killed && now >= kill_at) {
-      ::killpg(child.pid, SIGKILL);
+      ::killpg(group, SIGKILL);
       killed = true;
     }
 
-    int timeout_ms = -1;
+    long long timeout_ms = -1;
     if (!stopping || !killed) {
       auto next = stopping ? kill_at : term_at;
-      auto left = std::chrono::ceil<milliseconds>(next - now).count();
-      timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 60'000));
+      timeout_ms = std::chrono::ceil<milliseconds>(next - now).count();
     }
-    pollfd fds[2] = {{signals.fd(), POLLIN, 0}, {notify.get(), POLLIN, 0}};
-    int n = ::poll(fds, 2, timeout_ms);
+    // Once the command has exited, its group's last member may be a process whose end we are
+    // not told about (its parent is still alive and not us): look again now and then.
+    if (leader_done && (timeout_ms < 0 || timeout_ms > 100)) timeout_ms = 100;
+    pollfd fds[2] = {{signals.fd(), POLLIN, 0}, {state->notify.get(), POLLIN, 0}};
+    int n = ::poll(fds, 2, static_cast<int>(std::clamp<long long>(timeout_ms, -1, 60'000)));
     if (n < 0 && errno != EINTR) throw std::runtime_error("poll failed");
     if (n > 0 && (fds[0].revents & POLLIN)) {
       while (int sig = signals.next()) {
-        if (sig != SIGCHLD) ::killpg(child.pid, sig);  // waitpid above handles SIGCHLD
+        if (sig != SIGCHLD) ::killpg(group, sig);  // waitpid above handles SIGCHLD
       }
     }
     if (n > 0 && (fds[1].revents & POLLIN)) {
       std::uint64_t count;
-      [[maybe_unused]] auto m = ::read(notify.get(), &count, sizeof count);
+      [[maybe_unused]] auto m = ::read(state->notify.get(), &count, sizeof count);
     }
   }
   give_back_terminal();
-  renewer.stop();
 
+  // The command and its group are gone: give the lease back, but never wait for a hanging store
+  // longer than the lease could still be ours (after that, releasing is pointless), nor wait
+  // for a renewal that is still in flight (the release goes out alongside it; both check the
+  // token, so whichever the store sees last does no harm).
+  const bool joined = renewer.stop();
+  const auto valid_until = Clock::time_point(Clock::duration(state->valid_until.load()));
+  std::function<bool()> release_call;
+  if (joined) {
+    release_call = [state] { return state->lock->release(); };
+  } else {
+    release_call = [api, key, token] { return api->release(key, token); };
+  }
   if (stopping) {
-    try {
-      lock->release();                 // ours or not, nothing is left to protect
-    } catch (const std::exception&) {  // the lease expires by itself
+    if (!state->lost.load() && Clock::now() < valid_until) {
+      try {
+        release_until(std::move(release_call), valid_until);
+      } catch (const std::exception&) {  // ours or not, nothing is left to protect
+      }
     }
     return {Outcome::kLeaseLost};
   }
   try {
-    if (!lock->release()) {
+    std::optional<bool> ours;
+    if (Clock::now() < valid_until) ours = release_until(std::move(release_call), valid_until);
+    if (!ours) {
+      diagnose("run: warning: the store did not confirm the release of \"" + display_key(key) +
+               "\" before the lease's own end; it ends by itself");
+    } else if (!*ours) {
       diagnose("run: warning: the lease on \"" + display_key(key) +
                "\" had already ended when the command exited");
     }
@@ -405,7 +526,7 @@ Result run(const RunArgs& args) {
     diagnose(std::string("run: warning: release failed, the lease ends by itself within ") +
              format_remaining(ttl) + ": " + e.what());
   }
-  return {Outcome::kChild, status_of(wait_status)};
+  return {Outcome::kChild, status_of(leader_status)};
 }
 
 }  // namespace lockkit::cli

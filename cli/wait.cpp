@@ -87,11 +87,13 @@ std::optional<Lock> take_lock(LockApi& api, std::string_view key, milliseconds t
                               std::optional<milliseconds> wait, int signal_fd, WaitEnd& end) {
   if (auto lock = api.try_acquire(key, ttl)) return lock;
   if (!wait || wait->count() == 0) return std::nullopt;
+  const bool forever = *wait == kWaitForever;
   RetryPolicy policy;
-  policy.max_wait = *wait;
+  policy.max_wait = forever ? kMaxTtl : *wait;
   policy.initial_delay = milliseconds(10);
   policy.max_delay = milliseconds(200);  // a freed key is noticed quickly, cheap for the store
-  const auto deadline = Clock::now() + *wait;
+  // --wait forever: no deadline; only the key becoming free or a signal ends the wait.
+  const auto deadline = forever ? Clock::time_point::max() : Clock::now() + *wait;
   ProgressLine progress(api, key);
   std::exception_ptr last_error;  // of the latest attempt, if it failed
   for (unsigned attempt = 0;; ++attempt) {

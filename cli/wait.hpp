@@ -17,11 +17,11 @@ struct WaitEnd {
 };
 
 // Tries to take `key` for `ttl`; with `wait`, retries with full-jitter backoff (at most 200 ms
-// apart) until `wait` has passed, showing one updating line on stderr when it is a terminal.
-// Sleeps by polling `signal_fd` (a signalfd; -1 for none): a signal read there ends the wait
-// early and is reported in `end`. Returns an empty optional when the key stayed busy. Throws
-// like `LockApi::try_acquire`: at once if the first attempt fails; a retryable `BackendError`
-// on a later attempt is retried until the deadline.
+// apart) until `wait` has passed (never, for `kWaitForever`), showing one updating line on stderr
+// when it is a terminal. Sleeps by polling `signal_fd` (a signalfd; -1 for none): a signal read
+// there ends the wait early and is reported in `end`. Returns an empty optional when the key stayed
+// busy. Throws like `LockApi::try_acquire`: at once if the first attempt fails; a retryable
+// `BackendError` on a later attempt is retried until the deadline.
 std::optional<Lock> take_lock(LockApi& api, std::string_view key, std::chrono::milliseconds ttl,
                               std::optional<std::chrono::milliseconds> wait, int signal_fd,
                               WaitEnd& end);

@@ -5,7 +5,8 @@
 //   child stubborn PIDFILE SECONDS  like sleep, but ignores SIGTERM, SIGINT and SIGHUP
 //   child signals PIDFILE OUTFILE write PIDFILE, wait for SIGINT/SIGTERM/SIGHUP, write its
 //                                 number to OUTFILE and exit 40 + number
-//   child env OUTFILE             write LOCKKIT_KEY, LOCKKIT_TOKEN, LOCKKIT_FENCE (one a line)
+//   child env OUTFILE             write LOCKKIT_KEY, LOCKKIT_TOKEN, LOCKKIT_FENCE, LOCKKIT_KEY_HEX
+//                                 (one a line; "<unset>" for a variable that is not set)
 //   child tty                     print "foreground" if it owns the terminal, else "background"
 //   child stamp FILE              write the CLOCK_MONOTONIC time in ns to FILE
 //   child exit N                  exit with status N
@@ -103,9 +104,10 @@ int main(int argc, char** argv) {
   }
   if (mode == "signals" && argc == 4) return wait_for_signal(argv[2], argv[3]);
   if (mode == "env" && argc == 3) {
-    write_file(argv[2], std::string(env_or("LOCKKIT_KEY", "-")) + "\n" +
-                            env_or("LOCKKIT_TOKEN", "-") + "\n" + env_or("LOCKKIT_FENCE", "-") +
-                            "\n");
+    write_file(argv[2], std::string(env_or("LOCKKIT_KEY", "<unset>")) + "\n" +
+                            env_or("LOCKKIT_TOKEN", "<unset>") + "\n" +
+                            env_or("LOCKKIT_FENCE", "<unset>") + "\n" +
+                            env_or("LOCKKIT_KEY_HEX", "<unset>") + "\n");
     return 0;
   }
   if (mode == "tty" && argc == 2) {

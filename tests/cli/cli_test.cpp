@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // End-to-end tests of the `lockkit` tool: real processes of the built binary on a real SQLite
 // file, contending, crashing, losing their lease, and being called wrongly.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -18,6 +19,10 @@
 
 #include "lockkit/open.hpp"
 #include "process.hpp"
+#ifdef LOCKKIT_CLI_TEST_REDIS
+#include "support/fault_proxy.hpp"
+#include "support/redis_server.hpp"
+#endif
 
 namespace lockkit::testing {
 namespace {
@@ -77,9 +82,26 @@ class Cli : public ::testing::Test {
     args.insert(args.begin(), kLockkit);
     return run_process(args, env(), dir_, timeout);
   }
+  // Runs `lockkit ARGS...` to completion with `stdio` and `extra_env` added to `env()`.
+  Finished lockkit_with(std::vector<std::string> args, const Stdio& stdio,
+                        std::vector<std::string> extra_env = {}) const {
+    args.insert(args.begin(), kLockkit);
+    auto e = env();
+    e.insert(e.end(), extra_env.begin(), extra_env.end());
+    return run_process(args, e, dir_, seconds(30), stdio);
+  }
   std::unique_ptr<Process> start(std::vector<std::string> args) const {
     args.insert(args.begin(), kLockkit);
     return std::make_unique<Process>(args, env(), dir_);
+  }
+  // Writes `text` to the file `name` in the test directory and returns its path.
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path(name), std::ios::trunc) << text;
+    return path(name);
+  }
+  bool held(const std::string& key) const {
+    return lockkit({"status", "--key", key, "--json"}).out.find("\"held\":true") !=
+           std::string::npos;
   }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
@@ -100,22 +122,42 @@ class Cli : public ::testing::Test {
 
 // --- Help and version -------------------------------------------------------------------------
 
-TEST_F(Cli, HelpReadsLikeAManPage) {
-  for (auto args :
-       {std::vector<std::string>{"--help"}, {"-h"}, {"help"}, {"run", "--help"}, {"help", "run"}}) {
+TEST_F(Cli, EveryHelpPageIsWellFormedForHelp2man) {
+  // help2man turns each page into a manual: a "Usage:" line first, then headed sections.
+  std::vector<std::vector<std::string>> pages = {{"--help"}, {"-h"}, {"help"}};
+  for (const char* sub : {"run", "acquire", "release", "extend", "status", "list"}) {
+    pages.push_back({sub, "--help"});
+    pages.push_back({sub, "-h"});
+    pages.push_back({"help", sub});
+  }
+  for (const auto& args : pages) {
     Finished f = lockkit(args);
-    EXPECT_EQ(f.status, 0) << args[0];
+    std::string shown = args[0] + (args.size() > 1 ? " " + args[1] : "");
+    EXPECT_EQ(f.status, 0) << shown;
     EXPECT_TRUE(f.err.empty()) << f.err;
-    for (const char* section : {"NAME", "SYNOPSIS", "EXAMPLES", "EXIT STATUS", "75", "70"}) {
-      EXPECT_NE(f.out.find(section), std::string::npos) << section << " missing in " << args[0];
+    EXPECT_EQ(f.out.rfind("Usage: lockkit", 0), 0u) << shown << ":\n" << f.out;
+    for (const char* section : {"\nOptions:\n", "\nExamples:\n", "\nExit status:\n", "75", "70",
+                                "74", "77", "--backend-file"}) {
+      EXPECT_NE(f.out.find(section), std::string::npos) << section << " missing in " << shown;
     }
+    // No backend that does not exist is advertised.
+    EXPECT_EQ(f.out.find("redlock"), std::string::npos) << shown;
   }
   Finished run_help = lockkit({"run", "--help"});
-  EXPECT_NE(run_help.out.find("LOCKKIT_FENCE"), std::string::npos);
-  EXPECT_NE(run_help.out.find("SIGKILL"), std::string::npos);
-  Finished version = lockkit({"--version"});
-  EXPECT_EQ(version.status, 0);
-  EXPECT_EQ(version.out.rfind("lockkit ", 0), 0u);
+  for (const char* text : {"LOCKKIT_FENCE", "LOCKKIT_KEY_HEX", "SIGKILL", "--wait forever",
+                           "--conflict-exit-code", "-k, --key", "-t, --ttl", "-w, --wait"}) {
+    EXPECT_NE(run_help.out.find(text), std::string::npos) << text;
+  }
+  for (const char* sub : {"release", "extend"}) {
+    Finished f = lockkit({sub, "--help"});
+    EXPECT_NE(f.out.find("--token-file"), std::string::npos) << sub;
+    EXPECT_NE(f.out.find("LOCKKIT_TOKEN"), std::string::npos) << sub;
+  }
+  for (const char* flag : {"--version", "-V"}) {
+    Finished version = lockkit({flag});
+    EXPECT_EQ(version.status, 0) << flag;
+    EXPECT_EQ(version.out.rfind("lockkit ", 0), 0u) << flag;
+  }
 }
 
 // --- Bad invocations --------------------------------------------------------------------------
@@ -172,6 +214,16 @@ TEST_F(Cli, BadInvocationsExitWithOneLineAndTheRightStatus) {
       {{"status", "--key", "k", "--backend", "sqlite:///tmp/x.db?frob=1"}, 64},
       {{"status", "--key", "k", "--backend", "sqlite:///tmp/x.db?busy_timeout=5"}, 64},
       {{"status", "--key", "k", "--backend", "sqlite:///tmp/%zz.db"}, 64},
+      {{"status", "--key", "k", "--backend", ""}, 64},  // explicitly empty: not the default
+      {{"status", "--key", "k", "-b", ""}, 64},
+      {{"status", "--key", "k", "--backend", "noop:", "--backend-file", "/dev/null"}, 64},
+      {{"status", "--key", "k", "--backend-file", "/dev/null"}, 64},  // empty file
+      {{"status", "--key", "k", "--backend-file", "/nonexistent/url"}, 64},
+      {{"release", "--key", "k", "--token", "00", "--token-file", "/dev/null"}, 64},
+      {{"release", "--key", "k", "--token-file", "/dev/null"}, 64},
+      {{"run", "--key", "k", "--ttl", "1s", "--conflict-exit-code", "256", "--", "true"}, 64},
+      {{"run", "--key", "k", "--ttl", "1s", "--conflict-exit-code", "x", "--", "true"}, 64},
+      {{"run", "--key", "k", "--ttl", "1s", "--wait", "Forever", "--", "true"}, 64},
       // Unwritable paths: below a regular file, and in /proc (where even root cannot create).
       {{"status", "--key", "k", "--backend", "sqlite:///etc/passwd/locks.db"}, 69},
       {{"status", "--key", "k", "--backend", "sqlite:///proc/lockkit/locks.db"}, 69},
@@ -251,11 +303,13 @@ TEST_F(Cli, CommandSeesKeyTokenAndFence) {
   Finished f = lockkit({"run", "--key", "jobs/42", "--ttl", "5s", "--", kChild, "env", out});
   ASSERT_EQ(f.status, 0) << f.err;
   std::istringstream in(read_file(out));
-  std::string key, token, fence;
+  std::string key, token, fence, key_hex;
   std::getline(in, key);
   std::getline(in, token);
   std::getline(in, fence);
+  std::getline(in, key_hex);
   EXPECT_EQ(key, "jobs/42");
+  EXPECT_EQ(key_hex, "6a6f62732f3432");
   EXPECT_TRUE(is_token(token)) << token;
   EXPECT_GT(std::stoull(fence), 0u);
   // Only the first "--" ends lockkit's options; later ones belong to the command.
@@ -641,6 +695,342 @@ TEST_F(Cli, DefaultBackendIsSqliteUnderXdgStateHome) {
                         "sqlite://" + dir_ + "/state/lockkit/locks.db"});
   EXPECT_NE(g.out.find("\"held\":true"), std::string::npos) << g.out;
 }
+
+// --- The key in the command's environment -----------------------------------------------------
+
+TEST_F(Cli, KeyInTheEnvironmentIsUnambiguous) {
+  // A key with a NUL byte cannot be an environment variable: LOCKKIT_KEY is then unset rather
+  // than some escaped text that another key could equal; LOCKKIT_KEY_HEX is always exact.
+  struct Case {
+    std::vector<std::string> key_args;
+    std::string key, key_hex;
+  };
+  for (const Case& c : std::vector<Case>{{{"--key-hex", "00"}, "<unset>", "00"},
+                                         {{"--key", "\\x00"}, "\\x00", "5c783030"},
+                                         {{"--key-hex", "6b00ff"}, "<unset>", "6b00ff"},
+                                         {{"--key", "caf\xc3\xa9"}, "caf\xc3\xa9", "636166c3a9"}}) {
+    std::string out = path("env.txt");
+    std::vector<std::string> args = {"run"};
+    args.insert(args.end(), c.key_args.begin(), c.key_args.end());
+    args.insert(args.end(), {"--ttl", "5s", "--", kChild, "env", out});
+    Finished f = run_process(
+        [&] {
+          args.insert(args.begin(), kLockkit);
+          return args;
+        }(),
+        {"LOCKKIT_BACKEND=" + backend_, "LOCKKIT_KEY=outer"}, dir_);
+    ASSERT_EQ(f.status, 0) << f.err;
+    std::istringstream in(read_file(out));
+    std::string key, token, fence, key_hex;
+    std::getline(in, key);
+    std::getline(in, token);
+    std::getline(in, fence);
+    std::getline(in, key_hex);
+    EXPECT_EQ(key, c.key) << c.key_hex;
+    EXPECT_EQ(key_hex, c.key_hex);
+  }
+}
+
+// --- Stopped commands and what the command leaves behind ---------------------------------------
+
+TEST_F(Cli, StoppedCommandIsNotRenewedForAndIsEndedBeforeTheLeaseWith70) {
+  // SIGSTOP (unlike Ctrl-Z) is not undone by lockkit: a stopped command makes no progress, so
+  // its lease is not renewed, and it is ended like any command whose lease runs out.
+  std::string pidfile = path("pid");
+  auto p = start({"run", "--key", "k", "--ttl", "2s", "--", kChild, "sleep", pidfile, "30"});
+  auto pids = await_file(pidfile, seconds(10));
+  ASSERT_TRUE(pids);
+  pid_t child = std::stoi(*pids);
+  ASSERT_EQ(::kill(child, SIGSTOP), 0);
+  auto stopped_at = Clock::now();
+  auto f = p->wait(seconds(10));
+  ASSERT_TRUE(f) << "a stopped command kept its lease renewed";
+  EXPECT_EQ(f->status, 70) << f->err;
+  EXPECT_TRUE(process_gone(child));
+  EXPECT_LT(Clock::now() - stopped_at, milliseconds(2000) + kSchedulingSlack);
+  EXPECT_TRUE(one_diagnostic_line(f->err)) << f->err;
+  EXPECT_NE(f->err.find("stopped (signal 19)"), std::string::npos) << f->err;
+  EXPECT_FALSE(held("k"));
+}
+
+TEST_F(Cli, CommandContinuedInTimeKeepsItsLease) {
+  std::string pidfile = path("pid");
+  auto p = start({"run", "--key", "k", "--ttl", "1500ms", "--", kChild, "sleep", pidfile, "2"});
+  auto pids = await_file(pidfile, seconds(10));
+  ASSERT_TRUE(pids);
+  pid_t child = std::stoi(*pids);
+  ASSERT_EQ(::kill(child, SIGSTOP), 0);
+  std::this_thread::sleep_for(milliseconds(200));  // stopped for a while, not past the schedule
+  ASSERT_EQ(::kill(child, SIGCONT), 0);
+  auto f = p->wait(seconds(10));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->status, 0) << f->err;
+  EXPECT_TRUE(f->err.empty()) << f->err;
+}
+
+TEST_F(Cli, LeaseIsKeptUntilTheCommandsProcessGroupIsEmpty) {
+  // The shell exits at once; its background job is still working on the resource.
+  std::string pidfile = path("background");
+  auto p = start({"run", "--key", "k", "--ttl", "1s", "--", "/bin/sh", "-c",
+                  "\"$0\" sleep \"$1\" 1.5 & exit 3", kChild, pidfile});
+  auto pids = await_file(pidfile, seconds(10));
+  ASSERT_TRUE(pids);
+  pid_t background = std::stoi(*pids);
+  auto f = p->wait(seconds(10));
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(process_gone(background)) << "the lock was released while the job still ran";
+  EXPECT_EQ(f->status, 3) << f->err;  // the command's own status
+  EXPECT_TRUE(f->err.empty()) << f->err;
+  EXPECT_GE(f->elapsed, milliseconds(1500));  // past the ttl: renewed while waiting
+  EXPECT_FALSE(held("k"));
+}
+
+TEST_F(Cli, SignalsReachWhatTheCommandLeftBehind) {
+  std::string pidfile = path("background");
+  auto p = start({"run", "--key", "k", "--ttl", "5s", "--", "/bin/sh", "-c",
+                  "\"$0\" sleep \"$1\" 30 & exit 0", kChild, pidfile});
+  auto pids = await_file(pidfile, seconds(10));
+  ASSERT_TRUE(pids);
+  pid_t background = std::stoi(*pids);
+  EXPECT_FALSE(p->wait(milliseconds(300))) << "lockkit must wait for the background job";
+  EXPECT_TRUE(held("k"));
+  p->signal(SIGTERM);
+  auto f = p->wait(seconds(10));
+  ASSERT_TRUE(f);
+  EXPECT_FALSE(f->signaled);
+  EXPECT_TRUE(process_gone(background));
+  EXPECT_FALSE(held("k"));
+}
+
+// --- Secrets off the command line --------------------------------------------------------------
+
+TEST_F(Cli, TokenAndBackendCanComeFromFilesStdinAndTheEnvironment) {
+  std::string url_file = write("backend.url", backend_ + "\n");
+  // --backend-file FILE, and no LOCKKIT_BACKEND at all.
+  Finished a =
+      run_process({kLockkit, "acquire", "--key", "k", "--ttl", "30s", "--backend-file", url_file},
+                  {"LOCKKIT_BACKEND=", "XDG_STATE_HOME=" + dir_ + "/state"}, dir_);
+  ASSERT_EQ(a.status, 0) << a.err;
+  std::string token = json_text(a.out, "token");
+  ASSERT_TRUE(is_token(token)) << a.out;
+  // --backend-file - reads stdin.
+  Finished st = run_process({kLockkit, "status", "--key", "k", "--json", "--backend-file", "-"},
+                            {"LOCKKIT_BACKEND=", "XDG_STATE_HOME=" + dir_ + "/state"}, dir_,
+                            seconds(30), Stdio{url_file});
+  EXPECT_NE(st.out.find("\"held\":true"), std::string::npos) << st.out << st.err;
+  // extend: --token-file FILE; release: LOCKKIT_TOKEN.
+  std::string token_file = write("token", token + "\n");
+  Finished e = lockkit({"extend", "--key", "k", "--ttl", "1m", "--token-file", token_file});
+  EXPECT_EQ(e.status, 0) << e.err;
+  Finished wrong =
+      lockkit_with({"release", "--key", "k"}, {}, {"LOCKKIT_TOKEN=" + std::string(32, '0')});
+  EXPECT_EQ(wrong.status, 1) << wrong.err;
+  Finished r = lockkit_with({"release", "--key", "k"}, {}, {"LOCKKIT_TOKEN=" + token});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(held("k"));
+  // --token-file - reads stdin; --token wins over LOCKKIT_TOKEN.
+  Finished b = lockkit({"acquire", "--key", "k", "--ttl", "30s"});
+  std::string token2 = json_text(b.out, "token");
+  write("token2", token2);
+  EXPECT_EQ(lockkit_with({"extend", "--key", "k", "--ttl", "1m", "--token", token2}, {},
+                         {"LOCKKIT_TOKEN=" + std::string(32, '0')})
+                .status,
+            0);
+  Finished r2 = lockkit_with({"release", "--key", "k", "--token-file", "-"}, Stdio{path("token2")});
+  EXPECT_EQ(r2.status, 0) << r2.err;
+  EXPECT_FALSE(held("k"));
+  // Missing: one line naming all three ways.
+  Finished none = lockkit_with({"release", "--key", "k"}, {}, {"LOCKKIT_TOKEN="});
+  EXPECT_EQ(none.status, 64);
+  EXPECT_NE(none.err.find("LOCKKIT_TOKEN"), std::string::npos) << none.err;
+}
+
+// --- acquire never leaves a lease behind that nobody can release -------------------------------
+
+TEST_F(Cli, AcquireThatCannotWriteItsTokenReleasesTheLeaseAndExits74) {
+  {
+    int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(full, 0);
+    Finished f = lockkit_with({"acquire", "--key", "k", "--ttl", "1m"}, Stdio{"/dev/null", full});
+    ::close(full);
+    EXPECT_EQ(f.status, 74) << f.err;
+    EXPECT_TRUE(one_diagnostic_line(f.err)) << f.err;
+    EXPECT_FALSE(held("k")) << "a lease whose token went nowhere was left held";
+  }
+  {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    ::close(fds[0]);  // nobody will ever read: EPIPE (and SIGPIPE) on write
+    Finished f = lockkit_with({"acquire", "--key", "k", "--ttl", "1m"}, Stdio{"/dev/null", fds[1]});
+    ::close(fds[1]);
+    EXPECT_FALSE(f.signaled) << "died of SIGPIPE with the lease held";
+    EXPECT_EQ(f.status, 74) << f.err;
+    EXPECT_TRUE(one_diagnostic_line(f.err)) << f.err;
+    EXPECT_FALSE(held("k"));
+  }
+}
+
+TEST_F(Cli, AcquireInterruptedWhileWaitingExits130AndHoldsNothing) {
+  Finished holder = lockkit({"acquire", "--key", "k", "--ttl", "30s"});
+  ASSERT_EQ(holder.status, 0);
+  auto waiter = start({"acquire", "--key", "k", "--ttl", "30s", "--wait", "20s"});
+  ASSERT_TRUE(await_signal_blocked(waiter->pid(), SIGINT, seconds(10)));
+  waiter->signal(SIGINT);
+  auto f = waiter->wait(seconds(5));
+  ASSERT_TRUE(f) << "SIGINT did not end the wait";
+  EXPECT_FALSE(f->signaled);
+  EXPECT_EQ(f->status, 128 + SIGINT) << f->err;
+  EXPECT_TRUE(f->out.empty()) << f->out;
+  EXPECT_TRUE(one_diagnostic_line(f->err)) << f->err;
+  EXPECT_EQ(lockkit({"release", "--key", "k", "--token", json_text(holder.out, "token")}).status,
+            0);
+  EXPECT_FALSE(held("k"));
+}
+
+// --- Waiting forever, the busy status, short options -------------------------------------------
+
+TEST_F(Cli, WaitForeverWaitsUntilTheKeyIsFreeAndShowsTheStatusLine) {
+  Finished held_lock = lockkit({"acquire", "--key", "k", "--ttl", "1500ms"});
+  ASSERT_EQ(held_lock.status, 0) << held_lock.err;
+  Finished f =
+      run_process({"/usr/bin/script", "-qec",
+                   "'" + kLockkit + "' run --key k --ttl 5s --wait forever -- '" + kChild + "' tty",
+                   "/dev/null"},
+                  env(), dir_, seconds(20));
+  EXPECT_EQ(f.status, 0) << f.out << f.err;
+  EXPECT_NE(f.out.find("lockkit: waiting for k (held, expires in "), std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("foreground"), std::string::npos) << f.out;
+  Finished again = lockkit({"acquire", "--key", "k", "--ttl", "1500ms"});
+  ASSERT_EQ(again.status, 0);
+  Finished acquired = lockkit({"acquire", "-k", "k", "-t", "1s", "-w", "forever"});
+  EXPECT_EQ(acquired.status, 0) << acquired.err;
+  EXPECT_GT(json_number(acquired.out, "fence"), json_number(again.out, "fence"));
+}
+
+TEST_F(Cli, ConflictExitCodeReplaces75) {
+  ASSERT_EQ(lockkit({"acquire", "--key", "k", "--ttl", "30s"}).status, 0);
+  EXPECT_EQ(lockkit({"run", "--key", "k", "--ttl", "1s", "--", "true"}).status, 75);
+  EXPECT_EQ(lockkit({"run", "--key", "k", "--ttl", "1s", "--conflict-exit-code", "3", "--", "true"})
+                .status,
+            3);
+  EXPECT_EQ(lockkit({"acquire", "--key", "k", "--ttl", "1s", "--conflict-exit-code", "0"}).status,
+            0);
+  Finished waited = lockkit(
+      {"acquire", "--key", "k", "--ttl", "1s", "--wait", "100ms", "--conflict-exit-code", "9"});
+  EXPECT_EQ(waited.status, 9);
+  EXPECT_TRUE(waited.out.empty());
+}
+
+TEST_F(Cli, ShortOptionsWork) {
+  std::string url = backend_;
+  Finished a = run_process({kLockkit, "-b", url, "acquire", "-k", "short", "-t", "30s", "-w", "1s"},
+                           {"LOCKKIT_BACKEND="}, dir_);
+  ASSERT_EQ(a.status, 0) << a.err;
+  Finished r = run_process({kLockkit, "run", "-b", url, "-k", "other", "-t", "5s", "--", "true"},
+                           {"LOCKKIT_BACKEND="}, dir_);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(held("short"));
+  Finished e = lockkit({"extend", "-k", "short", "-t", "1m", "--token", json_text(a.out, "token")});
+  EXPECT_EQ(e.status, 0) << e.err;
+}
+
+#ifdef LOCKKIT_CLI_TEST_REDIS
+
+// --- A network store: drift margin, passwords, a store that hangs ------------------------------
+
+std::int64_t epoch_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST_F(Cli, ExtendReportsTheSameConservativeExpiryAsAcquire) {
+  backend_ = RedisServer::shared().url();
+  const std::int64_t week = 7LL * 24 * 3600 * 1000, drift = week / 100 + 2;
+  std::string key = "cli-drift-" + std::to_string(::getpid());
+  auto before = epoch_ms();
+  Finished a = lockkit({"acquire", "--key", key, "--ttl", "7d"});
+  auto after = epoch_ms();
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_LE(json_number(a.out, "expires_at_ms"), after + week - drift);
+  EXPECT_GE(json_number(a.out, "expires_at_ms"), before + week - drift - 50);
+  before = epoch_ms();
+  Finished e = lockkit(
+      {"extend", "--key", key, "--ttl", "7d", "--json", "--token", json_text(a.out, "token")});
+  after = epoch_ms();
+  ASSERT_EQ(e.status, 0) << e.err;
+  // request start + ttl - drift, like acquire: never later than the store's own expiry.
+  EXPECT_LE(json_number(e.out, "expires_at_ms"), after + week - drift) << e.out;
+  EXPECT_GE(json_number(e.out, "expires_at_ms"), before + week - drift - 50) << e.out;
+  EXPECT_EQ(lockkit({"release", "--key", key, "--token", json_text(a.out, "token")}).status, 0);
+}
+
+TEST_F(Cli, PasswordFromABackendFileAndAWrongPasswordGives77) {
+  RedisServer server({"--requirepass", "s3cret-pw"});
+  std::string good =
+      write("good.url", "redis://:s3cret-pw@127.0.0.1:" + std::to_string(server.port()) + "\n");
+  std::string bad =
+      write("bad.url", "redis://:wrong-pw@127.0.0.1:" + std::to_string(server.port()) + "\n");
+  Finished ok = lockkit({"status", "--key", "k", "--backend-file", good});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  Finished denied = lockkit({"status", "--key", "k", "--backend-file", bad});
+  EXPECT_EQ(denied.status, 77) << denied.err;
+  EXPECT_TRUE(one_diagnostic_line(denied.err)) << denied.err;
+  EXPECT_EQ(denied.err.find("wrong-pw"), std::string::npos) << denied.err;
+  Finished env_denied = lockkit_with(
+      {"run", "--key", "k", "--ttl", "1s", "--", "true"}, {},
+      {"LOCKKIT_BACKEND=redis://:wrong-pw@127.0.0.1:" + std::to_string(server.port())});
+  EXPECT_EQ(env_denied.status, 77) << env_denied.err;
+  EXPECT_EQ(env_denied.err.find("wrong-pw"), std::string::npos) << env_denied.err;
+}
+
+// Runs `lockkit run` on a redis behind a proxy that goes silent once the command has started,
+// and returns how long lockkit took to exit after the command was gone.
+struct HangResult {
+  Finished finished;
+  milliseconds exit_after_command{0};
+};
+
+TEST_F(Cli, HangingStoreDelaysNeitherTheStopNorTheExit) {
+  // A command timeout much longer than the ttl: lockkit's own deadlines must decide, not it.
+  auto scenario = [&](const std::string& seconds_to_sleep) {
+    FaultProxy proxy(RedisServer::shared().port());
+    backend_ = "redis://127.0.0.1:" + std::to_string(proxy.port()) + "?command_timeout=5s";
+    std::string key = "cli-hang-" + std::to_string(::getpid()) + "-" + seconds_to_sleep;
+    std::string pidfile = path("pid" + seconds_to_sleep);
+    auto p = start(
+        {"run", "--key", key, "--ttl", "3s", "--", kChild, "sleep", pidfile, seconds_to_sleep});
+    auto pids = await_file(pidfile, seconds(10));
+    EXPECT_TRUE(pids);
+    if (!pids) return HangResult{};
+    proxy.set_silent(true);  // from now on the store answers nothing
+    pid_t child = std::stoi(*pids);
+    while (!process_gone(child) && p->wait(milliseconds(1)) == std::nullopt) {
+    }
+    auto gone = Clock::now();
+    auto f = p->wait(seconds(20));
+    EXPECT_TRUE(f);
+    if (!f) return HangResult{};
+    return HangResult{*f, std::chrono::duration_cast<milliseconds>(Clock::now() - gone)};
+  };
+  // The lease cannot be renewed: the command is stopped before the lease ends, and lockkit
+  // exits right after it, with the real reason.
+  HangResult lost = scenario("30");
+  EXPECT_EQ(lost.finished.status, 70) << lost.finished.err;
+  EXPECT_LT(lost.exit_after_command, kSchedulingSlack);
+  EXPECT_TRUE(one_diagnostic_line(lost.finished.err)) << lost.finished.err;
+  EXPECT_NE(lost.finished.err.find("has not answered a renewal for"), std::string::npos)
+      << lost.finished.err;
+  EXPECT_EQ(lost.finished.err.find("()"), std::string::npos) << lost.finished.err;
+  // The command ends by itself while a renewal hangs: lockkit gives up on the release when the
+  // lease ends by itself, long before the store's command timeout would.
+  HangResult ended = scenario("1.5");
+  EXPECT_EQ(ended.finished.status, 0) << ended.finished.err;
+  EXPECT_LT(ended.exit_after_command, milliseconds(1500) + kSchedulingSlack);
+  EXPECT_NE(ended.finished.err.find("warning"), std::string::npos) << ended.finished.err;
+}
+
+#endif  // LOCKKIT_CLI_TEST_REDIS
 
 }  // namespace
 }  // namespace lockkit::testing

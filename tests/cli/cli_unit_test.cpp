@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Unit tests of the `lockkit` tool's pieces: exit statuses, JSON and key display, durations.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <stdexcept>
 #include <string>
@@ -20,9 +24,14 @@ TEST(ExitStatus, FollowsSysexitsAndPassesTheCommandsStatus) {
   EXPECT_EQ(exit_status({Outcome::kUsage}), 64);
   EXPECT_EQ(exit_status({Outcome::kUnavailable}), 69);
   EXPECT_EQ(exit_status({Outcome::kLeaseLost}), 70);
+  EXPECT_EQ(exit_status({Outcome::kInternal}), 71);
+  EXPECT_EQ(exit_status({Outcome::kIoError}), 74);
   EXPECT_EQ(exit_status({Outcome::kBusy}), 75);
+  EXPECT_EQ(exit_status({Outcome::kBusy, 0, 3}), 3);  // --conflict-exit-code 3
+  EXPECT_EQ(exit_status({Outcome::kNoPermission}), 77);
   EXPECT_EQ(exit_status({Outcome::kChild, 143}), 143);
   EXPECT_EQ(exit_status({Outcome::kChild, 0}), 0);
+  EXPECT_EQ(exit_status({Outcome::kInterrupted, 2}), 130);
 }
 
 TEST(ExitStatus, ExceptionsMapToTheirOutcome) {
@@ -31,6 +40,7 @@ TEST(ExitStatus, ExceptionsMapToTheirOutcome) {
   EXPECT_EQ(outcome(std::invalid_argument("ttl: bad")), Outcome::kUsage);
   EXPECT_EQ(outcome(BackendError("sqlite", ErrorKind::kTimeout, "busy")), Outcome::kUnavailable);
   EXPECT_EQ(outcome(BackendError("redis", ErrorKind::kUnsupported, "no")), Outcome::kUnavailable);
+  EXPECT_EQ(outcome(BackendError("redis", ErrorKind::kAuth, "WRONGPASS")), Outcome::kNoPermission);
   EXPECT_EQ(outcome(std::runtime_error("boom")), Outcome::kInternal);
 }
 
@@ -88,7 +98,58 @@ TEST(Durations, TtlIsOneMillisecondToSevenDaysAndWaitMayBeZero) {
     EXPECT_THROW(parse_ttl(bad, "ttl"), std::invalid_argument) << bad;
   }
   EXPECT_EQ(parse_wait("0s"), milliseconds(0));
+  EXPECT_EQ(parse_wait("forever"), kWaitForever);
   EXPECT_THROW(parse_wait("-1s"), std::invalid_argument);
+  EXPECT_THROW(parse_wait("Forever"), std::invalid_argument);
+}
+
+TEST(ConflictExitCode, IsANumberFrom0To255) {
+  EXPECT_EQ(parse_conflict_exit_code(std::nullopt), 75);
+  EXPECT_EQ(parse_conflict_exit_code("0"), 0);
+  EXPECT_EQ(parse_conflict_exit_code("1"), 1);
+  EXPECT_EQ(parse_conflict_exit_code("255"), 255);
+  for (const char* bad : {"", "256", "-1", "1x", "0x10", "1000", " 1"}) {
+    EXPECT_THROW(parse_conflict_exit_code(std::string(bad)), UsageError) << bad;
+  }
+}
+
+TEST(Drift, MatchesWhatTheBackendsSubtract) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(drift_for("sqlite", milliseconds(30'000)), milliseconds(0));
+  EXPECT_EQ(drift_for("memory", milliseconds(30'000)), milliseconds(0));
+  EXPECT_EQ(drift_for("redis", milliseconds(30'000)), milliseconds(302));
+  EXPECT_EQ(drift_for("postgres", milliseconds(1'000)), milliseconds(12));
+}
+
+TEST(Token, ComesFromTheOptionTheFileOrTheEnvironment) {
+  ::unsetenv("LOCKKIT_TOKEN");
+  EXPECT_THROW(resolve_token({}), UsageError);
+  EXPECT_EQ(resolve_token({"abc", std::nullopt}), "abc");
+  EXPECT_THROW(resolve_token({"", std::nullopt}), UsageError);
+  char path[] = "/tmp/lockkit-token-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::string content = "0123abcd\n";
+  ASSERT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  ::close(fd);
+  EXPECT_EQ(resolve_token({std::nullopt, std::string(path)}), "0123abcd");
+  EXPECT_THROW(resolve_token({"abc", std::string(path)}), UsageError);
+  EXPECT_THROW(resolve_token({std::nullopt, std::string(path) + ".missing"}), UsageError);
+  ::setenv("LOCKKIT_TOKEN", "fromenv", 1);
+  EXPECT_EQ(resolve_token({}), "fromenv");
+  EXPECT_EQ(resolve_token({"abc", std::nullopt}), "abc");  // the option wins
+  ::unsetenv("LOCKKIT_TOKEN");
+  // The secret never appears in a message, however the file is wrong.
+  fd = ::open(path, O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  try {
+    resolve_token({std::nullopt, std::string(path)});
+    ADD_FAILURE() << "an empty token file must be refused";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos) << e.what();
+  }
+  ::unlink(path);
 }
 
 TEST(DefaultBackend, IsSqliteUnderTheStateDirectoryPercentEncoded) {
@@ -101,7 +162,12 @@ TEST(DefaultBackend, IsSqliteUnderTheStateDirectoryPercentEncoded) {
   EXPECT_EQ(default_backend_url(), "sqlite:///home/u/.local/state/lockkit/locks.db");
   ::setenv("LOCKKIT_BACKEND", "memory:", 1);
   EXPECT_EQ(backend_url({}), "memory:");
-  EXPECT_EQ(backend_url({"noop:", false}), "noop:");
+  EXPECT_EQ(backend_url({"noop:", std::nullopt, false}), "noop:");
+  // An explicitly empty --backend is a mistake, not "the default".
+  EXPECT_THROW(backend_url({"", std::nullopt, false}), UsageError);
+  EXPECT_THROW(backend_url({"noop:", "/dev/null", false}), UsageError);
+  ::setenv("LOCKKIT_BACKEND", "", 1);  // empty variable: the default
+  EXPECT_EQ(backend_url({}), default_backend_url());
   ::unsetenv("LOCKKIT_BACKEND");
   EXPECT_EQ(backend_url({}), default_backend_url());
 }

@@ -46,7 +46,7 @@ std::vector<std::string> merged_environment(const std::vector<std::string>& extr
 }  // namespace
 
 Process::Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                 const std::string& dir) {
+                 const std::string& dir, const Stdio& stdio) {
   unsigned n = g_counter.fetch_add(1);
   out_path_ = dir + "/proc" + std::to_string(n) + ".out";
   err_path_ = dir + "/proc" + std::to_string(n) + ".err";
@@ -59,9 +59,13 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
+  posix_spawn_file_actions_addopen(&actions, 0, stdio.in.c_str(), O_RDONLY, 0);
+  if (stdio.out_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, stdio.out_fd, 1);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+  }
   posix_spawn_file_actions_addopen(&actions, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
   posix_spawnattr_t attr;
@@ -125,8 +129,8 @@ void Process::signal(int sig) const {
 }
 
 Finished run_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                     const std::string& dir, milliseconds timeout) {
-  Process p(argv, env, dir);
+                     const std::string& dir, milliseconds timeout, const Stdio& stdio) {
+  Process p(argv, env, dir, stdio);
   if (auto f = p.wait(timeout)) return *f;
   p.signal(SIGKILL);
   auto f = p.wait(std::chrono::seconds(10));

@@ -21,13 +21,19 @@ struct Finished {
   std::chrono::milliseconds elapsed{0};
 };
 
+// Where a process's stdin and stdout come from, when not the defaults (/dev/null; a file).
+struct Stdio {
+  std::string in = "/dev/null";  // a file to read stdin from
+  int out_fd = -1;               // a descriptor of ours to use as its stdout (-1: captured)
+};
+
 // A running child process with stdout/stderr captured in files under `dir`.
 // Thread safety: one thread at a time.
 class Process {
  public:
   // Starts `argv` with the current environment plus `env` ("NAME=value", replacing).
   Process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-          const std::string& dir);
+          const std::string& dir, const Stdio& stdio = {});
   ~Process();  // kills (SIGKILL) and reaps the process if still running
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -49,7 +55,8 @@ class Process {
 // Runs `argv` to completion (SIGKILL after `timeout`, reported as status 137).
 Finished run_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                      const std::string& dir,
-                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                     const Stdio& stdio = {});
 
 // Waits up to `timeout` until `path` exists and is non-empty; returns its contents or empty.
 std::optional<std::string> await_file(const std::string& path, std::chrono::milliseconds timeout);
