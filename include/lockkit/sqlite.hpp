@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -59,7 +60,7 @@ struct SqliteOptions {
 // nothing after it. Deleting the file ends every lease in it at once: don't.
 // Thread safety: safe to share; calls may run concurrently. In a child made by fork() it opens
 // its own connections and never uses or closes the inherited ones.
-class SqliteLockApi final : public LockApi {
+class LOCKKIT_EXPORT SqliteLockApi final : public LockApi {
  public:
   // Opens (or creates) the file and checks its schema. Throws `std::invalid_argument` for bad
   // options, `BackendError` naming the path and the cause if the file cannot be created or
@@ -83,12 +84,12 @@ class SqliteLockApi final : public LockApi {
 };
 
 // Returns a new `sqlite://` backend; throws like `SqliteLockApi`'s constructor.
-std::unique_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options);
+LOCKKIT_EXPORT std::unique_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options);
 
 // Parses `sqlite:///abs/path.db`, `sqlite:relative/path.db` or `sqlite:/abs/path.db`, with
 // options `busy_timeout` (duration), `sync` (`normal` or `full`) and `max_idle` (1..1024).
 // Throws `std::invalid_argument` quoting the URL for anything else.
-SqliteOptions parse_sqlite_url(std::string_view url);
+LOCKKIT_EXPORT SqliteOptions parse_sqlite_url(std::string_view url);
 
 }  // namespace lockkit
 
