@@ -60,7 +60,7 @@ endfunction()
 
 # lockkit.pc plus lockkit-<backend>.pc per built backend, in ${libdir}/pkgconfig. The files find
 # their prefix relative to themselves, so an installed tree may be moved. A backend's own
-# dependency is Requires.private (needed with `pkg-config --static`, for static archives).
+# dependency is private (added by `pkg-config --static`, for static archives).
 function(lockkit_install_pkgconfig)
   file(RELATIVE_PATH up "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
   set(LOCKKIT_PC_PREFIX "\${pcfiledir}/${up}")
@@ -68,15 +68,17 @@ function(lockkit_install_pkgconfig)
   set(out ${PROJECT_BINARY_DIR}/pkgconfig)
   configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit.pc.in ${out}/lockkit.pc @ONLY)
   set(files ${out}/lockkit.pc)
-  set(requires_sqlite sqlite3)
-  set(requires_redis hiredis)
-  set(requires_postgres libpq)
+  set(private_sqlite "Requires.private: sqlite3")
+  set(private_redis "Requires.private: hiredis")
+  # Debian's libpq.pc lists, for --static, archives only the server's -dev package ships
+  # (-lpgcommon -lpgport): name the shared libpq itself instead.
+  set(private_postgres "Libs.private: -lpq")
   set(what_sqlite "sqlite:// backend (SQLite)")
   set(what_redis "redis:// and redlock:// backends (hiredis)")
   set(what_postgres "postgres:// backend (libpq)")
   foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
     set(LOCKKIT_PC_BACKEND ${backend})
-    set(LOCKKIT_PC_BACKEND_REQUIRES ${requires_${backend}})
+    set(LOCKKIT_PC_BACKEND_PRIVATE "${private_${backend}}")
     set(LOCKKIT_PC_BACKEND_WHAT "${what_${backend}}")
     configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-backend.pc.in ${out}/lockkit-${backend}.pc
       @ONLY)
