@@ -60,5 +60,5 @@ for sub in $subcommands; do
     fi
   done
 done
-echo "subcommands checked: $(echo $subcommands)"
+echo "subcommands checked: ${subcommands//$'\n'/ }"
 exit $fail

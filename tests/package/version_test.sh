@@ -43,6 +43,7 @@ fi
 # find_package(lockkit <requested>) in a throwaway project: prints found/not found.
 find_lockkit() {
   mkdir -p "$tmp/find-$1"
+  # shellcheck disable=SC2016  # ${lockkit_FOUND} is CMake's
   printf 'cmake_minimum_required(VERSION 3.25)\nproject(v LANGUAGES CXX)\nfind_package(lockkit %s)\nmessage(STATUS "lockkit_FOUND=${lockkit_FOUND}")\n' \
     "$1" >"$tmp/find-$1/CMakeLists.txt"
   cmake -S "$tmp/find-$1" -B "$tmp/find-$1/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" 2>&1 |
