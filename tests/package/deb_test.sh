@@ -46,16 +46,16 @@ for pkg in "$lib_package" liblockkit-dev lockkit; do
   dpkg -I "$(deb "$pkg")" | sed -n 's/^ \(Package\|Version\|Depends\):/  &/p'
 done
 
-lib_files=('/usr/lib/.*/liblockkit\.so\.'"$soversion"'$')
+lib_files=('/usr/lib/(.*/)?liblockkit\.so\.'"$soversion"'$')
 dev_files=('/usr/include/lockkit/lockkit\.hpp$' '/usr/include/lockkit/export\.hpp$'
-  '/usr/lib/.*/liblockkit\.so$' '/usr/lib/.*/cmake/lockkit/lockkitConfig\.cmake$'
-  '/usr/lib/.*/cmake/lockkit/lockkitConfigVersion\.cmake$' '/usr/lib/.*/pkgconfig/lockkit\.pc$')
+  '/usr/lib/(.*/)?liblockkit\.so$' '/usr/lib/(.*/)?cmake/lockkit/lockkitConfig\.cmake$'
+  '/usr/lib/(.*/)?cmake/lockkit/lockkitConfigVersion\.cmake$' '/usr/lib/(.*/)?pkgconfig/lockkit\.pc$')
 lib_depends=('libc6' 'libstdc\+\+6')
 dev_depends=("$lib_package \(= $version\)")
 for c in $components; do
-  lib_files+=('/usr/lib/.*/liblockkit_'"$c"'\.so\.'"$soversion"'$')
-  dev_files+=('/usr/lib/.*/liblockkit_'"$c"'\.so$' '/usr/lib/.*/pkgconfig/lockkit-'"$c"'\.pc$'
-    '/usr/lib/.*/cmake/lockkit/lockkit-'"$c"'Targets\.cmake$')
+  lib_files+=('/usr/lib/(.*/)?liblockkit_'"$c"'\.so\.'"$soversion"'$')
+  dev_files+=('/usr/lib/(.*/)?liblockkit_'"$c"'\.so$' '/usr/lib/(.*/)?pkgconfig/lockkit-'"$c"'\.pc$'
+    '/usr/lib/(.*/)?cmake/lockkit/lockkit-'"$c"'Targets\.cmake$')
   case $c in
     sqlite) lib_depends+=(libsqlite3-0) dev_depends+=(libsqlite3-dev) ;;
     redis) lib_depends+=('libhiredis[0-9.]+') dev_depends+=(libhiredis-dev) ;;
