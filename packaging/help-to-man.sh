@@ -10,6 +10,7 @@ title=lockkit${sub:+-$sub}
 help=$("$bin" ${sub:+"$sub"} --help)
 {
   printf '.TH %s 1 "" "lockkit %s" "User Commands"\n' "$(tr a-z- A-Z- <<<"$title")" "$version"
+  printf '.nh\n'  # no hyphenation: names and options stay whole
   awk -v title="$title" -v sub_="$sub" '
     function roff(s) {
       gsub(/\\/, "\\e", s)
@@ -40,5 +41,17 @@ help=$("$bin" ${sub:+"$sub"} --help)
     }
     END { if (open) print ".fi" }
   ' <<<"$help"
+  # The pages refer to each other (unless the help has its own SEE ALSO).
+  if ! grep -q '^SEE ALSO$' <<<"$help"; then
+    if [ -n "$sub" ]; then
+      see=(lockkit)
+    else
+      mapfile -t see < <(sed -n 's/^  lockkit \([a-z][a-z]*\)  *[[-].*/lockkit-\1/p' <<<"$help")
+    fi
+    printf '.SH "SEE ALSO"\n'
+    for ((i = 0; i < ${#see[@]}; i++)); do
+      printf '.BR %s (1)%s\n' "${see[i]//-/\\-}" "$( ((i + 1 < ${#see[@]})) && echo , )"
+    done
+  fi
 } > "$out.tmp"
 mv "$out.tmp" "$out"
