@@ -16,25 +16,73 @@ function(lockkit_warnings target)
     $<$<BOOL:${LOCKKIT_WERROR}>:-Werror>)
 endfunction()
 
+# Version, soname and symbol visibility of one of our libraries: only what the public headers
+# mark LOCKKIT_EXPORT is exported from a shared build (never lockkit::detail).
+function(lockkit_library_properties target)
+  set_target_properties(${target} PROPERTIES VERSION ${PROJECT_VERSION}
+    SOVERSION ${LOCKKIT_SOVERSION} CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+endfunction()
+
 # lockkit_add_backend(<name> SOURCES <files...> [LINK <private deps...>])
 # Declares lockkit_<name> (alias lockkit::<name>, export name <name>). One source must define
 #   extern "C" void lockkit_backend_anchor_<name>() {}
 # next to the static object that calls lockkit::register_backend: every consumer links with
 # --undefined=lockkit_backend_anchor_<name>, so the linker keeps that object even from a static
 # archive and `lockkit::open` knows the scheme without a registration call.
+# A shared backend has the same problem with --as-needed (Debian's and Ubuntu's linkers drop a
+# library no object refers to, and --undefined does not count as a reference): consumers list
+# the library once more wrapped in --push-state,--no-as-needed ... --pop-state, which only
+# affects this one library.
 function(lockkit_add_backend name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LINK" ${ARGN})
   add_library(lockkit_${name} ${ARG_SOURCES})
   add_library(lockkit::${name} ALIAS lockkit_${name})
-  set_target_properties(lockkit_${name} PROPERTIES EXPORT_NAME ${name}
-    VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+  set_target_properties(lockkit_${name} PROPERTIES EXPORT_NAME ${name})
+  lockkit_library_properties(lockkit_${name})
   target_link_libraries(lockkit_${name} PUBLIC lockkit::lockkit
     PRIVATE $<BUILD_INTERFACE:lockkit_internal> ${ARG_LINK})
   target_link_options(lockkit_${name} INTERFACE "LINKER:--undefined=lockkit_backend_anchor_${name}")
+  get_target_property(type lockkit_${name} TYPE)
+  if(type STREQUAL "SHARED_LIBRARY")
+    target_link_options(lockkit_${name} INTERFACE
+      "LINKER:--push-state,--no-as-needed,$<TARGET_LINKER_FILE:lockkit::${name}>,--pop-state"
+      # The private copy of lockkit::detail stays private: no symbol of it is exported.
+      PRIVATE "LINKER:--exclude-libs,liblockkit_internal_code.a")
+  endif()
   lockkit_warnings(lockkit_${name})
   if(LOCKKIT_INSTALL)
-    install(TARGETS lockkit_${name} EXPORT lockkitTargets
-      ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-      LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+    install(TARGETS lockkit_${name} EXPORT lockkit-${name}Targets
+      ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Development
+      LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Libraries
+        NAMELINK_COMPONENT Development)
   endif()
+endfunction()
+
+# lockkit.pc plus lockkit-<backend>.pc per built backend, in ${libdir}/pkgconfig. The files find
+# their prefix relative to themselves, so an installed tree may be moved. A backend's own
+# dependency is private (added by `pkg-config --static`, for static archives).
+function(lockkit_install_pkgconfig)
+  file(RELATIVE_PATH up "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+  set(LOCKKIT_PC_PREFIX "\${pcfiledir}/${up}")
+  string(REGEX REPLACE "/$" "" LOCKKIT_PC_PREFIX "${LOCKKIT_PC_PREFIX}")
+  set(out ${PROJECT_BINARY_DIR}/pkgconfig)
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit.pc.in ${out}/lockkit.pc @ONLY)
+  set(files ${out}/lockkit.pc)
+  set(private_sqlite "Requires.private: sqlite3")
+  set(private_redis "Requires.private: hiredis")
+  # Debian's libpq.pc lists, for --static, archives only the server's -dev package ships
+  # (-lpgcommon -lpgport): name the shared libpq itself instead.
+  set(private_postgres "Libs.private: -lpq")
+  set(what_sqlite "sqlite:// backend (SQLite)")
+  set(what_redis "redis:// and redlock:// backends (hiredis)")
+  set(what_postgres "postgres:// backend (libpq)")
+  foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
+    set(LOCKKIT_PC_BACKEND ${backend})
+    set(LOCKKIT_PC_BACKEND_PRIVATE "${private_${backend}}")
+    set(LOCKKIT_PC_BACKEND_WHAT "${what_${backend}}")
+    configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-backend.pc.in ${out}/lockkit-${backend}.pc
+      @ONLY)
+    list(APPEND files ${out}/lockkit-${backend}.pc)
+  endforeach()
+  install(FILES ${files} DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT Development)
 endfunction()

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs what is missing, builds the `lockkit` tool and runs a demo on the embedded default
-# (an SQLite file): several processes contend for one key; their critical sections never
-# overlap and their fences increase. Usage: bash scripts/demo.sh [WORKERS] [ROUNDS]
+# Installs only what is missing for it (compiler, CMake, SQLite, CLI11: no servers, no test
+# frameworks), builds the `lockkit` tool with the sqlite:// backend alone and runs a demo on the
+# embedded default (an SQLite file): several processes contend for one key; their critical
+# sections never overlap and their fences increase. Usage: bash scripts/demo.sh [WORKERS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workers=${1:-4}
 rounds=${2:-3}
 
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 echo "== building lockkit (build/demo)" >&2
 cmake -S . -B build/demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOCKKIT_BUILD_TESTS=OFF \
   -DLOCKKIT_BUILD_EXAMPLES=OFF -DLOCKKIT_INSTALL=OFF -DLOCKKIT_WITH_REDIS=OFF \
-  -DLOCKKIT_WITH_POSTGRES=OFF >/dev/null
+  -DLOCKKIT_WITH_POSTGRES=OFF -DLOCKKIT_BUILD_BENCH=OFF >/dev/null
 cmake --build build/demo --target lockkit_cli -j "$(nproc)" >/dev/null
 lockkit=$PWD/build/demo/cli/lockkit
 

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the Debian 12 packages lockkit needs to build, test and benchmark (only the missing
-# ones), as root or through sudo. Safe to run again.
+# Installs the Debian 12 packages lockkit needs (only the missing ones), as root or through sudo.
+# Safe to run again.
+#   setup.sh [full]  everything to build, test, package and benchmark (scripts/test.sh)
+#   setup.sh demo    only what scripts/demo.sh needs: the tool with the sqlite:// backend
 set -euo pipefail
 
-packages=(
-  g++ cmake ninja-build pkg-config git ca-certificates  # toolchain
-  libgtest-dev libgmock-dev libbenchmark-dev           # tests and benchmarks
-  libsqlite3-dev sqlite3                                # sqlite:// backend (the default)
-  libhiredis-dev redis-server redis-tools               # redis:// backend, test server, redis-benchmark
-  libpq-dev postgresql postgresql-client                # postgres:// backend, test server, pgbench
-  libcli11-dev                                          # the lockkit tool's argument parser
-  procps psmisc util-linux                              # ps/kill/setsid for the process tests
+demo=(
+  g++ cmake ninja-build pkg-config  # toolchain
+  libsqlite3-dev                    # sqlite:// backend (the default)
+  libcli11-dev                      # the lockkit tool's argument parser
 )
+full=(
+  "${demo[@]}" git ca-certificates
+  libgtest-dev libgmock-dev libbenchmark-dev  # tests and benchmarks
+  sqlite3                                     # the sqlite3 shell, to inspect lock files
+  libhiredis-dev redis-server redis-tools     # redis:// backend, test server, redis-benchmark
+  libpq-dev postgresql postgresql-client      # postgres:// backend, test server, pgbench
+  procps psmisc util-linux                    # ps/kill/setsid for the process tests
+  dpkg-dev file binutils                      # .deb packages: dpkg-shlibdeps, file, nm/readelf
+  man-db groff-base bash-completion           # package tests: man -l, the completion framework
+)
+case ${1:-full} in
+  demo) packages=("${demo[@]}") ;;
+  full) packages=("${full[@]}") ;;
+  *) echo "usage: setup.sh [full|demo]" >&2; exit 64 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

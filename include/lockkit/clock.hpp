@@ -6,11 +6,13 @@
 #include <atomic>
 #include <chrono>
 
+#include "lockkit/export.hpp"
+
 namespace lockkit {
 
 // A source of steady time. The `memory:` backend expires leases by it.
 // Thread safety: implementations must be safe to call from any thread.
-class Clock {
+class LOCKKIT_EXPORT Clock {
  public:
   virtual ~Clock() = default;
   // Returns the current time; never goes backwards.
@@ -19,7 +21,7 @@ class Clock {
 
 // The real `std::chrono::steady_clock`.
 // Thread safety: safe to share.
-class SteadyClock final : public Clock {
+class LOCKKIT_EXPORT SteadyClock final : public Clock {
  public:
   std::chrono::steady_clock::time_point now() const noexcept override {
     return std::chrono::steady_clock::now();
@@ -31,7 +33,7 @@ class SteadyClock final : public Clock {
 //   lockkit::InMemoryLockApi api({.clock = clock});
 //   clock->advance(std::chrono::seconds(31));  // every 30 s lease has now expired
 // Thread safety: safe to share; `advance` may race with `now`.
-class ManualClock final : public Clock {
+class LOCKKIT_EXPORT ManualClock final : public Clock {
  public:
   // Starts at `start` (by default the real steady clock's current time).
   explicit ManualClock(

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "lockkit/export.hpp"
+
 namespace lockkit {
 
 // Why a store call failed. Add a kind here rather than a subclass of `BackendError`.
@@ -21,13 +23,13 @@ enum class ErrorKind {
 };
 
 // Returns the kind's lower-case name, e.g. "unavailable".
-const char* to_string(ErrorKind kind) noexcept;
+LOCKKIT_EXPORT const char* to_string(ErrorKind kind) noexcept;
 
 // Thrown when a store fails: unreachable, timed out, refused, or answered garbage.
 // Never thrown for contention (that is an empty optional or `false`).
 // `what()` reads `<backend>: <message>`; messages never contain passwords or tokens.
 // Thread safety: immutable; safe to share.
-class BackendError : public std::runtime_error {
+class LOCKKIT_EXPORT BackendError : public std::runtime_error {
  public:
   BackendError(std::string_view backend, ErrorKind kind, std::string_view message);
 

@@ -11,13 +11,15 @@
 #include <string>
 #include <string_view>
 
+#include "lockkit/export.hpp"
+
 namespace lockkit {
 
 // What a `Lock` calls back into to release or extend its lease. Implemented by backends (and by
 // custom backends), never needed by code that only takes locks. A `Lock` keeps its `LeaseOps`
 // alive through a `shared_ptr`, so a lock may outlive the `LockApi` that made it.
 // Thread safety: implementations must be safe to call from any thread.
-class LeaseOps {
+class LOCKKIT_EXPORT LeaseOps {
  public:
   virtual ~LeaseOps() = default;
 
@@ -48,7 +50,7 @@ class LeaseOps {
 //   }                                     // released here
 // Code must not act on the lock after `valid_until()`: the store may already have expired it.
 // Thread safety: one thread at a time, like std::unique_lock; it may move between threads.
-class [[nodiscard]] Lock {
+class [[nodiscard]] LOCKKIT_EXPORT Lock {
  public:
   // Made by backends after a successful acquisition. `valid_until` must be no later than the
   // store's expiry (request start + ttl - drift).
@@ -101,7 +103,7 @@ using ErrorHook = std::function<void(std::string_view key, const std::exception&
 
 // Installs `hook` for failed destructor releases (process-wide; empty to remove). The library
 // itself never prints.
-void set_error_hook(ErrorHook hook);
+LOCKKIT_EXPORT void set_error_hook(ErrorHook hook);
 
 }  // namespace lockkit
 

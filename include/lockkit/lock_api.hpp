@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock.hpp"
 #include "lockkit/retry.hpp"
 
@@ -34,7 +35,7 @@ struct LockInfo {
 //   auto api = lockkit::open("memory:");
 //   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
 // Thread safety: safe to share; calls may run concurrently.
-class LockApi {
+class LOCKKIT_EXPORT LockApi {
  public:
   virtual ~LockApi() = default;
   LockApi(const LockApi&) = delete;
@@ -70,11 +71,11 @@ class LockApi {
 };
 
 // Throws `std::invalid_argument` ("key: must be 1..1024 bytes, got 0") unless `key` is valid.
-void validate_key(std::string_view key);
+LOCKKIT_EXPORT void validate_key(std::string_view key);
 // Throws `std::invalid_argument` ("ttl: must be 1ms..7d, got 0ms") unless `ttl` is valid.
-void validate_ttl(std::chrono::milliseconds ttl);
+LOCKKIT_EXPORT void validate_ttl(std::chrono::milliseconds ttl);
 // Returns a fresh owner token: 32 lowercase hex characters, 128 bits from the kernel's CSPRNG.
-std::string make_token();
+LOCKKIT_EXPORT std::string make_token();
 
 namespace detail {
 template <class R>

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "lockkit/clock.hpp"
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -29,7 +30,7 @@ struct MemoryOptions {
 // counter, so they increase strictly per key across releases and expiries without keeping any
 // per-key state. When the store is unreachable: it never is; nothing here throws `BackendError`.
 // Thread safety: safe to share; calls may run concurrently.
-class InMemoryLockApi final : public LockApi {
+class LOCKKIT_EXPORT InMemoryLockApi final : public LockApi {
  public:
   explicit InMemoryLockApi(MemoryOptions options = {});
   ~InMemoryLockApi() override;
@@ -52,7 +53,7 @@ class InMemoryLockApi final : public LockApi {
 };
 
 // Returns a new `memory:` backend.
-std::unique_ptr<LockApi> make_memory_lock_api(MemoryOptions options = {});
+LOCKKIT_EXPORT std::unique_ptr<LockApi> make_memory_lock_api(MemoryOptions options = {});
 
 }  // namespace lockkit
 

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -13,7 +14,7 @@ namespace lockkit {
 // holders of one key at once, each with a fresh token and an increasing fence); with
 // `locked == true` none does. Arguments are still validated like every backend does.
 // Thread safety: safe to share; calls may run concurrently.
-class NoOpLockApi final : public LockApi {
+class LOCKKIT_EXPORT NoOpLockApi final : public LockApi {
  public:
   explicit NoOpLockApi(bool locked = false);
 

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -18,20 +19,20 @@ namespace lockkit {
 // `postgres://`); linking `lockkit::redis` is enough, no registration call is needed.
 // Throws `std::invalid_argument` quoting the URL (password redacted) for an unknown scheme or a
 // malformed URL, `BackendError` if the backend connects eagerly and fails.
-std::shared_ptr<LockApi> open(std::string_view url);
+LOCKKIT_EXPORT std::shared_ptr<LockApi> open(std::string_view url);
 
 // Makes a backend from its full URL.
 using BackendFactory = std::function<std::shared_ptr<LockApi>(std::string_view url)>;
 
 // Makes `scheme` (without ':', e.g. "redis") open through `factory`; replaces an earlier one.
 // Custom backends call this once, before their first `open`.
-void register_backend(std::string scheme, BackendFactory factory);
+LOCKKIT_EXPORT void register_backend(std::string scheme, BackendFactory factory);
 
 // Returns the schemes `open` knows, sorted.
-std::vector<std::string> registered_schemes();
+LOCKKIT_EXPORT std::vector<std::string> registered_schemes();
 
 // Returns `url` with any password in its user info replaced by "***".
-std::string redact_url(std::string_view url);
+LOCKKIT_EXPORT std::string redact_url(std::string_view url);
 
 }  // namespace lockkit
 

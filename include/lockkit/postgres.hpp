@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -71,7 +72,7 @@ struct PostgresOptions {
 // After fork(): each process opens its own connections on first use and never reads, writes or
 // closes-with-a-word a connection it inherited, so parent and child both keep working.
 // Thread safety: safe to share; calls may run concurrently (a bounded connection pool).
-class PostgresLockApi final : public LockApi {
+class LOCKKIT_EXPORT PostgresLockApi final : public LockApi {
  public:
   // Validates `options` (throws `std::invalid_argument` naming the field) without connecting.
   explicit PostgresLockApi(PostgresOptions options);
@@ -86,13 +87,13 @@ class PostgresLockApi final : public LockApi {
   std::vector<LockInfo> list(std::string_view prefix = {}) override;
 
  private:
-  class Store;
+  class LOCKKIT_NO_EXPORT Store;
   std::shared_ptr<Store> store_;
 };
 
 // Returns a new `postgres://` backend; connects on first use. Throws `std::invalid_argument`
 // naming the field for bad options.
-std::unique_ptr<LockApi> make_postgres_lock_api(PostgresOptions options);
+LOCKKIT_EXPORT std::unique_ptr<LockApi> make_postgres_lock_api(PostgresOptions options);
 
 // Returns the options a `postgres://` or `postgresql://` URL stands for:
 // `postgres://[user[:password]@][host[:port][,host[:port]...]][/dbname][?options]`. Our options
@@ -100,7 +101,7 @@ std::unique_ptr<LockApi> make_postgres_lock_api(PostgresOptions options);
 // `command_timeout`, `connections` and `prepare` (true/false); every other option is passed to
 // libpq as a keyword (sslmode=require, application_name=...). Throws `std::invalid_argument`
 // quoting the URL with its password redacted, e.g. for an option libpq does not know.
-PostgresOptions parse_postgres_url(std::string_view url);
+LOCKKIT_EXPORT PostgresOptions parse_postgres_url(std::string_view url);
 
 }  // namespace lockkit
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -41,7 +42,7 @@ struct RedisOptions {
 // (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false). Throws
 // `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option); the
 // message never contains the password.
-RedisOptions parse_redis_url(std::string_view url);
+LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 
 // Leased locks on one Redis server.
 //   auto api = lockkit::open("redis://127.0.0.1:6379?prefix=myapp:");
@@ -80,7 +81,7 @@ RedisOptions parse_redis_url(std::string_view url);
 // acquire was sent but its reply lost, the backend releases its token if it can and throws
 // kind in-doubt. A server restart without persistence loses held locks.
 // Thread safety: safe to share; calls may run concurrently.
-class RedisLockApi final : public LockApi {
+class LOCKKIT_EXPORT RedisLockApi final : public LockApi {
  public:
   // Does not connect: the first call does. Throws `std::invalid_argument` for bad options.
   explicit RedisLockApi(RedisOptions options);
@@ -103,7 +104,7 @@ class RedisLockApi final : public LockApi {
 };
 
 // Returns a new `redis://` backend; it connects on first use.
-std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options);
+LOCKKIT_EXPORT std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options);
 
 }  // namespace lockkit
 

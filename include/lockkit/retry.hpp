@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "lockkit/export.hpp"
+
 namespace lockkit {
 
 // How long and how often `LockApi::acquire` retries a busy key.
@@ -19,10 +21,10 @@ struct RetryPolicy {
 // Returns the delay before retry `attempt` (0-based) under `policy`: full jitter, drawn from a
 // thread-local generator. Throws `std::invalid_argument` naming the field if `policy` is
 // invalid (negative durations, `initial_delay` 0 or above `max_delay`).
-std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, unsigned attempt);
+LOCKKIT_EXPORT std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, unsigned attempt);
 
 // Throws `std::invalid_argument` naming the field if `policy` is invalid.
-void validate_retry_policy(const RetryPolicy& policy);
+LOCKKIT_EXPORT void validate_retry_policy(const RetryPolicy& policy);
 
 }  // namespace lockkit
 

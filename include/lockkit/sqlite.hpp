@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -41,7 +42,7 @@ struct SqliteOptions {
 // if XDG_STATE_HOME is absolute, else `$HOME/.local/state/lockkit/locks.db` (HOME, else the
 // password database); empty if there is no home directory. The only path whose missing
 // directories are created.
-std::string default_sqlite_path();
+LOCKKIT_EXPORT std::string default_sqlite_path();
 
 // Locks shared by every process on one host through one SQLite file (WAL mode): the embedded
 // default of the `lockkit` tool. URL: `sqlite:///abs/path/locks.db[?busy_timeout=2s]`.
@@ -78,7 +79,7 @@ std::string default_sqlite_path();
 // call. In a fork() child of a process that had used this object, every call throws
 // `BackendError` kind `unsupported` without touching SQLite; an object made but not used before
 // the fork works in the child (unless the parent had the same file open through another one).
-class SqliteLockApi final : public LockApi {
+class LOCKKIT_EXPORT SqliteLockApi final : public LockApi {
  public:
   // Checks the options and the file system: creates the file if missing, checks its mode and
   // links, reads the boot id. Throws `std::invalid_argument` for bad options, `BackendError`
@@ -104,13 +105,13 @@ class SqliteLockApi final : public LockApi {
 };
 
 // Returns a new `sqlite://` backend; throws like `SqliteLockApi`'s constructor.
-std::unique_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options);
+LOCKKIT_EXPORT std::unique_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options);
 
 // Parses `sqlite:///abs/path.db`, `sqlite:relative/path.db` or `sqlite:/abs/path.db`, with
 // options `busy_timeout` (duration), `sync` (`normal` or `full`), `max_idle` (1..1024) and
 // `share` (`user` or `group`).
 // Throws `std::invalid_argument` quoting the URL for anything else.
-SqliteOptions parse_sqlite_url(std::string_view url);
+LOCKKIT_EXPORT SqliteOptions parse_sqlite_url(std::string_view url);
 
 }  // namespace lockkit
 

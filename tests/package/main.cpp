@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 // Installed-package check: every linked backend's scheme is known to lockkit::open without a
-// registration call, and a lock can be taken through each URL given on the command line.
-//   consumer <scheme>... -- <url>...
+// registration call, a lock can be taken through each URL given, and URLs of unreachable stores
+// fail with BackendError (not "unknown scheme"), so their backend was linked too.
+//   consumer <scheme>... -- <url>... [-- <unreachable url>...]
 #include <lockkit/lockkit.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <iostream>
 #include <string>
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   using namespace std::chrono_literals;
   auto schemes = lockkit::registered_schemes();
   int i = 1;
@@ -19,7 +21,7 @@ int main(int argc, char** argv) {
     }
     std::cout << "scheme " << argv[i] << ": registered\n";
   }
-  for (++i; i < argc; ++i) {
+  for (++i; i < argc && std::string(argv[i]) != "--"; ++i) {
     auto api = lockkit::open(argv[i]);
     auto lock = api->try_acquire("package-test", 5s);
     if (!lock || !lock->release()) {
@@ -28,5 +30,18 @@ int main(int argc, char** argv) {
     }
     std::cout << "url " << api->backend() << ": locked and released\n";
   }
+  for (++i; i < argc; ++i) {
+    try {
+      auto api = lockkit::open(argv[i]);
+      auto lock = api->try_acquire("package-test", 5s);
+      std::cerr << "consumer: " << argv[i] << " should be unreachable\n";
+      return 1;
+    } catch (const lockkit::BackendError& e) {
+      std::cout << "url " << argv[i] << ": BackendError (" << lockkit::to_string(e.kind()) << ")\n";
+    }
+  }
   return 0;
+} catch (const std::exception& e) {
+  std::cerr << "consumer: " << e.what() << "\n";  // e.g. an unknown scheme: a backend is missing
+  return 1;
 }

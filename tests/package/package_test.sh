@@ -1,21 +1,72 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the build tree into a temporary prefix, builds tests/package against it with
-# find_package(lockkit COMPONENTS ...), and runs the consumer.
+# Installs a build tree (static or shared) into a temporary prefix and builds consumers against
+# it: with find_package(lockkit COMPONENTS ...) and with pkg-config, both linked with
+# -Wl,--as-needed (Debian's and Ubuntu's default); a consumer of the core alone and one of sqlite
+# alone, configured while the other backends' dependencies cannot be found.
 #   package_test.sh <build-dir> <source-dir> "<components>"
 set -euo pipefail
 build=$1 src=$2 components=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-cmake -S "$src/tests/package" -B "$tmp/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
-  -DLOCKKIT_COMPONENTS="${components// /;}" >/dev/null
-cmake --build "$tmp/consumer" >/dev/null
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+libdir=$(dirname "$(find "$prefix" -name lockkit.pc -path '*/pkgconfig/*')")/..
+shared=0
+if [ -e "$libdir/liblockkit.so" ]; then shared=1; fi
+echo "installed: $( ((shared)) && echo shared || echo static) libraries in $libdir"
+export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
 urls=(memory:)
+unreachable=()
+pkgs=(lockkit)
 for c in $components; do
-  if [ "$c" = sqlite ]; then urls+=("sqlite://$tmp/locks.db"); fi
+  pkgs+=("lockkit-$c")
+  case $c in
+    sqlite) urls+=("sqlite://$tmp/locks.db") ;;
+    # Nothing listens on port 1: connecting fails at once with BackendError.
+    redis) unreachable+=("redis://127.0.0.1:1?connect_timeout=2s") ;;
+    postgres) unreachable+=("postgres://lockkit@127.0.0.1:1/lockkit?connect_timeout=2s") ;;
+  esac
 done
 schemes=$components
 case " $components " in *" postgres "*) schemes="$schemes postgresql" ;; esac
+
+# configure <dir> <components> [env...]: the consumer project against the installed prefix.
+configure() {
+  local dir=$1 comps=$2
+  shift 2
+  env "$@" cmake -S "$src/tests/package" -B "$tmp/$dir" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_EXE_LINKER_FLAGS=-Wl,--as-needed -DLOCKKIT_COMPONENTS="${comps// /;}" >"$tmp/$dir.log" \
+    || { cat "$tmp/$dir.log" >&2; echo "package_test: configuring $dir failed" >&2; exit 1; }
+  cmake --build "$tmp/$dir" >/dev/null
+}
+
+echo "== find_package(lockkit COMPONENTS $components)"
+configure all "$components"
 # shellcheck disable=SC2086  # one word per scheme
-"$tmp/consumer/consumer" $schemes -- "${urls[@]}"
+"$tmp/all/consumer" $schemes -- "${urls[@]}" -- "${unreachable[@]}"
+
+echo "== find_package(lockkit) alone, no backend's dependency findable"
+configure core "" PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= \
+  CMAKE_DISABLE_FIND_PACKAGE_SQLite3=ON CMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON
+"$tmp/core/consumer" memory noop -- memory:
+case " $components " in
+  *" sqlite "*)
+    echo "== find_package(lockkit COMPONENTS sqlite), hiredis and libpq not findable"
+    configure sqlite sqlite PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= \
+      CMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON
+    "$tmp/sqlite/consumer" sqlite -- "sqlite://$tmp/sqlite.db"
+    ;;
+esac
+
+echo "== pkg-config --cflags --libs ${pkgs[*]}"
+static=()
+if ((!shared)); then static=(--static); fi
+flags=$(PKG_CONFIG_PATH=$libdir/pkgconfig pkg-config "${static[@]}" --cflags --libs "${pkgs[@]}")
+echo "$flags"
+# shellcheck disable=SC2086  # flags are words
+c++ -std=c++20 -o "$tmp/pc-consumer" "$src/tests/package/main.cpp" -Wl,--as-needed $flags
+# shellcheck disable=SC2086
+"$tmp/pc-consumer" $schemes -- "${urls[@]}" -- "${unreachable[@]}"
+echo "package_test: OK"

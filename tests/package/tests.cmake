@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: MIT
+# Tests of what `cmake --install` and `cpack` produce. Included from tests/CMakeLists.txt in
+# static and shared builds alike; nothing here needs GoogleTest.
+if(NOT LOCKKIT_INSTALL)
+  return()
+endif()
+set(pkg ${CMAKE_CURRENT_LIST_DIR})
+string(REPLACE ";" " " components "${LOCKKIT_BUILT_COMPONENTS}")  # one argv word
+
+# This build's own install tree: find_package and pkg-config consumers.
+add_test(NAME package_test COMMAND bash ${pkg}/package_test.sh ${PROJECT_BINARY_DIR}
+  ${PROJECT_SOURCE_DIR} "${components}")
+add_test(NAME package_version_test COMMAND bash ${pkg}/version_test.sh ${PROJECT_BINARY_DIR}
+  ${PROJECT_SOURCE_DIR})
+set_tests_properties(package_test package_version_test PROPERTIES LABELS package TIMEOUT 300)
+if(TARGET lockkit_cli)
+  add_test(NAME package_man_test COMMAND bash ${pkg}/man_test.sh
+    ${PROJECT_BINARY_DIR}/packaging/man ${LOCKKIT_CLI_SUBCOMMANDS})
+  add_test(NAME package_completion_test COMMAND bash ${pkg}/completion_test.sh
+    ${PROJECT_BINARY_DIR} $<TARGET_FILE:lockkit_cli>)
+  set_tests_properties(package_man_test package_completion_test PROPERTIES LABELS package
+    TIMEOUT 120)
+endif()
+
+# The shared libraries and the .deb packages: this build itself when it is a shared one, else a
+# shared build of the same sources next to it (built once by a fixture, incrementally after).
+if(BUILD_SHARED_LIBS)
+  set(shared_dir ${PROJECT_BINARY_DIR})
+else()
+  set(shared_dir ${PROJECT_BINARY_DIR}/package-shared)
+  set(shared_args -DLOCKKIT_WERROR=${LOCKKIT_WERROR} -DLOCKKIT_BUILD_CLI=${LOCKKIT_BUILD_CLI})
+  foreach(backend IN ITEMS SQLITE REDIS POSTGRES)
+    list(APPEND shared_args -DLOCKKIT_WITH_${backend}=${LOCKKIT_WITH_${backend}})
+  endforeach()
+  add_test(NAME package_shared_build COMMAND bash ${pkg}/shared_build.sh ${PROJECT_SOURCE_DIR}
+    ${shared_dir} ${shared_args})
+  set_tests_properties(package_shared_build PROPERTIES LABELS package TIMEOUT 900
+    FIXTURES_SETUP lockkit_shared RESOURCE_LOCK lockkit_shared_build)
+  add_test(NAME package_shared_test COMMAND bash ${pkg}/package_test.sh ${shared_dir}
+    ${PROJECT_SOURCE_DIR} "${components}")
+  set_tests_properties(package_shared_test PROPERTIES LABELS package TIMEOUT 300
+    FIXTURES_REQUIRED lockkit_shared)
+endif()
+add_test(NAME package_symbols_test COMMAND bash ${pkg}/symbols_test.sh ${shared_dir}
+  ${PROJECT_VERSION} "${components}")
+set_tests_properties(package_symbols_test PROPERTIES LABELS package TIMEOUT 120)
+if(LOCKKIT_BUILD_CLI)
+  add_test(NAME package_deb_test COMMAND bash ${pkg}/deb_test.sh ${shared_dir} ${PROJECT_VERSION}
+    "${components}")
+  # cpack rewrites <shared_dir>/packages: one at a time.
+  set_tests_properties(package_deb_test PROPERTIES LABELS package TIMEOUT 300
+    RESOURCE_LOCK lockkit_shared_build)
+endif()
+if(NOT BUILD_SHARED_LIBS)
+  set_tests_properties(package_symbols_test PROPERTIES FIXTURES_REQUIRED lockkit_shared)
+  if(LOCKKIT_BUILD_CLI)
+    set_tests_properties(package_deb_test PROPERTIES FIXTURES_REQUIRED lockkit_shared)
+  endif()
+endif()
