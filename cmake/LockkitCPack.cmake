@@ -35,7 +35,7 @@ if(BUILD_SHARED_LIBS)
   set(CPACK_DEBIAN_LIBRARIES_PACKAGE_NAME ${lib_package})
   set(CPACK_DEBIAN_LIBRARIES_PACKAGE_SECTION libs)
   set(CPACK_DEBIAN_LIBRARIES_DESCRIPTION
-    "leased locks for C++20 (shared libraries)\n liblockkit and one library per backend: sqlite://, redis:// and redlock://, postgres://.")
+    "leased locks for C++20 (shared libraries)\n liblockkit and one library per backend: sqlite://, redis://, postgres://.")
   # Our own libraries are not installed where dpkg-shlibdeps looks, nor known to dpkg: it finds
   # them in the build tree and the tool states the exact version of its library package.
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR})

@@ -74,7 +74,7 @@ function(lockkit_install_pkgconfig)
   # (-lpgcommon -lpgport): name the shared libpq itself instead.
   set(private_postgres "Libs.private: -lpq")
   set(what_sqlite "sqlite:// backend (SQLite)")
-  set(what_redis "redis:// and redlock:// backends (hiredis)")
+  set(what_redis "redis:// backend (hiredis)")
   set(what_postgres "postgres:// backend (libpq)")
   foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
     set(LOCKKIT_PC_BACKEND ${backend})

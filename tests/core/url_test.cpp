@@ -40,7 +40,7 @@ TEST(ParseUrl, SplitsEveryPart) {
 }
 
 TEST(ParseUrl, ReadsHostListsAndIpv6) {
-  Url u = parse_url("redlock://h1:1,[::1]:2,h3");
+  Url u = parse_url("multi://h1:1,[::1]:2,h3");
   ASSERT_EQ(u.hosts.size(), 3u);
   EXPECT_EQ(u.hosts[1].host, "::1");
   EXPECT_EQ(u.hosts[1].port, 2);

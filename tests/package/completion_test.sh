@@ -37,7 +37,7 @@ echo "$registered"
 expect "release run " lockkit r
 expect "--ttl " lockkit run --tt
 expect "--json " lockkit status --key k --js
-expect "redis:// rediss:// redlock:// " lockkit run --backend red
+expect "redis:// " lockkit run --backend red
 expect "" lockkit run --ttl ""
 
 # Every subcommand in the synopsis, and every option in each subcommand's help, is offered.
