@@ -24,6 +24,7 @@
 #include "support/blackhole_dns.hpp"
 #include "support/fault_proxy.hpp"
 #include "support/postgres_server.hpp"
+#include "support/sanitizers.hpp"
 
 extern char** environ;
 
@@ -748,6 +749,10 @@ TEST(PostgresFork, ParentAndChildKeepWorkingOnOneApi) {
 // the child must neither inherit a locked pool nor wait on a condition variable those
 // threads were parked on, and must work on connections of its own.
 TEST(PostgresFork, ForkWhileOtherThreadsUseTheApi) {
+  if (!kForkWithBusyThreads) {
+    GTEST_SKIP() << "this sanitizer runtime cannot fork a multithreaded process safely (see "
+                    "support/sanitizers.hpp); the release build runs this test";
+  }
   auto api = lockkit::open(pg().url("schema=fork&connections=2&command_timeout=20s"));
   std::atomic<bool> done{false};
   std::atomic<int> errors{0};

@@ -27,6 +27,7 @@
 #include "redis/redis_keys.hpp"
 #include "support/blackhole_dns.hpp"
 #include "support/redis_server.hpp"
+#include "support/sanitizers.hpp"
 
 namespace lockkit {
 namespace {
@@ -95,22 +96,6 @@ int ForkRound(LockApi& api, const std::vector<std::string>& held, const std::str
   return faults;
 }
 
-// GCC 12's ASan and TSan runtimes (Debian 12) take allocator locks of their own that are not
-// fork-safe: a child of a multithreaded parent can hang inside the runtime's malloc, whatever
-// the program does (upstream fixed it with pthread_atfork handlers in LLVM 18 and 19). Under them
-// the parent forks from one thread only; the release build forks with a second thread busy.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kForkWithBusyThread = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kForkWithBusyThread = false;
-#else
-constexpr bool kForkWithBusyThread = true;
-#endif
-#else
-constexpr bool kForkWithBusyThread = true;
-#endif
-
 // The pool's connections are open when the process forks; both processes go on using the one
 // LockApi at once, while (outside sanitizers) another thread of the parent keeps calling it too,
 // so the child may inherit locks held by a thread it does not have.
@@ -129,7 +114,7 @@ TEST(RedisFork, ParentAndChildNeverShareAConnection) {
   std::atomic<bool> stop{false};
   std::atomic<int> background_faults{0};
   std::thread background;
-  if (kForkWithBusyThread) {
+  if (testing::kForkWithBusyThreads) {
     background = std::thread([&] {
       while (!stop.load()) {
         try {

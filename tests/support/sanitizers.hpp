@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MIT
+// Test support: what the sanitizer runtimes of this toolchain cannot do.
+#ifndef LOCKKIT_TESTS_SUPPORT_SANITIZERS_HPP_
+#define LOCKKIT_TESTS_SUPPORT_SANITIZERS_HPP_
+
+namespace lockkit::testing {
+
+// GCC 12's ASan and TSan runtimes (Debian 12) take allocator locks of their own that are not
+// fork-safe: a child of a multithreaded parent can hang inside the runtime's malloc, whatever the
+// program does (upstream fixed it with pthread_atfork handlers in LLVM 18 and 19). Under them,
+// fork tests fork from one thread only; the release build also forks with other threads busy.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kForkWithBusyThreads = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kForkWithBusyThreads = false;
+#else
+inline constexpr bool kForkWithBusyThreads = true;
+#endif
+#else
+inline constexpr bool kForkWithBusyThreads = true;
+#endif
+
+}  // namespace lockkit::testing
+
+#endif  // LOCKKIT_TESTS_SUPPORT_SANITIZERS_HPP_
