@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lockkit/open.hpp"
+#include "support/secrets.hpp"
 
 namespace lockkit::detail {
 namespace {
@@ -145,21 +146,6 @@ TEST(EscapeKey, ShowsBinaryBytesAsHexAndCutsLongKeys) {
   EXPECT_EQ(escape_key(std::string(100, 'k')), std::string(64, 'k') + "...");
 }
 
-// Every alphanumeric run of 4+ characters of `secret`: a leaked fragment counts as a leak.
-std::vector<std::string> Pieces(const std::string& secret) {
-  std::vector<std::string> out;
-  std::string run;
-  for (char c : secret + " ") {
-    if (std::isalnum(static_cast<unsigned char>(c))) {
-      run.push_back(c);
-    } else {
-      if (run.size() >= 4) out.push_back(run);
-      run.clear();
-    }
-  }
-  return out;
-}
-
 TEST(RedactUrl, HostileUrlsNeverShowTheSecretEvenWhenUnparseable) {
   const std::vector<std::string> secrets = {
       "Zqa1/Zqb2",     "Zqa1#Zqb2",   "Zqa1?Zqb2",
@@ -183,7 +169,7 @@ TEST(RedactUrl, HostileUrlsNeverShowTheSecretEvenWhenUnparseable) {
            }) {
         std::vector<std::string> texts = {redact_url(url), ErrorOf(url)};
         for (const auto& text : texts) {
-          for (const auto& piece : Pieces(secret)) {
+          for (const auto& piece : testing::secret_pieces(secret)) {
             EXPECT_EQ(text.find(piece), std::string::npos)
                 << "\"" << piece << "\" leaked: " << text << "\n  from " << url;
           }

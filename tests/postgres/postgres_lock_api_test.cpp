@@ -25,6 +25,7 @@
 #include "support/fault_proxy.hpp"
 #include "support/postgres_server.hpp"
 #include "support/sanitizers.hpp"
+#include "support/secrets.hpp"
 
 extern char** environ;
 
@@ -1052,19 +1053,6 @@ TEST(PostgresUrl, HostileUrlsNeverShowTheirSecrets) {
       urls.push_back(scheme + "://127.0.0.1:1/db?PassWord=" + s + "&bogus=1");
     }
   }
-  auto pieces = [](const std::string& secret) {
-    std::vector<std::string> out;
-    std::string run;
-    for (char c : secret + " ") {
-      if (std::isalnum(static_cast<unsigned char>(c))) {
-        run.push_back(c);
-      } else {
-        if (run.size() >= 4) out.push_back(run);
-        run.clear();
-      }
-    }
-    return out;
-  };
   for (std::size_t i = 0; i < urls.size(); ++i) {
     const std::string& url = urls[i];
     const std::string& secret = secrets[i / 28];
@@ -1076,7 +1064,7 @@ TEST(PostgresUrl, HostileUrlsNeverShowTheirSecrets) {
       texts.push_back(e.what());
     }
     for (const auto& text : texts) {
-      for (const auto& piece : pieces(secret)) {
+      for (const auto& piece : secret_pieces(secret)) {
         EXPECT_EQ(text.find(piece), std::string::npos)
             << "\"" << piece << "\" of the secret in: " << text << "\n  from " << url;
       }
