@@ -114,21 +114,25 @@ bool is_boot_id(const std::string& id) {
   return true;
 }
 
-const char* kCreateSchema = R"sql(
-CREATE TABLE lockkit_meta (
-  name TEXT PRIMARY KEY NOT NULL,
-  value NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE lockkit_leases (
-  key BLOB PRIMARY KEY NOT NULL,
-  token BLOB NOT NULL,
-  fence INTEGER NOT NULL,
-  expires_mono INTEGER NOT NULL,
-  boot TEXT NOT NULL,
-  expires_wall INTEGER NOT NULL
-) WITHOUT ROWID;
-INSERT INTO lockkit_meta (name, value) VALUES ('schema_version', 2), ('fence', 0);
-)sql";
+// SQLite keeps these texts verbatim in sqlite_schema: a table with exactly this text has
+// exactly this shape (see fast_schema_check).
+#define LOCKKIT_SQLITE_CREATE_META                                                               \
+  "CREATE TABLE lockkit_meta (\n  name TEXT PRIMARY KEY NOT NULL,\n  value NOT NULL\n) WITHOUT " \
+  "ROWID"
+#define LOCKKIT_SQLITE_CREATE_LEASES                                                          \
+  "CREATE TABLE lockkit_leases (\n  key BLOB PRIMARY KEY NOT NULL,\n  token BLOB NOT NULL,\n" \
+  "  fence INTEGER NOT NULL,\n  expires_mono INTEGER NOT NULL,\n  boot TEXT NOT NULL,\n"      \
+  "  expires_wall INTEGER NOT NULL\n) WITHOUT ROWID"
+
+const char* kCreateMeta = LOCKKIT_SQLITE_CREATE_META;
+const char* kCreateLeases = LOCKKIT_SQLITE_CREATE_LEASES;
+const char* kCreateSchema =
+    LOCKKIT_SQLITE_CREATE_META ";\n" LOCKKIT_SQLITE_CREATE_LEASES
+                               ";\nINSERT INTO lockkit_meta (name, value) VALUES "
+                               "('schema_version', 2), ('fence', 0);";
+
+#undef LOCKKIT_SQLITE_CREATE_META
+#undef LOCKKIT_SQLITE_CREATE_LEASES
 
 // Version 1 -> 2. Renaming expires_at makes the statements of a version-1 process that still
 // has the file open fail ("no such column") instead of writing rows without a boot id.
@@ -543,6 +547,9 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
   void set_up(Session& s);
   // Returns which of our tables exist and the schema version; throws for a foreign schema.
   SchemaInfo check_schema(Session& s);
+  // True if both tables are exactly as this version creates them, with a fence counter (one
+  // statement); then `boots` is the boot id list, if any. False means: run check_schema.
+  bool fast_schema_check(Session& s, std::optional<std::string>& boots);
   void migrate_from_1(Session& s);
   // Returns true if nothing wrote the file since this boot began (by the wall clock).
   bool untouched_this_boot() const;
@@ -1107,14 +1114,41 @@ void SqliteStore::migrate_from_1(Session& s) {
   if (old_boot && is_boot_id(*old_boot)) set_meta_text(s, "boots", *old_boot);
 }
 
+bool SqliteStore::fast_schema_check(Session& s, std::optional<std::string>& boots) {
+  sqlite3_stmt* raw = nullptr;
+  // Fails to prepare if lockkit_meta is missing or has other columns: the full check says why.
+  int rc = sqlite3_prepare_v2(
+      s.db(),
+      "SELECT (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'lockkit_meta'), "
+      "(SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'lockkit_leases'), "
+      "(SELECT value FROM lockkit_meta WHERE name = 'schema_version'), "
+      "(SELECT typeof(value) FROM lockkit_meta WHERE name = 'fence'), "
+      "(SELECT value FROM lockkit_meta WHERE name = 'boots')",
+      -1, &raw, nullptr);
+  if (rc != SQLITE_OK) return false;
+  StmtPtr stmt(raw);
+  if (!s.step(raw)) return false;
+  if (column_blob(raw, 0) != kCreateMeta || column_blob(raw, 1) != kCreateLeases ||
+      sqlite3_column_type(raw, 2) != SQLITE_INTEGER ||
+      sqlite3_column_int64(raw, 2) != kSchemaVersion || column_blob(raw, 3) != "integer") {
+    return false;
+  }
+  if (sqlite3_column_type(raw, 4) != SQLITE_NULL) boots = std::string(column_blob(raw, 4));
+  return true;
+}
+
 void SqliteStore::set_up(Session& s) {
-  // Read-only checks first: a foreign file is rejected before anything in it changes. One read
-  // transaction, so that a schema another process is creating is seen whole or not at all.
-  s.exec_sql("BEGIN");
-  SchemaInfo info = check_schema(s);
+  // Read-only checks first: a foreign file is rejected before anything in it changes. The
+  // common case (our tables as this version makes them) takes one statement; anything else
+  // gets the full check, in one read transaction, so that a schema another process is
+  // creating is seen whole or not at all.
   std::optional<std::string> boots;
-  if (info.tables == 2 && info.version == kSchemaVersion) boots = meta_text(s, "boots");
-  s.exec_sql("COMMIT");
+  if (!fast_schema_check(s, boots)) {
+    s.exec_sql("BEGIN");
+    SchemaInfo info = check_schema(s);
+    if (info.tables == 2 && info.version == kSchemaVersion) boots = meta_text(s, "boots");
+    s.exec_sql("COMMIT");
+  }
   // Persistent, and a no-op when already set. Needs the directory writable (for -wal, -shm).
   // SQLite answers BUSY at once, without its busy handler, while another connection reads the
   // file in rollback mode (as processes racing to create it do): wait here instead.
@@ -1140,7 +1174,7 @@ void SqliteStore::set_up(Session& s) {
   };
   if (known(boots)) return;  // the common case: nothing to write
   s.exec(kBegin);
-  info = check_schema(s);  // re-checked under the write lock
+  SchemaInfo info = check_schema(s);  // re-checked under the write lock
   if (info.tables == 0) s.exec_sql(kCreateSchema);
   if (info.version == 1) migrate_from_1(s);
   // A boot id the file has not seen is a reboot or another view of this boot (a container, a
