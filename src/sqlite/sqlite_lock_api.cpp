@@ -884,8 +884,10 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
     int persist = 1;
     sqlite3_file_control(raw, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     // The last connection to close leaves the WAL as it is instead of copying it into the
-    // database (two fdatasyncs, and the next writer a third to restart the WAL): the commits
-    // in it are as durable as in the database (see wal_hook and ~SqliteConn for its bounds).
+    // database (two fdatasyncs, and the next writer a third to restart the WAL). A commit in
+    // the WAL survives the crash of any process, as one in the database would; what a power
+    // loss may take back with synchronous=NORMAL (the commits since the WAL was last flushed)
+    // stays bounded by the checkpoints in wal_hook and ~SqliteConn.
     int no_checkpoint = 0;
     if (sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &no_checkpoint) != SQLITE_OK ||
         no_checkpoint != 1) {
