@@ -3,7 +3,10 @@
 // fork+exec `true`, release, exit), next to two references: spawning `true` alone, and
 // `flock(1) FILE true` (a host-local lock by a kernel file lock).
 //
-//   cli_bench [--runs N] [--lockkit PATH]
+//   cli_bench [--runs N] [--lockkit PATH] [--compare PATH]
+//
+// --compare adds the same `sqlite://` case for a second lockkit binary (another build), on its
+// own file, in the same rounds: on a shared, noisy machine only figures from one run compare.
 //
 // Runs the cases N times round-robin (one process at a time: no contention) after 10 warm-up
 // rounds, and prints a Markdown table of p50, p99 and mean in milliseconds.
@@ -89,14 +92,17 @@ std::vector<Row> measure(std::vector<Case> cases, int runs) {
 int main(int argc, char** argv) {
   int runs = 200;
   std::string lockkit = LOCKKIT_CLI_PATH;
+  std::string compare;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) {
       runs = std::atoi(argv[++i]);
     } else if (a == "--lockkit" && i + 1 < argc) {
       lockkit = argv[++i];
+    } else if (a == "--compare" && i + 1 < argc) {
+      compare = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: cli_bench [--runs N] [--lockkit PATH]\n");
+      std::fprintf(stderr, "usage: cli_bench [--runs N] [--lockkit PATH] [--compare PATH]\n");
       return 64;
     }
   }
@@ -107,20 +113,26 @@ int main(int argc, char** argv) {
   const std::string db = "sqlite://" + dir + "/locks.db";
   const std::string flock_file = dir + "/flock";
 
+  std::vector<Case> cases = {
+      {"spawn `true` (reference)", {"true"}, {}},
+      {"`flock FILE true` (reference)", {"flock", flock_file, "true"}, {}},
+      {"`lockkit run` on `noop:`",
+       {lockkit, "run", "--backend", "noop:", "--key", "k", "--ttl", "10s", "--", "true"},
+       {}},
+      {"`lockkit run` on `sqlite://` (default)",
+       {lockkit, "run", "--backend", db, "--key", "k", "--ttl", "10s", "--", "true"},
+       {}},
+  };
+  if (!compare.empty()) {
+    const std::string other_db = "sqlite://" + dir + "/other.db";
+    cases.push_back(
+        {"`lockkit run` on `sqlite://`, " + compare,
+         {compare, "run", "--backend", other_db, "--key", "k", "--ttl", "10s", "--", "true"},
+         {}});
+  }
   std::vector<Row> rows;
   try {
-    rows = measure(
-        {
-            {"spawn `true` (reference)", {"true"}, {}},
-            {"`flock FILE true` (reference)", {"flock", flock_file, "true"}, {}},
-            {"`lockkit run` on `noop:`",
-             {lockkit, "run", "--backend", "noop:", "--key", "k", "--ttl", "10s", "--", "true"},
-             {}},
-            {"`lockkit run` on `sqlite://` (default)",
-             {lockkit, "run", "--backend", db, "--key", "k", "--ttl", "10s", "--", "true"},
-             {}},
-        },
-        runs);
+    rows = measure(std::move(cases), runs);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cli_bench: %s\n", e.what());
     std::filesystem::remove_all(dir);
@@ -129,9 +141,12 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
   std::printf("%d runs of each command, round-robin, one at a time (after 10 warm-up rounds):\n\n",
               runs);
-  std::printf("| command | p50 ms | p99 ms | mean ms |\n|---|---:|---:|---:|\n");
+  std::printf(
+      "| command | p50 ms | p99 ms | mean ms | p50 / flock's |\n|---|---:|---:|---:|---:|\n");
+  const double flock_p50 = rows[1].p50;  // the cases' order above
   for (const Row& r : rows) {
-    std::printf("| %s | %.2f | %.2f | %.2f |\n", r.name.c_str(), r.p50, r.p99, r.mean);
+    std::printf("| %s | %.2f | %.2f | %.2f | %.2fx |\n", r.name.c_str(), r.p50, r.p99, r.mean,
+                r.p50 / flock_p50);
   }
   return 0;
 }

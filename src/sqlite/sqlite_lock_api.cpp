@@ -52,6 +52,15 @@ constexpr std::int64_t kRebootFenceJump = std::int64_t{1} << 32;
 // Boot ids remembered in the file; an id seen again causes no new jump.
 constexpr std::size_t kMaxBoots = 16;
 constexpr milliseconds kMaxBusyTimeout = std::chrono::minutes(10);
+// A commit that leaves at least this many frames (pages) in the WAL checkpoints it, as SQLite's
+// own auto-checkpoint does: it bounds the WAL, and so what a power loss can take back with
+// synchronous=NORMAL, to about 4 MiB of commits.
+constexpr int kAutoCheckpointFrames = 1000;
+// Closing a connection does not checkpoint (a `lockkit run` would pay two more fdatasyncs for
+// every run), unless the WAL has grown past this: each process that opens the file first
+// re-reads the whole WAL to rebuild its index, ~3 µs a frame, so a short-lived process leaves
+// at most ~0.5 MiB behind (about 40 runs of `lockkit run`, 3 frames each).
+constexpr int kCloseCheckpointFrames = 128;
 // Added to a lease's wall-clock bound: how far the wall clock may step forward (or the host stay
 // suspended) during a lease before a process with another boot id view could take it early.
 constexpr nanoseconds kWallMargin = std::chrono::minutes(2);
@@ -105,21 +114,25 @@ bool is_boot_id(const std::string& id) {
   return true;
 }
 
-const char* kCreateSchema = R"sql(
-CREATE TABLE lockkit_meta (
-  name TEXT PRIMARY KEY NOT NULL,
-  value NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE lockkit_leases (
-  key BLOB PRIMARY KEY NOT NULL,
-  token BLOB NOT NULL,
-  fence INTEGER NOT NULL,
-  expires_mono INTEGER NOT NULL,
-  boot TEXT NOT NULL,
-  expires_wall INTEGER NOT NULL
-) WITHOUT ROWID;
-INSERT INTO lockkit_meta (name, value) VALUES ('schema_version', 2), ('fence', 0);
-)sql";
+// SQLite keeps these texts verbatim in sqlite_schema: a table with exactly this text has
+// exactly this shape (see fast_schema_check).
+#define LOCKKIT_SQLITE_CREATE_META                                                               \
+  "CREATE TABLE lockkit_meta (\n  name TEXT PRIMARY KEY NOT NULL,\n  value NOT NULL\n) WITHOUT " \
+  "ROWID"
+#define LOCKKIT_SQLITE_CREATE_LEASES                                                          \
+  "CREATE TABLE lockkit_leases (\n  key BLOB PRIMARY KEY NOT NULL,\n  token BLOB NOT NULL,\n" \
+  "  fence INTEGER NOT NULL,\n  expires_mono INTEGER NOT NULL,\n  boot TEXT NOT NULL,\n"      \
+  "  expires_wall INTEGER NOT NULL\n) WITHOUT ROWID"
+
+const char* kCreateMeta = LOCKKIT_SQLITE_CREATE_META;
+const char* kCreateLeases = LOCKKIT_SQLITE_CREATE_LEASES;
+const char* kCreateSchema =
+    LOCKKIT_SQLITE_CREATE_META ";\n" LOCKKIT_SQLITE_CREATE_LEASES
+                               ";\nINSERT INTO lockkit_meta (name, value) VALUES "
+                               "('schema_version', 2), ('fence', 0);";
+
+#undef LOCKKIT_SQLITE_CREATE_META
+#undef LOCKKIT_SQLITE_CREATE_LEASES
 
 // Version 1 -> 2. Renaming expires_at makes the statements of a version-1 process that still
 // has the file open fail ("no such column") instead of writing rows without a boot id.
@@ -401,6 +414,16 @@ struct SqliteConn {
     if (!db && !registered) return;
     InsideSqlite inside;
     for (auto& stmt : stmts) stmt.reset();
+    if (db && wal_frames >= kCloseCheckpointFrames) {
+      // Copies the WAL into the database and cuts it to zero bytes: a new process's first
+      // open rebuilds the WAL's index from the frames, and learns nothing from it about which
+      // were copied already, so without the cut the WAL would never start over. Best effort
+      // and without waiting (the busy handler gives up at once): if another connection is
+      // busy, the WAL stays for the next close or auto-checkpoint.
+      busy_deadline = steady_clock::now();
+      (void)sqlite3_wal_checkpoint_v2(db.get(), "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                      nullptr);
+    }
     db.reset();
     if (registered) unregister_connection(file);
   }
@@ -413,6 +436,7 @@ struct SqliteConn {
   // statements together (not per statement).
   steady_clock::time_point busy_deadline;
   unsigned fork_generation = 0;  // `fork_generation()` when opened
+  int wal_frames = 0;            // frames in the WAL after this connection's last commit
 };
 
 // What a failed SQLite call means, decided in one place: the kind, and a cause for the message.
@@ -471,6 +495,15 @@ int busy_handler(void* arg, int count) noexcept {
   return 1;
 }
 
+// After each commit in WAL mode: remembers the WAL's length for the close, and checkpoints
+// once it is long (what sqlite3_wal_autocheckpoint would do; that one cannot say how long).
+int wal_hook(void* arg, sqlite3* db, const char* name, int frames) noexcept {
+  static_cast<SqliteConn*>(arg)->wal_frames = frames;
+  // The commit is done whatever happens here: a failed checkpoint is retried by the next one.
+  if (frames >= kAutoCheckpointFrames) (void)sqlite3_wal_checkpoint(db, name);
+  return SQLITE_OK;
+}
+
 }  // namespace
 
 // The shared state behind every `SqliteLockApi` and `Lock` of one opened file.
@@ -514,6 +547,9 @@ class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<S
   void set_up(Session& s);
   // Returns which of our tables exist and the schema version; throws for a foreign schema.
   SchemaInfo check_schema(Session& s);
+  // True if both tables are exactly as this version creates them, with a fence counter (one
+  // statement); then `boots` is the boot id list, if any. False means: run check_schema.
+  bool fast_schema_check(Session& s, std::optional<std::string>& boots);
   void migrate_from_1(Session& s);
   // Returns true if nothing wrote the file since this boot began (by the wall clock).
   bool untouched_this_boot() const;
@@ -847,12 +883,23 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
     // those names belong to the new file, which a late close must not touch.
     int persist = 1;
     sqlite3_file_control(raw, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    // The last connection to close leaves the WAL as it is instead of copying it into the
+    // database (two fdatasyncs, and the next writer a third to restart the WAL). A commit in
+    // the WAL survives the crash of any process, as one in the database would; what a power
+    // loss may take back with synchronous=NORMAL (the commits since the WAL was last flushed)
+    // stays bounded by the checkpoints in wal_hook and ~SqliteConn.
+    int no_checkpoint = 0;
+    if (sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &no_checkpoint) != SQLITE_OK ||
+        no_checkpoint != 1) {
+      fail(op, key, ErrorKind::kUnsupported, "this SQLite cannot skip the checkpoint at close");
+    }
+    sqlite3_wal_hook(raw, &wal_hook, conn.get());
     Session s(*this, op, key, std::move(conn));
     s.exec_sql(options_.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-    // With a size limit set, the last close cuts the persistent WAL to nothing (otherwise every
-    // first open would re-read all of it to rebuild its index). The limit itself stays above
-    // what the 1000-page auto-checkpoint lets it reach: regrowing the file from zero after each
-    // checkpoint would cost a quarter more per acquisition.
+    // After a checkpoint, the next writer starts the WAL over from its beginning and cuts a
+    // longer file to this size. The limit stays above what the 1000-frame auto-checkpoint lets
+    // the WAL reach: regrowing the file from zero after each checkpoint would cost a quarter
+    // more per acquisition. (Only the frames since the restart are re-read at open.)
     s.exec_sql("PRAGMA journal_size_limit=16777216");
     set_up(s);
     return s.take();
@@ -1069,14 +1116,41 @@ void SqliteStore::migrate_from_1(Session& s) {
   if (old_boot && is_boot_id(*old_boot)) set_meta_text(s, "boots", *old_boot);
 }
 
+bool SqliteStore::fast_schema_check(Session& s, std::optional<std::string>& boots) {
+  sqlite3_stmt* raw = nullptr;
+  // Fails to prepare if lockkit_meta is missing or has other columns: the full check says why.
+  int rc = sqlite3_prepare_v2(
+      s.db(),
+      "SELECT (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'lockkit_meta'), "
+      "(SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'lockkit_leases'), "
+      "(SELECT value FROM lockkit_meta WHERE name = 'schema_version'), "
+      "(SELECT typeof(value) FROM lockkit_meta WHERE name = 'fence'), "
+      "(SELECT value FROM lockkit_meta WHERE name = 'boots')",
+      -1, &raw, nullptr);
+  if (rc != SQLITE_OK) return false;
+  StmtPtr stmt(raw);
+  if (!s.step(raw)) return false;
+  if (column_blob(raw, 0) != kCreateMeta || column_blob(raw, 1) != kCreateLeases ||
+      sqlite3_column_type(raw, 2) != SQLITE_INTEGER ||
+      sqlite3_column_int64(raw, 2) != kSchemaVersion || column_blob(raw, 3) != "integer") {
+    return false;
+  }
+  if (sqlite3_column_type(raw, 4) != SQLITE_NULL) boots = std::string(column_blob(raw, 4));
+  return true;
+}
+
 void SqliteStore::set_up(Session& s) {
-  // Read-only checks first: a foreign file is rejected before anything in it changes. One read
-  // transaction, so that a schema another process is creating is seen whole or not at all.
-  s.exec_sql("BEGIN");
-  SchemaInfo info = check_schema(s);
+  // Read-only checks first: a foreign file is rejected before anything in it changes. The
+  // common case (our tables as this version makes them) takes one statement; anything else
+  // gets the full check, in one read transaction, so that a schema another process is
+  // creating is seen whole or not at all.
   std::optional<std::string> boots;
-  if (info.tables == 2 && info.version == kSchemaVersion) boots = meta_text(s, "boots");
-  s.exec_sql("COMMIT");
+  if (!fast_schema_check(s, boots)) {
+    s.exec_sql("BEGIN");
+    SchemaInfo info = check_schema(s);
+    if (info.tables == 2 && info.version == kSchemaVersion) boots = meta_text(s, "boots");
+    s.exec_sql("COMMIT");
+  }
   // Persistent, and a no-op when already set. Needs the directory writable (for -wal, -shm).
   // SQLite answers BUSY at once, without its busy handler, while another connection reads the
   // file in rollback mode (as processes racing to create it do): wait here instead.
@@ -1102,7 +1176,7 @@ void SqliteStore::set_up(Session& s) {
   };
   if (known(boots)) return;  // the common case: nothing to write
   s.exec(kBegin);
-  info = check_schema(s);  // re-checked under the write lock
+  SchemaInfo info = check_schema(s);  // re-checked under the write lock
   if (info.tables == 0) s.exec_sql(kCreateSchema);
   if (info.version == 1) migrate_from_1(s);
   // A boot id the file has not seen is a reboot or another view of this boot (a container, a

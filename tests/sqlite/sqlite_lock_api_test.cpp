@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -322,17 +323,52 @@ TEST(SqliteFile, HardLinkedDatabaseIsRefused) {
   EXPECT_FALSE(lockkit::open("sqlite://" + sym)->try_acquire("k", 30s));
 }
 
-TEST(SqliteFile, LastCloseLeavesAnEmptyWal) {
+TEST(SqliteFile, ClosingLeavesAShortWalAndCutsALongOne) {
   TempDir dir;
   const std::string path = dir.file("locks.db");
+  std::uint64_t fence = 0;
   {
     auto api = make_sqlite_lock_api({.path = path});
-    for (int i = 0; i < 50; ++i) ASSERT_TRUE(api->try_acquire("k" + std::to_string(i), 10s));
-    EXPECT_GT(std::filesystem::file_size(path + "-wal"), 0u);
+    for (int i = 0; i < 3; ++i) {
+      auto lock = api->try_acquire("k", 10s);
+      ASSERT_TRUE(lock);
+      fence = lock->fence();
+    }
   }
-  // Kept (never deleted by name), but empty: the next first open has nothing to re-read.
+  // A short WAL is left as it is: no checkpoint (and no fdatasync) when the last connection
+  // closes. The next open reads its commits from the WAL.
+  ASSERT_GT(std::filesystem::file_size(path + "-wal"), 0u);
+  {
+    auto api = make_sqlite_lock_api({.path = path});
+    auto lock = api->try_acquire("k", 10s);
+    ASSERT_TRUE(lock);
+    EXPECT_EQ(lock->fence(), fence + 1) << "the fence counter in the WAL was not seen";
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(api->try_acquire("k" + std::to_string(i), 10s));
+  }
+  // 150 frames and more: closing copies them into the database and cuts the WAL (kept, never
+  // deleted by name), so that first opens never re-read a long one.
   ASSERT_TRUE(std::filesystem::exists(path + "-wal"));
   EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+  RawDb raw(path);
+  EXPECT_EQ(raw.query("SELECT value FROM lockkit_meta WHERE name = 'fence'"),
+            std::to_string(fence + 51));
+}
+
+TEST(SqliteFile, WalStaysBoundedInALongRunningProcess) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path});
+  auto reader = make_sqlite_lock_api({.path = path});  // a second connection, open throughout
+  (void)reader->status("k");
+  std::uintmax_t largest = 0;
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(api->try_acquire("k", 10s));
+    if (i % 50 == 0) largest = std::max(largest, std::filesystem::file_size(path + "-wal"));
+  }
+  // About 3 frames of 4 KiB + 24 bytes per pair; the auto-checkpoint at 1000 frames starts the
+  // WAL over, so 6000 frames' worth never accumulates.
+  EXPECT_LE(largest, 1100u * 4120u + 32u);
+  EXPECT_LE(std::filesystem::file_size(path + "-wal"), 1100u * 4120u + 32u);
 }
 
 TEST(SqliteFile, ExistingFileModeIsLeftAlone) {

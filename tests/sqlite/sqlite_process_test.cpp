@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -183,6 +185,87 @@ std::string run_worker(const std::vector<std::string>& args) {
 std::uint64_t fence_of(const std::string& line) {
   EXPECT_EQ(line.rfind("got ", 0), 0u) << line;
   return line.rfind("got ", 0) == 0 ? std::stoull(line.substr(4)) : 0;
+}
+
+std::uintmax_t wal_size(const std::string& path) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path + "-wal", ec);
+  return ec ? 0 : size;
+}
+
+TEST(SqliteProcesses, CleanExitLeavesTheWalAndTheNextProcessReadsIt) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  const std::string url = "sqlite://" + path;
+  // Leaves a lease held: exits without closing anything.
+  const std::uint64_t held = fence_of(run_worker({"take", url, "held", "60000"}));
+  // Takes and releases another key and exits cleanly: the last connection to close.
+  const std::uint64_t other = fence_of(run_worker({"try", url, "other", "10000"}));
+  EXPECT_EQ(other, held + 1);
+  // Closing did not checkpoint: the commits are only in the WAL (the database file holds
+  // none of them until a checkpoint).
+  EXPECT_GT(wal_size(path), 0u) << "the close checkpointed the WAL and cut it";
+  // A new process reads them from the WAL: the lease is live, the fence counter goes on.
+  EXPECT_EQ(run_worker({"try", url, "held", "10000"}), "busy") << "the lease in the WAL was lost";
+  EXPECT_EQ(fence_of(run_worker({"try", url, "other", "10000"})), held + 2);
+  auto api = make_sqlite_lock_api({.path = path});
+  auto info = api->status("held");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->fence, held);
+}
+
+TEST(SqliteProcesses, KilledHoldersLoseNoGrantedLease) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  const std::string url = "sqlite://" + path;
+  constexpr int kHolders = 8;
+  std::uint64_t last = 0;
+  for (int i = 0; i < kHolders; ++i) {
+    // Killed right after it reported its grant: nothing of it ran after the commit.
+    const std::string key = "k" + std::to_string(i);
+    Child holder = spawn({"hold", url, key, "60000"}, true);
+    ASSERT_GT(holder.pid, 0);
+    std::string fence_text = read_line(holder.out);
+    ::kill(holder.pid, SIGKILL);
+    EXPECT_EQ(wait_for(holder), 128 + SIGKILL);
+    ASSERT_FALSE(fence_text.empty()) << "holder " << i << " did not start";
+    const std::uint64_t fence = std::stoull(fence_text);
+    EXPECT_GT(fence, last);
+    last = fence;
+    EXPECT_EQ(run_worker({"try", url, key, "10000"}), "busy") << "holder " << i << "'s lease";
+  }
+  auto api = make_sqlite_lock_api({.path = path});
+  for (int i = 0; i < kHolders; ++i) {
+    EXPECT_TRUE(api->status("k" + std::to_string(i))) << "holder " << i << "'s lease was lost";
+  }
+  auto lock = api->try_acquire("new", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_GT(lock->fence(), last);
+}
+
+TEST(SqliteProcesses, WalStaysBoundedAcrossShortLivedProcesses) {
+  // Each process's first open re-reads the WAL: the processes' closes must keep it short
+  // although none of them checkpoints a short one.
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  const std::string url = "sqlite://" + path;
+  constexpr int kProcesses = 60;  // ~3 frames each: past the 128-frame cut
+  std::uintmax_t largest = 0;
+  std::uintmax_t smallest_after_growth = ~std::uintmax_t{0};
+  std::uint64_t last = 0;
+  for (int i = 0; i < kProcesses; ++i) {
+    std::uint64_t fence = fence_of(run_worker({"try", url, "k", "10000"}));
+    EXPECT_EQ(fence, last + 1) << "process " << i;
+    last = fence;
+    std::uintmax_t size = wal_size(path);
+    largest = std::max(largest, size);
+    if (largest > 0 && size < largest)
+      smallest_after_growth = std::min(smallest_after_growth, size);
+  }
+  EXPECT_LE(largest, 140u * 4120u + 32u) << "the WAL grew past the close's cut";
+  if (largest > 0) {
+    EXPECT_EQ(smallest_after_growth, 0u) << "no close cut the WAL";
+  }
 }
 
 TEST(SqliteNamespaces, TimeNamespaceCannotTakeALiveLease) {
