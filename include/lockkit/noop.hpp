@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "lockkit/backend.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
@@ -36,6 +37,9 @@ class LOCKKIT_EXPORT NoOpLockApi final : public LockApi {
   bool locked_;
   std::shared_ptr<LockApi> api_;  // the core's LockApi over a store that always/never grants
 };
+
+// Returns the `noop:` store as a bare `LeaseStore` (`locked`: it never grants, else always).
+LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_noop_store(bool locked = false);
 
 }  // namespace lockkit
 

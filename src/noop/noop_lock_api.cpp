@@ -62,6 +62,10 @@ std::vector<LockInfo> NoOpLockApi::list(std::string_view prefix) {
   return api_->list(prefix);
 }
 
+std::shared_ptr<LeaseStore> make_noop_store(bool locked) {
+  return std::make_shared<NoOpStore>(locked);
+}
+
 void NoOpLockApi::set_observer(std::shared_ptr<LockObserver> observer) {
   api_->set_observer(std::move(observer));
 }
