@@ -2,6 +2,7 @@
 // The conformance kit (`lockkit::testing`, GoogleTest): the contract every backend passes,
 // runnable against your own `LeaseStore` with a few lines.
 //   #include <lockkit/testing/conformance.hpp>
+//   using lockkit::testing::LockApiConformance, lockkit::testing::LeaseStoreFaults;
 //   lockkit::testing::ConformanceCase MyCase() {
 //     auto store = std::make_shared<MyStore>();
 //     return {.name = "MyStore",
