@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/backend.hpp"  // register_backend for a LeaseStore factory
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
