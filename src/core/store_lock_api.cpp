@@ -170,11 +170,15 @@ class alignas(64) Stripe final : public LeaseOps {
   LeaseStore* const store_;  // owned by shared_
 };
 
-// Numbers the threads that take locks, so that each picks a stripe of its own.
+// Numbers the threads that take locks, so that each picks a stripe of its own. Constant
+// initialised and numbered on first use: no TLS guard on the lock path.
+std::atomic<unsigned> g_next_thread{0};
+thread_local unsigned t_thread_number = 0;  // 0: not numbered yet
+
 unsigned thread_number() noexcept {
-  static std::atomic<unsigned> next{0};
-  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
+  unsigned n = t_thread_number;
+  if (n == 0) n = t_thread_number = g_next_thread.fetch_add(1, std::memory_order_relaxed) + 1;
+  return n;
 }
 
 class StoreLockApi final : public LockApi {
@@ -290,9 +294,12 @@ class StoreLockApi final : public LockApi {
       if (e.kind() == ErrorKind::kInDoubt) release_in_doubt(key, token);
       throw;
     }
-    if (!fence) return std::nullopt;
-    return Lock(stripe(), std::string(key), std::move(token), *fence,
-                start + ttl - store_->drift(ttl), start);
+    std::optional<Lock> lock;
+    if (fence) {
+      lock.emplace(stripe(), std::string(key), std::move(token), *fence,
+                   start + ttl - store_->drift(ttl), start);
+    }
+    return lock;
   }
 
   void release_in_doubt(std::string_view key, std::string_view token) noexcept {

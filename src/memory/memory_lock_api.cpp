@@ -60,15 +60,18 @@ class CoarseSteady {
     tick_ = std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
   }
   // Returns true if the steady clock has certainly not reached `t`.
-  bool surely_before(TimePoint t) const noexcept {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-    auto coarse = TimePoint(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec)));
-    return coarse + tick_ < t;
-  }
+  bool surely_before(TimePoint t) const noexcept { return coarse() + tick_ < t; }
+  // Returns true if the steady clock is certainly less than one tick past `t` (a time it showed).
+  bool within_a_tick_of(TimePoint t) const noexcept { return coarse() <= t; }
 
  private:
+  static TimePoint coarse() noexcept {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return TimePoint(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec)));
+  }
+
   std::chrono::nanoseconds tick_{0};
 };
 
@@ -188,6 +191,14 @@ class alignas(64) Shard {
   alignas(64) std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
 };
 
+// The last precise reading of a steady `MemoryStore::now()` on this thread (constant
+// initialised: no guard on access).
+struct LastNow {
+  const void* store = nullptr;
+  TimePoint at;
+};
+thread_local LastNow t_last_now;
+
 // The memory: LeaseStore: keys hash to shards by the hash's high bits (the tables inside use
 // the low ones for their buckets).
 class MemoryStore final : public LeaseStore {
@@ -202,15 +213,30 @@ class MemoryStore final : public LeaseStore {
 
   std::string_view backend() const noexcept override { return "memory"; }
 
-  // The real steady clock is read directly, without the virtual Clock call.
+  // The real steady clock is read directly, without the virtual Clock call. The reading is
+  // also left for this thread's next `acquire` (see there).
   TimePoint now() const noexcept override {
-    return steady_ ? std::chrono::steady_clock::now() : clock_->now();
+    if (!steady_) return clock_->now();
+    TimePoint t = std::chrono::steady_clock::now();
+    t_last_now = LastNow{this, t};
+    return t;
   }
 
+  // The core reads `now()` just before calling here, for `valid_until`; expiring the lease from
+  // that same reading (as long as it is less than a coarse tick old) saves the second precise
+  // clock read, a sixth of an acquisition. The lease then ends exactly at the caller's
+  // start + ttl, never before a `valid_until` computed from it.
   std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
                                        std::chrono::milliseconds ttl) override {
+    TimePoint t;
+    if (steady_ && t_last_now.store == this && coarse_.within_a_tick_of(t_last_now.at)) {
+      t = t_last_now.at;
+    } else {
+      t = steady_ ? std::chrono::steady_clock::now() : clock_->now();
+    }
+    t_last_now.store = nullptr;  // one acquisition per reading
     HashedKey hashed{key, hash_key(key)};
-    return shard_for(hashed).acquire(hashed, token, now(), ttl);
+    return shard_for(hashed).acquire(hashed, token, t, ttl);
   }
 
   bool release(std::string_view key, std::string_view token) override {
