@@ -70,9 +70,10 @@ class LOCKKIT_EXPORT LockApi {
   // Returns the held leases whose key starts with `prefix`, sorted by key.
   virtual std::vector<LockInfo> list(std::string_view prefix = {});
 
-  // Sends every later operation of this `LockApi` and of the `Lock`s it hands out from now on
+  // Sends every later operation of this `LockApi` and of its `Lock`s (also those taken before)
   // to `observer` (null detaches). Costs one pointer check per operation when none is
-  // attached. A replaced observer is kept alive until the last of those locks is gone.
+  // attached. A replaced observer is kept alive (once per distinct observer) until the `LockApi`
+  // and every `Lock` it handed out are gone.
   // Supported by `memory:`, `noop:` and every `make_lock_api` store; the other backends throw
   // `BackendError` with `kUnsupported`.
   virtual void set_observer(std::shared_ptr<LockObserver> observer);

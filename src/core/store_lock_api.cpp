@@ -65,8 +65,8 @@ struct Shared {
   // Read on every operation, hence a plain atomic pointer: a null check when none is attached.
   std::atomic<LockObserver*> observer{nullptr};
   std::mutex mu;
-  // Every observer ever attached: a Lock may still report to a replaced one, so none is freed
-  // before the last Lock. Grows only by set_observer calls, which are rare.
+  // Every distinct observer ever attached: a Lock may still report to a replaced one, so none
+  // is freed before the last Lock.
   std::vector<std::shared_ptr<LockObserver>> observers;  // guarded by mu
 };
 
@@ -269,7 +269,10 @@ class StoreLockApi final : public LockApi {
   void set_observer(std::shared_ptr<LockObserver> observer) override {
     std::lock_guard<std::mutex> guard(shared_->mu);
     LockObserver* raw = observer.get();
-    if (observer) shared_->observers.push_back(std::move(observer));
+    auto& kept = shared_->observers;
+    if (observer && std::find(kept.begin(), kept.end(), observer) == kept.end()) {
+      kept.push_back(std::move(observer));
+    }
     shared_->observer.store(raw, std::memory_order_release);
   }
 

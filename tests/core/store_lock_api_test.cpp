@@ -353,6 +353,33 @@ TEST(Observer, MemoryAndNoopForwardTheirObserver) {
   EXPECT_EQ(seen[1].event.operation, LockOperation::kRelease);
 }
 
+TEST(Observer, CanBeSwappedWhileThreadsTakeLocks) {
+  auto api = make_lock_api(make_memory_store());
+  auto counter = std::make_shared<Recorder>();
+  std::atomic<bool> stop{false};
+  std::atomic<int> granted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        auto lock = api->try_acquire("k" + std::to_string(t) + "/" + std::to_string(i % 8), 10s);
+        if (lock && lock->release()) ++granted;
+      }
+    });
+  }
+  std::thread swapper([&] {
+    while (!stop) {
+      api->set_observer(counter);
+      api->set_observer(nullptr);
+    }
+  });
+  for (auto& t : threads) t.join();
+  stop = true;
+  swapper.join();
+  EXPECT_EQ(granted, 4 * 2000);
+  for (const auto& s : counter->take()) EXPECT_EQ(s.backend, "memory");
+}
+
 TEST(Observer, NamesAreStableLabels) {
   EXPECT_STREQ(to_string(LockOperation::kTryAcquire), "try_acquire");
   EXPECT_STREQ(to_string(LockOperation::kAcquire), "acquire");
