@@ -16,8 +16,8 @@
 namespace lockkit {
 
 // What a `Lock` calls back into to release or extend its lease. Implemented by the core for
-// every `LeaseStore` (lockkit/backend.hpp), which is what custom backends implement; only the
-// built-in backends not yet moved onto `LeaseStore` implement it themselves. A `Lock` keeps its
+// every `LeaseStore` (lockkit/backend.hpp), which is what custom backends implement; the
+// `sqlite://`, `redis://` and `postgres://` backends implement it themselves. A `Lock` keeps its
 // `LeaseOps` alive through a `shared_ptr`, so a lock may outlive the `LockApi` that made it.
 // Thread safety: implementations must be safe to call from any thread.
 class LOCKKIT_EXPORT LeaseOps {

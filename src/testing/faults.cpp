@@ -11,7 +11,7 @@ namespace lockkit::testing {
 
 void link_fault_suite() noexcept {}
 
-// A binary may run either suite alone (a backend not yet a LeaseStore runs LockApiConformance).
+// A binary may run either suite alone (a backend that is not a LeaseStore runs LockApiConformance).
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LeaseStoreFaults);
 
 using namespace std::chrono_literals;
