@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -20,6 +21,7 @@ namespace lockkit {
 namespace {
 
 using TimePoint = std::chrono::steady_clock::time_point;
+constexpr std::size_t kMaxTokenBytes = 32;
 
 std::size_t hash_key(std::string_view key) noexcept {
   return std::hash<std::string_view>{}(key);
@@ -75,31 +77,21 @@ class CoarseSteady {
   std::chrono::nanoseconds tick_{0};
 };
 
-// Tokens up to 32 bytes (the core mints 32) live in the entry itself, so that an acquisition
-// allocates nothing; longer ones, from callers of the store with their own tokens, on the heap.
+// The token lives in the entry itself, so that an acquisition allocates nothing: the core mints
+// 32 bytes, and callers of the bare store may use up to 32 (checked in `MemoryStore::acquire`).
 struct Entry {
   std::array<char, 32> token;
-  std::uint8_t token_size = 0;  // 0: the token is in long_token
-  std::string long_token;
+  std::uint8_t token_size = 0;
   std::uint64_t fence = 0;
   TimePoint expires;
 
-  void set_token(std::string_view t) {
-    if (t.size() <= token.size() && !t.empty()) {
-      std::memcpy(token.data(), t.data(), t.size());
-      token_size = static_cast<std::uint8_t>(t.size());
-      long_token.clear();
-    } else {
-      long_token.assign(t);
-      token_size = 0;
-    }
+  void set_token(std::string_view t) noexcept {
+    std::memcpy(token.data(), t.data(), t.size());
+    token_size = static_cast<std::uint8_t>(t.size());
   }
 
   bool owned_by(std::string_view t) const noexcept {
-    if (token_size != 0) {
-      return t.size() == token_size && std::memcmp(t.data(), token.data(), token_size) == 0;
-    }
-    return !t.empty() && t == long_token;
+    return t.size() == token_size && std::memcmp(t.data(), token.data(), token_size) == 0;
   }
 };
 
@@ -228,6 +220,10 @@ class MemoryStore final : public LeaseStore {
   // start + ttl, never before a `valid_until` computed from it.
   std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
                                        std::chrono::milliseconds ttl) override {
+    if (token.empty() || token.size() > kMaxTokenBytes) {
+      throw std::invalid_argument("token: must be 1..32 bytes, got " +
+                                  std::to_string(token.size()));
+    }
     TimePoint t;
     if (steady_ && t_last_now.store == this && coarse_.within_a_tick_of(t_last_now.at)) {
       t = t_last_now.at;
