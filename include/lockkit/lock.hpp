@@ -15,9 +15,10 @@
 
 namespace lockkit {
 
-// What a `Lock` calls back into to release or extend its lease. Implemented by backends (and by
-// custom backends), never needed by code that only takes locks. A `Lock` keeps its `LeaseOps`
-// alive through a `shared_ptr`, so a lock may outlive the `LockApi` that made it.
+// What a `Lock` calls back into to release or extend its lease. Implemented by the core for
+// every `LeaseStore` (lockkit/backend.hpp), which is what custom backends implement; the
+// `sqlite://`, `redis://` and `postgres://` backends implement it themselves. A `Lock` keeps its
+// `LeaseOps` alive through a `shared_ptr`, so a lock may outlive the `LockApi` that made it.
 // Thread safety: implementations must be safe to call from any thread.
 class LOCKKIT_EXPORT LeaseOps {
  public:
@@ -42,6 +43,12 @@ class LOCKKIT_EXPORT LeaseOps {
   virtual std::chrono::milliseconds drift(std::chrono::milliseconds /*ttl*/) const noexcept {
     return std::chrono::milliseconds(0);
   }
+  // Releases like `release`; `acquired` is when the lease was taken, by `now()` (the core
+  // reports the time held to observers). By default just `release(key, token)`.
+  virtual bool release_held(std::string_view key, std::string_view token,
+                            std::chrono::steady_clock::time_point /*acquired*/) {
+    return release(key, token);
+  }
 };
 
 // One held lease on a key: move-only, released by its destructor (best effort) if still held.
@@ -56,6 +63,10 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   // store's expiry (request start + ttl - drift).
   Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
        std::chrono::steady_clock::time_point valid_until) noexcept;
+  // The same, remembering when the lease was taken (by `ops->now()`, before the request).
+  Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
+       std::chrono::steady_clock::time_point valid_until,
+       std::chrono::steady_clock::time_point acquired) noexcept;
 
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
@@ -96,6 +107,7 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   std::string token_;
   std::uint64_t fence_ = 0;
   std::chrono::steady_clock::time_point valid_until_;
+  std::chrono::steady_clock::time_point acquired_;
 };
 
 // Called with the key and the error when a `Lock` destructor's release fails. Must not throw.

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// `LockApi`: the one interface every backend implements, plus `with_lock` and argument checks.
+// `LockApi`: what code that takes locks uses, plus `with_lock` and argument checks.
 #ifndef LOCKKIT_LOCK_API_HPP_
 #define LOCKKIT_LOCK_API_HPP_
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@
 
 #include "lockkit/export.hpp"
 #include "lockkit/lock.hpp"
+#include "lockkit/observer.hpp"
 #include "lockkit/retry.hpp"
 
 namespace lockkit {
@@ -31,7 +33,8 @@ struct LockInfo {
 };
 
 // Hands out leased locks on keys. Backends: `memory:`, `noop:`, `sqlite://`, `redis://`,
-// `postgres://`; get one with `lockkit::open(url)` or a backend's factory.
+// `postgres://`; get one with `lockkit::open(url)`, a backend's factory, or `make_lock_api`
+// over your own `LeaseStore` (lockkit/backend.hpp).
 //   auto api = lockkit::open("memory:");
 //   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
 // Thread safety: safe to share; calls may run concurrently.
@@ -50,8 +53,9 @@ class LOCKKIT_EXPORT LockApi {
   // Retries `try_acquire` with exponential backoff and full jitter until it succeeds or
   // `policy.max_wait` has passed; never sleeps past that deadline. Returns an empty optional if
   // it ran out. Throws like `try_acquire`, and `std::invalid_argument` for a bad policy.
-  [[nodiscard]] std::optional<Lock> acquire(std::string_view key, std::chrono::milliseconds ttl,
-                                            const RetryPolicy& policy = {});
+  [[nodiscard]] virtual std::optional<Lock> acquire(std::string_view key,
+                                                    std::chrono::milliseconds ttl,
+                                                    const RetryPolicy& policy = {});
 
   // Returns the backend's name, e.g. "memory".
   virtual std::string_view backend() const noexcept = 0;
@@ -65,6 +69,14 @@ class LOCKKIT_EXPORT LockApi {
   virtual std::optional<LockInfo> status(std::string_view key);
   // Returns the held leases whose key starts with `prefix`, sorted by key.
   virtual std::vector<LockInfo> list(std::string_view prefix = {});
+
+  // Sends every later operation of this `LockApi` and of its `Lock`s (also those taken before)
+  // to `observer` (null detaches). Costs one pointer check per operation when none is
+  // attached. A replaced observer is kept alive (once per distinct observer) until the `LockApi`
+  // and every `Lock` it handed out are gone.
+  // Supported by `memory:`, `noop:` and every `make_lock_api` store; the other backends throw
+  // `BackendError` with `kUnsupported`.
+  virtual void set_observer(std::shared_ptr<LockObserver> observer);
 
  protected:
   LockApi() = default;

@@ -3,12 +3,14 @@
 #ifndef LOCKKIT_LOCKKIT_HPP_
 #define LOCKKIT_LOCKKIT_HPP_
 
+#include "lockkit/backend.hpp"
 #include "lockkit/clock.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/lock.hpp"
 #include "lockkit/lock_api.hpp"
 #include "lockkit/memory.hpp"
 #include "lockkit/noop.hpp"
+#include "lockkit/observer.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/retry.hpp"
 #include "lockkit/version.hpp"

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 
+#include "lockkit/backend.hpp"
 #include "lockkit/clock.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
@@ -19,7 +20,8 @@ struct MemoryOptions {
   std::size_t shards = 256;
 };
 
-// Locks shared by the threads of one process; the original module's `InMemoryLock`. Expiry by
+// Locks shared by the threads of one process; the original module's `InMemoryLock`: the core's
+// `LockApi` (see `make_lock_api`) over a process-local `LeaseStore`. Expiry by
 // `MemoryOptions::clock`, so tests can use a `ManualClock` instead of sleeping.
 //   auto clock = std::make_shared<lockkit::ManualClock>();
 //   lockkit::InMemoryLockApi api({.clock = clock});
@@ -37,11 +39,14 @@ class LOCKKIT_EXPORT InMemoryLockApi final : public LockApi {
 
   [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
                                                 std::chrono::milliseconds ttl) override;
+  [[nodiscard]] std::optional<Lock> acquire(std::string_view key, std::chrono::milliseconds ttl,
+                                            const RetryPolicy& policy = {}) override;
   std::string_view backend() const noexcept override { return "memory"; }
   bool release(std::string_view key, std::string_view token) override;
   bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
   std::optional<LockInfo> status(std::string_view key) override;
   std::vector<LockInfo> list(std::string_view prefix = {}) override;
+  void set_observer(std::shared_ptr<LockObserver> observer) override;
 
   // Returns the number of entries in the table, live or expired but not yet swept; for tests
   // of the memory bound.
@@ -54,6 +59,10 @@ class LOCKKIT_EXPORT InMemoryLockApi final : public LockApi {
 
 // Returns a new `memory:` backend.
 LOCKKIT_EXPORT std::unique_ptr<LockApi> make_memory_lock_api(MemoryOptions options = {});
+
+// Returns the `memory:` table as a bare `LeaseStore`: for composing stores and for running the
+// conformance kit's store-level cases. `InMemoryLockApi` is `make_lock_api` over one of these.
+LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_memory_store(MemoryOptions options = {});
 
 }  // namespace lockkit
 

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/backend.hpp"  // register_backend for a LeaseStore factory
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
@@ -21,11 +22,12 @@ namespace lockkit {
 // malformed URL, `BackendError` if the backend connects eagerly and fails.
 LOCKKIT_EXPORT std::shared_ptr<LockApi> open(std::string_view url);
 
-// Makes a backend from its full URL.
+// Makes a whole `LockApi` from its full URL.
 using BackendFactory = std::function<std::shared_ptr<LockApi>(std::string_view url)>;
 
-// Makes `scheme` (without ':', e.g. "redis") open through `factory`; replaces an earlier one.
-// Custom backends call this once, before their first `open`.
+// Makes `scheme` (without ':', e.g. "redis") open through `factory`, which builds a whole
+// `LockApi`; replaces an earlier one. A custom backend registers its `LeaseStore` instead
+// (`register_backend` in lockkit/backend.hpp) and gets the core's `LockApi` over it.
 LOCKKIT_EXPORT void register_backend(std::string scheme, BackendFactory factory);
 
 // Returns the schemes `open` knows, sorted.

@@ -39,14 +39,26 @@ Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, st
       key_(std::move(key)),
       token_(std::move(token)),
       fence_(fence),
-      valid_until_(valid_until) {}
+      valid_until_(valid_until),
+      acquired_(valid_until) {}
+
+Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
+           std::chrono::steady_clock::time_point valid_until,
+           std::chrono::steady_clock::time_point acquired) noexcept
+    : ops_(std::move(ops)),
+      key_(std::move(key)),
+      token_(std::move(token)),
+      fence_(fence),
+      valid_until_(valid_until),
+      acquired_(acquired) {}
 
 Lock::Lock(Lock&& other) noexcept
     : ops_(std::move(other.ops_)),
       key_(std::move(other.key_)),
       token_(std::move(other.token_)),
       fence_(other.fence_),
-      valid_until_(other.valid_until_) {
+      valid_until_(other.valid_until_),
+      acquired_(other.acquired_) {
   other.ops_.reset();
 }
 
@@ -59,6 +71,7 @@ Lock& Lock::operator=(Lock&& other) noexcept {
     token_ = std::move(other.token_);
     fence_ = other.fence_;
     valid_until_ = other.valid_until_;
+    acquired_ = other.acquired_;
   }
   return *this;
 }
@@ -70,7 +83,7 @@ Lock::~Lock() noexcept {
 void Lock::release_quietly() noexcept {
   if (!ops_) return;
   try {
-    ops_->release(key_, token_);
+    ops_->release_held(key_, token_, acquired_);
   } catch (const std::exception& e) {
     report(key_, e);
   } catch (...) {
@@ -84,7 +97,8 @@ bool Lock::held() const noexcept {
 
 bool Lock::release() {
   if (!ops_) return false;
-  bool ours = ops_->release(key_, token_);  // on throw, ops_ stays: the caller may retry
+  bool ours =
+      ops_->release_held(key_, token_, acquired_);  // on throw, ops_ stays: the caller may retry
   ops_.reset();
   return ours;
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include "core/store_lock_api.hpp"
 #include "core/url.hpp"
 #include "lockkit/errors.hpp"
 
@@ -23,21 +24,32 @@ void validate_ttl(std::chrono::milliseconds ttl) {
   }
 }
 
-std::optional<Lock> LockApi::acquire(std::string_view key, std::chrono::milliseconds ttl,
-                                     const RetryPolicy& policy) {
-  validate_retry_policy(policy);
-  validate_key(key);
-  validate_ttl(ttl);
+namespace detail {
+
+std::optional<Lock> acquire_loop(LockApi& api, std::string_view key, std::chrono::milliseconds ttl,
+                                 const RetryPolicy& policy, unsigned& attempts) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + policy.max_wait;
   for (unsigned attempt = 0;; ++attempt) {
-    if (auto lock = try_acquire(key, ttl)) return lock;
+    attempts = attempt + 1;
+    if (auto lock = api.try_acquire(key, ttl)) return lock;
     auto now = Clock::now();
     if (now >= deadline) return std::nullopt;
     auto delay = std::chrono::duration_cast<Clock::duration>(backoff_delay(policy, attempt));
     if (delay > deadline - now) delay = deadline - now;  // the last try lands on the deadline
     std::this_thread::sleep_for(delay);
   }
+}
+
+}  // namespace detail
+
+std::optional<Lock> LockApi::acquire(std::string_view key, std::chrono::milliseconds ttl,
+                                     const RetryPolicy& policy) {
+  validate_retry_policy(policy);
+  validate_key(key);
+  validate_ttl(ttl);
+  unsigned attempts = 0;
+  return detail::acquire_loop(*this, key, ttl, policy, attempts);
 }
 
 namespace {
@@ -61,6 +73,10 @@ std::optional<LockInfo> LockApi::status(std::string_view) {
 
 std::vector<LockInfo> LockApi::list(std::string_view) {
   unsupported(*this, "list");
+}
+
+void LockApi::set_observer(std::shared_ptr<LockObserver>) {
+  unsupported(*this, "set_observer");
 }
 
 }  // namespace lockkit

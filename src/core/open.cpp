@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/url.hpp"
+#include "lockkit/backend.hpp"
 #include "lockkit/memory.hpp"
 #include "lockkit/noop.hpp"
 
@@ -55,6 +56,15 @@ void register_backend(std::string scheme, BackendFactory factory) {
   Registry& r = registry();
   std::lock_guard<std::mutex> guard(r.mu);
   r.factories[std::move(scheme)] = std::move(factory);
+}
+
+void register_backend(std::string scheme,
+                      std::function<std::shared_ptr<LeaseStore>(std::string_view url)> factory) {
+  if (!factory) throw std::invalid_argument("factory: must not be empty");
+  register_backend(std::move(scheme),
+                   BackendFactory([factory = std::move(factory)](std::string_view url) {
+                     return make_lock_api(factory(url));
+                   }));
 }
 
 std::vector<std::string> registered_schemes() {

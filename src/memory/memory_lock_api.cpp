@@ -1,22 +1,27 @@
 // SPDX-License-Identifier: MIT
-// The memory: backend: a sharded, process-local lease table with an injectable clock.
+// The memory: backend: a sharded, process-local LeaseStore with an injectable clock.
 #include <time.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "lockkit/backend.hpp"
 #include "lockkit/memory.hpp"
 
 namespace lockkit {
 namespace {
 
 using TimePoint = std::chrono::steady_clock::time_point;
+constexpr std::size_t kMaxTokenBytes = 32;
 
 std::size_t hash_key(std::string_view key) noexcept {
   return std::hash<std::string_view>{}(key);
@@ -57,84 +62,75 @@ class CoarseSteady {
     tick_ = std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
   }
   // Returns true if the steady clock has certainly not reached `t`.
-  bool surely_before(TimePoint t) const noexcept {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-    auto coarse = TimePoint(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec)));
-    return coarse + tick_ < t;
-  }
+  bool surely_before(TimePoint t) const noexcept { return coarse() + tick_ < t; }
+  // Returns true if the steady clock is certainly less than one tick past `t` (a time it showed).
+  bool within_a_tick_of(TimePoint t) const noexcept { return coarse() <= t; }
 
  private:
+  static TimePoint coarse() noexcept {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return TimePoint(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec)));
+  }
+
   std::chrono::nanoseconds tick_{0};
 };
 
+// The token lives in the entry itself, so that an acquisition allocates nothing: the core mints
+// 32 bytes, and callers of the bare store may use up to 32 (checked in `MemoryStore::acquire`).
 struct Entry {
-  std::array<char, 32> token;  // fixed size: no allocation per acquisition
-  std::uint64_t fence;
+  std::array<char, 32> token;
+  std::uint8_t token_size = 0;
+  std::uint64_t fence = 0;
   TimePoint expires;
 
+  void set_token(std::string_view t) noexcept {
+    std::memcpy(token.data(), t.data(), t.size());
+    token_size = static_cast<std::uint8_t>(t.size());
+  }
+
   bool owned_by(std::string_view t) const noexcept {
-    return t.size() == token.size() && std::memcmp(t.data(), token.data(), token.size()) == 0;
+    return t.size() == token_size && std::memcmp(t.data(), token.data(), token_size) == 0;
   }
 };
 
-// One independent sub-table. Each shard is its own `LeaseOps` with its own shared_ptr control
-// block, so locks on different shards never touch the same reference count or mutex.
-class alignas(64) Shard final : public LeaseOps {
+// One independent sub-table with its own mutex and fence counter.
+class alignas(64) Shard {
  public:
-  // `steady` says that `clock` is the real steady clock (libstdc++: CLOCK_MONOTONIC), which
-  // lets release skip most precise clock reads.
-  Shard(std::shared_ptr<const Clock> clock, bool steady)
-      : clock_(std::move(clock)), steady_(steady) {}
-
-  std::string_view backend() const noexcept override { return "memory"; }
-  TimePoint now() const noexcept override { return clock_->now(); }
-
-  // `self` is this shard's own shared_ptr (cheaper to copy than shared_from_this()).
-  std::optional<Lock> try_acquire(const std::shared_ptr<Shard>& self, HashedKey key,
-                                  std::chrono::milliseconds ttl) {
-    std::string token = make_token();  // outside the mutex: the critical section stays tiny
-    TimePoint now = clock_->now();
-    std::uint64_t fence;
-    {
-      std::lock_guard<std::mutex> guard(mu_);
-      auto it = leases_.find(key);
-      if (it == leases_.end()) {
-        if (leases_.size() >= sweep_at_) sweep(now);
-        it = leases_.emplace(StoredKey{std::string(key.key), key.hash}, Entry{}).first;
-      } else if (it->second.expires > now) {
-        return std::nullopt;
-      }
-      fence = ++fences_;
-      std::memcpy(it->second.token.data(), token.data(), it->second.token.size());
-      it->second.fence = fence;
-      it->second.expires = now + ttl;
+  std::optional<std::uint64_t> acquire(HashedKey key, std::string_view token, TimePoint now,
+                                       std::chrono::milliseconds ttl) {
+    std::lock_guard<std::mutex> guard(mu_);
+    auto it = leases_.find(key);
+    if (it == leases_.end()) {
+      if (leases_.size() >= sweep_at_) sweep(now);
+      it = leases_.emplace(StoredKey{std::string(key.key), key.hash}, Entry{}).first;
+    } else if (it->second.expires > now) {
+      return std::nullopt;
     }
-    return Lock(self, std::string(key.key), std::move(token), fence, now + ttl);
+    const std::uint64_t fence = ++fences_;
+    it->second.set_token(token);
+    it->second.fence = fence;
+    it->second.expires = now + ttl;
+    return fence;
   }
 
   // A released entry stays in the table as expired, so that taking the key again reuses its
-  // node instead of allocating; sweeps reclaim it like any expired entry.
-  bool release(std::string_view key, std::string_view token) override {
-    return release(HashedKey{key, hash_key(key)}, token);
-  }
-
-  bool release(HashedKey key, std::string_view token) {
+  // node instead of allocating; sweeps reclaim it like any expired entry. `expired(t)` says
+  // whether expiry time t has passed; it is asked only when the token matches.
+  template <class Expired>
+  bool release(HashedKey key, std::string_view token, Expired expired) {
     std::lock_guard<std::mutex> guard(mu_);
     auto it = leases_.find(key);
     if (it == leases_.end() || !it->second.owned_by(token)) return false;
-    TimePoint expires = it->second.expires;
-    if (!(steady_ && coarse_.surely_before(expires)) && expires <= clock_->now()) return false;
+    if (expired(it->second.expires)) return false;
     it->second.expires = TimePoint::min();
     return true;
   }
 
-  bool extend(std::string_view key, std::string_view token,
-              std::chrono::milliseconds ttl) override {
-    TimePoint now = clock_->now();
+  bool extend(HashedKey key, std::string_view token, TimePoint now, std::chrono::milliseconds ttl) {
     std::lock_guard<std::mutex> guard(mu_);
-    auto it = leases_.find(HashedKey{key, hash_key(key)});
+    auto it = leases_.find(key);
     if (it == leases_.end() || it->second.expires <= now || !it->second.owned_by(token)) {
       return false;
     }
@@ -142,16 +138,14 @@ class alignas(64) Shard final : public LeaseOps {
     return true;
   }
 
-  std::optional<LockInfo> status(HashedKey key) const {
-    TimePoint now = clock_->now();
+  std::optional<LockInfo> status(HashedKey key, TimePoint now) const {
     std::lock_guard<std::mutex> guard(mu_);
     auto it = leases_.find(key);
     if (it == leases_.end() || it->second.expires <= now) return std::nullopt;
     return info(it->first.key, it->second, now);
   }
 
-  void collect(std::string_view prefix, std::vector<LockInfo>& out) const {
-    TimePoint now = clock_->now();
+  void collect(std::string_view prefix, TimePoint now, std::vector<LockInfo>& out) const {
     std::lock_guard<std::mutex> guard(mu_);
     for (const auto& [stored, entry] : leases_) {
       const std::string& key = stored.key;
@@ -183,81 +177,159 @@ class alignas(64) Shard final : public LeaseOps {
   // Layout: what every call writes (the mutex, the fence counter) shares one cache line; the
   // table header, read-mostly once warm, sits on lines of its own, so that threads on other
   // keys of this shard bounce one line per call, not three.
-  const std::shared_ptr<const Clock> clock_;
-  const bool steady_;
-  const CoarseSteady coarse_;
   alignas(64) mutable std::mutex mu_;
   std::uint64_t fences_ = 0;                                                    // guarded by mu_
   std::size_t sweep_at_ = 64;                                                   // guarded by mu_
   alignas(64) std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
 };
 
+// The last precise reading of a steady `MemoryStore::now()` on this thread (constant
+// initialised: no guard on access).
+struct LastNow {
+  const void* store = nullptr;
+  TimePoint at;
+};
+thread_local LastNow t_last_now;
+
+// The memory: LeaseStore: keys hash to shards by the hash's high bits (the tables inside use
+// the low ones for their buckets).
+class MemoryStore final : public LeaseStore {
+ public:
+  explicit MemoryStore(MemoryOptions options) : clock_(options.clock), steady_(!options.clock) {
+    std::size_t n = 1;
+    while (n < options.shards && n < 4096) n *= 2;
+    mask_ = n - 1;
+    shards_ = std::make_unique<Shard[]>(n);
+    count_ = n;
+  }
+
+  std::string_view backend() const noexcept override { return "memory"; }
+
+  // The real steady clock is read directly, without the virtual Clock call. The reading is
+  // also left for this thread's next `acquire` (see there).
+  TimePoint now() const noexcept override {
+    if (!steady_) return clock_->now();
+    TimePoint t = std::chrono::steady_clock::now();
+    t_last_now = LastNow{this, t};
+    return t;
+  }
+
+  // The core reads `now()` just before calling here, for `valid_until`; expiring the lease from
+  // that same reading (as long as it is less than a coarse tick old) saves the second precise
+  // clock read, a sixth of an acquisition. The lease then ends exactly at the caller's
+  // start + ttl, never before a `valid_until` computed from it.
+  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                       std::chrono::milliseconds ttl) override {
+    if (token.empty() || token.size() > kMaxTokenBytes) {
+      throw std::invalid_argument("token: must be 1..32 bytes, got " +
+                                  std::to_string(token.size()));
+    }
+    TimePoint t;
+    if (steady_ && t_last_now.store == this && coarse_.within_a_tick_of(t_last_now.at)) {
+      t = t_last_now.at;
+    } else {
+      t = steady_ ? std::chrono::steady_clock::now() : clock_->now();
+    }
+    t_last_now.store = nullptr;  // one acquisition per reading
+    HashedKey hashed{key, hash_key(key)};
+    return shard_for(hashed).acquire(hashed, token, t, ttl);
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    HashedKey hashed{key, hash_key(key)};
+    return shard_for(hashed).release(hashed, token, [this](TimePoint expires) {
+      // The coarse clock settles most releases of live leases without a precise clock read.
+      if (steady_ && coarse_.surely_before(expires)) return false;
+      return expires <= now();
+    });
+  }
+
+  bool extend(std::string_view key, std::string_view token,
+              std::chrono::milliseconds ttl) override {
+    HashedKey hashed{key, hash_key(key)};
+    return shard_for(hashed).extend(hashed, token, now(), ttl);
+  }
+
+  std::optional<LockInfo> status(std::string_view key) override {
+    HashedKey hashed{key, hash_key(key)};
+    return shard_for(hashed).status(hashed, now());
+  }
+
+  std::vector<LockInfo> list(std::string_view prefix) override {
+    std::vector<LockInfo> out;
+    TimePoint t = now();
+    for (std::size_t i = 0; i < count_; ++i) shards_[i].collect(prefix, t, out);
+    return out;
+  }
+
+  std::size_t table_size() const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < count_; ++i) n += shards_[i].size();
+    return n;
+  }
+
+ private:
+  Shard& shard_for(HashedKey key) const noexcept { return shards_[(key.hash >> 48) & mask_]; }
+
+  const std::shared_ptr<const Clock> clock_;  // null: the real steady clock
+  const bool steady_;
+  const CoarseSteady coarse_;
+  std::size_t mask_ = 0;
+  std::size_t count_ = 0;
+  std::unique_ptr<Shard[]> shards_;
+};
+
 }  // namespace
 
 struct InMemoryLockApi::Impl {
-  std::vector<std::shared_ptr<Shard>> shards;
-  std::size_t mask = 0;
-
-  // Shards by the hash's high bits: the table inside uses the low ones for its buckets.
-  const std::shared_ptr<Shard>& shard_for(HashedKey key) const {
-    return shards[(key.hash >> 48) & mask];
-  }
+  std::shared_ptr<MemoryStore> store;
+  std::shared_ptr<LockApi> api;  // the core's LockApi over `store`
 };
 
 InMemoryLockApi::InMemoryLockApi(MemoryOptions options) : impl_(std::make_unique<Impl>()) {
-  bool steady = !options.clock;
-  std::shared_ptr<const Clock> clock =
-      options.clock ? std::move(options.clock) : std::make_shared<SteadyClock>();
-  std::size_t n = 1;
-  while (n < options.shards && n < 4096) n *= 2;
-  impl_->mask = n - 1;
-  impl_->shards.reserve(n);
-  for (std::size_t i = 0; i < n; ++i)
-    impl_->shards.push_back(std::make_shared<Shard>(clock, steady));
+  impl_->store = std::make_shared<MemoryStore>(std::move(options));
+  impl_->api = make_lock_api(impl_->store);
 }
 
 InMemoryLockApi::~InMemoryLockApi() = default;
 
 std::optional<Lock> InMemoryLockApi::try_acquire(std::string_view key,
                                                  std::chrono::milliseconds ttl) {
-  validate_key(key);
-  validate_ttl(ttl);
-  HashedKey hashed{key, hash_key(key)};
-  const auto& shard = impl_->shard_for(hashed);
-  return shard->try_acquire(shard, hashed, ttl);
+  return impl_->api->try_acquire(key, ttl);
+}
+
+std::optional<Lock> InMemoryLockApi::acquire(std::string_view key, std::chrono::milliseconds ttl,
+                                             const RetryPolicy& policy) {
+  return impl_->api->acquire(key, ttl, policy);
 }
 
 bool InMemoryLockApi::release(std::string_view key, std::string_view token) {
-  validate_key(key);
-  HashedKey hashed{key, hash_key(key)};
-  return impl_->shard_for(hashed)->release(hashed, token);
+  return impl_->api->release(key, token);
 }
 
 bool InMemoryLockApi::extend(std::string_view key, std::string_view token,
                              std::chrono::milliseconds ttl) {
-  validate_key(key);
-  validate_ttl(ttl);
-  return impl_->shard_for(HashedKey{key, hash_key(key)})->extend(key, token, ttl);
+  return impl_->api->extend(key, token, ttl);
 }
 
 std::optional<LockInfo> InMemoryLockApi::status(std::string_view key) {
-  validate_key(key);
-  HashedKey hashed{key, hash_key(key)};
-  return impl_->shard_for(hashed)->status(hashed);
+  return impl_->api->status(key);
 }
 
 std::vector<LockInfo> InMemoryLockApi::list(std::string_view prefix) {
-  std::vector<LockInfo> out;
-  for (const auto& shard : impl_->shards) shard->collect(prefix, out);
-  std::sort(out.begin(), out.end(),
-            [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
-  return out;
+  return impl_->api->list(prefix);
+}
+
+void InMemoryLockApi::set_observer(std::shared_ptr<LockObserver> observer) {
+  impl_->api->set_observer(std::move(observer));
 }
 
 std::size_t InMemoryLockApi::table_size() const {
-  std::size_t n = 0;
-  for (const auto& shard : impl_->shards) n += shard->size();
-  return n;
+  return impl_->store->table_size();
+}
+
+std::shared_ptr<LeaseStore> make_memory_store(MemoryOptions options) {
+  return std::make_shared<MemoryStore>(std::move(options));
 }
 
 std::unique_ptr<LockApi> make_memory_lock_api(MemoryOptions options) {

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// The contract suite on memory: with a fake clock and with the real steady clock.
+// The contract suite on memory: with a fake clock and with the real steady clock, and the kit's
+// fault cases on the memory: and noop: stores.
 #include <thread>
 
 #include "conformance/lock_api_conformance.hpp"
 #include "lockkit/memory.hpp"
+#include "lockkit/noop.hpp"
 
 namespace lockkit::testing {
 namespace {
@@ -33,8 +35,38 @@ ConformanceCase RealClockCase() {
   };
 }
 
+// The bare store under the core's LockApi, as a user's own store would be run.
+ConformanceCase StoreCaseOverMakeLockApi() {
+  auto clock = std::make_shared<ManualClock>();
+  auto store = make_memory_store(MemoryOptions{.clock = clock, .shards = 4});
+  return ConformanceCase{
+      .name = "MakeLockApi",
+      .make = [store] { return make_lock_api(store); },
+      .advance = [clock](std::chrono::milliseconds d) { clock->advance(d); },
+      .expiry_ttl = std::chrono::seconds(30),
+      .slack = std::chrono::milliseconds(0),
+      .now = [clock] { return clock->now(); },
+  };
+}
+
 INSTANTIATE_TEST_SUITE_P(Memory, LockApiConformance,
-                         ::testing::Values(FakeClockCase(), RealClockCase()), CaseName);
+                         ::testing::Values(FakeClockCase(), RealClockCase(),
+                                           StoreCaseOverMakeLockApi()),
+                         CaseName);
+
+INSTANTIATE_TEST_SUITE_P(
+    Memory, LeaseStoreFaults,
+    ::testing::Values(StoreCase{.name = "FakeClock",
+                                .make_store =
+                                    [] {
+                                      return make_memory_store(
+                                          MemoryOptions{.clock = std::make_shared<ManualClock>()});
+                                    },
+                                .make_unreachable = nullptr},
+                      StoreCase{.name = "RealClock",
+                                .make_store = [] { return make_memory_store(); },
+                                .make_unreachable = nullptr}),
+    StoreCaseName);
 
 }  // namespace
 }  // namespace lockkit::testing

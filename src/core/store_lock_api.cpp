@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: MIT
+// The LockApi over any LeaseStore: the acquire protocol written once, and the observer hook.
+#include "core/store_lock_api.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lockkit/backend.hpp"
+#include "lockkit/errors.hpp"
+
+namespace lockkit {
+
+std::chrono::steady_clock::time_point LeaseStore::now() const noexcept {
+  return std::chrono::steady_clock::now();
+}
+
+std::chrono::milliseconds LeaseStore::drift(std::chrono::milliseconds) const noexcept {
+  return std::chrono::milliseconds(0);
+}
+
+const char* to_string(LockOperation operation) noexcept {
+  switch (operation) {
+    case LockOperation::kTryAcquire:
+      return "try_acquire";
+    case LockOperation::kAcquire:
+      return "acquire";
+    case LockOperation::kRelease:
+      return "release";
+    case LockOperation::kExtend:
+      return "extend";
+  }
+  return "unknown";
+}
+
+const char* to_string(LockOutcome outcome) noexcept {
+  switch (outcome) {
+    case LockOutcome::kOk:
+      return "ok";
+    case LockOutcome::kBusy:
+      return "busy";
+    case LockOutcome::kNotOurs:
+      return "not_ours";
+    case LockOutcome::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+// What the LockApi and all its Locks share: the store and the attached observer.
+struct Shared {
+  explicit Shared(std::shared_ptr<LeaseStore> s) : store(std::move(s)) {}
+
+  const std::shared_ptr<LeaseStore> store;
+  // Read on every operation, hence a plain atomic pointer: a null check when none is attached.
+  std::atomic<LockObserver*> observer{nullptr};
+  std::mutex mu;
+  // Every distinct observer ever attached: a Lock may still report to a replaced one, so none
+  // is freed before the last Lock.
+  std::vector<std::shared_ptr<LockObserver>> observers;  // guarded by mu
+};
+
+LockEvent make_event(LockOperation operation, std::string_view backend,
+                     std::string_view key) noexcept {
+  LockEvent event;
+  event.operation = operation;
+  event.backend = backend;
+  event.key = key;
+  return event;
+}
+
+void notify(LockObserver* observer, const LockEvent& event) noexcept {
+  try {
+    observer->on_event(event);
+  } catch (...) {  // an observer never changes the result of a lock operation
+  }
+}
+
+// Fills in the error of a failed call from the exception being handled.
+void note_current_error(LockEvent& event) noexcept {
+  event.outcome = LockOutcome::kError;
+  try {
+    throw;
+  } catch (const BackendError& e) {
+    event.error = e.kind();
+  } catch (...) {
+  }
+}
+
+// What Locks call back into. The LockApi keeps several, each with its own reference count, and
+// a thread hands out Locks from its own one: threads taking locks at the same time then never
+// write the same shared_ptr control block.
+class alignas(64) Stripe final : public LeaseOps {
+ public:
+  explicit Stripe(std::shared_ptr<Shared> shared)
+      : shared_(std::move(shared)), store_(shared_->store.get()) {}
+
+  std::string_view backend() const noexcept override { return store_->backend(); }
+  Steady::time_point now() const noexcept override { return store_->now(); }
+  std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
+    return store_->drift(ttl);
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
+    if (!observer) return store_->release(key, token);
+    return observed_release(observer, key, token, std::nullopt);
+  }
+
+  bool release_held(std::string_view key, std::string_view token,
+                    Steady::time_point acquired) override {
+    LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
+    if (!observer) return store_->release(key, token);
+    return observed_release(observer, key, token, acquired);
+  }
+
+  bool extend(std::string_view key, std::string_view token,
+              std::chrono::milliseconds ttl) override {
+    LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
+    if (!observer) return store_->extend(key, token, ttl);
+    LockEvent event = make_event(LockOperation::kExtend, store_->backend(), key);
+    auto start = Steady::now();
+    bool ours;
+    try {
+      ours = store_->extend(key, token, ttl);
+    } catch (...) {
+      event.latency = Steady::now() - start;
+      note_current_error(event);
+      notify(observer, event);
+      throw;
+    }
+    event.latency = Steady::now() - start;
+    event.outcome = ours ? LockOutcome::kOk : LockOutcome::kNotOurs;
+    notify(observer, event);
+    return ours;
+  }
+
+ private:
+  bool observed_release(LockObserver* observer, std::string_view key, std::string_view token,
+                        std::optional<Steady::time_point> acquired) {
+    LockEvent event = make_event(LockOperation::kRelease, store_->backend(), key);
+    if (acquired) event.held = store_->now() - *acquired;
+    auto start = Steady::now();
+    bool ours;
+    try {
+      ours = store_->release(key, token);
+    } catch (...) {
+      event.latency = Steady::now() - start;
+      note_current_error(event);
+      notify(observer, event);
+      throw;
+    }
+    event.latency = Steady::now() - start;
+    event.outcome = ours ? LockOutcome::kOk : LockOutcome::kNotOurs;
+    notify(observer, event);
+    return ours;
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  LeaseStore* const store_;  // owned by shared_
+};
+
+// Numbers the threads that take locks, so that each picks a stripe of its own. Constant
+// initialised and numbered on first use: no TLS guard on the lock path.
+std::atomic<unsigned> g_next_thread{0};
+thread_local unsigned t_thread_number = 0;  // 0: not numbered yet
+
+unsigned thread_number() noexcept {
+  unsigned n = t_thread_number;
+  if (n == 0) n = t_thread_number = g_next_thread.fetch_add(1, std::memory_order_relaxed) + 1;
+  return n;
+}
+
+class StoreLockApi final : public LockApi {
+ public:
+  explicit StoreLockApi(std::shared_ptr<LeaseStore> store)
+      : shared_(std::make_shared<Shared>(std::move(store))), store_(shared_->store.get()) {
+    for (auto& stripe : stripes_) stripe = std::make_shared<Stripe>(shared_);
+  }
+
+  std::string_view backend() const noexcept override { return store_->backend(); }
+
+  std::optional<Lock> try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
+    validate_key(key);
+    validate_ttl(ttl);
+    LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
+    if (!observer) return try_once(key, ttl);
+    LockEvent event = make_event(LockOperation::kTryAcquire, store_->backend(), key);
+    auto start = Steady::now();
+    std::optional<Lock> lock;
+    try {
+      lock = try_once(key, ttl);
+    } catch (...) {
+      event.latency = Steady::now() - start;
+      note_current_error(event);
+      notify(observer, event);
+      throw;
+    }
+    event.latency = Steady::now() - start;
+    event.outcome = lock ? LockOutcome::kOk : LockOutcome::kBusy;
+    if (lock) event.fence = lock->fence();
+    notify(observer, event);
+    return lock;
+  }
+
+  std::optional<Lock> acquire(std::string_view key, std::chrono::milliseconds ttl,
+                              const RetryPolicy& policy = {}) override {
+    validate_retry_policy(policy);
+    validate_key(key);
+    validate_ttl(ttl);
+    unsigned attempts = 0;
+    LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
+    if (!observer) return detail::acquire_loop(*this, key, ttl, policy, attempts);
+    LockEvent event = make_event(LockOperation::kAcquire, store_->backend(), key);
+    auto start = Steady::now();
+    std::optional<Lock> lock;
+    try {
+      lock = detail::acquire_loop(*this, key, ttl, policy, attempts);
+    } catch (...) {
+      event.latency = Steady::now() - start;
+      event.attempts = attempts;
+      note_current_error(event);
+      // The observer read after the loop: one attached meanwhile sees the end of the wait.
+      notify(shared_->observer.load(std::memory_order_acquire), event);
+      throw;
+    }
+    event.latency = Steady::now() - start;
+    event.attempts = attempts;
+    event.outcome = lock ? LockOutcome::kOk : LockOutcome::kBusy;
+    if (lock) event.fence = lock->fence();
+    if (LockObserver* now = shared_->observer.load(std::memory_order_acquire)) notify(now, event);
+    return lock;
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    validate_key(key);
+    return stripe()->release(key, token);
+  }
+
+  bool extend(std::string_view key, std::string_view token,
+              std::chrono::milliseconds ttl) override {
+    validate_key(key);
+    validate_ttl(ttl);
+    return stripe()->extend(key, token, ttl);
+  }
+
+  std::optional<LockInfo> status(std::string_view key) override {
+    validate_key(key);
+    return store_->status(key);
+  }
+
+  std::vector<LockInfo> list(std::string_view prefix) override {
+    auto out = store_->list(prefix);
+    std::sort(out.begin(), out.end(),
+              [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
+    return out;
+  }
+
+  void set_observer(std::shared_ptr<LockObserver> observer) override {
+    std::lock_guard<std::mutex> guard(shared_->mu);
+    LockObserver* raw = observer.get();
+    auto& kept = shared_->observers;
+    if (observer && std::find(kept.begin(), kept.end(), observer) == kept.end()) {
+      kept.push_back(std::move(observer));
+    }
+    shared_->observer.store(raw, std::memory_order_release);
+  }
+
+ private:
+  static constexpr std::size_t kStripes = 16;
+
+  const std::shared_ptr<Stripe>& stripe() const noexcept {
+    return stripes_[thread_number() % kStripes];
+  }
+
+  // One attempt without observation. The token is minted and the local clock read before the
+  // store call, so valid_until can only be earlier than the store's expiry.
+  std::optional<Lock> try_once(std::string_view key, std::chrono::milliseconds ttl) {
+    std::string token = make_token();
+    const Steady::time_point start = store_->now();
+    std::optional<std::uint64_t> fence;
+    try {
+      fence = store_->acquire(key, token, ttl);
+    } catch (const BackendError& e) {
+      // The grant may have been applied: take it back with our own token, so that no lease is
+      // left that nobody owns, then say so.
+      if (e.kind() == ErrorKind::kInDoubt) release_in_doubt(key, token);
+      throw;
+    }
+    std::optional<Lock> lock;
+    if (fence) {
+      lock.emplace(stripe(), std::string(key), std::move(token), *fence,
+                   start + ttl - store_->drift(ttl), start);
+    }
+    return lock;
+  }
+
+  void release_in_doubt(std::string_view key, std::string_view token) noexcept {
+    try {
+      (void)store_->release(key, token);
+    } catch (...) {  // the caller learns kInDoubt either way; the lease then expires by its TTL
+    }
+  }
+
+  const std::shared_ptr<Shared> shared_;
+  LeaseStore* const store_;  // owned by shared_
+  std::array<std::shared_ptr<Stripe>, kStripes> stripes_;
+};
+
+}  // namespace
+
+std::shared_ptr<LockApi> make_lock_api(std::shared_ptr<LeaseStore> store) {
+  if (!store) throw std::invalid_argument("store: must not be null");
+  return std::make_shared<StoreLockApi>(std::move(store));
+}
+
+}  // namespace lockkit
