@@ -2,96 +2,28 @@
 // Installed-package check: every linked backend's scheme is known to lockkit::open without a
 // registration call, a lock can be taken through each URL given, and URLs of unreachable stores
 // fail with BackendError (not "unknown scheme"), so their backend was linked too. It also
-// implements a store of its own against the installed <lockkit/backend.hpp>, registers it and
-// locks through it, as a user's own backend would.
+// builds the example's store of its own (examples/custom_backend.hpp) against the installed
+// <lockkit/backend.hpp>, registers it and locks through it, as a user's own backend would.
 //   consumer <scheme>... -- <url>... [-- <unreachable url>...]
 #include <lockkit/backend.hpp>
 #include <lockkit/lockkit.hpp>
+
+#include "../../examples/custom_backend.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <exception>
 #include <iostream>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
-#include <vector>
 
 namespace {
-
-// The smallest honest store: a map under a mutex, expiry by the steady clock.
-class MapStore final : public lockkit::LeaseStore {
- public:
-  std::string_view backend() const noexcept override { return "pkgmap"; }
-  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
-                                       std::chrono::milliseconds ttl) override {
-    std::lock_guard guard(mu_);
-    auto& lease = leases_[std::string(key)];
-    if (!lease.token.empty() && lease.expires > now()) return std::nullopt;
-    lease = {std::string(token), ++fence_, now() + ttl};
-    return lease.fence;
-  }
-  bool release(std::string_view key, std::string_view token) override {
-    std::lock_guard guard(mu_);
-    auto it = leases_.find(std::string(key));
-    if (it == leases_.end() || it->second.token != token || it->second.expires <= now()) {
-      return false;
-    }
-    leases_.erase(it);
-    return true;
-  }
-  bool extend(std::string_view key, std::string_view token,
-              std::chrono::milliseconds ttl) override {
-    std::lock_guard guard(mu_);
-    auto it = leases_.find(std::string(key));
-    if (it == leases_.end() || it->second.token != token || it->second.expires <= now()) {
-      return false;
-    }
-    it->second.expires = now() + ttl;
-    return true;
-  }
-  std::optional<lockkit::LockInfo> status(std::string_view key) override {
-    std::lock_guard guard(mu_);
-    auto it = leases_.find(std::string(key));
-    if (it == leases_.end() || it->second.expires <= now()) return std::nullopt;
-    return lockkit::LockInfo{
-        it->first, it->second.fence,
-        std::chrono::duration_cast<std::chrono::milliseconds>(it->second.expires - now())};
-  }
-  std::vector<lockkit::LockInfo> list(std::string_view prefix) override {
-    std::vector<lockkit::LockInfo> out;
-    for (auto& [key, lease] : leases_snapshot()) {
-      if (key.starts_with(prefix) && lease.expires > now()) {
-        out.push_back(
-            {key, lease.fence,
-             std::chrono::duration_cast<std::chrono::milliseconds>(lease.expires - now())});
-      }
-    }
-    return out;
-  }
-
- private:
-  struct Lease {
-    std::string token;
-    std::uint64_t fence = 0;
-    std::chrono::steady_clock::time_point expires;
-  };
-  std::map<std::string, Lease> leases_snapshot() {
-    std::lock_guard guard(mu_);
-    return leases_;
-  }
-  std::mutex mu_;
-  std::map<std::string, Lease> leases_;
-  std::uint64_t fence_ = 0;
-};
 
 // Registers `pkgmap:`, then takes a key twice through it: the second attempt must be refused.
 bool own_store_works() {
   using namespace std::chrono_literals;
   lockkit::register_backend("pkgmap",
-                            [](std::string_view) { return std::make_shared<MapStore>(); });
+                            [](std::string_view) { return std::make_shared<example::MapStore>(); });
   auto api = lockkit::open("pkgmap:");
   auto first = api->try_acquire("own-store", 5s);
   auto second = api->try_acquire("own-store", 5s);
