@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -428,6 +431,52 @@ std::string escape_key(std::string_view key) {
   }
   if (key.size() > n) out += "...";
   return out;
+}
+
+std::optional<std::string> take_password(QueryOptions& options,
+                                         const std::optional<std::string>& url_password) {
+  auto file = options.take("password_file");
+  auto env = options.take("password_env");
+  int sources = (url_password ? 1 : 0) + (file ? 1 : 0) + (env ? 1 : 0);
+  if (sources > 1) {
+    throw std::invalid_argument(
+        "password: give it in one place only (the URL, password_file= or password_env=)");
+  }
+  if (file) {
+    if (file->empty()) throw std::invalid_argument("password_file: must name a file");
+    std::FILE* f = std::fopen(file->c_str(), "re");
+    if (!f) {
+      throw std::invalid_argument("password_file \"" + *file + "\": " + std::strerror(errno));
+    }
+    std::string line;
+    char buf[256];
+    bool eol = false;
+    while (!eol && std::fgets(buf, sizeof buf, f)) {
+      std::string_view part(buf);
+      if (!part.empty() && part.back() == '\n') {
+        part.remove_suffix(1);
+        eol = true;
+      }
+      line.append(part);
+    }
+    bool failed = std::ferror(f) != 0;
+    std::fclose(f);
+    if (failed) throw std::invalid_argument("password_file \"" + *file + "\": read error");
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) {
+      throw std::invalid_argument("password_file \"" + *file + "\": first line is empty");
+    }
+    return line;
+  }
+  if (env) {
+    if (env->empty()) throw std::invalid_argument("password_env: must name a variable");
+    const char* value = std::getenv(env->c_str());
+    if (!value) {
+      throw std::invalid_argument("password_env: environment variable " + *env + " is not set");
+    }
+    return std::string(value);
+  }
+  return url_password;
 }
 
 }  // namespace detail

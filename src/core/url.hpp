@@ -78,6 +78,14 @@ class QueryOptions {
   std::vector<std::pair<std::string, std::string>> query_;  // all of them, in order
 };
 
+// Returns the password of a URL from at most one source: the URL itself (`url_password`),
+// option `password_file=PATH` (the file's first line, without its line ending) or option
+// `password_env=NAME` (that environment variable), so that a URL in a config file or on a
+// command line need carry none. Consumes both options. Throws `std::invalid_argument` naming the
+// option, never the secret, for two sources, an unreadable or empty file, or an unset variable.
+std::optional<std::string> take_password(QueryOptions& options,
+                                         const std::optional<std::string>& url_password);
+
 // Escapes a key for messages: printable ASCII as is, other bytes as \xNN, cut after 64 bytes.
 std::string escape_key(std::string_view key);
 

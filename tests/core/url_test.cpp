@@ -4,8 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cctype>
+#include <cstdlib>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "lockkit/open.hpp"
@@ -205,6 +210,71 @@ TEST(RedactUrl, SecretOptionValueRunsOnThroughUnescapedAmpersands) {
   EXPECT_TRUE(secret_option("sslpassword"));
   EXPECT_TRUE(secret_option("PASSWORD"));
   EXPECT_FALSE(secret_option("sslmode"));
+}
+
+// A temporary file holding `text`, removed afterwards.
+class TempFile {
+ public:
+  explicit TempFile(std::string_view text) {
+    char name[] = "/tmp/lockkit-pw-XXXXXX";
+    int fd = ::mkstemp(name);
+    EXPECT_GE(fd, 0);
+    path_ = name;
+    EXPECT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ::close(fd);
+  }
+  ~TempFile() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::optional<std::string> PasswordOf(std::string_view url) {
+  Url parsed = parse_url(url);
+  QueryOptions options(url, parsed);
+  auto password = take_password(options, parsed.password);
+  options.finish();
+  return password;
+}
+
+std::string PasswordErrorOf(std::string_view url) {
+  try {
+    PasswordOf(url);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TakePassword, ComesFromTheUrlAFileOrAVariable) {
+  EXPECT_EQ(PasswordOf("redis://u:pw@h"), "pw");
+  EXPECT_EQ(PasswordOf("redis://h"), std::nullopt);
+  TempFile file("s3cr%t\r\nsecond line\n");
+  EXPECT_EQ(PasswordOf("redis://h?password_file=" + file.path()), "s3cr%t");
+  TempFile no_newline("only");
+  EXPECT_EQ(PasswordOf("redis://h?password_file=" + no_newline.path()), "only");
+  ::setenv("LOCKKIT_TEST_PW", "from env", 1);
+  EXPECT_EQ(PasswordOf("redis://h?password_env=LOCKKIT_TEST_PW"), "from env");
+  ::unsetenv("LOCKKIT_TEST_PW");
+}
+
+TEST(TakePassword, BadSourcesNameTheOptionNeverTheSecret) {
+  TempFile file("hunter2\n");
+  std::string both = PasswordErrorOf("redis://u:other@h?password_file=" + file.path());
+  EXPECT_NE(both.find("one place"), std::string::npos) << both;
+  EXPECT_EQ(both.find("hunter2"), std::string::npos) << both;
+  EXPECT_EQ(both.find("other"), std::string::npos) << both;
+  std::string missing = PasswordErrorOf("redis://h?password_file=/nonexistent/pw");
+  EXPECT_NE(missing.find("password_file \"/nonexistent/pw\": No such file"), std::string::npos)
+      << missing;
+  TempFile empty("\n");
+  EXPECT_NE(PasswordErrorOf("redis://h?password_file=" + empty.path()).find("empty"),
+            std::string::npos);
+  ::unsetenv("LOCKKIT_TEST_UNSET");
+  std::string unset = PasswordErrorOf("redis://h?password_env=LOCKKIT_TEST_UNSET");
+  EXPECT_NE(unset.find("LOCKKIT_TEST_UNSET is not set"), std::string::npos) << unset;
+  EXPECT_NE(PasswordErrorOf("redis://h?password_env=").find("password_env"), std::string::npos);
 }
 
 }  // namespace
