@@ -175,7 +175,7 @@ WorkerReport run_worker(Mode mode, const std::string& path, int index, std::int6
                         double seconds) {
   const std::string key = "bench/process/" + std::to_string(index);
   std::unique_ptr<RawLoop> raw;
-  std::unique_ptr<lockkit::LockApi> api;
+  std::shared_ptr<lockkit::LockApi> api;
   if (mode == Mode::kLockkit) {
     api = lockkit::make_sqlite_lock_api({.path = path});
   } else {

@@ -8,14 +8,11 @@
 #include <memory>
 #include <string>
 
+#include "lockkit/backend.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
-
-namespace detail {
-class SqliteStore;
-}  // namespace detail
 
 struct SqliteOptions {
   // The database file. Created with mode 0600 (0660 with `share_with_group`) if it does not
@@ -26,7 +23,7 @@ struct SqliteOptions {
   // `BackendError` kind timeout. Must be 1 ms .. 10 min.
   std::chrono::milliseconds busy_timeout{std::chrono::seconds(2)};
   // `synchronous=FULL`: fsync the WAL on every commit. Off (`NORMAL`) by default: a lease never
-  // survives a reboot anyway, and fences jump by 2^32 after one (see the class comment), so a
+  // survives a reboot anyway, and fences jump by 2^32 after one (see `make_sqlite_lock_api`), so a
   // power loss cannot make fences go backwards; turn it on to keep the last commits too.
   bool full_sync = false;
   // Idle connections kept for reuse; a call that finds none opens one (outside any lock) and
@@ -44,14 +41,16 @@ struct SqliteOptions {
 // directories are created.
 LOCKKIT_EXPORT std::string default_sqlite_path();
 
-// Locks shared by every process on one host through one SQLite file (WAL mode): the embedded
-// default of the `lockkit` tool. URL: `sqlite:///abs/path/locks.db[?busy_timeout=2s]`.
+// Returns the core's `LockApi` (see `make_lock_api`) over locks shared by every process on one
+// host through one SQLite file (WAL mode): the embedded default of the `lockkit` tool. URL:
+// `sqlite:///abs/path/locks.db[?busy_timeout=2s]`.
 //   auto api = lockkit::make_sqlite_lock_api({.path = "/var/lib/app/locks.db"});
 //   if (auto lock = api->try_acquire("nightly-report", std::chrono::minutes(5))) { ... }
 //
 // Contract: each acquire is one `BEGIN IMMEDIATE` transaction; release and extend are single
 // token-checked statements. Fences come from one counter in the file, so they increase strictly
-// across releases, expiries and restarts of every process.
+// across releases, expiries and restarts of every process. `busy_timeout` bounds each call as a
+// whole (every wait for the write lock in it together), not each statement.
 //
 // Clocks: a lease expires by the host's CLOCK_MONOTONIC (the clock of `valid_until()`), read
 // with the process's time namespace offset taken off, so every process on the host compares on
@@ -73,39 +72,27 @@ LOCKKIT_EXPORT std::string default_sqlite_path();
 // When the store is unreachable (directory unwritable, disk full, write lock held by a stuck
 // process): calls throw `BackendError` within `busy_timeout`; a holder may still rely on its
 // lease until `valid_until()` (nobody can take it without writing to the same file), and on
-// nothing after it. Deleting the file ends every lease in it at once: don't.
+// nothing after it. A commit that fails after its write may have reached the file throws kind
+// `in-doubt`, and the `LockApi` releases the lease with its token. Deleting the file ends every
+// lease in it at once: don't.
 //
-// Thread safety: safe to share; calls may run concurrently. The database is opened by the first
-// call. In a fork() child of a process that had used this object, every call throws
-// `BackendError` kind `unsupported` without touching SQLite; an object made but not used before
-// the fork works in the child (unless the parent had the same file open through another one).
-class LOCKKIT_EXPORT SqliteLockApi final : public LockApi {
- public:
-  // Checks the options and the file system: creates the file if missing, checks its mode and
-  // links, reads the boot id. Throws `std::invalid_argument` for bad options, `BackendError`
-  // naming the path and the cause otherwise. The database itself is opened by the first call,
-  // which throws `BackendError` if it is not a database or has `lockkit_*` tables of another
-  // shape.
-  explicit SqliteLockApi(SqliteOptions options);
-  ~SqliteLockApi() override;
+// Opening: checks the options and the file system (creates the file if missing, checks its mode
+// and links, reads the boot id). Throws `std::invalid_argument` for bad options, `BackendError`
+// naming the path and the cause otherwise. The database itself is opened by the first call,
+// which throws `BackendError` if it is not a database or has `lockkit_*` tables of another
+// shape.
+//
+// Thread safety: safe to share; calls may run concurrently. In a fork() child of a process that
+// had used the returned object, every call throws `BackendError` kind `unsupported` without
+// touching SQLite; an object made but not used before the fork works in the child (unless the
+// parent had the same file open through another one).
+LOCKKIT_EXPORT std::shared_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options);
 
-  [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
-                                                std::chrono::milliseconds ttl) override;
-  std::string_view backend() const noexcept override { return "sqlite"; }
-  bool release(std::string_view key, std::string_view token) override;
-  bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
-  std::optional<LockInfo> status(std::string_view key) override;
-  std::vector<LockInfo> list(std::string_view prefix = {}) override;
-
-  // Returns the absolute path of the database file.
-  const std::string& path() const noexcept;
-
- private:
-  std::shared_ptr<detail::SqliteStore> store_;
-};
-
-// Returns a new `sqlite://` backend; throws like `SqliteLockApi`'s constructor.
-LOCKKIT_EXPORT std::unique_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options);
+// Returns the `sqlite://` lease table as a bare `LeaseStore`, with every guarantee and error of
+// `make_sqlite_lock_api` (which is `make_lock_api` over one of these): for composing stores and
+// for running the conformance kit's store-level cases. Stores (and `LockApi`s) opened on the same
+// path share the file's leases, as separate processes do.
+LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_sqlite_store(SqliteOptions options);
 
 // Parses `sqlite:///abs/path.db`, `sqlite:relative/path.db` or `sqlite:/abs/path.db`, with
 // options `busy_timeout` (duration), `sync` (`normal` or `full`), `max_idle` (1..1024) and

@@ -29,7 +29,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/store_failure.hpp"
 #include "core/url.hpp"
+#include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
 
 namespace lockkit {
@@ -439,46 +441,48 @@ struct SqliteConn {
   int wal_frames = 0;            // frames in the WAL after this connection's last commit
 };
 
-// What a failed SQLite call means, decided in one place: the kind, and a cause for the message.
-struct Failure {
-  ErrorKind kind;
-  std::string cause;
-};
-
 namespace {
 
-Failure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::string& path) {
+// What a failed SQLite call means, decided in one place: the kind and a cause for the message
+// (the caller puts the operation, key and path in front). `maybe_applied`: the call was a
+// commit whose write may have reached the file. Contention leaves the connection fine; after
+// anything else it is broken: the next call starts afresh.
+StoreFailure classify(sqlite3* db, int rc, milliseconds busy_timeout, const std::string& path,
+                      bool maybe_applied = false) {
   std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  auto failure = [&](ErrorKind kind, const std::string& cause) {
+    return StoreFailure(kind, cause, maybe_applied, kind != ErrorKind::kTimeout || maybe_applied);
+  };
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return {ErrorKind::kTimeout, msg +
-                                       " (another connection held the write lock for over "
-                                       "busy_timeout " +
-                                       format_duration(busy_timeout) + ")"};
+      return failure(ErrorKind::kTimeout, msg +
+                                              " (another connection held the write lock for over "
+                                              "busy_timeout " +
+                                              format_duration(busy_timeout) + ")");
     case SQLITE_NOTADB:
-      return {ErrorKind::kIo, "file is not a database"};
+      return failure(ErrorKind::kIo, "file is not a database");
     case SQLITE_CORRUPT:
-      return {ErrorKind::kIo, "database disk image is malformed"};
+      return failure(ErrorKind::kIo, "database disk image is malformed");
     case SQLITE_READONLY:
-      return {ErrorKind::kIo, "file is read-only (" + msg + ")"};
+      return failure(ErrorKind::kIo, "file is read-only (" + msg + ")");
     case SQLITE_CANTOPEN: {
       std::string dir = std::filesystem::path(path).parent_path().string();
       if (::access(dir.c_str(), W_OK) != 0) {
-        return {ErrorKind::kIo, "cannot open (" + msg + "): directory \"" + dir +
-                                    "\" is not writable (" + std::strerror(errno) + ")"};
+        return failure(ErrorKind::kIo, "cannot open (" + msg + "): directory \"" + dir +
+                                           "\" is not writable (" + std::strerror(errno) + ")");
       }
-      return {ErrorKind::kIo, "cannot open (" + msg + ")"};
+      return failure(ErrorKind::kIo, "cannot open (" + msg + ")");
     }
     case SQLITE_FULL:
-      return {ErrorKind::kIo, "disk full (" + msg + ")"};
+      return failure(ErrorKind::kIo, "disk full (" + msg + ")");
     case SQLITE_IOERR:
     case SQLITE_PERM:
     case SQLITE_AUTH:
     case SQLITE_NOMEM:
-      return {ErrorKind::kIo, msg};
+      return failure(ErrorKind::kIo, msg);
     default:
-      return {ErrorKind::kProtocol, msg};
+      return failure(ErrorKind::kProtocol, msg);
   }
 }
 
@@ -506,21 +510,20 @@ int wal_hook(void* arg, sqlite3* db, const char* name, int frames) noexcept {
 
 }  // namespace
 
-// The shared state behind every `SqliteLockApi` and `Lock` of one opened file.
+// The lease table of one SQLite file, behind every `LockApi` made by `make_sqlite_lock_api` on it.
 // Thread safety: safe to share; calls may run concurrently.
-class SqliteStore final : public LeaseOps, public std::enable_shared_from_this<SqliteStore> {
+class SqliteStore final : public LeaseStore {
  public:
   explicit SqliteStore(SqliteOptions options);
   ~SqliteStore() override = default;
 
   std::string_view backend() const noexcept override { return "sqlite"; }
+  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                       milliseconds ttl) override;
   bool release(std::string_view key, std::string_view token) override;
   bool extend(std::string_view key, std::string_view token, milliseconds ttl) override;
-
-  std::optional<Lock> try_acquire(std::string_view key, milliseconds ttl);
-  std::optional<LockInfo> status(std::string_view key);
-  std::vector<LockInfo> list(std::string_view prefix);
-  const std::string& path() const noexcept { return path_; }
+  std::optional<LockInfo> status(std::string_view key) override;
+  std::vector<LockInfo> list(std::string_view prefix) override;
 
  private:
   class Session;
@@ -599,8 +602,6 @@ class SqliteStore::Session {
 
   sqlite3* db() const noexcept { return conn_->db.get(); }
   std::unique_ptr<SqliteConn> take() noexcept { return std::move(conn_); }
-  // Closes the connection when the call ends instead of pooling it.
-  void discard() noexcept { broken_ = true; }
   // Sleeps like the busy handler before retry `attempt`; false once the call's deadline passed.
   bool wait_busy(int attempt) noexcept { return busy_handler(conn_.get(), attempt) != 0; }
 
@@ -639,21 +640,26 @@ class SqliteStore::Session {
 
   [[noreturn]] void unexpected_row() { throw_error(ErrorKind::kProtocol, "unexpected result row"); }
 
-  // Translates a failed SQLite call into `BackendError`: the one place that does.
-  [[noreturn]] void fail(int rc) {
-    Failure f = classify(db(), rc, store_.options_.busy_timeout, store_.path_);
-    throw_error(f.kind, f.cause);
-  }
-
-  // Returns the message `fail(rc)` would throw, without the backend prefix.
-  std::string describe(int rc) const {
-    return context() + classify(db(), rc, store_.options_.busy_timeout, store_.path_).cause;
+  // Throws the `BackendError` for a failed SQLite call; `maybe_applied` for a commit whose
+  // write may have reached the file (then kind in-doubt).
+  [[noreturn]] void fail(int rc, bool maybe_applied = false) {
+    raise(classify(db(), rc, store_.options_.busy_timeout, store_.path_, maybe_applied));
   }
 
   [[noreturn]] void throw_error(ErrorKind kind, const std::string& cause) {
-    // Contention leaves the connection fine; after anything else, start afresh next time.
-    if (kind != ErrorKind::kTimeout) broken_ = true;
-    throw BackendError("sqlite", kind, context() + cause);
+    raise(StoreFailure(kind, cause, false, kind != ErrorKind::kTimeout));
+  }
+
+  // Translates a failure into `BackendError`: the one place that does.
+  [[noreturn]] void raise(const StoreFailure& f) {
+    if (f.broken()) broken_ = true;  // closed when the call ends, never pooled
+    if (f.maybe_applied()) {
+      throw BackendError("sqlite", ErrorKind::kInDoubt,
+                         context() + f.what() +
+                             " (the lease may exist until its TTL unless released with its "
+                             "token; through a LockApi, release was attempted)");
+    }
+    throw BackendError("sqlite", f.kind(), context() + f.what());
   }
 
  private:
@@ -870,8 +876,8 @@ std::unique_ptr<SqliteConn> SqliteStore::open_connection(std::string_view op,
       fail(op, key, ErrorKind::kUnavailable, "the file is being replaced repeatedly");
     }
     if (rc != SQLITE_OK) {
-      Failure f = classify(raw, rc, options_.busy_timeout, path_);
-      fail(op, key, f.kind, f.cause);
+      StoreFailure f = classify(raw, rc, options_.busy_timeout, path_);
+      fail(op, key, f.kind(), f.what());
     }
     sqlite3_extended_result_codes(raw, 1);
     if (sqlite3_db_readonly(raw, "main") == 1) {
@@ -1199,67 +1205,51 @@ void SqliteStore::set_up(Session& s) {
   s.exec(kCommit);
 }
 
-std::optional<Lock> SqliteStore::try_acquire(std::string_view key, milliseconds ttl) {
-  std::string token = make_token();
-  const auto start = steady_clock::now();  // validity counts from before the request
-  std::uint64_t fence = 0;
-  bool won = false;
-  std::optional<std::string> in_doubt;
+std::optional<std::uint64_t> SqliteStore::acquire(std::string_view key, std::string_view token,
+                                                  milliseconds ttl) {
+  Session s(*this, "try_acquire", key);
+  s.exec(kBegin);
+  // Read after the write lock is ours: every earlier commit happened before this instant.
+  const Now now = clocks();
+  std::optional<std::uint64_t> fence;
   {
-    Session s(*this, "try_acquire", key);
-    s.exec(kBegin);
-    // Read after the write lock is ours: every earlier commit happened before this instant.
-    const Now now = clocks();
+    sqlite3_stmt* acquire = s.stmt(kAcquire);
+    ResetGuard reset(acquire);
+    bind_blob(acquire, 1, key);
+    bind_blob(acquire, 2, token);
+    sqlite3_bind_int64(acquire, 3, now.mono + to_ns(ttl));
+    sqlite3_bind_int64(acquire, 4, now.wall + to_ns(ttl) + to_ns(kWallMargin));
+    bind_clocks(acquire, now);
+    if (s.step(acquire)) {
+      fence = static_cast<std::uint64_t>(sqlite3_column_int64(acquire, 0));
+      if (s.step(acquire)) s.unexpected_row();  // runs the statement to completion
+    }
+  }
+  if (fence) {
+    sqlite3_stmt* set_fence = s.stmt(kSetFence);
     {
-      sqlite3_stmt* acquire = s.stmt(kAcquire);
-      ResetGuard reset(acquire);
-      bind_blob(acquire, 1, key);
-      bind_blob(acquire, 2, token);
-      sqlite3_bind_int64(acquire, 3, now.mono + to_ns(ttl));
-      sqlite3_bind_int64(acquire, 4, now.wall + to_ns(ttl) + to_ns(kWallMargin));
-      bind_clocks(acquire, now);
-      if (s.step(acquire)) {
-        won = true;
-        fence = static_cast<std::uint64_t>(sqlite3_column_int64(acquire, 0));
-        if (s.step(acquire)) s.unexpected_row();  // runs the statement to completion
-      }
+      ResetGuard reset(set_fence);
+      sqlite3_bind_int64(set_fence, 1, static_cast<std::int64_t>(*fence));
+      if (s.step(set_fence)) s.unexpected_row();
     }
-    if (won) {
-      sqlite3_stmt* set_fence = s.stmt(kSetFence);
-      {
-        ResetGuard reset(set_fence);
-        sqlite3_bind_int64(set_fence, 1, static_cast<std::int64_t>(fence));
-        if (s.step(set_fence)) s.unexpected_row();
-      }
-      if (fence % kSweepEvery == 0) {
-        sqlite3_stmt* sweep = s.stmt(kSweep);
-        ResetGuard reset(sweep);
-        bind_clocks(sweep, now);
-        if (s.step(sweep)) s.unexpected_row();
-      }
-    }
-    sqlite3_stmt* commit = s.stmt(kCommit);
-    ResetGuard reset(commit);
-    int rc = sqlite3_step(commit);
-    if (rc != SQLITE_DONE) {
-      // BUSY leaves the transaction open (rolled back by the session): nothing was written.
-      // Any other failure may come after the WAL frames reached the file, where a later
-      // recovery would find them: our lease is in doubt, so try to delete it before saying so.
-      if (!won || (rc & 0xff) == SQLITE_BUSY) s.fail(rc);
-      in_doubt = s.describe(rc);
-      s.discard();
+    if (*fence % kSweepEvery == 0) {
+      sqlite3_stmt* sweep = s.stmt(kSweep);
+      ResetGuard reset(sweep);
+      bind_clocks(sweep, now);
+      if (s.step(sweep)) s.unexpected_row();
     }
   }
-  if (in_doubt) {
-    try {
-      (void)release(key, token);
-    } catch (const BackendError&) {  // the store is failing; the lease ends with its TTL
-    }
-    throw BackendError("sqlite", ErrorKind::kInDoubt,
-                       *in_doubt + " (the lease may exist until its TTL; release was attempted)");
+  sqlite3_stmt* commit = s.stmt(kCommit);
+  ResetGuard reset(commit);
+  int rc = sqlite3_step(commit);
+  if (rc != SQLITE_DONE) {
+    // BUSY leaves the transaction open (rolled back by the session): nothing was written.
+    // Any other failure may come after the WAL frames reached the file, where a later
+    // recovery would find them: our lease is in doubt, and the core deletes it with our token
+    // (on a new connection: this one is dropped) before passing the error on.
+    s.fail(rc, fence && (rc & 0xff) != SQLITE_BUSY);
   }
-  if (!won) return std::nullopt;
-  return Lock(shared_from_this(), std::string(key), std::move(token), fence, start + ttl);
+  return fence;
 }
 
 bool SqliteStore::release(std::string_view key, std::string_view token) {
@@ -1334,45 +1324,12 @@ std::string default_sqlite_path() {
   return (std::filesystem::path(dir) / "lockkit" / "locks.db").lexically_normal().string();
 }
 
-SqliteLockApi::SqliteLockApi(SqliteOptions options)
-    : store_(std::make_shared<detail::SqliteStore>(std::move(options))) {}
-
-SqliteLockApi::~SqliteLockApi() = default;
-
-std::optional<Lock> SqliteLockApi::try_acquire(std::string_view key,
-                                               std::chrono::milliseconds ttl) {
-  validate_key(key);
-  validate_ttl(ttl);
-  return store_->try_acquire(key, ttl);
+std::shared_ptr<LeaseStore> make_sqlite_store(SqliteOptions options) {
+  return std::make_shared<detail::SqliteStore>(std::move(options));
 }
 
-bool SqliteLockApi::release(std::string_view key, std::string_view token) {
-  validate_key(key);
-  return store_->release(key, token);
-}
-
-bool SqliteLockApi::extend(std::string_view key, std::string_view token,
-                           std::chrono::milliseconds ttl) {
-  validate_key(key);
-  validate_ttl(ttl);
-  return store_->extend(key, token, ttl);
-}
-
-std::optional<LockInfo> SqliteLockApi::status(std::string_view key) {
-  validate_key(key);
-  return store_->status(key);
-}
-
-std::vector<LockInfo> SqliteLockApi::list(std::string_view prefix) {
-  return store_->list(prefix);
-}
-
-const std::string& SqliteLockApi::path() const noexcept {
-  return store_->path();
-}
-
-std::unique_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options) {
-  return std::make_unique<SqliteLockApi>(std::move(options));
+std::shared_ptr<LockApi> make_sqlite_lock_api(SqliteOptions options) {
+  return make_lock_api(make_sqlite_store(std::move(options)));
 }
 
 }  // namespace lockkit

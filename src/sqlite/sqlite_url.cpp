@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/url.hpp"
+#include "lockkit/backend.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
 
@@ -66,8 +67,8 @@ extern "C" void lockkit_backend_anchor_sqlite() {}
 namespace {
 [[maybe_unused]] const bool kRegistered = [] {
   lockkit::register_backend("sqlite",
-                            [](std::string_view url) -> std::shared_ptr<lockkit::LockApi> {
-                              return lockkit::make_sqlite_lock_api(lockkit::parse_sqlite_url(url));
+                            [](std::string_view url) -> std::shared_ptr<lockkit::LeaseStore> {
+                              return lockkit::make_sqlite_store(lockkit::parse_sqlite_url(url));
                             });
   return true;
 }();

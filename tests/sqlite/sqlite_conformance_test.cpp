@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The contract suite on sqlite://: every `make` opens the same file anew, like another process.
+// The contract suite on sqlite://: every `make` opens the same file anew, like another process;
+// and the kit's store-level and fault cases on the bare store of `make_sqlite_store`.
 #include <thread>
 
 #include "conformance/lock_api_conformance.hpp"
@@ -22,7 +23,25 @@ ConformanceCase FileCase() {
   };
 }
 
+StoreCase FileStoreCase() {
+  static TempDir dir;
+  std::string path = dir.file("locks.db");
+  return StoreCase{
+      .name = "File",
+      .make_store = [path] { return make_sqlite_store({.path = path}); },
+      // Made, then its directory removed before the first call opens the database.
+      .make_unreachable =
+          [] {
+            TempDir gone;
+            return make_sqlite_store({.path = gone.file("locks.db")});
+          },
+      .exclusive = true,
+  };
+}
+
 INSTANTIATE_TEST_SUITE_P(Sqlite, LockApiConformance, ::testing::Values(FileCase()), CaseName);
+INSTANTIATE_TEST_SUITE_P(Sqlite, LeaseStoreFaults, ::testing::Values(FileStoreCase()),
+                         StoreCaseName);
 
 }  // namespace
 }  // namespace lockkit::testing

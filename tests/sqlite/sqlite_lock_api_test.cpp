@@ -16,13 +16,16 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lockkit/errors.hpp"
+#include "lockkit/observer.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
 #include "sqlite/sqlite_test_util.hpp"
@@ -171,11 +174,13 @@ TEST(SqliteUrl, RelativePathIsResolvedOnceAtOpen) {
   auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(dir.path());
   std::filesystem::create_directory("sub");
-  auto api = std::make_unique<SqliteLockApi>(SqliteOptions{.path = "sub/locks.db"});
+  auto api = make_sqlite_lock_api({.path = "sub/locks.db"});
   std::filesystem::current_path(cwd);
-  EXPECT_EQ(api->path(), dir.file("sub/locks.db"));
   EXPECT_TRUE(std::filesystem::exists(dir.file("sub/locks.db")));
-  EXPECT_TRUE(api->try_acquire("k", 10s));  // new connections still find the file
+  auto lock = api->try_acquire("k", 10s);  // new connections still find the file
+  EXPECT_TRUE(lock);
+  // The same file as its absolute path names: a lock taken through one is held in the other.
+  EXPECT_FALSE(make_sqlite_lock_api({.path = dir.file("sub/locks.db")})->try_acquire("k", 10s));
 }
 
 TEST(SqliteOptions, BadOptionsAreRejectedByName) {
@@ -916,6 +921,82 @@ TEST(SqliteThreads, ShareOneApiThroughASmallPool) {
   EXPECT_EQ(overlaps.load(), 0);
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(counter, kThreads * kRounds);
+}
+
+// --- Observer -----------------------------------------------------------------------------
+
+// Keeps every event it is given, with its backend and key copied.
+class Recorder final : public LockObserver {
+ public:
+  struct Seen {
+    LockEvent event;
+    std::string backend;
+    std::string key;
+  };
+  void on_event(const LockEvent& event) override {
+    std::lock_guard<std::mutex> guard(mu_);
+    seen_.push_back({event, std::string(event.backend), std::string(event.key)});
+  }
+  std::vector<Seen> take() {
+    std::lock_guard<std::mutex> guard(mu_);
+    return std::exchange(seen_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Seen> seen_;
+};
+
+TEST(SqliteObserver, SeesAcquireReleaseExtendAndErrorsNamedSqlite) {
+  TempDir dir;
+  const std::string path = dir.file("locks.db");
+  auto api = make_sqlite_lock_api({.path = path, .busy_timeout = 100ms});
+  auto recorder = std::make_shared<Recorder>();
+  api->set_observer(recorder);
+
+  auto lock = api->try_acquire("obs/k", 10s);
+  ASSERT_TRUE(lock);
+  EXPECT_FALSE(api->try_acquire("obs/k", 10s));
+  EXPECT_TRUE(lock->extend(20s));
+  EXPECT_TRUE(lock->release());
+  auto again = api->acquire("obs/k", 10s, {.max_wait = 1s, .initial_delay = 1ms, .max_delay = 2ms});
+  ASSERT_TRUE(again);
+  {
+    // Another connection holds the write lock past busy_timeout: the acquire fails.
+    RawDb holder(path);
+    ASSERT_EQ(holder.exec("BEGIN IMMEDIATE"), SQLITE_OK);
+    EXPECT_THROW((void)api->try_acquire("obs/other", 10s), BackendError);
+    holder.exec("ROLLBACK");
+  }
+
+  auto seen = recorder->take();
+  for (const auto& s : seen) {
+    EXPECT_EQ(s.backend, "sqlite");
+    EXPECT_EQ(s.key, s.event.outcome == LockOutcome::kError ? "obs/other" : "obs/k");
+  }
+  auto find = [&](LockOperation op, LockOutcome outcome) -> const Recorder::Seen* {
+    for (const auto& s : seen) {
+      if (s.event.operation == op && s.event.outcome == outcome) return &s;
+    }
+    ADD_FAILURE() << "no " << to_string(op) << " event with outcome " << to_string(outcome);
+    return nullptr;
+  };
+  if (auto* granted = find(LockOperation::kTryAcquire, LockOutcome::kOk)) {
+    EXPECT_EQ(granted->event.fence, lock->fence());
+    EXPECT_GT(granted->event.latency.count(), 0);
+  }
+  (void)find(LockOperation::kTryAcquire, LockOutcome::kBusy);
+  (void)find(LockOperation::kExtend, LockOutcome::kOk);
+  if (auto* released = find(LockOperation::kRelease, LockOutcome::kOk)) {
+    EXPECT_GT(released->event.held.count(), 0);
+  }
+  if (auto* acquired = find(LockOperation::kAcquire, LockOutcome::kOk)) {
+    EXPECT_GE(acquired->event.attempts, 1u);
+    EXPECT_EQ(acquired->event.fence, again->fence());
+  }
+  if (auto* failed = find(LockOperation::kTryAcquire, LockOutcome::kError)) {
+    EXPECT_EQ(failed->event.error, ErrorKind::kTimeout);
+  }
 }
 
 }  // namespace
