@@ -54,7 +54,7 @@ int busy_handler(void* arg, int count) {
   return 1;
 }
 
-// The same statements as src/sqlite/sqlite_lock_api.cpp, without the library around them.
+// The same statements as src/sqlite/sqlite_store.cpp, without the library around them.
 class RawLoop {
  public:
   RawLoop(const std::string& path, bool same_handler) {
