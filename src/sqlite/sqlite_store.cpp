@@ -79,7 +79,9 @@ const char* statement_sql(StmtId id) noexcept {
   return kSql[id];
 }
 
-// The lease table of one SQLite file, behind every `LockApi` made by `make_sqlite_lock_api` on it.
+// The lease table of one SQLite file, over a pool of connections to it; what
+// `make_sqlite_store` returns and `make_sqlite_lock_api` wraps. Stores on the same file share
+// its leases through SQLite's locking, as processes do.
 // Thread safety: safe to share; calls may run concurrently.
 class SqliteStore final : public LeaseStore {
  public:
