@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/backend.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
@@ -44,9 +45,9 @@ struct RedisOptions {
 // message never contains the password.
 LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 
-// Leased locks on one Redis server.
-//   auto api = lockkit::open("redis://127.0.0.1:6379?prefix=myapp:");
-//   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
+// Returns a `LeaseStore` on one Redis server; it connects on first use. Compose it (a quorum of
+// several) or pass it to `make_lock_api`. Throws `std::invalid_argument` for bad options.
+//   auto store = lockkit::make_redis_store({.host = "10.0.0.5", .prefix = "myapp:"});
 //
 // Wire contract: the lock is the string key `prefix + key`, its value the owner token (32 hex
 // characters), with a millisecond TTL, exactly as `SET key token NX PX ttl` leaves it; release
@@ -60,8 +61,10 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // lost the data, and a restart from an old snapshot (unless the server's clock stepped back by
 // more than the snapshot's age). While held, each lock also has a holder record (token and
 // fence, same TTL) in the same slot for `status` and `list`. Internal keys are hashes named
-// `prefix + "lockkit:{N}..."`; a key or prefix whose Redis name would contain `lockkit:{` is
-// rejected, and no script writes or deletes a key of another type at an internal name.
+// `prefix + "lockkit:{N}..."`; a key whose Redis name would contain `lockkit:{` is rejected
+// (`std::invalid_argument`), and no script writes or deletes a key of another type at an
+// internal name. `list` shows lockkit's live locks only (keys with a holder record) and scans
+// the database (SCAN MATCH, no KEYS): its cost grows with the number of keys in it.
 //
 // At connect, a server with a memory limit and a `maxmemory-policy` other than `noeviction`
 // is refused (`allow_eviction` accepts it): eviction can free a live lock.
@@ -74,37 +77,23 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // and a broken one is replaced on the next call.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout`, name resolution included (twice that when it
-// takes back an in-doubt acquire); nothing is retried in the background. A
-// holder may keep acting until its `valid_until()`, which lies before the server's expiry
-// (request start + ttl - 1% of ttl - 2 ms), but may not assume it can release or extend. If an
-// acquire was sent but its reply lost, the backend releases its token if it can and throws
-// kind in-doubt. A server restart without persistence loses held locks.
+// auth) within `connect_timeout + command_timeout`, name resolution included; nothing is
+// retried in the background. `drift(ttl)` is 1% of ttl + 2 ms, so a holder may keep acting
+// until its `valid_until()` (request start + ttl - drift), which lies before the server's
+// expiry, but may not assume it can release or extend. If an acquire was sent but its reply
+// lost, `acquire` throws kind in-doubt (the `LockApi` then releases that token if it can, which
+// may take as long again). A server restart without persistence loses held locks.
 // Thread safety: safe to share; calls may run concurrently.
-class LOCKKIT_EXPORT RedisLockApi final : public LockApi {
- public:
-  // Does not connect: the first call does. Throws `std::invalid_argument` for bad options.
-  explicit RedisLockApi(RedisOptions options);
-  ~RedisLockApi() override;
+LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_redis_store(RedisOptions options);
 
-  [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
-                                                std::chrono::milliseconds ttl) override;
-  std::string_view backend() const noexcept override { return "redis"; }
-  bool release(std::string_view key, std::string_view token) override;
-  bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
-  std::optional<LockInfo> status(std::string_view key) override;
-  // Lists lockkit's live locks only (keys with a lockkit holder record; other libraries' locks
-  // and other keys with a TTL are left out). Scans the database (SCAN MATCH, no KEYS): cost
-  // grows with the number of keys in it.
-  std::vector<LockInfo> list(std::string_view prefix = {}) override;
-
- private:
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
-};
-
-// Returns a new `redis://` backend; it connects on first use.
-LOCKKIT_EXPORT std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options);
+// Returns leased locks on one Redis server: `make_lock_api(make_redis_store(options))`, with
+// every guarantee of `make_redis_store`. Connects on first use; throws `std::invalid_argument`
+// for bad options.
+//   auto api = lockkit::make_redis_lock_api({.host = "10.0.0.5", .prefix = "myapp:"});
+//   // or: auto api = lockkit::open("redis://10.0.0.5:6379?prefix=myapp:");
+//   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
+// Thread safety: safe to share; calls may run concurrently.
+LOCKKIT_EXPORT std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options);
 
 }  // namespace lockkit
 

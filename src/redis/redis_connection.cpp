@@ -121,7 +121,7 @@ struct Lookup {
 };
 
 // Resolves `config.host` by `deadline`. Numeric addresses are parsed without any lookup.
-// Throws `CallFailure` (never sent).
+// Throws `StoreFailure` (never sent).
 AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -132,7 +132,7 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
   int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found);
   if (rc == 0) return AddrList(found, &freeaddrinfo);
   if (rc != EAI_NONAME) {
-    throw CallFailure(ErrorKind::kUnavailable, where + ": " + gai_strerror(rc), false);
+    throw StoreFailure(ErrorKind::kUnavailable, where + ": " + gai_strerror(rc), false);
   }
   auto lookup = std::make_shared<Lookup>();
   lookup->host = config.host;
@@ -158,8 +158,8 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
       futex_wake(lookup->done);
     }).detach();
   } catch (const std::system_error& e) {
-    throw CallFailure(ErrorKind::kUnavailable,
-                      where + ": cannot start the name lookup: " + e.what(), false);
+    throw StoreFailure(ErrorKind::kUnavailable,
+                       where + ": cannot start the name lookup: " + e.what(), false);
   }
   while (lookup->done.load(std::memory_order_acquire) == 0 && Clock::now() < deadline) {
     futex_wait(lookup->done, 0, deadline);
@@ -167,20 +167,20 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
   std::lock_guard<std::mutex> guard(lookup->mu);
   if (lookup->done.load(std::memory_order_relaxed) == 0) {
     lookup->abandoned = true;
-    throw CallFailure(ErrorKind::kTimeout,
-                      where + ": resolving \"" + config.host + "\" timed out after " +
-                          format_duration(config.connect_timeout),
-                      false);
+    throw StoreFailure(ErrorKind::kTimeout,
+                       where + ": resolving \"" + config.host + "\" timed out after " +
+                           format_duration(config.connect_timeout),
+                       false);
   }
   if (lookup->rc != 0) {
-    throw CallFailure(ErrorKind::kUnavailable,
-                      where + ": resolving \"" + config.host + "\": " + gai_strerror(lookup->rc),
-                      false);
+    throw StoreFailure(ErrorKind::kUnavailable,
+                       where + ": resolving \"" + config.host + "\": " + gai_strerror(lookup->rc),
+                       false);
   }
   return AddrList(std::exchange(lookup->result, nullptr), &freeaddrinfo);
 }
 
-// Connects to `host:port` by the deadline; returns a blocking socket. Throws `CallFailure`.
+// Connects to `host:port` by the deadline; returns a blocking socket. Throws `StoreFailure`.
 int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
   AddrList list = resolve(config, deadline, where);
   addrinfo* found = list.get();
@@ -244,7 +244,7 @@ int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::stri
     ::setsockopt(sock.fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
     return sock.release();
   }
-  throw CallFailure(last_kind, where + ": " + last, false);
+  throw StoreFailure(last_kind, where + ": " + last, false);
 }
 
 // Any policy but noeviction may evict a live lock under memory pressure (volatile-* ones pick
@@ -258,11 +258,11 @@ void check_eviction(Connection& conn, TimePoint deadline, const ConnectConfig& c
   Reply info;
   try {
     info = conn.call(request, deadline);
-  } catch (const CallFailure& f) {
+  } catch (const StoreFailure& f) {
     std::string why = f.kind() == ErrorKind::kTimeout
                           ? "timed out after " + format_duration(config.connect_timeout)
                           : std::string(f.what());
-    throw CallFailure(f.kind(), where + ": INFO memory: " + why, false);
+    throw StoreFailure(f.kind(), where + ": INFO memory: " + why, false);
   }
   if (info->type != REDIS_REPLY_STRING) return;  // an error reply: NOPERM, unknown command
   std::string_view text(info->str, info->len);
@@ -284,12 +284,12 @@ void check_eviction(Connection& conn, TimePoint deadline, const ConnectConfig& c
   std::string_view limit = field("maxmemory");
   std::string_view policy = field("maxmemory_policy");
   if (limit.empty() || policy.empty() || limit == "0" || policy == "noeviction") return;
-  throw CallFailure(ErrorKind::kUnsupported,
-                    where + ": the server may evict locks (maxmemory-policy " +
-                        std::string(policy) + " with maxmemory " + std::string(limit) +
-                        " bytes); set maxmemory-policy noeviction, or allow_eviction=true to "
-                        "accept that a lock may vanish before its TTL",
-                    false);
+  throw StoreFailure(ErrorKind::kUnsupported,
+                     where + ": the server may evict locks (maxmemory-policy " +
+                         std::string(policy) + " with maxmemory " + std::string(limit) +
+                         " bytes); set maxmemory-policy noeviction, or allow_eviction=true to "
+                         "accept that a lock may vanish before its TTL",
+                     false);
 }
 
 }  // namespace
@@ -318,13 +318,6 @@ void append_bulk(std::string& out, std::string_view arg) {
 }
 
 void append_command(std::string& out, std::initializer_list<std::string_view> args) {
-  out.push_back('*');
-  append_decimal(out, args.size());
-  out.append("\r\n");
-  for (std::string_view arg : args) append_bulk_impl(out, arg);
-}
-
-void append_command(std::string& out, const std::vector<std::string_view>& args) {
   out.push_back('*');
   append_decimal(out, args.size());
   out.append("\r\n");
@@ -363,16 +356,16 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
     Reply reply;
     try {
       reply = conn->call(request, deadline);
-    } catch (const CallFailure& f) {
+    } catch (const StoreFailure& f) {
       std::string why = f.kind() == ErrorKind::kTimeout
                             ? "timed out after " + format_duration(config.connect_timeout)
                             : std::string(f.what());
-      throw CallFailure(f.kind(), where + ": " + std::string(what) + ": " + why, false);
+      throw StoreFailure(f.kind(), where + ": " + std::string(what) + ": " + why, false);
     }
     if (reply->type == REDIS_REPLY_ERROR) {
       std::string text(reply->str, reply->len);
-      throw CallFailure(error_reply_kind(text),
-                        where + ": " + std::string(what) + " refused: " + text, false);
+      throw StoreFailure(error_reply_kind(text),
+                         where + ": " + std::string(what) + " refused: " + text, false);
     }
     return reply;
   };
@@ -391,7 +384,7 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
   for (const std::string& script : config.scripts) {
     Reply sha = step("SCRIPT LOAD", {"SCRIPT", "LOAD", script});
     if (sha->type != REDIS_REPLY_STRING) {
-      throw CallFailure(ErrorKind::kProtocol, where + ": SCRIPT LOAD: unexpected reply", false);
+      throw StoreFailure(ErrorKind::kProtocol, where + ": SCRIPT LOAD: unexpected reply", false);
     }
     conn->shas_.emplace_back(sha->str, sha->len);
   }
@@ -412,7 +405,7 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (broken_.load(std::memory_order_relaxed)) {
-      throw CallFailure(broken_kind_, broken_message_, false);
+      throw StoreFailure(broken_kind_, broken_message_, false);
     }
     // An idle connection may have been closed by a server restart while nobody used it; finding
     // out now keeps the request unsent, so the caller can retry on a fresh connection. Not
@@ -421,7 +414,7 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
     if (pending_.empty() && !writing_ && !reading_ && now - last_used_ >= milliseconds(5) &&
         idle_peer_closed()) {
       fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
-      throw CallFailure(broken_kind_, broken_message_, false);
+      throw StoreFailure(broken_kind_, broken_message_, false);
     }
     last_used_ = now;
     me.offset = appended_;
@@ -443,7 +436,7 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
   }
   if (reader) read_loop(me, deadline);
   await(me, deadline);
-  if (me.failed) throw CallFailure(me.kind, me.message, me.maybe_sent);
+  if (me.failed) throw StoreFailure(me.kind, me.message, me.maybe_sent);
   return Reply(me.reply);
 }
 
@@ -709,11 +702,11 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
   const TimePoint wait_until = Clock::now() + config_.connect_timeout + milliseconds(100);
   while (true) {
     if (slot.conn && !slot.conn->broken()) return slot.conn;
-    if (slot.failures != seen) throw CallFailure(slot.failure_kind, slot.failure_message, false);
+    if (slot.failures != seen) throw StoreFailure(slot.failure_kind, slot.failure_message, false);
     if (!slot.connecting) break;
     if (Clock::now() >= wait_until) {
-      throw CallFailure(ErrorKind::kTimeout,
-                        "no connection within " + format_duration(config_.connect_timeout), false);
+      throw StoreFailure(ErrorKind::kTimeout,
+                         "no connection within " + format_duration(config_.connect_timeout), false);
     }
     const std::uint32_t attempts = slot.attempts.load(std::memory_order_relaxed);
     lock.unlock();
@@ -731,7 +724,7 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
   std::shared_ptr<Connection> conn;
   try {
     conn = Connection::open(config_);  // outside the slot's mutex: others only wait, bounded
-  } catch (const CallFailure& f) {
+  } catch (const StoreFailure& f) {
     lock.lock();
     slot.connecting = false;
     ++slot.failures;

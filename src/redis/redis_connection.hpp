@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/store_failure.hpp"
 #include "lockkit/errors.hpp"
 
 namespace lockkit::detail::redis {
@@ -48,20 +49,6 @@ struct ConnectConfig {
   bool allow_eviction = false;
 };
 
-// A request that failed for a reason other than the server's answer. `maybe_sent` is true if
-// the request may have reached the server (so its effect is unknown).
-class CallFailure : public std::runtime_error {
- public:
-  CallFailure(ErrorKind kind, const std::string& message, bool maybe_sent)
-      : std::runtime_error(message), kind_(kind), maybe_sent_(maybe_sent) {}
-  ErrorKind kind() const noexcept { return kind_; }
-  bool maybe_sent() const noexcept { return maybe_sent_; }
-
- private:
-  ErrorKind kind_;
-  bool maybe_sent_;
-};
-
 // Returns the kind of a Redis error reply: NOAUTH, WRONGPASS, NOPERM -> auth; LOADING, BUSY,
 // READONLY, OOM, TRYAGAIN, MASTERDOWN -> unavailable (refused before running); anything
 // else -> protocol.
@@ -73,7 +60,6 @@ void append_bulk(std::string& out, std::string_view arg);
 
 // Appends one command in RESP (an array of bulk strings) to `out`.
 void append_command(std::string& out, std::initializer_list<std::string_view> args);
-void append_command(std::string& out, const std::vector<std::string_view>& args);
 
 // One TCP connection on which any number of callers pipeline requests. A caller appends its
 // request to the output buffer; whoever finds no writer active writes everything queued in one
@@ -88,14 +74,14 @@ void append_command(std::string& out, const std::vector<std::string_view>& args)
 class Connection {
  public:
   // Connects, authenticates, selects the database and loads the scripts, all within
-  // `connect_timeout`. Throws `CallFailure` (never sent).
+  // `connect_timeout`. Throws `StoreFailure` (never sent).
   static std::shared_ptr<Connection> open(const ConnectConfig& config);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   // Sends `request` (one RESP command) and returns its reply (possibly a Redis error reply).
-  // `deadline` must be now + the command timeout. Throws `CallFailure` if the connection
+  // `deadline` must be now + the command timeout. Throws `StoreFailure` if the connection
   // breaks or no reply arrives by `deadline`.
   Reply call(std::string_view request, TimePoint deadline);
 
@@ -156,7 +142,7 @@ class Pool {
 
   // Returns the index of the slot the next call should use (round robin).
   std::size_t pick() noexcept;
-  // Returns slot `index`'s connection, connecting it if needed. Throws `CallFailure`.
+  // Returns slot `index`'s connection, connecting it if needed. Throws `StoreFailure`.
   std::shared_ptr<Connection> get(std::size_t index);
   const ConnectConfig& config() const noexcept { return config_; }
 

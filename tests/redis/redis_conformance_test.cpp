@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// The contract suite on redis:// against a real redis-server (real clock, short TTLs).
+// The contract suite on redis:// against a real redis-server (real clock, short TTLs), and the
+// kit's store-level fault cases on `make_redis_store`.
 #include <thread>
 
 #include "conformance/lock_api_conformance.hpp"
 #include "lockkit/open.hpp"
+#include "lockkit/redis.hpp"
 #include "support/redis_server.hpp"
 
 namespace lockkit::testing {
@@ -28,6 +30,27 @@ INSTANTIATE_TEST_SUITE_P(Redis, LockApiConformance,
                                            RedisCase("PrefixWithOpenBrace",
                                                      "?prefix=app%7B&connections=1")),
                          CaseName);
+
+// The store itself, without the core: the kit's fault cases and store-level contract.
+StoreCase RedisStoreCase(std::string name, std::string tail) {
+  return StoreCase{
+      .name = std::move(name),
+      .make_store =
+          [tail] { return make_redis_store(parse_redis_url(RedisServer::shared().url(tail))); },
+      // A closed port: nothing listens on port 1 of the loopback interface.
+      .make_unreachable =
+          [] {
+            return make_redis_store(
+                RedisOptions{.port = 1, .connect_timeout = 500ms, .command_timeout = 500ms});
+          },
+      .exclusive = true,
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Redis, LeaseStoreFaults,
+                         ::testing::Values(RedisStoreCase("Plain", ""),
+                                           RedisStoreCase("OneConnection", "?connections=1")),
+                         StoreCaseName);
 
 }  // namespace
 }  // namespace lockkit::testing

@@ -10,12 +10,14 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lockkit/errors.hpp"
+#include "lockkit/observer.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
 #include "redis/redis_keys.hpp"
@@ -171,6 +173,69 @@ TEST(RedisAuth, AclUserWorksAndWrongPasswordIsAuthError) {
       EXPECT_EQ(std::string(e.what()).find("Wr0ngSecret"), std::string::npos) << e.what();
     }
   }
+}
+
+// The core's observer sees a redis LockApi's operations, named after the backend.
+TEST(RedisObserver, SeesAcquireReleaseAndExtend) {
+  struct Recorder final : LockObserver {
+    void on_event(const LockEvent& e) override {
+      std::lock_guard<std::mutex> guard(mu);
+      events.push_back(
+          {e.operation, e.outcome, std::string(e.backend), std::string(e.key), e.fence, e.error});
+    }
+    struct Seen {
+      LockOperation operation;
+      LockOutcome outcome;
+      std::string backend;
+      std::string key;
+      std::uint64_t fence;
+      std::optional<ErrorKind> error;
+    };
+    std::mutex mu;
+    std::vector<Seen> events;
+  };
+  auto recorder = std::make_shared<Recorder>();
+  auto api =
+      lockkit::make_redis_lock_api(parse_redis_url(RedisServer::shared().url("?connections=1")));
+  api->set_observer(recorder);
+  const auto key = Unique("observed");
+  auto lock = api->try_acquire(key, 30s);
+  ASSERT_TRUE(lock);
+  EXPECT_FALSE(api->try_acquire(key, 30s));
+  EXPECT_TRUE(lock->extend(30s));
+  const std::string token(lock->token());
+  const std::uint64_t fence = lock->fence();
+  EXPECT_TRUE(lock->release());
+  EXPECT_FALSE(api->release(key, token));
+
+  std::lock_guard<std::mutex> guard(recorder->mu);
+  const auto& ev = recorder->events;
+  ASSERT_EQ(ev.size(), 5u);
+  const std::pair<LockOperation, LockOutcome> expected[] = {
+      {LockOperation::kTryAcquire, LockOutcome::kOk},
+      {LockOperation::kTryAcquire, LockOutcome::kBusy},
+      {LockOperation::kExtend, LockOutcome::kOk},
+      {LockOperation::kRelease, LockOutcome::kOk},
+      {LockOperation::kRelease, LockOutcome::kNotOurs}};
+  for (std::size_t i = 0; i < ev.size(); ++i) {
+    EXPECT_EQ(ev[i].operation, expected[i].first) << i;
+    EXPECT_EQ(ev[i].outcome, expected[i].second) << i;
+    EXPECT_EQ(ev[i].backend, "redis") << i;
+    EXPECT_EQ(ev[i].key, key) << i;
+  }
+  EXPECT_EQ(ev[0].fence, fence);
+
+  // A store failure is an error event with its kind.
+  auto down = lockkit::make_redis_lock_api(
+      RedisOptions{.port = 1, .connect_timeout = 300ms, .command_timeout = 300ms});
+  auto failures = std::make_shared<Recorder>();
+  down->set_observer(failures);
+  EXPECT_THROW((void)down->try_acquire(key, 1s), BackendError);
+  std::lock_guard<std::mutex> guard2(failures->mu);
+  ASSERT_EQ(failures->events.size(), 1u);
+  EXPECT_EQ(failures->events[0].outcome, LockOutcome::kError);
+  EXPECT_EQ(failures->events[0].backend, "redis");
+  EXPECT_TRUE(failures->events[0].error.has_value());
 }
 
 // A single-node Redis Cluster owning every slot: multi-key scripts fail with CROSSSLOT unless a

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
-// The redis:// backend: Lua scripts for acquire/release/extend/status, URL parsing, registration.
+// The redis:// store: Lua scripts for acquire/release/extend/status, URL parsing, registration.
 #include <algorithm>
 #include <charconv>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 
+#include "core/store_failure.hpp"
 #include "core/url.hpp"
+#include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
@@ -18,7 +20,7 @@ namespace lockkit {
 namespace {
 
 using detail::format_duration;
-using detail::redis::CallFailure;
+using detail::StoreFailure;
 using detail::redis::kAcquireScript;
 using detail::redis::kExtendScript;
 using detail::redis::kReleaseScript;
@@ -51,7 +53,7 @@ std::string context(std::string_view op, std::string_view key) {
   return std::string(op) + " \"" + detail::escape_key(key) + "\": ";
 }
 
-[[noreturn]] void raise(std::string_view op, std::string_view key, const CallFailure& f) {
+[[noreturn]] void raise(std::string_view op, std::string_view key, const StoreFailure& f) {
   throw BackendError("redis", f.kind(), context(op, key) + f.what());
 }
 
@@ -93,10 +95,13 @@ class Scratch {
 
 }  // namespace
 
-struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLockApi::Impl> {
-  explicit Impl(const RedisOptions& o)
-      : layout(o.prefix),
-        pool(
+// One Redis server as a `LeaseStore`: each call is one script run by EVALSHA on a pipelined,
+// shared connection. Thread safety: safe to share; calls may run concurrently.
+class RedisStore final : public LeaseStore {
+ public:
+  explicit RedisStore(const RedisOptions& o)
+      : layout_(o.prefix),
+        pool_(
             detail::redis::ConnectConfig{
                 .host = o.host,
                 .port = o.port,
@@ -111,19 +116,125 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
                 .allow_eviction = o.allow_eviction,
             },
             o.connections),
-        command_timeout(o.command_timeout) {}
+        command_timeout_(o.command_timeout) {}
 
   std::string_view backend() const noexcept override { return "redis"; }
   milliseconds drift(milliseconds ttl) const noexcept override {
     return ttl / 100 + milliseconds(2);  // clock drift between us and Redis, as Redlock does
   }
 
+  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                       milliseconds ttl) override {
+    check_key(key);
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    char ttl_buf[24];
+    auto [ttl_end, ttl_ec] = std::to_chars(ttl_buf, ttl_buf + sizeof ttl_buf, ttl.count());
+    (void)ttl_ec;  // a ttl of at most 7 days always fits
+    Reply reply;
+    try {
+      reply = exchange(kAcquire, {"3", lock_key, fence_key, holder_key, token,
+                                  std::string_view(ttl_buf, ttl_end - ttl_buf)});
+    } catch (const StoreFailure& f) {
+      if (!f.maybe_applied()) raise("try_acquire", key, f);
+      // No retry: the SET may have been applied. The core releases our token and rethrows.
+      throw BackendError(
+          "redis", ErrorKind::kInDoubt,
+          context("try_acquire", key) + f.what() + "; the lock may have been taken (in doubt)");
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
+      // Nothing was written: a key that is not lockkit's sits at one of our internal names.
+      throw BackendError("redis", ErrorKind::kProtocol,
+                         context("try_acquire", key) + "\"" + detail::escape_key(fence_key) +
+                             "\" or \"" + detail::escape_key(holder_key) +
+                             "\" holds a key that is not lockkit's; names containing "
+                             "\"lockkit:{\" are reserved for lockkit");
+    }
+    std::uint64_t fence = to_uint(*reply, "try_acquire", key);
+    if (fence == 0) return std::nullopt;
+    return fence;
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    check_key(key);
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    try {
+      return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
+    } catch (const StoreFailure& f) {
+      raise("release", key, f);
+    }
+  }
+
+  bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
+    check_key(key);
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    std::string ttl_ms = std::to_string(ttl.count());
+    try {
+      return to_uint(*exchange(kExtend, {"2", lock_key, holder_key, token, ttl_ms}), "extend",
+                     key) == 1;
+    } catch (const StoreFailure& f) {
+      raise("extend", key, f);
+    }
+  }
+
+  std::optional<LockInfo> status(std::string_view key) override {
+    check_key(key);
+    return status_unchecked(key);
+  }
+
+  std::vector<LockInfo> list(std::string_view prefix) override {
+    // Only lockkit's locks have a holder record: scanning for those leaves out every other key
+    // with a TTL (caches, sessions, other libraries' locks), even with an empty prefix.
+    const std::string pattern = layout_.holder_pattern(prefix);
+    std::vector<LockInfo> out;
+    std::string cursor = "0";
+    do {
+      Reply page;
+      try {
+        page = exchange(std::nullopt, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      } catch (const StoreFailure& f) {
+        raise("list", prefix, f);
+      }
+      if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
+          page->element[0]->type != REDIS_REPLY_STRING ||
+          page->element[1]->type != REDIS_REPLY_ARRAY) {
+        throw BackendError("redis", ErrorKind::kProtocol,
+                           context("list", prefix) + "bad SCAN reply");
+      }
+      cursor.assign(page->element[0]->str, page->element[0]->len);
+      const redisReply& keys = *page->element[1];
+      for (std::size_t i = 0; i < keys.elements; ++i) {
+        std::string_view name(keys.element[i]->str, keys.element[i]->len);
+        std::string_view key = layout_.holder_key(name);
+        if (key.empty() || key.size() > kMaxKeyBytes || key.substr(0, prefix.size()) != prefix ||
+            layout_.reserved(key)) {
+          continue;
+        }
+        // A holder whose lock has gone, or was taken by someone else since, is left out.
+        auto info = status_unchecked(key);
+        if (info && info->fence != 0) out.push_back(std::move(*info));
+      }
+    } while (cursor != "0");
+    std::sort(out.begin(), out.end(),
+              [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
+    out.erase(std::unique(out.begin(), out.end(),  // SCAN may return a key twice
+                          [](const LockInfo& a, const LockInfo& b) { return a.key == b.key; }),
+              out.end());
+    return out;
+  }
+
+ private:
   // Sends one command and returns its reply: a script by EVALSHA (`script` set; `args` are
   // numkeys, keys, argv) or a plain command. Retries once, on a fresh connection, only when
-  // the request was certainly not sent. Throws `CallFailure`; a Redis error reply becomes one
-  // with `maybe_sent` (the script may have run in part).
+  // the request was certainly not sent. Throws `StoreFailure`; a Redis error reply becomes one
+  // with `maybe_applied` (the script may have run in part).
   Reply exchange(std::optional<Script> script, std::initializer_list<std::string_view> args) {
-    const std::size_t index = pool.pick();
+    const std::size_t index = pool_.pick();
     // Reused per thread: the request is copied into the connection's buffer, so no
     // allocation per call once warm.
     Scratch scratch;
@@ -131,9 +242,9 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
     Reply reply;
     for (int attempt = 0;; ++attempt) {
       // A failed connect is not retried: that would double the time a call may take.
-      auto conn = pool.get(index);
+      auto conn = pool_.get(index);
       try {
-        auto deadline = std::chrono::steady_clock::now() + command_timeout;
+        auto deadline = std::chrono::steady_clock::now() + command_timeout_;
         auto build = [&](std::string_view verb, std::string_view head) {
           request.clear();
           detail::redis::append_array_header(request, args.size() + (script ? 2 : 0));
@@ -148,13 +259,13 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
         if (script && reply->type == REDIS_REPLY_ERROR &&
             std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
           // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
-          build("EVAL", pool.config().scripts[*script]);
-          reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout);
+          build("EVAL", pool_.config().scripts[*script]);
+          reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout_);
         }
         break;
-      } catch (const CallFailure& f) {
+      } catch (const StoreFailure& f) {
         // Not sent: typically an idle connection the server closed (restart). One more try.
-        if (!f.maybe_sent() && attempt == 0) continue;
+        if (!f.maybe_applied() && attempt == 0) continue;
         throw;
       }
     }
@@ -164,82 +275,19 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
       // Refused before running (ACL, loading, busy, read-only replica): nothing was applied.
       // Anything else may have failed inside a script, after some of its writes.
       bool maybe_applied = kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable;
-      throw CallFailure(kind, "server error: " + text, maybe_applied);
+      throw StoreFailure(kind, "server error: " + text, maybe_applied);
     }
     return reply;
   }
 
-  std::optional<Lock> try_acquire(std::string_view key, milliseconds ttl) {
+  std::optional<LockInfo> status_unchecked(std::string_view key) {
     Scratch scratch;
     auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
-    layout.keys_of(key, lock_key, fence_key, holder_key);
-    std::string token = make_token();
-    std::string ttl_ms = std::to_string(ttl.count());
-    auto start = now();
-    Reply reply;
-    try {
-      reply = exchange(kAcquire, {"3", lock_key, fence_key, holder_key, token, ttl_ms});
-    } catch (const CallFailure& f) {
-      if (!f.maybe_sent()) raise("try_acquire", key, f);
-      // No retry: the SET may have been applied. Take back what we may hold, then say so.
-      std::string outcome;
-      try {
-        bool held = exchange(kRelease, {"2", lock_key, holder_key, token})->integer == 1;
-        outcome = held ? "it had been taken; released it again" : "it was not held when checked";
-      } catch (const std::exception& e) {
-        outcome = "could not release it (" + std::string(e.what()) + "); it expires within " +
-                  format_duration(ttl);
-      }
-      throw BackendError(
-          "redis", ErrorKind::kInDoubt,
-          context("try_acquire", key) + f.what() + "; the lock was in doubt: " + outcome);
-    }
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
-      // Nothing was written: a key that is not lockkit's sits at one of our internal names.
-      throw BackendError("redis", ErrorKind::kProtocol,
-                         context("try_acquire", key) + "\"" + detail::escape_key(fence_key) +
-                             "\" or \"" + detail::escape_key(holder_key) +
-                             "\" holds a key that is not lockkit's; names containing "
-                             "\"lockkit:{\" are reserved for lockkit");
-    }
-    std::uint64_t fence = to_uint(*reply, "try_acquire", key);
-    if (fence == 0) return std::nullopt;
-    return Lock(shared_from_this(), std::string(key), std::move(token), fence,
-                start + ttl - drift(ttl));
-  }
-
-  bool release(std::string_view key, std::string_view token) override {
-    Scratch scratch;
-    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
-    layout.keys_of(key, lock_key, fence_key, holder_key);
-    try {
-      return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
-    } catch (const CallFailure& f) {
-      raise("release", key, f);
-    }
-  }
-
-  bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
-    Scratch scratch;
-    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
-    layout.keys_of(key, lock_key, fence_key, holder_key);
-    std::string ttl_ms = std::to_string(ttl.count());
-    try {
-      return to_uint(*exchange(kExtend, {"2", lock_key, holder_key, token, ttl_ms}), "extend",
-                     key) == 1;
-    } catch (const CallFailure& f) {
-      raise("extend", key, f);
-    }
-  }
-
-  std::optional<LockInfo> status(std::string_view key) {
-    Scratch scratch;
-    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
-    layout.keys_of(key, lock_key, fence_key, holder_key);
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
     Reply reply;
     try {
       reply = exchange(kStatus, {"2", lock_key, holder_key});
-    } catch (const CallFailure& f) {
+    } catch (const StoreFailure& f) {
       raise("status", key, f);
     }
     if (reply->type == REDIS_REPLY_NIL) return std::nullopt;
@@ -251,95 +299,27 @@ struct RedisLockApi::Impl final : LeaseOps, std::enable_shared_from_this<RedisLo
                     milliseconds(to_uint(*reply->element[1], "status", key))};
   }
 
-  std::vector<LockInfo> list(std::string_view prefix) {
-    // Only lockkit's locks have a holder record: scanning for those leaves out every other key
-    // with a TTL (caches, sessions, other libraries' locks), even with an empty prefix.
-    const std::string pattern = layout.holder_pattern(prefix);
-    std::vector<LockInfo> out;
-    std::string cursor = "0";
-    do {
-      Reply page;
-      try {
-        page = exchange(std::nullopt, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-      } catch (const CallFailure& f) {
-        raise("list", prefix, f);
-      }
-      if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
-          page->element[0]->type != REDIS_REPLY_STRING ||
-          page->element[1]->type != REDIS_REPLY_ARRAY) {
-        throw BackendError("redis", ErrorKind::kProtocol,
-                           context("list", prefix) + "bad SCAN reply");
-      }
-      cursor.assign(page->element[0]->str, page->element[0]->len);
-      const redisReply& keys = *page->element[1];
-      for (std::size_t i = 0; i < keys.elements; ++i) {
-        std::string_view name(keys.element[i]->str, keys.element[i]->len);
-        std::string_view key = layout.holder_key(name);
-        if (key.empty() || key.size() > kMaxKeyBytes || key.substr(0, prefix.size()) != prefix ||
-            layout.reserved(key)) {
-          continue;
-        }
-        // A holder whose lock has gone, or was taken by someone else since, is left out.
-        auto info = status(key);
-        if (info && info->fence != 0) out.push_back(std::move(*info));
-      }
-    } while (cursor != "0");
-    std::sort(out.begin(), out.end(),
-              [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
-    out.erase(std::unique(out.begin(), out.end(),  // SCAN may return a key twice
-                          [](const LockInfo& a, const LockInfo& b) { return a.key == b.key; }),
-              out.end());
-    return out;
-  }
-
+  // The one check only this backend has; the core checked everything else. A caller mistake,
+  // like the core's own checks.
   void check_key(std::string_view key) const {
-    validate_key(key);
-    if (layout.reserved(key)) {
+    if (layout_.reserved(key)) [[unlikely]] {
       throw std::invalid_argument(
           "key: Redis names (prefix + key) containing \"lockkit:{\" are reserved by redis://");
     }
   }
 
-  const detail::redis::KeyLayout layout;
-  detail::redis::Pool pool;
-  const milliseconds command_timeout;
+  const detail::redis::KeyLayout layout_;
+  detail::redis::Pool pool_;
+  const milliseconds command_timeout_;
 };
 
-RedisLockApi::RedisLockApi(RedisOptions options) {
+std::shared_ptr<LeaseStore> make_redis_store(RedisOptions options) {
   validate(options);
-  impl_ = std::make_shared<Impl>(options);
+  return std::make_shared<RedisStore>(options);
 }
 
-RedisLockApi::~RedisLockApi() = default;
-
-std::optional<Lock> RedisLockApi::try_acquire(std::string_view key, milliseconds ttl) {
-  impl_->check_key(key);
-  validate_ttl(ttl);
-  return impl_->try_acquire(key, ttl);
-}
-
-bool RedisLockApi::release(std::string_view key, std::string_view token) {
-  impl_->check_key(key);
-  return impl_->release(key, token);
-}
-
-bool RedisLockApi::extend(std::string_view key, std::string_view token, milliseconds ttl) {
-  impl_->check_key(key);
-  validate_ttl(ttl);
-  return impl_->extend(key, token, ttl);
-}
-
-std::optional<LockInfo> RedisLockApi::status(std::string_view key) {
-  impl_->check_key(key);
-  return impl_->status(key);
-}
-
-std::vector<LockInfo> RedisLockApi::list(std::string_view prefix) {
-  return impl_->list(prefix);
-}
-
-std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options) {
-  return std::make_unique<RedisLockApi>(std::move(options));
+std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options) {
+  return make_lock_api(make_redis_store(std::move(options)));
 }
 
 RedisOptions parse_redis_url(std::string_view url) {
@@ -390,11 +370,14 @@ RedisOptions parse_redis_url(std::string_view url) {
 }
 
 namespace {
-std::shared_ptr<LockApi> open_redis(std::string_view url) {
-  return std::make_shared<RedisLockApi>(parse_redis_url(url));
+std::shared_ptr<LeaseStore> open_redis(std::string_view url) {
+  return make_redis_store(parse_redis_url(url));
 }
 // Registers redis:// when this object file is linked; the anchor below keeps it linked.
-[[maybe_unused]] const bool g_registered = (register_backend("redis", &open_redis), true);
+[[maybe_unused]] const bool g_registered =
+    (register_backend("redis",
+                      std::function<std::shared_ptr<LeaseStore>(std::string_view)>(&open_redis)),
+     true);
 }  // namespace
 
 }  // namespace lockkit
