@@ -38,11 +38,14 @@ struct RedisOptions {
   bool allow_eviction = false;
 };
 
-// Returns the options of a `redis://[user:password@]host[:port][/db][?option=value&...]` URL.
+// Returns the options of a `redis://[user[:password]@]host[:port][/db][?option=value&...]` URL.
+// The password comes from at most one place: the URL, `password_file=PATH` (the file's first
+// line) or `password_env=NAME` (an environment variable), so a URL need carry no secret.
 // Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
 // (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false). Throws
-// `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option); the
-// message never contains the password.
+// `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option, two
+// password sources, an unreadable password file or unset variable); the message never contains
+// the password.
 LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 
 // Returns a `LeaseStore` on one Redis server; it connects on first use. Compose it (a quorum of

@@ -335,7 +335,6 @@ RedisOptions parse_redis_url(std::string_view url) {
   o.host = parsed.hosts.front().host;
   if (parsed.hosts.front().port) o.port = *parsed.hosts.front().port;
   o.user = parsed.user;
-  if (parsed.password) o.password = *parsed.password;
   if (!parsed.path.empty() && parsed.path != "/") {
     std::string_view db = std::string_view(parsed.path).substr(1);
     unsigned value = 0;
@@ -346,6 +345,12 @@ RedisOptions parse_redis_url(std::string_view url) {
     o.db = value;
   }
   detail::QueryOptions options(url, parsed);
+  try {
+    // From the URL, or kept off it: password_file= or password_env=.
+    if (auto password = detail::take_password(options, parsed.password)) o.password = *password;
+  } catch (const std::invalid_argument& e) {
+    detail::throw_bad_url(url, e.what());
+  }
   if (auto v = options.take_duration("connect_timeout")) o.connect_timeout = *v;
   if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
   if (auto v = options.take_uint("connections", 1, 256)) o.connections = *v;

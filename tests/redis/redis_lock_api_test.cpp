@@ -175,6 +175,60 @@ TEST(RedisAuth, AclUserWorksAndWrongPasswordIsAuthError) {
   }
 }
 
+// A password kept off the URL: read from a file or an environment variable.
+TEST(RedisAuth, PasswordFromFileOrEnvironment) {
+  RedisServer server({"--requirepass", "adminpw"});
+  ASSERT_EQ(server.cli({"-a", "adminpw", "--no-auth-warning", "ACL", "SETUSER", "alice", "on",
+                        ">alicepw", "~*", "+@all"}),
+            "OK");
+  const auto dir = std::filesystem::temp_directory_path() / ("lockkit-pw-" + make_token());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const char* name, const char* text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const std::string alice_file = write("alice", "alicepw\n");
+  const std::string wrong_file = write("wrong", "Wr0ngFileSecret\r\n");
+  const std::string base = "redis://127.0.0.1:" + std::to_string(server.port());
+
+  auto alice = lockkit::open("redis://alice@127.0.0.1:" + std::to_string(server.port()) +
+                             "?password_file=" + alice_file);
+  EXPECT_TRUE(alice->try_acquire(Unique("pw-file"), 5s));
+
+  ASSERT_EQ(::setenv("LOCKKIT_TEST_REDIS_PASSWORD", "adminpw", 1), 0);
+  auto admin = lockkit::open(base + "?password_env=LOCKKIT_TEST_REDIS_PASSWORD");
+  ::unsetenv("LOCKKIT_TEST_REDIS_PASSWORD");  // read when the URL was parsed
+  EXPECT_TRUE(admin->try_acquire(Unique("pw-env"), 5s));
+
+  auto wrong = lockkit::open("redis://alice@127.0.0.1:" + std::to_string(server.port()) +
+                             "?password_file=" + wrong_file);
+  try {
+    (void)wrong->try_acquire("pw-denied", 5s);
+    ADD_FAILURE() << "accepted a wrong password from a file";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kAuth) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("Wr0ngFileSecret"), std::string::npos) << e.what();
+  }
+
+  // Two sources are a caller mistake, named as such, and the secret stays out of the message.
+  for (std::string url : {"redis://:Url5ecret@127.0.0.1:1?password_file=" + alice_file,
+                          std::string("redis://:Url5ecret@127.0.0.1:1?password_env=HOME"),
+                          "redis://127.0.0.1:1?password_env=HOME&password_file=" + alice_file}) {
+    try {
+      (void)lockkit::open(url);
+      ADD_FAILURE() << "accepted two password sources";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("one place"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("Url5ecret"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(lockkit::open(base + "?password_env=LOCKKIT_TEST_UNSET_VARIABLE"),
+               std::invalid_argument);
+  EXPECT_THROW(lockkit::open(base + "?password_file=" + (dir / "missing").string()),
+               std::invalid_argument);
+  std::filesystem::remove_all(dir);
+}
+
 // The core's observer sees a redis LockApi's operations, named after the backend.
 TEST(RedisObserver, SeesAcquireReleaseAndExtend) {
   struct Recorder final : LockObserver {
