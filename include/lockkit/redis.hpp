@@ -19,6 +19,20 @@
 
 namespace lockkit {
 
+// TLS for `rediss://`: the server's certificate is verified (against the system CA store unless
+// a CA file or directory is given) and so is its name (`server_name`, else the host).
+struct RedisTlsOptions {
+  bool enabled = false;       // true: speak TLS (what `rediss://` sets)
+  std::string ca_file{};      // PEM file of trusted CAs instead of the system store
+  std::string ca_dir{};       // OpenSSL hashed directory of trusted CAs instead of the system store
+  std::string cert_file{};    // client certificate chain (PEM), for servers that require one
+  std::string key_file{};     // the client certificate's private key (PEM); needs `cert_file`
+  std::string server_name{};  // name to verify and to send as SNI; empty = the host
+  // True: accept any certificate for any name. Encrypts, but anyone on the path can pose as
+  // the server: for tests only.
+  bool insecure_skip_verify = false;
+};
+
 // Where and how to reach the Redis server. Every timeout is finite.
 struct RedisOptions {
   std::string host = "127.0.0.1";  // name or address of the server
@@ -36,9 +50,12 @@ struct RedisOptions {
   // with a `maxmemory-policy` other than `noeviction`, because eviction can free a live lock.
   // True: accept that risk.
   bool allow_eviction = false;
+  RedisTlsOptions tls{};  // off: plain TCP
 };
 
-// Returns the options of a `redis://[user[:password]@]host[:port][/db][?option=value&...]` URL.
+// Returns the options of a `redis://[user[:password]@]host[:port][/db][?option=value&...]` URL,
+// or of a `rediss://` one (TLS, same defaults) with `tls_ca_file`, `tls_ca_dir`, `tls_cert`,
+// `tls_key`, `tls_server_name` (paths and a name) and `tls_insecure_skip_verify` (true or false).
 // The password comes from at most one place: the URL, `password_file=PATH` (the file's first
 // line) or `password_env=NAME` (an environment variable), so a URL need carry no secret.
 // Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
@@ -49,7 +66,8 @@ struct RedisOptions {
 LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 
 // Returns a `LeaseStore` on one Redis server; it connects on first use. Compose it (a quorum of
-// several) or pass it to `make_lock_api`. Throws `std::invalid_argument` for bad options.
+// several) or pass it to `make_lock_api`. Throws `std::invalid_argument` for bad options,
+// including TLS files that cannot be loaded.
 //   auto store = lockkit::make_redis_store({.host = "10.0.0.5", .prefix = "myapp:"});
 //
 // Wire contract: the lock is the string key `prefix + key`, its value the owner token (32 hex
@@ -78,6 +96,13 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // callers are pipelined on them and sent in batches, so threads are not serialised on one
 // connection and need no connection each. Connections are made lazily, outside any pool lock,
 // and a broken one is replaced on the next call.
+//
+// TLS (`tls.enabled`): the handshake is bounded by `connect_timeout` and every read and write by
+// `command_timeout`, like plain TCP. A certificate the client refuses (unknown CA, wrong name,
+// expired) or the server refuses (missing or untrusted client certificate) is `BackendError`
+// kind auth, naming OpenSSL's reason; a server that cannot be reached is kind unavailable or
+// timeout; one that does not speak TLS is kind protocol. A forked child drops its parent's TLS
+// sessions without a byte of I/O (no close_notify) and opens its own.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
 // auth) within `connect_timeout + command_timeout`, name resolution included; nothing is

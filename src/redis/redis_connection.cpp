@@ -180,7 +180,8 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
   return AddrList(std::exchange(lookup->result, nullptr), &freeaddrinfo);
 }
 
-// Connects to `host:port` by the deadline; returns a blocking socket. Throws `StoreFailure`.
+// Connects to `host:port` by the deadline; returns a blocking socket, or for TLS a non-blocking
+// one (OpenSSL's waits go through poll). Throws `StoreFailure`.
 int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
   AddrList list = resolve(config, deadline, where);
   addrinfo* found = list.get();
@@ -234,14 +235,16 @@ int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::stri
       last_kind = ErrorKind::kUnavailable;
       continue;
     }
-    int flags = ::fcntl(sock.fd, F_GETFL);
-    ::fcntl(sock.fd, F_SETFL, flags & ~O_NONBLOCK);
     int one = 1;
     ::setsockopt(sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ::setsockopt(sock.fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    timeval slice = slice_of(config.command_timeout);
-    ::setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
-    ::setsockopt(sock.fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+    if (!config.tls.enabled) {
+      int flags = ::fcntl(sock.fd, F_GETFL);
+      ::fcntl(sock.fd, F_SETFL, flags & ~O_NONBLOCK);
+      timeval slice = slice_of(config.command_timeout);
+      ::setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
+      ::setsockopt(sock.fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+    }
     return sock.release();
   }
   throw StoreFailure(last_kind, where + ": " + last, false);
@@ -324,8 +327,11 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
   for (std::string_view arg : args) append_bulk_impl(out, arg);
 }
 
-Connection::Connection(int fd, milliseconds command_timeout)
-    : fd_(fd), command_timeout_(command_timeout), reader_(redisReaderCreate()) {
+Connection::Connection(int fd, milliseconds command_timeout, TlsSession tls)
+    : fd_(fd),
+      command_timeout_(command_timeout),
+      tls_(std::move(tls)),
+      reader_(redisReaderCreate()) {
   if (!reader_) {
     ::close(fd_);
     throw std::bad_alloc();
@@ -341,13 +347,77 @@ void Connection::abandon_after_fork() noexcept {
   // close(), not shutdown() and no QUIT: the socket stays intact for the parent.
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  // Not SSL_shutdown (a close_notify would end the parent's session) and not SSL_free (a
+  // parent thread may have been inside it at the fork).
+  redis::abandon_after_fork(tls_.release());
 }
 
-std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
+ssize_t Connection::transmit(const char* data, std::size_t size, TlsFailure& failure) {
+  if (!tls_) [[likely]]
+    return ::send(fd_, data, size, MSG_NOSIGNAL);
+  return tls_io(true, const_cast<char*>(data), size, false, failure);
+}
+
+ssize_t Connection::receive(char* buf, std::size_t size, bool dont_wait, TlsFailure& failure) {
+  if (!tls_) [[likely]]
+    return ::recv(fd_, buf, size, dont_wait ? MSG_DONTWAIT : 0);
+  return tls_io(false, buf, size, dont_wait, failure);
+}
+
+ssize_t Connection::tls_io(bool write, char* buf, std::size_t size, bool dont_wait,
+                           TlsFailure& failure) {
+  // One slice at most, like the plain socket's SO_RCVTIMEO/SO_SNDTIMEO: the caller re-checks
+  // its deadline and whether the connection broke.
+  const TimePoint until =
+      Clock::now() + std::clamp(command_timeout_ / 8, milliseconds(1), milliseconds(50));
+  while (true) {
+    std::size_t done = 0;
+    TlsIo io;
+    {
+      std::lock_guard<std::mutex> guard(tls_mu_);
+      io = write ? tls_write(tls_.get(), buf, size, done, failure)
+                 : tls_read(tls_.get(), buf, size, done, failure);
+    }
+    switch (io) {
+      case TlsIo::kDone:
+        return static_cast<ssize_t>(done);
+      case TlsIo::kClosed:
+        if (write) {
+          errno = EPIPE;
+          return -1;
+        }
+        return 0;
+      case TlsIo::kFailed:
+        errno = EPROTO;
+        return -1;
+      case TlsIo::kWantRead:
+      case TlsIo::kWantWrite:
+        break;
+    }
+    if (dont_wait || Clock::now() >= until) {
+      errno = EAGAIN;
+      return -1;
+    }
+    pollfd p{fd_, static_cast<short>(io == TlsIo::kWantWrite ? POLLOUT : POLLIN), 0};
+    auto left = std::chrono::ceil<milliseconds>(until - Clock::now()).count();
+    if (::poll(&p, 1, static_cast<int>(std::max<long long>(left, 1))) == 0) {
+      errno = EAGAIN;
+      return -1;
+    }
+  }
+}
+
+std::shared_ptr<Connection> Connection::open(const ConnectConfig& config, ssl_ctx_st* tls) {
   const std::string where = "connect " + config.host + ":" + std::to_string(config.port);
   const TimePoint deadline = Clock::now() + config.connect_timeout;
-  int fd = connect_tcp(config, deadline, where);
-  std::shared_ptr<Connection> conn(new Connection(fd, config.command_timeout));
+  FdCloser fd{connect_tcp(config, deadline, where)};
+  TlsSession session;
+  if (config.tls.enabled) {
+    session =
+        tls_handshake(tls, fd.fd, config.host, config.tls, deadline, config.connect_timeout, where);
+  }
+  std::shared_ptr<Connection> conn(
+      new Connection(fd.release(), config.command_timeout, std::move(session)));
 
   // The handshake runs through the ordinary request path, bounded by the connect deadline.
   auto step = [&](std::string_view what, std::initializer_list<std::string_view> args) {
@@ -392,7 +462,18 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
   return conn;
 }
 
-bool Connection::idle_peer_closed() const noexcept {
+bool Connection::idle_peer_closed() noexcept {
+  if (tls_) {
+    // Records may be waiting that are not replies (a TLS 1.3 session ticket): only OpenSSL can
+    // tell, and reading them now is safe (nobody else reads on an idle connection).
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    char c;
+    std::size_t done = 0;
+    TlsFailure failure;
+    std::lock_guard<std::mutex> guard(tls_mu_);
+    return tls_read(tls_.get(), &c, 1, done, failure) != TlsIo::kWantRead;
+  }
   char c;
   ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
@@ -478,8 +559,9 @@ void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint dead
     std::size_t left = spare_.size();
     ErrorKind kind = ErrorKind::kUnavailable;
     std::string error;
+    TlsFailure tls_failure;
     while (left > 0) {
-      ssize_t n = ::send(fd_, data, left, MSG_NOSIGNAL);
+      ssize_t n = transmit(data, left, tls_failure);
       if (n > 0) {
         data += n;
         left -= static_cast<std::size_t>(n);
@@ -491,6 +573,11 @@ void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint dead
         if (Clock::now() < deadline) continue;
         kind = ErrorKind::kTimeout;
         error = "send timed out after " + format_duration(command_timeout_);
+        break;
+      }
+      if (tls_ && errno == EPROTO) {
+        kind = tls_failure.kind;
+        error = "send: " + tls_failure.message;
         break;
       }
       error = "send: " + errno_text(errno);
@@ -514,8 +601,9 @@ void Connection::read_loop(Waiter& me, TimePoint deadline) {
     ErrorKind kind = ErrorKind::kUnavailable;
     std::string error;
     bool would_block = false;
+    TlsFailure tls_failure;
     while (true) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, mine ? MSG_DONTWAIT : 0);
+      ssize_t n = receive(buf, sizeof buf, mine, tls_failure);
       if (n > 0) {
         if (redisReaderFeed(reader_.get(), buf, static_cast<std::size_t>(n)) != REDIS_OK) {
           kind = ErrorKind::kProtocol;
@@ -549,6 +637,11 @@ void Connection::read_loop(Waiter& me, TimePoint deadline) {
         if (Clock::now() < deadline) continue;
         kind = ErrorKind::kTimeout;
         error = "no reply within " + format_duration(command_timeout_);
+        break;
+      }
+      if (tls_ && errno == EPROTO) {
+        kind = tls_failure.kind;
+        error = "receive: " + tls_failure.message;
         break;
       }
       error = "receive: " + errno_text(errno);
@@ -652,20 +745,30 @@ struct Pool::Slot {
 // The slots of one process. A forked child retires its parent's generation (keeping it, unused,
 // until the pool goes) and makes its own.
 struct Pool::Generation {
-  Generation(pid_t owner, std::size_t size, Generation* parent) : pid(owner), retired(parent) {
+  Generation(pid_t owner, std::size_t size, Generation* parent, TlsContext context)
+      : pid(owner), tls(std::move(context)), retired(parent) {
     slots.reserve(size);
     for (std::size_t i = 0; i < size; ++i) slots.push_back(std::make_unique<Slot>());
   }
   ~Generation() { delete retired; }
   const pid_t pid;
+  // This process's own TLS context (null for plain connections): a child does not share its
+  // parent's, whose locks a parent thread may have held at the fork.
+  TlsContext tls;
   std::vector<std::unique_ptr<Slot>> slots;
   Generation* retired;  // owned
 };
 
+TlsContext Pool::make_context() const {
+  if (!config_.tls.enabled) return nullptr;
+  return make_tls_context(config_.tls);
+}
+
 Pool::Pool(ConnectConfig config, std::size_t size)
-    : config_(std::move(config)),
-      size_(size),
-      generation_(new Generation(::getpid(), size, nullptr)) {}
+    : config_(std::move(config)), size_(size), generation_(nullptr) {
+  generation_.store(new Generation(::getpid(), size, nullptr, make_context()),
+                    std::memory_order_release);
+}
 
 Pool::~Pool() {
   delete generation_.load(std::memory_order_acquire);
@@ -684,7 +787,14 @@ Pool::Generation& Pool::current() {
   // We are a forked child: every connection here is the parent's socket too. Whatever we send or
   // read on it would mix with the parent's stream, so each is closed without I/O and without its
   // locks (a parent thread that no longer exists may hold them), and we start over.
-  auto fresh = std::make_unique<Generation>(me, size_, gen);
+  TlsContext context;
+  try {
+    context = make_context();
+  } catch (const std::exception& e) {
+    throw StoreFailure(ErrorKind::kUnavailable,
+                       std::string("TLS setup after fork failed: ") + e.what(), false);
+  }
+  auto fresh = std::make_unique<Generation>(me, size_, gen, std::move(context));
   if (!generation_.compare_exchange_strong(gen, fresh.get(), std::memory_order_acq_rel)) {
     fresh->retired = nullptr;
     return *gen;  // another thread of this process replaced it first
@@ -692,11 +802,13 @@ Pool::Generation& Pool::current() {
   for (auto& slot : gen->slots) {
     if (slot->conn) slot->conn->abandon_after_fork();
   }
+  redis::abandon_after_fork(gen->tls.release());
   return *fresh.release();
 }
 
 std::shared_ptr<Connection> Pool::get(std::size_t index) {
-  Slot& slot = *current().slots[index];
+  Generation& gen = current();
+  Slot& slot = *gen.slots[index];
   std::unique_lock<std::mutex> lock(slot.mu);
   const std::uint64_t seen = slot.failures;
   const TimePoint wait_until = Clock::now() + config_.connect_timeout + milliseconds(100);
@@ -723,7 +835,8 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
   };
   std::shared_ptr<Connection> conn;
   try {
-    conn = Connection::open(config_);  // outside the slot's mutex: others only wait, bounded
+    // Outside the slot's mutex: others only wait, bounded.
+    conn = Connection::open(config_, gen.tls.get());
   } catch (const StoreFailure& f) {
     lock.lock();
     slot.connecting = false;

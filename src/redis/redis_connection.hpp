@@ -4,6 +4,7 @@
 #define LOCKKIT_SRC_REDIS_REDIS_CONNECTION_HPP_
 
 #include <hiredis/hiredis.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
@@ -20,6 +21,7 @@
 
 #include "core/store_failure.hpp"
 #include "lockkit/errors.hpp"
+#include "redis/redis_tls.hpp"
 
 namespace lockkit::detail::redis {
 
@@ -47,6 +49,7 @@ struct ConnectConfig {
   // False: refuse a server that may evict keys (a memory limit with a policy other than
   // noeviction), as far as INFO tells us.
   bool allow_eviction = false;
+  TlsConfig tls;  // rediss://: enabled, with what to verify and present
 };
 
 // Returns the kind of a Redis error reply: NOAUTH, WRONGPASS, NOPERM -> auth; LOADING, BUSY,
@@ -73,9 +76,10 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
 // Thread safety: safe to share; calls may run concurrently.
 class Connection {
  public:
-  // Connects, authenticates, selects the database and loads the scripts, all within
-  // `connect_timeout`. Throws `StoreFailure` (never sent).
-  static std::shared_ptr<Connection> open(const ConnectConfig& config);
+  // Connects (over TLS made from `tls` when `config.tls.enabled`), authenticates, selects the
+  // database and loads the scripts, all within `connect_timeout`. Throws `StoreFailure` (never
+  // sent).
+  static std::shared_ptr<Connection> open(const ConnectConfig& config, ssl_ctx_st* tls);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -88,7 +92,8 @@ class Connection {
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
   // In a forked child: closes this process's copy of the socket without sending or receiving
   // anything (the parent still uses it) and without taking the mutex (a thread that does not
-  // exist in the child may have held it). The connection must not be used afterwards.
+  // exist in the child may have held it); a TLS session is dropped untouched (no close_notify,
+  // not even freed). The connection must not be used afterwards.
   void abandon_after_fork() noexcept;
   // Returns the SHA1 of `ConnectConfig::scripts[i]` as the server reported it.
   const std::string& script_sha(std::size_t i) const { return shas_[i]; }
@@ -96,15 +101,25 @@ class Connection {
  private:
   struct Waiter;
 
-  Connection(int fd, std::chrono::milliseconds command_timeout);
+  Connection(int fd, std::chrono::milliseconds command_timeout, TlsSession tls);
+  // Like send(2)/recv(2) on the plain socket (blocking for at most one slice, then -1 with
+  // EAGAIN); over TLS the same through OpenSSL, with -1 and EPROTO for a TLS failure
+  // described in `failure`.
+  ssize_t transmit(const char* data, std::size_t size, TlsFailure& failure);
+  ssize_t receive(char* buf, std::size_t size, bool dont_wait, TlsFailure& failure);
+  ssize_t tls_io(bool write, char* buf, std::size_t size, bool dont_wait, TlsFailure& failure);
   void flush_locked(std::unique_lock<std::mutex>& lock, TimePoint deadline);
   void read_loop(Waiter& me, TimePoint deadline);
   void await(Waiter& me, TimePoint deadline);
   void fail_locked(ErrorKind kind, const std::string& message);
-  bool idle_peer_closed() const noexcept;
+  bool idle_peer_closed() noexcept;
 
   int fd_;  // -1 once abandoned after a fork
   const std::chrono::milliseconds command_timeout_;
+  // Over TLS: the session (null for plain connections) and the mutex that serialises the
+  // reader's and the writer's calls into it; waits for the socket happen outside it.
+  TlsSession tls_;
+  std::mutex tls_mu_;
   std::vector<std::string> shas_;  // set before the connection is shared
 
   std::mutex mu_;
@@ -150,6 +165,7 @@ class Pool {
   struct Slot;
   struct Generation;
   Generation& current();
+  TlsContext make_context() const;
 
   const ConnectConfig config_;
   const std::size_t size_;

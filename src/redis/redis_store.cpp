@@ -40,6 +40,19 @@ void validate(const RedisOptions& o) {
   }
   if (o.db > 65535)
     throw std::invalid_argument("db: must be 0..65535, got " + std::to_string(o.db));
+  const RedisTlsOptions& tls = o.tls;
+  if (!tls.enabled &&
+      (!tls.ca_file.empty() || !tls.ca_dir.empty() || !tls.cert_file.empty() ||
+       !tls.key_file.empty() || !tls.server_name.empty() || tls.insecure_skip_verify)) {
+    throw std::invalid_argument("tls: options set but TLS is off (use rediss://)");
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    throw std::invalid_argument("tls_cert, tls_key: give both or neither");
+  }
+  if (tls.insecure_skip_verify && (!tls.ca_file.empty() || !tls.ca_dir.empty())) {
+    throw std::invalid_argument(
+        "tls_insecure_skip_verify: verifies nothing, so tls_ca_file/tls_ca_dir would be ignored");
+  }
   for (auto [name, value] : {std::pair{"connect_timeout", o.connect_timeout},
                              std::pair{"command_timeout", o.command_timeout}}) {
     if (value < milliseconds(1) || value > std::chrono::hours(1)) {
@@ -114,6 +127,16 @@ class RedisStore final : public LeaseStore {
                 .command_timeout = o.command_timeout,
                 .scripts = {kAcquireScript, kReleaseScript, kExtendScript, kStatusScript},
                 .allow_eviction = o.allow_eviction,
+                .tls =
+                    detail::redis::TlsConfig{
+                        .enabled = o.tls.enabled,
+                        .ca_file = o.tls.ca_file,
+                        .ca_dir = o.tls.ca_dir,
+                        .cert_file = o.tls.cert_file,
+                        .key_file = o.tls.key_file,
+                        .server_name = o.tls.server_name,
+                        .insecure_skip_verify = o.tls.insecure_skip_verify,
+                    },
             },
             o.connections),
         command_timeout_(o.command_timeout) {}
@@ -324,7 +347,9 @@ std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options) {
 
 RedisOptions parse_redis_url(std::string_view url) {
   detail::Url parsed = detail::parse_url(url);
-  if (parsed.scheme != "redis") detail::throw_bad_url(url, "scheme must be redis://");
+  if (parsed.scheme != "redis" && parsed.scheme != "rediss") {
+    detail::throw_bad_url(url, "scheme must be redis:// or rediss://");
+  }
   if (!parsed.has_authority || parsed.hosts.empty() || parsed.hosts.front().host.empty()) {
     detail::throw_bad_url(url, "empty host (use redis://host:port)");
   }
@@ -332,6 +357,7 @@ RedisOptions parse_redis_url(std::string_view url) {
     detail::throw_bad_url(url, "one host only");
   }
   RedisOptions o;
+  o.tls.enabled = parsed.scheme == "rediss";
   o.host = parsed.hosts.front().host;
   if (parsed.hosts.front().port) o.port = *parsed.hosts.front().port;
   o.user = parsed.user;
@@ -355,15 +381,25 @@ RedisOptions parse_redis_url(std::string_view url) {
   if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
   if (auto v = options.take_uint("connections", 1, 256)) o.connections = *v;
   if (auto v = options.take("prefix")) o.prefix = *v;
-  if (auto v = options.take("allow_eviction")) {
-    if (*v == "true" || *v == "1") {
-      o.allow_eviction = true;
-    } else if (*v == "false" || *v == "0") {
-      o.allow_eviction = false;
-    } else {
-      detail::throw_bad_url(url, "allow_eviction: must be true or false, got \"" + *v + "\"");
+  auto take_bool = [&](const char* name, bool& field) {
+    if (auto v = options.take(name)) {
+      if (*v == "true" || *v == "1") {
+        field = true;
+      } else if (*v == "false" || *v == "0") {
+        field = false;
+      } else {
+        detail::throw_bad_url(url,
+                              std::string(name) + ": must be true or false, got \"" + *v + "\"");
+      }
     }
-  }
+  };
+  take_bool("allow_eviction", o.allow_eviction);
+  if (auto v = options.take("tls_ca_file")) o.tls.ca_file = *v;
+  if (auto v = options.take("tls_ca_dir")) o.tls.ca_dir = *v;
+  if (auto v = options.take("tls_cert")) o.tls.cert_file = *v;
+  if (auto v = options.take("tls_key")) o.tls.key_file = *v;
+  if (auto v = options.take("tls_server_name")) o.tls.server_name = *v;
+  take_bool("tls_insecure_skip_verify", o.tls.insecure_skip_verify);
   options.finish();
   try {
     validate(o);
@@ -378,11 +414,12 @@ namespace {
 std::shared_ptr<LeaseStore> open_redis(std::string_view url) {
   return make_redis_store(parse_redis_url(url));
 }
-// Registers redis:// when this object file is linked; the anchor below keeps it linked.
+// Registers redis:// and rediss:// (TLS) when this object file is linked; the anchor below
+// keeps it linked.
+using StoreFactory = std::function<std::shared_ptr<LeaseStore>(std::string_view)>;
 [[maybe_unused]] const bool g_registered =
-    (register_backend("redis",
-                      std::function<std::shared_ptr<LeaseStore>(std::string_view)>(&open_redis)),
-     true);
+    (register_backend("redis", StoreFactory(&open_redis)),
+     register_backend("rediss", StoreFactory(&open_redis)), true);
 }  // namespace
 
 }  // namespace lockkit
