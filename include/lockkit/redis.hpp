@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The `redis://` backend: leased locks on one Redis server, wire-compatible with npm `redlock`
-// and Go's redsync.
+// The `redis://` and `rediss://` (TLS) backend: leased locks on one Redis server, wire-compatible
+// with npm `redlock` and Go's redsync.
 #ifndef LOCKKIT_REDIS_HPP_
 #define LOCKKIT_REDIS_HPP_
 
