@@ -24,6 +24,7 @@ Backends:
   user on this host shares. An explicitly empty --backend "" is a usage error.
     sqlite:///path/locks.db        processes on one host (the default)
     redis://[user:pass@]host:port  many machines
+    rediss://host:port?...         the same over TLS (see tls_* options in the Redis docs)
     postgres://user@host:port/db   a lease table in PostgreSQL
     memory:, noop:, noop:locked    one process only; tests and dry runs
   (only the schemes of the backends this binary was built with; an unknown scheme lists them)

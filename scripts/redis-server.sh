@@ -3,8 +3,10 @@
 # Starts and stops a throwaway redis-server: loopback only, a free port, its own directory,
 # persistence off; stopped by the pid it was started with (never by name).
 #
-#   scripts/redis-server.sh start DIR [--port P] [-- EXTRA redis-server ARGS...]
-#       prints the port on stdout once the server answers PING (fails loudly otherwise)
+#   scripts/redis-server.sh start DIR [--port P] [--with-tls-port] [-- EXTRA redis-server ARGS...]
+#       prints the port on stdout once the server answers PING (fails loudly otherwise);
+#       --with-tls-port also picks a free port for --tls-port (the EXTRA ARGS then carry the
+#       --tls-cert-file etc.) and prints "PORT TLS_PORT"
 #   scripts/redis-server.sh stop DIR      SIGTERM, then SIGKILL after 5 s; waits for the exit
 #   scripts/redis-server.sh kill DIR      SIGKILL at once (a crash); waits for the exit
 set -euo pipefail
@@ -53,9 +55,11 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 case $cmd in
   start)
     port=""
+    with_tls=""
     while [ $# -gt 0 ]; do
       case $1 in
         --port) port=$2; shift 2 ;;
+        --with-tls-port) with_tls=1; shift ;;
         --) shift; break ;;
         *) die "unknown argument $1" ;;
       esac
@@ -74,8 +78,14 @@ case $cmd in
         port=$((low + (RANDOM * 32768 + RANDOM) % (high - low)))
         port_in_use "$port" && continue
       fi
+      tls=()
+      if [ -n "$with_tls" ]; then
+        tls_port=$((low + (RANDOM * 32768 + RANDOM) % (high - low)))
+        { [ "$tls_port" = "$port" ] || port_in_use "$tls_port"; } && continue
+        tls=(--tls-port "$tls_port")
+      fi
       redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes --save "" \
-        --appendonly no --dir "$dir" --logfile "$dir/redis.log" --daemonize no "$@" \
+        --appendonly no --dir "$dir" --logfile "$dir/redis.log" --daemonize no "${tls[@]}" "$@" \
         </dev/null >/dev/null 2>&1 &
       pid=$!
       echo "$pid" >"$pidfile"
@@ -83,7 +93,7 @@ case $cmd in
         if ! kill -0 "$pid" 2>/dev/null; then break; fi
         if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] ||
            redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q NOAUTH; then
-          echo "$port"
+          echo "$port${with_tls:+ $tls_port}"
           exit 0
         fi
         sleep 0.05

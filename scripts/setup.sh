@@ -16,6 +16,7 @@ full=(
   libgtest-dev libgmock-dev libbenchmark-dev  # tests and benchmarks
   sqlite3                                     # the sqlite3 shell, to inspect lock files
   libhiredis-dev redis-server redis-tools     # redis:// backend, test server, redis-benchmark
+  libssl-dev openssl                          # rediss:// (TLS); the tests' certificates
   libpq-dev postgresql postgresql-client      # postgres:// backend, test server, pgbench
   procps psmisc util-linux                    # ps/kill/setsid for the process tests
   dpkg-dev file binutils                      # .deb packages: dpkg-shlibdeps, file, nm/readelf

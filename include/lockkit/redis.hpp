@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The `redis://` backend: leased locks on one Redis server, wire-compatible with npm `redlock`
-// and Go's redsync.
+// The `redis://` and `rediss://` (TLS) backend: leased locks on one Redis server, wire-compatible
+// with npm `redlock` and Go's redsync.
 #ifndef LOCKKIT_REDIS_HPP_
 #define LOCKKIT_REDIS_HPP_
 
@@ -13,10 +13,25 @@
 #include <string_view>
 #include <vector>
 
+#include "lockkit/backend.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
+
+// TLS for `rediss://`: the server's certificate is verified (against the system CA store unless
+// a CA file or directory is given) and so is its name (`server_name`, else the host).
+struct RedisTlsOptions {
+  bool enabled = false;       // true: speak TLS (what `rediss://` sets)
+  std::string ca_file{};      // PEM file of trusted CAs instead of the system store
+  std::string ca_dir{};       // OpenSSL hashed directory of trusted CAs instead of the system store
+  std::string cert_file{};    // client certificate chain (PEM), for servers that require one
+  std::string key_file{};     // the client certificate's private key (PEM); needs `cert_file`
+  std::string server_name{};  // name to verify and to send as SNI; empty = the host
+  // True: accept any certificate for any name. Encrypts, but anyone on the path can pose as
+  // the server: for tests only.
+  bool insecure_skip_verify = false;
+};
 
 // Where and how to reach the Redis server. Every timeout is finite.
 struct RedisOptions {
@@ -35,18 +50,25 @@ struct RedisOptions {
   // with a `maxmemory-policy` other than `noeviction`, because eviction can free a live lock.
   // True: accept that risk.
   bool allow_eviction = false;
+  RedisTlsOptions tls{};  // off: plain TCP
 };
 
-// Returns the options of a `redis://[user:password@]host[:port][/db][?option=value&...]` URL.
+// Returns the options of a `redis://[user[:password]@]host[:port][/db][?option=value&...]` URL,
+// or of a `rediss://` one (TLS, same defaults) with `tls_ca_file`, `tls_ca_dir`, `tls_cert`,
+// `tls_key`, `tls_server_name` (paths and a name) and `tls_insecure_skip_verify` (true or false).
+// The password comes from at most one place: the URL, `password_file=PATH` (the file's first
+// line) or `password_env=NAME` (an environment variable), so a URL need carry no secret.
 // Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
 // (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false). Throws
-// `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option); the
-// message never contains the password.
+// `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option, two
+// password sources, an unreadable password file or unset variable); the message never contains
+// the password.
 LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 
-// Leased locks on one Redis server.
-//   auto api = lockkit::open("redis://127.0.0.1:6379?prefix=myapp:");
-//   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
+// Returns a `LeaseStore` on one Redis server; it connects on first use. Compose it (a quorum of
+// several) or pass it to `make_lock_api`. Throws `std::invalid_argument` for bad options,
+// including TLS files that cannot be loaded.
+//   auto store = lockkit::make_redis_store({.host = "10.0.0.5", .prefix = "myapp:"});
 //
 // Wire contract: the lock is the string key `prefix + key`, its value the owner token (32 hex
 // characters), with a millisecond TTL, exactly as `SET key token NX PX ttl` leaves it; release
@@ -60,8 +82,10 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // lost the data, and a restart from an old snapshot (unless the server's clock stepped back by
 // more than the snapshot's age). While held, each lock also has a holder record (token and
 // fence, same TTL) in the same slot for `status` and `list`. Internal keys are hashes named
-// `prefix + "lockkit:{N}..."`; a key or prefix whose Redis name would contain `lockkit:{` is
-// rejected, and no script writes or deletes a key of another type at an internal name.
+// `prefix + "lockkit:{N}..."`; a key whose Redis name would contain `lockkit:{` is rejected
+// (`std::invalid_argument`), and no script writes or deletes a key of another type at an
+// internal name. `list` shows lockkit's live locks only (keys with a holder record) and scans
+// the database (SCAN MATCH, no KEYS): its cost grows with the number of keys in it.
 //
 // At connect, a server with a memory limit and a `maxmemory-policy` other than `noeviction`
 // is refused (`allow_eviction` accepts it): eviction can free a live lock.
@@ -73,38 +97,31 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // connection and need no connection each. Connections are made lazily, outside any pool lock,
 // and a broken one is replaced on the next call.
 //
+// TLS (`tls.enabled`): the handshake is bounded by `connect_timeout` and every read and write by
+// `command_timeout`, like plain TCP. A certificate the client refuses (unknown CA, wrong name,
+// expired) or the server refuses (missing or untrusted client certificate) is `BackendError`
+// kind auth, naming OpenSSL's reason; a server that cannot be reached is kind unavailable or
+// timeout; one that does not speak TLS is kind protocol. A forked child drops its parent's TLS
+// sessions without a byte of I/O (no close_notify) and opens its own.
+//
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout`, name resolution included (twice that when it
-// takes back an in-doubt acquire); nothing is retried in the background. A
-// holder may keep acting until its `valid_until()`, which lies before the server's expiry
-// (request start + ttl - 1% of ttl - 2 ms), but may not assume it can release or extend. If an
-// acquire was sent but its reply lost, the backend releases its token if it can and throws
-// kind in-doubt. A server restart without persistence loses held locks.
+// auth) within `connect_timeout + command_timeout`, name resolution included; nothing is
+// retried in the background. `drift(ttl)` is 1% of ttl + 2 ms, so a holder may keep acting
+// until its `valid_until()` (request start + ttl - drift), which lies before the server's
+// expiry, but may not assume it can release or extend. If an acquire was sent but its reply
+// lost, `acquire` throws kind in-doubt (the `LockApi` then releases that token if it can, which
+// may take as long again). A server restart without persistence loses held locks.
 // Thread safety: safe to share; calls may run concurrently.
-class LOCKKIT_EXPORT RedisLockApi final : public LockApi {
- public:
-  // Does not connect: the first call does. Throws `std::invalid_argument` for bad options.
-  explicit RedisLockApi(RedisOptions options);
-  ~RedisLockApi() override;
+LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_redis_store(RedisOptions options);
 
-  [[nodiscard]] std::optional<Lock> try_acquire(std::string_view key,
-                                                std::chrono::milliseconds ttl) override;
-  std::string_view backend() const noexcept override { return "redis"; }
-  bool release(std::string_view key, std::string_view token) override;
-  bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
-  std::optional<LockInfo> status(std::string_view key) override;
-  // Lists lockkit's live locks only (keys with a lockkit holder record; other libraries' locks
-  // and other keys with a TTL are left out). Scans the database (SCAN MATCH, no KEYS): cost
-  // grows with the number of keys in it.
-  std::vector<LockInfo> list(std::string_view prefix = {}) override;
-
- private:
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
-};
-
-// Returns a new `redis://` backend; it connects on first use.
-LOCKKIT_EXPORT std::unique_ptr<LockApi> make_redis_lock_api(RedisOptions options);
+// Returns leased locks on one Redis server: `make_lock_api(make_redis_store(options))`, with
+// every guarantee of `make_redis_store`. Connects on first use; throws `std::invalid_argument`
+// for bad options.
+//   auto api = lockkit::make_redis_lock_api({.host = "10.0.0.5", .prefix = "myapp:"});
+//   // or: auto api = lockkit::open("redis://10.0.0.5:6379?prefix=myapp:");
+//   if (auto lock = api->try_acquire("orders/42", std::chrono::seconds(30))) { ... }
+// Thread safety: safe to share; calls may run concurrently.
+LOCKKIT_EXPORT std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options);
 
 }  // namespace lockkit
 

@@ -121,7 +121,7 @@ struct Lookup {
 };
 
 // Resolves `config.host` by `deadline`. Numeric addresses are parsed without any lookup.
-// Throws `CallFailure` (never sent).
+// Throws `StoreFailure` (never sent).
 AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -132,7 +132,7 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
   int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found);
   if (rc == 0) return AddrList(found, &freeaddrinfo);
   if (rc != EAI_NONAME) {
-    throw CallFailure(ErrorKind::kUnavailable, where + ": " + gai_strerror(rc), false);
+    throw StoreFailure(ErrorKind::kUnavailable, where + ": " + gai_strerror(rc), false);
   }
   auto lookup = std::make_shared<Lookup>();
   lookup->host = config.host;
@@ -158,8 +158,8 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
       futex_wake(lookup->done);
     }).detach();
   } catch (const std::system_error& e) {
-    throw CallFailure(ErrorKind::kUnavailable,
-                      where + ": cannot start the name lookup: " + e.what(), false);
+    throw StoreFailure(ErrorKind::kUnavailable,
+                       where + ": cannot start the name lookup: " + e.what(), false);
   }
   while (lookup->done.load(std::memory_order_acquire) == 0 && Clock::now() < deadline) {
     futex_wait(lookup->done, 0, deadline);
@@ -167,20 +167,21 @@ AddrList resolve(const ConnectConfig& config, TimePoint deadline, const std::str
   std::lock_guard<std::mutex> guard(lookup->mu);
   if (lookup->done.load(std::memory_order_relaxed) == 0) {
     lookup->abandoned = true;
-    throw CallFailure(ErrorKind::kTimeout,
-                      where + ": resolving \"" + config.host + "\" timed out after " +
-                          format_duration(config.connect_timeout),
-                      false);
+    throw StoreFailure(ErrorKind::kTimeout,
+                       where + ": resolving \"" + config.host + "\" timed out after " +
+                           format_duration(config.connect_timeout),
+                       false);
   }
   if (lookup->rc != 0) {
-    throw CallFailure(ErrorKind::kUnavailable,
-                      where + ": resolving \"" + config.host + "\": " + gai_strerror(lookup->rc),
-                      false);
+    throw StoreFailure(ErrorKind::kUnavailable,
+                       where + ": resolving \"" + config.host + "\": " + gai_strerror(lookup->rc),
+                       false);
   }
   return AddrList(std::exchange(lookup->result, nullptr), &freeaddrinfo);
 }
 
-// Connects to `host:port` by the deadline; returns a blocking socket. Throws `CallFailure`.
+// Connects to `host:port` by the deadline; returns a blocking socket, or for TLS a non-blocking
+// one (OpenSSL's waits go through poll). Throws `StoreFailure`.
 int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::string& where) {
   AddrList list = resolve(config, deadline, where);
   addrinfo* found = list.get();
@@ -234,17 +235,19 @@ int connect_tcp(const ConnectConfig& config, TimePoint deadline, const std::stri
       last_kind = ErrorKind::kUnavailable;
       continue;
     }
-    int flags = ::fcntl(sock.fd, F_GETFL);
-    ::fcntl(sock.fd, F_SETFL, flags & ~O_NONBLOCK);
     int one = 1;
     ::setsockopt(sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ::setsockopt(sock.fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    timeval slice = slice_of(config.command_timeout);
-    ::setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
-    ::setsockopt(sock.fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+    if (!config.tls.enabled) {
+      int flags = ::fcntl(sock.fd, F_GETFL);
+      ::fcntl(sock.fd, F_SETFL, flags & ~O_NONBLOCK);
+      timeval slice = slice_of(config.command_timeout);
+      ::setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
+      ::setsockopt(sock.fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+    }
     return sock.release();
   }
-  throw CallFailure(last_kind, where + ": " + last, false);
+  throw StoreFailure(last_kind, where + ": " + last, false);
 }
 
 // Any policy but noeviction may evict a live lock under memory pressure (volatile-* ones pick
@@ -258,11 +261,11 @@ void check_eviction(Connection& conn, TimePoint deadline, const ConnectConfig& c
   Reply info;
   try {
     info = conn.call(request, deadline);
-  } catch (const CallFailure& f) {
+  } catch (const StoreFailure& f) {
     std::string why = f.kind() == ErrorKind::kTimeout
                           ? "timed out after " + format_duration(config.connect_timeout)
                           : std::string(f.what());
-    throw CallFailure(f.kind(), where + ": INFO memory: " + why, false);
+    throw StoreFailure(f.kind(), where + ": INFO memory: " + why, false);
   }
   if (info->type != REDIS_REPLY_STRING) return;  // an error reply: NOPERM, unknown command
   std::string_view text(info->str, info->len);
@@ -284,12 +287,12 @@ void check_eviction(Connection& conn, TimePoint deadline, const ConnectConfig& c
   std::string_view limit = field("maxmemory");
   std::string_view policy = field("maxmemory_policy");
   if (limit.empty() || policy.empty() || limit == "0" || policy == "noeviction") return;
-  throw CallFailure(ErrorKind::kUnsupported,
-                    where + ": the server may evict locks (maxmemory-policy " +
-                        std::string(policy) + " with maxmemory " + std::string(limit) +
-                        " bytes); set maxmemory-policy noeviction, or allow_eviction=true to "
-                        "accept that a lock may vanish before its TTL",
-                    false);
+  throw StoreFailure(ErrorKind::kUnsupported,
+                     where + ": the server may evict locks (maxmemory-policy " +
+                         std::string(policy) + " with maxmemory " + std::string(limit) +
+                         " bytes); set maxmemory-policy noeviction, or allow_eviction=true to "
+                         "accept that a lock may vanish before its TTL",
+                     false);
 }
 
 }  // namespace
@@ -324,15 +327,11 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
   for (std::string_view arg : args) append_bulk_impl(out, arg);
 }
 
-void append_command(std::string& out, const std::vector<std::string_view>& args) {
-  out.push_back('*');
-  append_decimal(out, args.size());
-  out.append("\r\n");
-  for (std::string_view arg : args) append_bulk_impl(out, arg);
-}
-
-Connection::Connection(int fd, milliseconds command_timeout)
-    : fd_(fd), command_timeout_(command_timeout), reader_(redisReaderCreate()) {
+Connection::Connection(int fd, milliseconds command_timeout, TlsSession tls)
+    : fd_(fd),
+      command_timeout_(command_timeout),
+      tls_(std::move(tls)),
+      reader_(redisReaderCreate()) {
   if (!reader_) {
     ::close(fd_);
     throw std::bad_alloc();
@@ -348,13 +347,77 @@ void Connection::abandon_after_fork() noexcept {
   // close(), not shutdown() and no QUIT: the socket stays intact for the parent.
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  // Not SSL_shutdown (a close_notify would end the parent's session) and not SSL_free (a
+  // parent thread may have been inside it at the fork).
+  redis::abandon_after_fork(tls_.release());
 }
 
-std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
+ssize_t Connection::transmit(const char* data, std::size_t size, TlsFailure& failure) {
+  if (!tls_) [[likely]]
+    return ::send(fd_, data, size, MSG_NOSIGNAL);
+  return tls_io(true, const_cast<char*>(data), size, false, failure);
+}
+
+ssize_t Connection::receive(char* buf, std::size_t size, bool dont_wait, TlsFailure& failure) {
+  if (!tls_) [[likely]]
+    return ::recv(fd_, buf, size, dont_wait ? MSG_DONTWAIT : 0);
+  return tls_io(false, buf, size, dont_wait, failure);
+}
+
+ssize_t Connection::tls_io(bool write, char* buf, std::size_t size, bool dont_wait,
+                           TlsFailure& failure) {
+  // One slice at most, like the plain socket's SO_RCVTIMEO/SO_SNDTIMEO: the caller re-checks
+  // its deadline and whether the connection broke.
+  const TimePoint until =
+      Clock::now() + std::clamp(command_timeout_ / 8, milliseconds(1), milliseconds(50));
+  while (true) {
+    std::size_t done = 0;
+    TlsIo io;
+    {
+      std::lock_guard<std::mutex> guard(tls_mu_);
+      io = write ? tls_write(tls_.get(), buf, size, done, failure)
+                 : tls_read(tls_.get(), buf, size, done, failure);
+    }
+    switch (io) {
+      case TlsIo::kDone:
+        return static_cast<ssize_t>(done);
+      case TlsIo::kClosed:
+        if (write) {
+          errno = EPIPE;
+          return -1;
+        }
+        return 0;
+      case TlsIo::kFailed:
+        errno = EPROTO;
+        return -1;
+      case TlsIo::kWantRead:
+      case TlsIo::kWantWrite:
+        break;
+    }
+    if (dont_wait || Clock::now() >= until) {
+      errno = EAGAIN;
+      return -1;
+    }
+    pollfd p{fd_, static_cast<short>(io == TlsIo::kWantWrite ? POLLOUT : POLLIN), 0};
+    auto left = std::chrono::ceil<milliseconds>(until - Clock::now()).count();
+    if (::poll(&p, 1, static_cast<int>(std::max<long long>(left, 1))) == 0) {
+      errno = EAGAIN;
+      return -1;
+    }
+  }
+}
+
+std::shared_ptr<Connection> Connection::open(const ConnectConfig& config, ssl_ctx_st* tls) {
   const std::string where = "connect " + config.host + ":" + std::to_string(config.port);
   const TimePoint deadline = Clock::now() + config.connect_timeout;
-  int fd = connect_tcp(config, deadline, where);
-  std::shared_ptr<Connection> conn(new Connection(fd, config.command_timeout));
+  FdCloser fd{connect_tcp(config, deadline, where)};
+  TlsSession session;
+  if (config.tls.enabled) {
+    session =
+        tls_handshake(tls, fd.fd, config.host, config.tls, deadline, config.connect_timeout, where);
+  }
+  std::shared_ptr<Connection> conn(
+      new Connection(fd.release(), config.command_timeout, std::move(session)));
 
   // The handshake runs through the ordinary request path, bounded by the connect deadline.
   auto step = [&](std::string_view what, std::initializer_list<std::string_view> args) {
@@ -363,16 +426,16 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
     Reply reply;
     try {
       reply = conn->call(request, deadline);
-    } catch (const CallFailure& f) {
+    } catch (const StoreFailure& f) {
       std::string why = f.kind() == ErrorKind::kTimeout
                             ? "timed out after " + format_duration(config.connect_timeout)
                             : std::string(f.what());
-      throw CallFailure(f.kind(), where + ": " + std::string(what) + ": " + why, false);
+      throw StoreFailure(f.kind(), where + ": " + std::string(what) + ": " + why, false);
     }
     if (reply->type == REDIS_REPLY_ERROR) {
       std::string text(reply->str, reply->len);
-      throw CallFailure(error_reply_kind(text),
-                        where + ": " + std::string(what) + " refused: " + text, false);
+      throw StoreFailure(error_reply_kind(text),
+                         where + ": " + std::string(what) + " refused: " + text, false);
     }
     return reply;
   };
@@ -391,7 +454,7 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
   for (const std::string& script : config.scripts) {
     Reply sha = step("SCRIPT LOAD", {"SCRIPT", "LOAD", script});
     if (sha->type != REDIS_REPLY_STRING) {
-      throw CallFailure(ErrorKind::kProtocol, where + ": SCRIPT LOAD: unexpected reply", false);
+      throw StoreFailure(ErrorKind::kProtocol, where + ": SCRIPT LOAD: unexpected reply", false);
     }
     conn->shas_.emplace_back(sha->str, sha->len);
   }
@@ -399,7 +462,18 @@ std::shared_ptr<Connection> Connection::open(const ConnectConfig& config) {
   return conn;
 }
 
-bool Connection::idle_peer_closed() const noexcept {
+bool Connection::idle_peer_closed() noexcept {
+  if (tls_) {
+    // Records may be waiting that are not replies (a TLS 1.3 session ticket): only OpenSSL can
+    // tell, and reading them now is safe (nobody else reads on an idle connection).
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    char c;
+    std::size_t done = 0;
+    TlsFailure failure;
+    std::lock_guard<std::mutex> guard(tls_mu_);
+    return tls_read(tls_.get(), &c, 1, done, failure) != TlsIo::kWantRead;
+  }
   char c;
   ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
@@ -412,7 +486,7 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (broken_.load(std::memory_order_relaxed)) {
-      throw CallFailure(broken_kind_, broken_message_, false);
+      throw StoreFailure(broken_kind_, broken_message_, false);
     }
     // An idle connection may have been closed by a server restart while nobody used it; finding
     // out now keeps the request unsent, so the caller can retry on a fresh connection. Not
@@ -421,7 +495,7 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
     if (pending_.empty() && !writing_ && !reading_ && now - last_used_ >= milliseconds(5) &&
         idle_peer_closed()) {
       fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
-      throw CallFailure(broken_kind_, broken_message_, false);
+      throw StoreFailure(broken_kind_, broken_message_, false);
     }
     last_used_ = now;
     me.offset = appended_;
@@ -443,7 +517,7 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
   }
   if (reader) read_loop(me, deadline);
   await(me, deadline);
-  if (me.failed) throw CallFailure(me.kind, me.message, me.maybe_sent);
+  if (me.failed) throw StoreFailure(me.kind, me.message, me.maybe_sent);
   return Reply(me.reply);
 }
 
@@ -485,8 +559,9 @@ void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint dead
     std::size_t left = spare_.size();
     ErrorKind kind = ErrorKind::kUnavailable;
     std::string error;
+    TlsFailure tls_failure;
     while (left > 0) {
-      ssize_t n = ::send(fd_, data, left, MSG_NOSIGNAL);
+      ssize_t n = transmit(data, left, tls_failure);
       if (n > 0) {
         data += n;
         left -= static_cast<std::size_t>(n);
@@ -498,6 +573,11 @@ void Connection::flush_locked(std::unique_lock<std::mutex>& lock, TimePoint dead
         if (Clock::now() < deadline) continue;
         kind = ErrorKind::kTimeout;
         error = "send timed out after " + format_duration(command_timeout_);
+        break;
+      }
+      if (tls_ && errno == EPROTO) {
+        kind = tls_failure.kind;
+        error = "send: " + tls_failure.message;
         break;
       }
       error = "send: " + errno_text(errno);
@@ -521,8 +601,9 @@ void Connection::read_loop(Waiter& me, TimePoint deadline) {
     ErrorKind kind = ErrorKind::kUnavailable;
     std::string error;
     bool would_block = false;
+    TlsFailure tls_failure;
     while (true) {
-      ssize_t n = ::recv(fd_, buf, sizeof buf, mine ? MSG_DONTWAIT : 0);
+      ssize_t n = receive(buf, sizeof buf, mine, tls_failure);
       if (n > 0) {
         if (redisReaderFeed(reader_.get(), buf, static_cast<std::size_t>(n)) != REDIS_OK) {
           kind = ErrorKind::kProtocol;
@@ -556,6 +637,11 @@ void Connection::read_loop(Waiter& me, TimePoint deadline) {
         if (Clock::now() < deadline) continue;
         kind = ErrorKind::kTimeout;
         error = "no reply within " + format_duration(command_timeout_);
+        break;
+      }
+      if (tls_ && errno == EPROTO) {
+        kind = tls_failure.kind;
+        error = "receive: " + tls_failure.message;
         break;
       }
       error = "receive: " + errno_text(errno);
@@ -659,20 +745,30 @@ struct Pool::Slot {
 // The slots of one process. A forked child retires its parent's generation (keeping it, unused,
 // until the pool goes) and makes its own.
 struct Pool::Generation {
-  Generation(pid_t owner, std::size_t size, Generation* parent) : pid(owner), retired(parent) {
+  Generation(pid_t owner, std::size_t size, Generation* parent, TlsContext context)
+      : pid(owner), tls(std::move(context)), retired(parent) {
     slots.reserve(size);
     for (std::size_t i = 0; i < size; ++i) slots.push_back(std::make_unique<Slot>());
   }
   ~Generation() { delete retired; }
   const pid_t pid;
+  // This process's own TLS context (null for plain connections): a child does not share its
+  // parent's, whose locks a parent thread may have held at the fork.
+  TlsContext tls;
   std::vector<std::unique_ptr<Slot>> slots;
   Generation* retired;  // owned
 };
 
+TlsContext Pool::make_context() const {
+  if (!config_.tls.enabled) return nullptr;
+  return make_tls_context(config_.tls);
+}
+
 Pool::Pool(ConnectConfig config, std::size_t size)
-    : config_(std::move(config)),
-      size_(size),
-      generation_(new Generation(::getpid(), size, nullptr)) {}
+    : config_(std::move(config)), size_(size), generation_(nullptr) {
+  generation_.store(new Generation(::getpid(), size, nullptr, make_context()),
+                    std::memory_order_release);
+}
 
 Pool::~Pool() {
   delete generation_.load(std::memory_order_acquire);
@@ -691,7 +787,14 @@ Pool::Generation& Pool::current() {
   // We are a forked child: every connection here is the parent's socket too. Whatever we send or
   // read on it would mix with the parent's stream, so each is closed without I/O and without its
   // locks (a parent thread that no longer exists may hold them), and we start over.
-  auto fresh = std::make_unique<Generation>(me, size_, gen);
+  TlsContext context;
+  try {
+    context = make_context();
+  } catch (const std::exception& e) {
+    throw StoreFailure(ErrorKind::kUnavailable,
+                       std::string("TLS setup after fork failed: ") + e.what(), false);
+  }
+  auto fresh = std::make_unique<Generation>(me, size_, gen, std::move(context));
   if (!generation_.compare_exchange_strong(gen, fresh.get(), std::memory_order_acq_rel)) {
     fresh->retired = nullptr;
     return *gen;  // another thread of this process replaced it first
@@ -699,21 +802,23 @@ Pool::Generation& Pool::current() {
   for (auto& slot : gen->slots) {
     if (slot->conn) slot->conn->abandon_after_fork();
   }
+  redis::abandon_after_fork(gen->tls.release());
   return *fresh.release();
 }
 
 std::shared_ptr<Connection> Pool::get(std::size_t index) {
-  Slot& slot = *current().slots[index];
+  Generation& gen = current();
+  Slot& slot = *gen.slots[index];
   std::unique_lock<std::mutex> lock(slot.mu);
   const std::uint64_t seen = slot.failures;
   const TimePoint wait_until = Clock::now() + config_.connect_timeout + milliseconds(100);
   while (true) {
     if (slot.conn && !slot.conn->broken()) return slot.conn;
-    if (slot.failures != seen) throw CallFailure(slot.failure_kind, slot.failure_message, false);
+    if (slot.failures != seen) throw StoreFailure(slot.failure_kind, slot.failure_message, false);
     if (!slot.connecting) break;
     if (Clock::now() >= wait_until) {
-      throw CallFailure(ErrorKind::kTimeout,
-                        "no connection within " + format_duration(config_.connect_timeout), false);
+      throw StoreFailure(ErrorKind::kTimeout,
+                         "no connection within " + format_duration(config_.connect_timeout), false);
     }
     const std::uint32_t attempts = slot.attempts.load(std::memory_order_relaxed);
     lock.unlock();
@@ -730,8 +835,9 @@ std::shared_ptr<Connection> Pool::get(std::size_t index) {
   };
   std::shared_ptr<Connection> conn;
   try {
-    conn = Connection::open(config_);  // outside the slot's mutex: others only wait, bounded
-  } catch (const CallFailure& f) {
+    // Outside the slot's mutex: others only wait, bounded.
+    conn = Connection::open(config_, gen.tls.get());
+  } catch (const StoreFailure& f) {
     lock.lock();
     slot.connecting = false;
     ++slot.failures;

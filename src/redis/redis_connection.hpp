@@ -4,6 +4,7 @@
 #define LOCKKIT_SRC_REDIS_REDIS_CONNECTION_HPP_
 
 #include <hiredis/hiredis.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,7 +19,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/store_failure.hpp"
 #include "lockkit/errors.hpp"
+#include "redis/redis_tls.hpp"
 
 namespace lockkit::detail::redis {
 
@@ -46,20 +49,7 @@ struct ConnectConfig {
   // False: refuse a server that may evict keys (a memory limit with a policy other than
   // noeviction), as far as INFO tells us.
   bool allow_eviction = false;
-};
-
-// A request that failed for a reason other than the server's answer. `maybe_sent` is true if
-// the request may have reached the server (so its effect is unknown).
-class CallFailure : public std::runtime_error {
- public:
-  CallFailure(ErrorKind kind, const std::string& message, bool maybe_sent)
-      : std::runtime_error(message), kind_(kind), maybe_sent_(maybe_sent) {}
-  ErrorKind kind() const noexcept { return kind_; }
-  bool maybe_sent() const noexcept { return maybe_sent_; }
-
- private:
-  ErrorKind kind_;
-  bool maybe_sent_;
+  TlsConfig tls;  // rediss://: enabled, with what to verify and present
 };
 
 // Returns the kind of a Redis error reply: NOAUTH, WRONGPASS, NOPERM -> auth; LOADING, BUSY,
@@ -73,7 +63,6 @@ void append_bulk(std::string& out, std::string_view arg);
 
 // Appends one command in RESP (an array of bulk strings) to `out`.
 void append_command(std::string& out, std::initializer_list<std::string_view> args);
-void append_command(std::string& out, const std::vector<std::string_view>& args);
 
 // One TCP connection on which any number of callers pipeline requests. A caller appends its
 // request to the output buffer; whoever finds no writer active writes everything queued in one
@@ -87,22 +76,24 @@ void append_command(std::string& out, const std::vector<std::string_view>& args)
 // Thread safety: safe to share; calls may run concurrently.
 class Connection {
  public:
-  // Connects, authenticates, selects the database and loads the scripts, all within
-  // `connect_timeout`. Throws `CallFailure` (never sent).
-  static std::shared_ptr<Connection> open(const ConnectConfig& config);
+  // Connects (over TLS made from `tls` when `config.tls.enabled`), authenticates, selects the
+  // database and loads the scripts, all within `connect_timeout`. Throws `StoreFailure` (never
+  // sent).
+  static std::shared_ptr<Connection> open(const ConnectConfig& config, ssl_ctx_st* tls);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   // Sends `request` (one RESP command) and returns its reply (possibly a Redis error reply).
-  // `deadline` must be now + the command timeout. Throws `CallFailure` if the connection
+  // `deadline` must be now + the command timeout. Throws `StoreFailure` if the connection
   // breaks or no reply arrives by `deadline`.
   Reply call(std::string_view request, TimePoint deadline);
 
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
   // In a forked child: closes this process's copy of the socket without sending or receiving
   // anything (the parent still uses it) and without taking the mutex (a thread that does not
-  // exist in the child may have held it). The connection must not be used afterwards.
+  // exist in the child may have held it); a TLS session is dropped untouched (no close_notify,
+  // not even freed). The connection must not be used afterwards.
   void abandon_after_fork() noexcept;
   // Returns the SHA1 of `ConnectConfig::scripts[i]` as the server reported it.
   const std::string& script_sha(std::size_t i) const { return shas_[i]; }
@@ -110,15 +101,25 @@ class Connection {
  private:
   struct Waiter;
 
-  Connection(int fd, std::chrono::milliseconds command_timeout);
+  Connection(int fd, std::chrono::milliseconds command_timeout, TlsSession tls);
+  // Like send(2)/recv(2) on the plain socket (blocking for at most one slice, then -1 with
+  // EAGAIN); over TLS the same through OpenSSL, with -1 and EPROTO for a TLS failure
+  // described in `failure`.
+  ssize_t transmit(const char* data, std::size_t size, TlsFailure& failure);
+  ssize_t receive(char* buf, std::size_t size, bool dont_wait, TlsFailure& failure);
+  ssize_t tls_io(bool write, char* buf, std::size_t size, bool dont_wait, TlsFailure& failure);
   void flush_locked(std::unique_lock<std::mutex>& lock, TimePoint deadline);
   void read_loop(Waiter& me, TimePoint deadline);
   void await(Waiter& me, TimePoint deadline);
   void fail_locked(ErrorKind kind, const std::string& message);
-  bool idle_peer_closed() const noexcept;
+  bool idle_peer_closed() noexcept;
 
   int fd_;  // -1 once abandoned after a fork
   const std::chrono::milliseconds command_timeout_;
+  // Over TLS: the session (null for plain connections) and the mutex that serialises the
+  // reader's and the writer's calls into it; waits for the socket happen outside it.
+  TlsSession tls_;
+  std::mutex tls_mu_;
   std::vector<std::string> shas_;  // set before the connection is shared
 
   std::mutex mu_;
@@ -156,7 +157,7 @@ class Pool {
 
   // Returns the index of the slot the next call should use (round robin).
   std::size_t pick() noexcept;
-  // Returns slot `index`'s connection, connecting it if needed. Throws `CallFailure`.
+  // Returns slot `index`'s connection, connecting it if needed. Throws `StoreFailure`.
   std::shared_ptr<Connection> get(std::size_t index);
   const ConnectConfig& config() const noexcept { return config_; }
 
@@ -164,6 +165,7 @@ class Pool {
   struct Slot;
   struct Generation;
   Generation& current();
+  TlsContext make_context() const;
 
   const ConnectConfig config_;
   const std::size_t size_;

@@ -984,6 +984,19 @@ TEST_F(Cli, PasswordFromABackendFileAndAWrongPasswordGives77) {
   EXPECT_EQ(env_denied.err.find("wrong-pw"), std::string::npos) << env_denied.err;
 }
 
+TEST_F(Cli, RedissBackendRunsOverTlsAndARejectedCertificateGives77) {
+  RedisServer server({}, RedisTls::kOn);
+  Finished ok = lockkit({"run", "--backend", server.tls_url(), "--key", "tls", "--ttl", "5s", "--",
+                         "sh", "-c", "test -n \"$LOCKKIT_FENCE\""});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  Finished rejected = lockkit({"status", "--key", "tls", "--backend",
+                               "rediss://127.0.0.1:" + std::to_string(server.tls_port()) +
+                                   "?tls_ca_file=" + TestPki::shared().other_ca});
+  EXPECT_EQ(rejected.status, 77) << rejected.err;
+  EXPECT_TRUE(one_diagnostic_line(rejected.err)) << rejected.err;
+  EXPECT_NE(rejected.err.find("certificate"), std::string::npos) << rejected.err;
+}
+
 // Runs `lockkit run` on a redis behind a proxy that goes silent once the command has started,
 // and returns how long lockkit took to exit after the command was gone.
 struct HangResult {

@@ -37,7 +37,8 @@ echo "$registered"
 expect "release run " lockkit r
 expect "--ttl " lockkit run --tt
 expect "--json " lockkit status --key k --js
-expect "redis:// " lockkit run --backend red
+expect "redis:// rediss:// " lockkit run --backend red
+expect "rediss:// " lockkit run --backend rediss
 expect "" lockkit run --ttl ""
 
 # Every subcommand in the synopsis, and every option in each subcommand's help, is offered.

@@ -58,7 +58,7 @@ for c in $components; do
     '/usr/lib/(.*/)?cmake/lockkit/lockkit-'"$c"'Targets\.cmake$')
   case $c in
     sqlite) lib_depends+=(libsqlite3-0) dev_depends+=(libsqlite3-dev) ;;
-    redis) lib_depends+=('libhiredis[0-9.]+') dev_depends+=(libhiredis-dev) ;;
+    redis) lib_depends+=('libhiredis[0-9.]+' 'libssl3') dev_depends+=(libhiredis-dev libssl-dev) ;;
     postgres) lib_depends+=(libpq5) dev_depends+=(libpq-dev) ;;
   esac
 done

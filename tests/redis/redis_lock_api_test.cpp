@@ -10,12 +10,14 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lockkit/errors.hpp"
+#include "lockkit/observer.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
 #include "redis/redis_keys.hpp"
@@ -171,6 +173,123 @@ TEST(RedisAuth, AclUserWorksAndWrongPasswordIsAuthError) {
       EXPECT_EQ(std::string(e.what()).find("Wr0ngSecret"), std::string::npos) << e.what();
     }
   }
+}
+
+// A password kept off the URL: read from a file or an environment variable.
+TEST(RedisAuth, PasswordFromFileOrEnvironment) {
+  RedisServer server({"--requirepass", "adminpw"});
+  ASSERT_EQ(server.cli({"-a", "adminpw", "--no-auth-warning", "ACL", "SETUSER", "alice", "on",
+                        ">alicepw", "~*", "+@all"}),
+            "OK");
+  const auto dir = std::filesystem::temp_directory_path() / ("lockkit-pw-" + make_token());
+  std::filesystem::create_directories(dir);
+  auto write = [&](const char* name, const char* text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const std::string alice_file = write("alice", "alicepw\n");
+  const std::string wrong_file = write("wrong", "Wr0ngFileSecret\r\n");
+  const std::string base = "redis://127.0.0.1:" + std::to_string(server.port());
+
+  auto alice = lockkit::open("redis://alice@127.0.0.1:" + std::to_string(server.port()) +
+                             "?password_file=" + alice_file);
+  EXPECT_TRUE(alice->try_acquire(Unique("pw-file"), 5s));
+
+  ASSERT_EQ(::setenv("LOCKKIT_TEST_REDIS_PASSWORD", "adminpw", 1), 0);
+  auto admin = lockkit::open(base + "?password_env=LOCKKIT_TEST_REDIS_PASSWORD");
+  ::unsetenv("LOCKKIT_TEST_REDIS_PASSWORD");  // read when the URL was parsed
+  EXPECT_TRUE(admin->try_acquire(Unique("pw-env"), 5s));
+
+  auto wrong = lockkit::open("redis://alice@127.0.0.1:" + std::to_string(server.port()) +
+                             "?password_file=" + wrong_file);
+  try {
+    (void)wrong->try_acquire("pw-denied", 5s);
+    ADD_FAILURE() << "accepted a wrong password from a file";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kAuth) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("Wr0ngFileSecret"), std::string::npos) << e.what();
+  }
+
+  // Two sources are a caller mistake, named as such, and the secret stays out of the message.
+  for (std::string url : {"redis://:Url5ecret@127.0.0.1:1?password_file=" + alice_file,
+                          std::string("redis://:Url5ecret@127.0.0.1:1?password_env=HOME"),
+                          "redis://127.0.0.1:1?password_env=HOME&password_file=" + alice_file}) {
+    try {
+      (void)lockkit::open(url);
+      ADD_FAILURE() << "accepted two password sources";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("one place"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("Url5ecret"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(lockkit::open(base + "?password_env=LOCKKIT_TEST_UNSET_VARIABLE"),
+               std::invalid_argument);
+  EXPECT_THROW(lockkit::open(base + "?password_file=" + (dir / "missing").string()),
+               std::invalid_argument);
+  std::filesystem::remove_all(dir);
+}
+
+// The core's observer sees a redis LockApi's operations, named after the backend.
+TEST(RedisObserver, SeesAcquireReleaseAndExtend) {
+  struct Recorder final : LockObserver {
+    void on_event(const LockEvent& e) override {
+      std::lock_guard<std::mutex> guard(mu);
+      events.push_back(
+          {e.operation, e.outcome, std::string(e.backend), std::string(e.key), e.fence, e.error});
+    }
+    struct Seen {
+      LockOperation operation;
+      LockOutcome outcome;
+      std::string backend;
+      std::string key;
+      std::uint64_t fence;
+      std::optional<ErrorKind> error;
+    };
+    std::mutex mu;
+    std::vector<Seen> events;
+  };
+  auto recorder = std::make_shared<Recorder>();
+  auto api =
+      lockkit::make_redis_lock_api(parse_redis_url(RedisServer::shared().url("?connections=1")));
+  api->set_observer(recorder);
+  const auto key = Unique("observed");
+  auto lock = api->try_acquire(key, 30s);
+  ASSERT_TRUE(lock);
+  EXPECT_FALSE(api->try_acquire(key, 30s));
+  EXPECT_TRUE(lock->extend(30s));
+  const std::string token(lock->token());
+  const std::uint64_t fence = lock->fence();
+  EXPECT_TRUE(lock->release());
+  EXPECT_FALSE(api->release(key, token));
+
+  std::lock_guard<std::mutex> guard(recorder->mu);
+  const auto& ev = recorder->events;
+  ASSERT_EQ(ev.size(), 5u);
+  const std::pair<LockOperation, LockOutcome> expected[] = {
+      {LockOperation::kTryAcquire, LockOutcome::kOk},
+      {LockOperation::kTryAcquire, LockOutcome::kBusy},
+      {LockOperation::kExtend, LockOutcome::kOk},
+      {LockOperation::kRelease, LockOutcome::kOk},
+      {LockOperation::kRelease, LockOutcome::kNotOurs}};
+  for (std::size_t i = 0; i < ev.size(); ++i) {
+    EXPECT_EQ(ev[i].operation, expected[i].first) << i;
+    EXPECT_EQ(ev[i].outcome, expected[i].second) << i;
+    EXPECT_EQ(ev[i].backend, "redis") << i;
+    EXPECT_EQ(ev[i].key, key) << i;
+  }
+  EXPECT_EQ(ev[0].fence, fence);
+
+  // A store failure is an error event with its kind.
+  auto down = lockkit::make_redis_lock_api(
+      RedisOptions{.port = 1, .connect_timeout = 300ms, .command_timeout = 300ms});
+  auto failures = std::make_shared<Recorder>();
+  down->set_observer(failures);
+  EXPECT_THROW((void)down->try_acquire(key, 1s), BackendError);
+  std::lock_guard<std::mutex> guard2(failures->mu);
+  ASSERT_EQ(failures->events.size(), 1u);
+  EXPECT_EQ(failures->events[0].outcome, LockOutcome::kError);
+  EXPECT_EQ(failures->events[0].backend, "redis");
+  EXPECT_TRUE(failures->events[0].error.has_value());
 }
 
 // A single-node Redis Cluster owning every slot: multi-key scripts fail with CROSSSLOT unless a

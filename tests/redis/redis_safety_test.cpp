@@ -97,10 +97,9 @@ int ForkRound(LockApi& api, const std::vector<std::string>& held, const std::str
 }
 
 // The pool's connections are open when the process forks; both processes go on using the one
-// LockApi at once, while (outside sanitizers) another thread of the parent keeps calling it too,
-// so the child may inherit locks held by a thread it does not have.
-TEST(RedisFork, ParentAndChildNeverShareAConnection) {
-  RedisServer server;
+// LockApi (opened from `url`) at once, while (outside sanitizers) another thread of the parent
+// keeps calling it too, so the child may inherit locks held by a thread it does not have.
+void ForkTrials(RedisServer& server, const std::string& url, int trials) {
   auto third = lockkit::open(server.url());
   std::vector<std::string> held;
   std::vector<Lock> third_locks;
@@ -110,7 +109,7 @@ TEST(RedisFork, ParentAndChildNeverShareAConnection) {
     ASSERT_TRUE(lock);
     third_locks.push_back(std::move(*lock));
   }
-  auto api = lockkit::open(server.url("?connections=2&connect_timeout=2s&command_timeout=2s"));
+  auto api = lockkit::open(url);
   std::atomic<bool> stop{false};
   std::atomic<int> background_faults{0};
   std::thread background;
@@ -134,12 +133,11 @@ TEST(RedisFork, ParentAndChildNeverShareAConnection) {
       if (thread.joinable()) thread.join();
     }
   } joiner{stop, background};
-  constexpr int kTrials = 100;
   std::uint64_t parent_fence = 0;
   int parent_faults = 0;
   int child_faults = 0;
   int hung_children = 0;
-  for (int trial = 0; trial < kTrials; ++trial) {
+  for (int trial = 0; trial < trials; ++trial) {
     // Both connections in use right before the fork.
     try {
       (void)api->status(held[1]);
@@ -170,6 +168,18 @@ TEST(RedisFork, ParentAndChildNeverShareAConnection) {
   for (auto& lock : third_locks) {
     EXPECT_TRUE(lock.release()) << "the third party's lock was taken from it";
   }
+}
+
+TEST(RedisFork, ParentAndChildNeverShareAConnection) {
+  RedisServer server;
+  ForkTrials(server, server.url("?connections=2&connect_timeout=2s&command_timeout=2s"), 100);
+}
+
+// The same over TLS: the child drops the parent's sessions untouched (no close_notify, which
+// would end the parent's session) and handshakes its own.
+TEST(RedisFork, ParentAndChildNeverShareATlsSession) {
+  RedisServer server({}, testing::RedisTls::kOn);
+  ForkTrials(server, server.tls_url("&connections=2&connect_timeout=2s&command_timeout=2s"), 40);
 }
 
 // RDB snapshot, more grants, then a crash: the restarted server has the old counters.

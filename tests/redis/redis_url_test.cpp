@@ -74,9 +74,9 @@ TEST(RedisUrl, RejectsMalformedUrlsByName) {
 }
 
 TEST(RedisOptions, FactoryValidates) {
-  EXPECT_THROW(RedisLockApi(RedisOptions{.host = ""}), std::invalid_argument);
-  EXPECT_THROW(RedisLockApi(RedisOptions{.connections = 0}), std::invalid_argument);
-  EXPECT_THROW(RedisLockApi(RedisOptions{.command_timeout = 0ms}), std::invalid_argument);
+  EXPECT_THROW(make_redis_lock_api(RedisOptions{.host = ""}), std::invalid_argument);
+  EXPECT_THROW(make_redis_store(RedisOptions{.connections = 0}), std::invalid_argument);
+  EXPECT_THROW(make_redis_lock_api(RedisOptions{.command_timeout = 0ms}), std::invalid_argument);
   EXPECT_NO_THROW(make_redis_lock_api(RedisOptions{}));  // connects lazily: no server needed
 }
 

@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: MIT
+// The redis:// store: Lua scripts for acquire/release/extend/status, URL parsing, registration.
+#include <algorithm>
+#include <charconv>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "core/store_failure.hpp"
+#include "core/url.hpp"
+#include "lockkit/backend.hpp"
+#include "lockkit/errors.hpp"
+#include "lockkit/open.hpp"
+#include "lockkit/redis.hpp"
+#include "redis/redis_connection.hpp"
+#include "redis/redis_keys.hpp"
+#include "redis/redis_scripts.hpp"
+
+namespace lockkit {
+namespace {
+
+using detail::format_duration;
+using detail::StoreFailure;
+using detail::redis::kAcquireScript;
+using detail::redis::kExtendScript;
+using detail::redis::kReleaseScript;
+using detail::redis::kStatusScript;
+using detail::redis::Reply;
+using std::chrono::milliseconds;
+
+enum Script : std::size_t { kAcquire, kRelease, kExtend, kStatus };
+
+// Applies to the whole backend: no call may exceed the configured timeouts.
+void validate(const RedisOptions& o) {
+  if (o.host.empty()) throw std::invalid_argument("host: must not be empty");
+  if (o.port == 0) throw std::invalid_argument("port: must be 1..65535, got 0");
+  if (o.connections < 1 || o.connections > 256) {
+    throw std::invalid_argument("connections: must be 1..256, got " +
+                                std::to_string(o.connections));
+  }
+  if (o.db > 65535)
+    throw std::invalid_argument("db: must be 0..65535, got " + std::to_string(o.db));
+  const RedisTlsOptions& tls = o.tls;
+  if (!tls.enabled &&
+      (!tls.ca_file.empty() || !tls.ca_dir.empty() || !tls.cert_file.empty() ||
+       !tls.key_file.empty() || !tls.server_name.empty() || tls.insecure_skip_verify)) {
+    throw std::invalid_argument("tls: options set but TLS is off (use rediss://)");
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    throw std::invalid_argument("tls_cert, tls_key: give both or neither");
+  }
+  if (tls.insecure_skip_verify && (!tls.ca_file.empty() || !tls.ca_dir.empty())) {
+    throw std::invalid_argument(
+        "tls_insecure_skip_verify: verifies nothing, so tls_ca_file/tls_ca_dir would be ignored");
+  }
+  for (auto [name, value] : {std::pair{"connect_timeout", o.connect_timeout},
+                             std::pair{"command_timeout", o.command_timeout}}) {
+    if (value < milliseconds(1) || value > std::chrono::hours(1)) {
+      throw std::invalid_argument(std::string(name) + ": must be 1ms..1h, got " +
+                                  format_duration(value));
+    }
+  }
+}
+
+std::string context(std::string_view op, std::string_view key) {
+  return std::string(op) + " \"" + detail::escape_key(key) + "\": ";
+}
+
+[[noreturn]] void raise(std::string_view op, std::string_view key, const StoreFailure& f) {
+  throw BackendError("redis", f.kind(), context(op, key) + f.what());
+}
+
+std::uint64_t to_uint(const redisReply& r, std::string_view op, std::string_view key) {
+  if (r.type == REDIS_REPLY_INTEGER && r.integer >= 0) return static_cast<std::uint64_t>(r.integer);
+  if (r.type == REDIS_REPLY_STRING) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(r.str, r.str + r.len, v);
+    if (ec == std::errc() && ptr == r.str + r.len) return v;
+  }
+  throw BackendError("redis", ErrorKind::kProtocol, context(op, key) + "unexpected reply");
+}
+
+// Per-thread buffers, so that a warm call allocates nothing for its keys and request. A `Lock`
+// in a thread_local may be released at thread exit after these buffers are gone: then a call
+// falls back to buffers of its own.
+struct Buffers {
+  std::string request;
+  std::tuple<std::string, std::string, std::string> keys;  // lock, fence, holder
+};
+
+thread_local bool g_buffers_gone = false;  // trivially destructible: readable until thread end
+
+struct ThreadBuffers : Buffers {
+  ~ThreadBuffers() { g_buffers_gone = true; }
+};
+
+class Scratch {
+ public:
+  Buffers& get() {
+    if (g_buffers_gone) return own_;
+    thread_local ThreadBuffers shared;
+    return shared;
+  }
+
+ private:
+  Buffers own_;  // empty strings: no allocation unless used
+};
+
+}  // namespace
+
+// One Redis server as a `LeaseStore`: each call is one script run by EVALSHA on a pipelined,
+// shared connection. Thread safety: safe to share; calls may run concurrently.
+class RedisStore final : public LeaseStore {
+ public:
+  explicit RedisStore(const RedisOptions& o)
+      : layout_(o.prefix),
+        pool_(
+            detail::redis::ConnectConfig{
+                .host = o.host,
+                .port = o.port,
+                .user = o.user,
+                .password = o.password.empty() && o.user.empty()
+                                ? std::nullopt
+                                : std::optional<std::string>(o.password),
+                .db = o.db,
+                .connect_timeout = o.connect_timeout,
+                .command_timeout = o.command_timeout,
+                .scripts = {kAcquireScript, kReleaseScript, kExtendScript, kStatusScript},
+                .allow_eviction = o.allow_eviction,
+                .tls =
+                    detail::redis::TlsConfig{
+                        .enabled = o.tls.enabled,
+                        .ca_file = o.tls.ca_file,
+                        .ca_dir = o.tls.ca_dir,
+                        .cert_file = o.tls.cert_file,
+                        .key_file = o.tls.key_file,
+                        .server_name = o.tls.server_name,
+                        .insecure_skip_verify = o.tls.insecure_skip_verify,
+                    },
+            },
+            o.connections),
+        command_timeout_(o.command_timeout) {}
+
+  std::string_view backend() const noexcept override { return "redis"; }
+  milliseconds drift(milliseconds ttl) const noexcept override {
+    return ttl / 100 + milliseconds(2);  // clock drift between us and Redis, as Redlock does
+  }
+
+  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                       milliseconds ttl) override {
+    check_key(key);
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    char ttl_buf[24];
+    auto [ttl_end, ttl_ec] = std::to_chars(ttl_buf, ttl_buf + sizeof ttl_buf, ttl.count());
+    (void)ttl_ec;  // a ttl of at most 7 days always fits
+    Reply reply;
+    try {
+      reply = exchange(kAcquire, {"3", lock_key, fence_key, holder_key, token,
+                                  std::string_view(ttl_buf, ttl_end - ttl_buf)});
+    } catch (const StoreFailure& f) {
+      if (!f.maybe_applied()) raise("try_acquire", key, f);
+      // No retry: the SET may have been applied. The core releases our token and rethrows.
+      throw BackendError(
+          "redis", ErrorKind::kInDoubt,
+          context("try_acquire", key) + f.what() + "; the lock may have been taken (in doubt)");
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
+      // Nothing was written: a key that is not lockkit's sits at one of our internal names.
+      throw BackendError("redis", ErrorKind::kProtocol,
+                         context("try_acquire", key) + "\"" + detail::escape_key(fence_key) +
+                             "\" or \"" + detail::escape_key(holder_key) +
+                             "\" holds a key that is not lockkit's; names containing "
+                             "\"lockkit:{\" are reserved for lockkit");
+    }
+    std::uint64_t fence = to_uint(*reply, "try_acquire", key);
+    if (fence == 0) return std::nullopt;
+    return fence;
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    check_key(key);
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    try {
+      return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
+    } catch (const StoreFailure& f) {
+      raise("release", key, f);
+    }
+  }
+
+  bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
+    check_key(key);
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    std::string ttl_ms = std::to_string(ttl.count());
+    try {
+      return to_uint(*exchange(kExtend, {"2", lock_key, holder_key, token, ttl_ms}), "extend",
+                     key) == 1;
+    } catch (const StoreFailure& f) {
+      raise("extend", key, f);
+    }
+  }
+
+  std::optional<LockInfo> status(std::string_view key) override {
+    check_key(key);
+    return status_unchecked(key);
+  }
+
+  std::vector<LockInfo> list(std::string_view prefix) override {
+    // Only lockkit's locks have a holder record: scanning for those leaves out every other key
+    // with a TTL (caches, sessions, other libraries' locks), even with an empty prefix.
+    const std::string pattern = layout_.holder_pattern(prefix);
+    std::vector<LockInfo> out;
+    std::string cursor = "0";
+    do {
+      Reply page;
+      try {
+        page = exchange(std::nullopt, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      } catch (const StoreFailure& f) {
+        raise("list", prefix, f);
+      }
+      if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
+          page->element[0]->type != REDIS_REPLY_STRING ||
+          page->element[1]->type != REDIS_REPLY_ARRAY) {
+        throw BackendError("redis", ErrorKind::kProtocol,
+                           context("list", prefix) + "bad SCAN reply");
+      }
+      cursor.assign(page->element[0]->str, page->element[0]->len);
+      const redisReply& keys = *page->element[1];
+      for (std::size_t i = 0; i < keys.elements; ++i) {
+        std::string_view name(keys.element[i]->str, keys.element[i]->len);
+        std::string_view key = layout_.holder_key(name);
+        if (key.empty() || key.size() > kMaxKeyBytes || key.substr(0, prefix.size()) != prefix ||
+            layout_.reserved(key)) {
+          continue;
+        }
+        // A holder whose lock has gone, or was taken by someone else since, is left out.
+        auto info = status_unchecked(key);
+        if (info && info->fence != 0) out.push_back(std::move(*info));
+      }
+    } while (cursor != "0");
+    std::sort(out.begin(), out.end(),
+              [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
+    out.erase(std::unique(out.begin(), out.end(),  // SCAN may return a key twice
+                          [](const LockInfo& a, const LockInfo& b) { return a.key == b.key; }),
+              out.end());
+    return out;
+  }
+
+ private:
+  // Sends one command and returns its reply: a script by EVALSHA (`script` set; `args` are
+  // numkeys, keys, argv) or a plain command. Retries once, on a fresh connection, only when
+  // the request was certainly not sent. Throws `StoreFailure`; a Redis error reply becomes one
+  // with `maybe_applied` (the script may have run in part).
+  Reply exchange(std::optional<Script> script, std::initializer_list<std::string_view> args) {
+    const std::size_t index = pool_.pick();
+    // Reused per thread: the request is copied into the connection's buffer, so no
+    // allocation per call once warm.
+    Scratch scratch;
+    std::string& request = scratch.get().request;
+    Reply reply;
+    for (int attempt = 0;; ++attempt) {
+      // A failed connect is not retried: that would double the time a call may take.
+      auto conn = pool_.get(index);
+      try {
+        auto deadline = std::chrono::steady_clock::now() + command_timeout_;
+        auto build = [&](std::string_view verb, std::string_view head) {
+          request.clear();
+          detail::redis::append_array_header(request, args.size() + (script ? 2 : 0));
+          if (script) {
+            detail::redis::append_bulk(request, verb);
+            detail::redis::append_bulk(request, head);
+          }
+          for (std::string_view arg : args) detail::redis::append_bulk(request, arg);
+        };
+        build("EVALSHA", script ? std::string_view(conn->script_sha(*script)) : "");
+        reply = conn->call(request, deadline);
+        if (script && reply->type == REDIS_REPLY_ERROR &&
+            std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
+          // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
+          build("EVAL", pool_.config().scripts[*script]);
+          reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout_);
+        }
+        break;
+      } catch (const StoreFailure& f) {
+        // Not sent: typically an idle connection the server closed (restart). One more try.
+        if (!f.maybe_applied() && attempt == 0) continue;
+        throw;
+      }
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      std::string text(reply->str, reply->len);
+      ErrorKind kind = detail::redis::error_reply_kind(text);
+      // Refused before running (ACL, loading, busy, read-only replica): nothing was applied.
+      // Anything else may have failed inside a script, after some of its writes.
+      bool maybe_applied = kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable;
+      throw StoreFailure(kind, "server error: " + text, maybe_applied);
+    }
+    return reply;
+  }
+
+  std::optional<LockInfo> status_unchecked(std::string_view key) {
+    Scratch scratch;
+    auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
+    layout_.keys_of(key, lock_key, fence_key, holder_key);
+    Reply reply;
+    try {
+      reply = exchange(kStatus, {"2", lock_key, holder_key});
+    } catch (const StoreFailure& f) {
+      raise("status", key, f);
+    }
+    if (reply->type == REDIS_REPLY_NIL) return std::nullopt;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+      throw BackendError("redis", ErrorKind::kProtocol,
+                         context("status", key) + "unexpected reply");
+    }
+    return LockInfo{std::string(key), to_uint(*reply->element[0], "status", key),
+                    milliseconds(to_uint(*reply->element[1], "status", key))};
+  }
+
+  // The one check only this backend has; the core checked everything else. A caller mistake,
+  // like the core's own checks.
+  void check_key(std::string_view key) const {
+    if (layout_.reserved(key)) [[unlikely]] {
+      throw std::invalid_argument(
+          "key: Redis names (prefix + key) containing \"lockkit:{\" are reserved by redis://");
+    }
+  }
+
+  const detail::redis::KeyLayout layout_;
+  detail::redis::Pool pool_;
+  const milliseconds command_timeout_;
+};
+
+std::shared_ptr<LeaseStore> make_redis_store(RedisOptions options) {
+  validate(options);
+  return std::make_shared<RedisStore>(options);
+}
+
+std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options) {
+  return make_lock_api(make_redis_store(std::move(options)));
+}
+
+RedisOptions parse_redis_url(std::string_view url) {
+  detail::Url parsed = detail::parse_url(url);
+  if (parsed.scheme != "redis" && parsed.scheme != "rediss") {
+    detail::throw_bad_url(url, "scheme must be redis:// or rediss://");
+  }
+  if (!parsed.has_authority || parsed.hosts.empty() || parsed.hosts.front().host.empty()) {
+    detail::throw_bad_url(url, "empty host (use redis://host:port)");
+  }
+  if (parsed.hosts.size() > 1) {
+    detail::throw_bad_url(url, "one host only");
+  }
+  RedisOptions o;
+  o.tls.enabled = parsed.scheme == "rediss";
+  o.host = parsed.hosts.front().host;
+  if (parsed.hosts.front().port) o.port = *parsed.hosts.front().port;
+  o.user = parsed.user;
+  if (!parsed.path.empty() && parsed.path != "/") {
+    std::string_view db = std::string_view(parsed.path).substr(1);
+    unsigned value = 0;
+    auto [ptr, ec] = std::from_chars(db.data(), db.data() + db.size(), value);
+    if (ec != std::errc() || ptr != db.data() + db.size() || value > 65535) {
+      detail::throw_bad_url(url, "bad database \"" + std::string(db) + "\" (must be 0..65535)");
+    }
+    o.db = value;
+  }
+  detail::QueryOptions options(url, parsed);
+  try {
+    // From the URL, or kept off it: password_file= or password_env=.
+    if (auto password = detail::take_password(options, parsed.password)) o.password = *password;
+  } catch (const std::invalid_argument& e) {
+    detail::throw_bad_url(url, e.what());
+  }
+  if (auto v = options.take_duration("connect_timeout")) o.connect_timeout = *v;
+  if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
+  if (auto v = options.take_uint("connections", 1, 256)) o.connections = *v;
+  if (auto v = options.take("prefix")) o.prefix = *v;
+  auto take_bool = [&](const char* name, bool& field) {
+    if (auto v = options.take(name)) {
+      if (*v == "true" || *v == "1") {
+        field = true;
+      } else if (*v == "false" || *v == "0") {
+        field = false;
+      } else {
+        detail::throw_bad_url(url,
+                              std::string(name) + ": must be true or false, got \"" + *v + "\"");
+      }
+    }
+  };
+  take_bool("allow_eviction", o.allow_eviction);
+  if (auto v = options.take("tls_ca_file")) o.tls.ca_file = *v;
+  if (auto v = options.take("tls_ca_dir")) o.tls.ca_dir = *v;
+  if (auto v = options.take("tls_cert")) o.tls.cert_file = *v;
+  if (auto v = options.take("tls_key")) o.tls.key_file = *v;
+  if (auto v = options.take("tls_server_name")) o.tls.server_name = *v;
+  take_bool("tls_insecure_skip_verify", o.tls.insecure_skip_verify);
+  options.finish();
+  try {
+    validate(o);
+    detail::redis::KeyLayout check(o.prefix);
+  } catch (const std::invalid_argument& e) {
+    detail::throw_bad_url(url, e.what());
+  }
+  return o;
+}
+
+namespace {
+std::shared_ptr<LeaseStore> open_redis(std::string_view url) {
+  return make_redis_store(parse_redis_url(url));
+}
+// Registers redis:// and rediss:// (TLS) when this object file is linked; the anchor below
+// keeps it linked.
+using StoreFactory = std::function<std::shared_ptr<LeaseStore>(std::string_view)>;
+[[maybe_unused]] const bool g_registered =
+    (register_backend("redis", StoreFactory(&open_redis)),
+     register_backend("rediss", StoreFactory(&open_redis)), true);
+}  // namespace
+
+}  // namespace lockkit
+
+extern "C" void lockkit_backend_anchor_redis() {}
