@@ -16,6 +16,7 @@
 #include "json.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
+#include "modules.hpp"
 
 namespace lockkit::cli {
 
@@ -290,7 +291,9 @@ std::string backend_url(const Common& common) {
 }
 
 std::shared_ptr<LockApi> open_backend(const Common& common) {
-  return lockkit::open(backend_url(common));
+  std::string url = backend_url(common);
+  load_module_for(url);
+  return lockkit::open(url);
 }
 
 std::int64_t to_epoch_ms(std::chrono::steady_clock::time_point t) {
