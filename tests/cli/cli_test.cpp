@@ -1094,6 +1094,20 @@ TEST_F(Cli, NetworkUrlsLoadTheirModuleOnFirstUse) {
   }
 }
 
+// The manual (generated from --help) says which modules there are and where they live.
+TEST_F(Cli, HelpListsTheModulesInItsFilesSection) {
+  Finished f = lockkit({"--help"});
+  ASSERT_EQ(f.status, 0) << f.err;
+  auto files = f.out.find("\nFiles:\n");
+  ASSERT_NE(files, std::string::npos) << f.out;
+#ifdef LOCKKIT_CLI_TEST_REDIS
+  EXPECT_NE(f.out.find("lockkit-redis.so", files), std::string::npos) << f.out;
+#endif
+#ifdef LOCKKIT_CLI_TEST_POSTGRES
+  EXPECT_NE(f.out.find("lockkit-postgres.so", files), std::string::npos) << f.out;
+#endif
+}
+
 // A tool whose modules are not where it looks (here: a copy of the binary alone in a
 // directory) says which file it could not load, with the status of an unavailable service.
 TEST_F(Cli, MissingModuleGives69NamingTheFile) {
