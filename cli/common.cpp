@@ -12,10 +12,11 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/url.hpp"
 #include "json.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
+#include "modules.hpp"
 
 namespace lockkit::cli {
 
@@ -140,7 +141,7 @@ std::string resolve_key(const KeyArg& arg, std::string_view name, bool required)
     for (std::size_t i = 0; i < h.size(); i += 2) {
       int hi = hex_digit(h[i]), lo = hex_digit(h[i + 1]);
       if (hi < 0 || lo < 0) {
-        throw std::invalid_argument(n + "-hex: \"" + detail::escape_key(h) + "\" is not hex");
+        throw std::invalid_argument(n + "-hex: \"" + display_key(h) + "\" is not hex");
       }
       bytes.push_back(static_cast<char>(hi * 16 + lo));
     }
@@ -153,7 +154,7 @@ std::string resolve_key(const KeyArg& arg, std::string_view name, bool required)
 }
 
 std::chrono::milliseconds parse_ttl(std::string_view text, std::string_view what) {
-  auto d = detail::parse_duration(text, what);
+  auto d = parse_duration(text, what);
   if (d < kMinTtl || d > kMaxTtl) {
     throw std::invalid_argument(std::string(what) + ": must be 1ms..7d, got \"" +
                                 std::string(text) + "\"");
@@ -163,7 +164,7 @@ std::chrono::milliseconds parse_ttl(std::string_view text, std::string_view what
 
 std::chrono::milliseconds parse_wait(std::string_view text) {
   if (text == "forever") return kWaitForever;
-  auto d = detail::parse_duration(text, "wait");
+  auto d = parse_duration(text, "wait");
   if (d > kMaxTtl) {
     throw std::invalid_argument("wait: must be 0ms..7d or forever, got \"" + std::string(text) +
                                 "\"");
@@ -290,7 +291,9 @@ std::string backend_url(const Common& common) {
 }
 
 std::shared_ptr<LockApi> open_backend(const Common& common) {
-  return lockkit::open(backend_url(common));
+  std::string url = backend_url(common);
+  load_module_for(url);
+  return lockkit::open(url);
 }
 
 std::int64_t to_epoch_ms(std::chrono::steady_clock::time_point t) {

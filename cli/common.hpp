@@ -159,7 +159,8 @@ std::string default_backend_url();
 // empty), else `default_backend_url()`. Throws `UsageError` for an empty --backend, both
 // --backend and --backend-file, or an unreadable or empty file.
 std::string backend_url(const Common& common);
-// Opens the chosen backend. Throws like `lockkit::open`.
+// Opens the chosen backend, loading its module first if the tool has it as one (modules.hpp).
+// Throws like `lockkit::open`, and `BackendError` if that module cannot be loaded.
 std::shared_ptr<LockApi> open_backend(const Common& common);
 
 // Returns the Unix epoch time in ms at which the steady-clock instant `t` is expected.

@@ -3,6 +3,8 @@
 // help2man (a "Usage:" line, then headed sections: Options, Examples, Exit status, ...).
 #include "help.hpp"
 
+#include "modules_config.hpp"
+
 namespace lockkit::cli {
 namespace {
 
@@ -284,6 +286,28 @@ Examples:
   lockkit list --prefix jobs/ --json
 )HELP";
 
+// The "Files:" section: the backend modules this tool was built with, if any.
+std::string files() {
+  std::string list;
+  for (const ModuleScheme& m : kModuleSchemes) {
+    if (m.module.empty()) continue;
+    std::string name = "lockkit-" + std::string(m.module) + ".so";
+    if (list.find(name) == std::string::npos) {
+      list += "\n    " + name + std::string(name.size() < 24 ? 24 - name.size() : 1, ' ');
+    } else {
+      list += ", ";
+    }
+    list += std::string(m.scheme) + ":";
+  }
+  if (list.empty()) return "";
+  return "\nFiles:\n"
+         "  The backends whose client libraries are large are modules, loaded only when a URL\n"
+         "  needs one, from " +
+         std::string(kModuleDirFromTool) + " relative to the lockkit binary (installed:\n  " +
+         std::string(kModuleDirInstalled) + "); a missing module exits 69 naming the file:" + list +
+         "\n";
+}
+
 }  // namespace
 
 std::string help_text(std::string_view subcommand) {
@@ -307,7 +331,8 @@ std::string help_text(std::string_view subcommand) {
     head = kList;
     more = kListExamples;
   }
-  return std::string(head) + std::string(kCommonOptions) + std::string(more) + std::string(kTail);
+  return std::string(head) + std::string(kCommonOptions) + std::string(more) + std::string(kTail) +
+         files();
 }
 
 }  // namespace lockkit::cli

@@ -4,7 +4,8 @@
 #   liblockkit<soversion>  the shared libraries (core and every built backend), e.g. liblockkit0.1:
 #                          Debian names a library package after its soname, liblockkit.so.0.1
 #   liblockkit-dev         headers, the .so links, CMake package and pkg-config files
-#   lockkit                the tool, its man pages and bash completion
+#   lockkit                the tool, its backend modules (${libdir}/lockkit), man pages and bash
+#                          completion; dpkg-shlibdeps adds what the modules need (libpq5, ...)
 # A static build packages liblockkit-dev (with the .a archives) and lockkit only.
 set(CPACK_PACKAGE_NAME lockkit)
 set(CPACK_PACKAGE_VENDOR "the lockkit authors")
@@ -22,26 +23,27 @@ set(CPACK_PACKAGE_DIRECTORY ${PROJECT_BINARY_DIR}/packages)
 
 set(lib_package liblockkit${LOCKKIT_SOVERSION})
 set(deb_version "${PROJECT_VERSION}")
-set(dev_depends_sqlite libsqlite3-dev)
-set(dev_depends_redis libhiredis-dev libssl-dev)
-set(dev_depends_postgres libpq-dev)
 set(dev_depends "")
+set(schemes "")
 foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
-  list(APPEND dev_depends ${dev_depends_${backend}})
+  list(APPEND dev_depends ${LOCKKIT_BACKEND_${backend}_DEV})
+  list(APPEND schemes ${backend}://)
 endforeach()
+list(JOIN schemes ", " schemes)
 
 if(BUILD_SHARED_LIBS)
   set(CPACK_COMPONENTS_ALL Libraries Development)
   set(CPACK_DEBIAN_LIBRARIES_PACKAGE_NAME ${lib_package})
   set(CPACK_DEBIAN_LIBRARIES_PACKAGE_SECTION libs)
   set(CPACK_DEBIAN_LIBRARIES_DESCRIPTION
-    "leased locks for C++20 (shared libraries)\n liblockkit and one library per backend: sqlite://, redis://, postgres://.")
+    "leased locks for C++20 (shared libraries)\n liblockkit and one library per backend: ${schemes}.")
   # Our own libraries are not installed where dpkg-shlibdeps looks, nor known to dpkg: it finds
   # them in the build tree and the tool states the exact version of its library package.
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR})
   foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
     list(APPEND CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR}/src/${backend})
   endforeach()
+  list(APPEND CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${LOCKKIT_MODULE_BUILD_DIR})
   list(PREPEND dev_depends "${lib_package} (= ${deb_version})")
   set(CPACK_DEBIAN_TOOL_PACKAGE_DEPENDS "${lib_package} (= ${deb_version})")
 else()

@@ -33,11 +33,23 @@ endfunction()
 # library no object refers to, and --undefined does not count as a reference): consumers list
 # the library once more wrapped in --push-state,--no-as-needed ... --pop-state, which only
 # affects this one library.
+# When the tool loads the backend as a module (LOCKKIT_BACKEND_<name>_TOOL is "module"), the same
+# objects also make lockkit_<name>_module: lockkit-<name>.so in ${libdir}/lockkit, which
+# registers the backend's schemes when the tool dlopen()s it.
 function(lockkit_add_backend name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LINK" ${ARGN})
-  add_library(lockkit_${name} ${ARG_SOURCES})
+  # Compiled once, position-independent, for the library and the module alike.
+  add_library(lockkit_${name}_objects OBJECT ${ARG_SOURCES})
+  set_target_properties(lockkit_${name}_objects PROPERTIES POSITION_INDEPENDENT_CODE ON
+    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  # Usage requirements only (headers, compile features): an object library links nothing.
+  target_link_libraries(lockkit_${name}_objects PRIVATE lockkit::lockkit lockkit_internal
+    ${ARG_LINK})
+  lockkit_warnings(lockkit_${name}_objects)
+
+  add_library(lockkit_${name} $<TARGET_OBJECTS:lockkit_${name}_objects>)
   add_library(lockkit::${name} ALIAS lockkit_${name})
-  set_target_properties(lockkit_${name} PROPERTIES EXPORT_NAME ${name})
+  set_target_properties(lockkit_${name} PROPERTIES EXPORT_NAME ${name} LINKER_LANGUAGE CXX)
   lockkit_library_properties(lockkit_${name})
   target_link_libraries(lockkit_${name} PUBLIC lockkit::lockkit
     PRIVATE $<BUILD_INTERFACE:lockkit_internal> ${ARG_LINK})
@@ -49,12 +61,31 @@ function(lockkit_add_backend name)
       # The private copy of lockkit::detail stays private: no symbol of it is exported.
       PRIVATE "LINKER:--exclude-libs,liblockkit_internal_code.a")
   endif()
-  lockkit_warnings(lockkit_${name})
   if(LOCKKIT_INSTALL)
     install(TARGETS lockkit_${name} EXPORT lockkit-${name}Targets
       ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Development
       LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Libraries
         NAMELINK_COMPONENT Development)
+  endif()
+
+  if(LOCKKIT_BUILD_CLI AND LOCKKIT_BACKEND_${name}_TOOL STREQUAL "module")
+    add_library(lockkit_${name}_module MODULE $<TARGET_OBJECTS:lockkit_${name}_objects>)
+    set_target_properties(lockkit_${name}_module PROPERTIES OUTPUT_NAME lockkit-${name} PREFIX ""
+      LINKER_LANGUAGE CXX LIBRARY_OUTPUT_DIRECTORY ${LOCKKIT_MODULE_BUILD_DIR})
+    # The module's own copy of lockkit::detail, never exported. The public API comes from the
+    # program that loads it: the tool exports it from its static core (cli/CMakeLists.txt), or
+    # the module links the shared liblockkit the tool already loaded. Never a second core,
+    # whose own backend registry the tool would not see.
+    target_link_libraries(lockkit_${name}_module PRIVATE lockkit_internal_code ${ARG_LINK})
+    target_link_options(lockkit_${name}_module PRIVATE
+      "LINKER:--exclude-libs,liblockkit_internal_code.a")
+    if(BUILD_SHARED_LIBS)
+      target_link_libraries(lockkit_${name}_module PRIVATE lockkit::lockkit)
+    endif()
+    if(LOCKKIT_INSTALL)
+      install(TARGETS lockkit_${name}_module LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/lockkit
+        COMPONENT Tool)
+    endif()
   endif()
 endfunction()
 
@@ -68,18 +99,10 @@ function(lockkit_install_pkgconfig)
   set(out ${PROJECT_BINARY_DIR}/pkgconfig)
   configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit.pc.in ${out}/lockkit.pc @ONLY)
   set(files ${out}/lockkit.pc)
-  set(private_sqlite "Requires.private: sqlite3")
-  set(private_redis "Requires.private: hiredis libssl libcrypto")
-  # Debian's libpq.pc lists, for --static, archives only the server's -dev package ships
-  # (-lpgcommon -lpgport): name the shared libpq itself instead.
-  set(private_postgres "Libs.private: -lpq")
-  set(what_sqlite "sqlite:// backend (SQLite)")
-  set(what_redis "redis:// and rediss:// backend (hiredis, OpenSSL)")
-  set(what_postgres "postgres:// backend (libpq)")
   foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
     set(LOCKKIT_PC_BACKEND ${backend})
-    set(LOCKKIT_PC_BACKEND_PRIVATE "${private_${backend}}")
-    set(LOCKKIT_PC_BACKEND_WHAT "${what_${backend}}")
+    set(LOCKKIT_PC_BACKEND_PRIVATE "${LOCKKIT_BACKEND_${backend}_PC}")
+    set(LOCKKIT_PC_BACKEND_WHAT "${LOCKKIT_BACKEND_${backend}_WHAT}")
     configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-backend.pc.in ${out}/lockkit-${backend}.pc
       @ONLY)
     list(APPEND files ${out}/lockkit-${backend}.pc)

@@ -16,6 +16,7 @@ _lockkit_opts_list="--prefix --prefix-hex --json --backend -b --help -h"
 # Options whose next word is a value (not completed as an option or subcommand).
 _lockkit_opts_with_value="--key -k --key-hex --ttl -t --wait -w --backend -b --token
   --token-file --prefix --prefix-hex --conflict-exit-code"
+# The build replaces this list with the schemes of the backends it built (packaging/CMakeLists.txt).
 _lockkit_schemes="sqlite:// redis:// rediss:// postgres:// postgresql:// memory: noop: noop:locked"
 
 _lockkit() {

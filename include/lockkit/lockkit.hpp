@@ -5,6 +5,7 @@
 
 #include "lockkit/backend.hpp"
 #include "lockkit/clock.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/lock.hpp"
 #include "lockkit/lock_api.hpp"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Backend URL parsing, redaction, query options and durations.
+// Backend URL parsing, redaction, query options and passwords.
 #include "core/url.hpp"
 
 #include <algorithm>
@@ -313,55 +313,6 @@ Url parse_url(std::string_view url) {
   return out;
 }
 
-std::chrono::milliseconds parse_duration(std::string_view text, std::string_view what) {
-  auto fail = [&](std::string_view why) -> std::chrono::milliseconds {
-    throw std::invalid_argument(std::string(what) + ": \"" + std::string(text) + "\" " +
-                                std::string(why));
-  };
-  if (text.empty()) return fail("is empty (use e.g. 250ms, 30s, 5m, 1h, 2d)");
-  if (text.front() == '-') return fail("is negative");
-  std::size_t i = 0;
-  while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
-  std::string_view number = text.substr(0, i);
-  std::string_view unit = text.substr(i);
-  double value = 0;
-  auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
-  if (number.empty() || ec != std::errc() || ptr != number.data() + number.size()) {
-    return fail("is not a duration (use e.g. 250ms, 30s, 5m, 1h, 2d)");
-  }
-  double scale = 0;
-  if (unit == "ms")
-    scale = 1;
-  else if (unit == "s")
-    scale = 1e3;
-  else if (unit == "m")
-    scale = 60e3;
-  else if (unit == "h")
-    scale = 3600e3;
-  else if (unit == "d")
-    scale = 86400e3;
-  else if (unit.empty())
-    return fail("has no unit (use e.g. 250ms, 30s, 5m, 1h, 2d)");
-  else
-    return fail("has an unknown unit (use ms, s, m, h or d)");
-  double ms = value * scale;
-  if (!std::isfinite(ms) || ms > 1e15) return fail("is too large");
-  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
-}
-
-std::string format_duration(std::chrono::milliseconds d) {
-  auto ms = d.count();
-  if (ms == 0) return "0ms";
-  struct Unit {
-    std::int64_t size;
-    const char* name;
-  };
-  for (Unit u : {Unit{86400000, "d"}, Unit{3600000, "h"}, Unit{60000, "m"}, Unit{1000, "s"}}) {
-    if (ms % u.size == 0) return std::to_string(ms / u.size) + u.name;
-  }
-  return std::to_string(ms) + "ms";
-}
-
 std::optional<std::string> QueryOptions::take(std::string_view name) {
   std::optional<std::string> value;
   for (auto it = items_.begin(); it != items_.end();) {
@@ -414,23 +365,6 @@ std::string unknown_option(std::string_view name,
     }
   }
   return "unknown option \"" + std::string(name) + "\"";
-}
-
-std::string escape_key(std::string_view key) {
-  std::string out;
-  std::size_t n = key.size() > 64 ? 64 : key.size();
-  for (std::size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(key[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (key.size() > n) out += "...";
-  return out;
 }
 
 std::optional<std::string> take_password(QueryOptions& options,

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1044,6 +1045,106 @@ TEST_F(Cli, HangingStoreDelaysNeitherTheStopNorTheExit) {
 }
 
 #endif  // LOCKKIT_CLI_TEST_REDIS
+
+// --- Backend modules ---------------------------------------------------------------------------
+
+// The network backends' client libraries (libpq brings OpenSSL, Kerberos, LDAP, GnuTLS...) are
+// modules: a command on sqlite:// or noop: must not pay for loading them.
+TEST_F(Cli, SqliteAndNoopLoadNoNetworkClientLibrary) {
+  for (const std::string& backend : {backend_, std::string("noop:")}) {
+    // The command's parent is lockkit itself (no shell in between): its mappings are lockkit's.
+    Finished f = lockkit({"run", "--backend", backend, "--key", "k", "--ttl", "5s", "--", "sh",
+                          "-c", "cat /proc/$PPID/maps"});
+    ASSERT_EQ(f.status, 0) << f.err;
+    EXPECT_NE(f.out.find("libc.so"), std::string::npos) << f.out;
+    for (const char* lib : {"libpq", "libhiredis", "libssl", "libcrypto", "libkrb5", "libldap",
+                            "libgnutls", "lockkit-redis", "lockkit-postgres"}) {
+      EXPECT_EQ(f.out.find(lib), std::string::npos) << backend << " loaded " << lib;
+    }
+  }
+}
+
+// Every scheme the tool knows is listed, modules included, when the scheme is unknown.
+TEST_F(Cli, UnknownSchemeListsTheModulesSchemesToo) {
+  Finished f = lockkit({"status", "--key", "k", "--backend", "nosuchscheme://x"});
+  EXPECT_EQ(f.status, 64) << f.err;
+  EXPECT_TRUE(one_diagnostic_line(f.err)) << f.err;
+  std::vector<std::string> schemes = {"sqlite:", "memory:", "noop:"};
+#ifdef LOCKKIT_CLI_TEST_REDIS
+  schemes.push_back("redis:");
+#endif
+#ifdef LOCKKIT_CLI_TEST_POSTGRES
+  schemes.push_back("postgres:");
+  schemes.push_back("postgresql:");
+#endif
+  for (const auto& scheme : schemes) {
+    EXPECT_NE(f.err.find(" " + scheme), std::string::npos) << scheme << " missing: " << f.err;
+  }
+}
+
+#if defined(LOCKKIT_CLI_TEST_REDIS) || defined(LOCKKIT_CLI_TEST_POSTGRES)
+// Nothing listens on port 1 of the loopback: a loaded module connects and is refused (69),
+// where a tool without it would call the scheme unknown (64).
+std::vector<std::string> module_urls() {
+  std::vector<std::string> urls;
+#ifdef LOCKKIT_CLI_TEST_REDIS
+  urls.push_back("redis://127.0.0.1:1");
+#endif
+#ifdef LOCKKIT_CLI_TEST_POSTGRES
+  urls.push_back("postgres://lockkit@127.0.0.1:1/lockkit");
+  urls.push_back("postgresql://lockkit@127.0.0.1:1/lockkit");
+#endif
+  return urls;
+}
+
+TEST_F(Cli, NetworkUrlsLoadTheirModuleOnFirstUse) {
+  for (const std::string& url : module_urls()) {
+    Finished f = lockkit({"status", "--key", "k", "--backend", url});
+    EXPECT_EQ(f.status, 69) << url << ": " << f.err;
+    EXPECT_TRUE(one_diagnostic_line(f.err)) << f.err;
+    EXPECT_EQ(f.err.find("unknown scheme"), std::string::npos) << f.err;
+    EXPECT_EQ(f.err.find("module"), std::string::npos) << f.err;
+  }
+}
+
+// The manual (generated from --help) says which modules there are and where they live.
+TEST_F(Cli, HelpListsTheModulesInItsFilesSection) {
+  Finished f = lockkit({"--help"});
+  ASSERT_EQ(f.status, 0) << f.err;
+  auto files = f.out.find("\nFiles:\n");
+  ASSERT_NE(files, std::string::npos) << f.out;
+#ifdef LOCKKIT_CLI_TEST_REDIS
+  EXPECT_NE(f.out.find("lockkit-redis.so", files), std::string::npos) << f.out;
+#endif
+#ifdef LOCKKIT_CLI_TEST_POSTGRES
+  EXPECT_NE(f.out.find("lockkit-postgres.so", files), std::string::npos) << f.out;
+#endif
+}
+
+// A tool whose modules are not where it looks (here: a copy of the binary alone in a
+// directory) says which file it could not load, with the status of an unavailable service.
+TEST_F(Cli, MissingModuleGives69NamingTheFile) {
+  std::string bin = path("bin");
+  ASSERT_EQ(mkdir(bin.c_str(), 0700), 0);
+  std::string copy = bin + "/lockkit";
+  {
+    std::ifstream in(kLockkit, std::ios::binary);
+    std::ofstream out(copy, std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_EQ(chmod(copy.c_str(), 0700), 0);
+  for (const std::string& url : module_urls()) {
+    Finished f = run_process({copy, "status", "--key", "k", "--backend", url}, env(), dir_);
+    EXPECT_EQ(f.status, 69) << url << ": " << f.err;
+    EXPECT_TRUE(one_diagnostic_line(f.err)) << f.err;
+    EXPECT_NE(f.err.find("cannot load its module"), std::string::npos) << f.err;
+    EXPECT_NE(f.err.find(".so"), std::string::npos) << f.err;
+  }
+  // What needs no module still works.
+  Finished f = run_process({copy, "run", "--key", "k", "--ttl", "5s", "--", "true"}, env(), dir_);
+  EXPECT_EQ(f.status, 0) << f.err;
+}
+#endif
 
 }  // namespace
 }  // namespace lockkit::testing

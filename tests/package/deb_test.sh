@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: MIT
 # Builds the .deb packages of a shared build tree with CPack, checks what each contains and
 # depends on, unpacks them into a temporary root and runs the tool from there.
-#   deb_test.sh <shared-build-dir> <version> "<components>"
+#   deb_test.sh <shared-build-dir> <version> "<backend facts>"
+# A backend's facts (from cmake/LockkitBackends.cmake) read
+#   name|Debian runtime package regex|Debian -dev package|linked or module (into the tool)
 set -euo pipefail
-build=$1 version=$2 components=$3
+build=$1 version=$2 facts=$3
 IFS=. read -r major minor _ <<<"$version"
 if [ "$major" -eq 0 ]; then soversion=$major.$minor; else soversion=$major; fi
 lib_package=liblockkit$soversion
@@ -52,23 +54,32 @@ dev_files=('/usr/include/lockkit/lockkit\.hpp$' '/usr/include/lockkit/export\.hp
   '/usr/lib/(.*/)?cmake/lockkit/lockkitConfigVersion\.cmake$' '/usr/lib/(.*/)?pkgconfig/lockkit\.pc$')
 lib_depends=('libc6' 'libstdc\+\+6')
 dev_depends=("$lib_package \(= $version\)")
-for c in $components; do
+tool_files=('/usr/bin/lockkit$' '/usr/share/man/man1/lockkit\.1' '/usr/share/man/man1/lockkit-run\.1'
+  '/usr/share/bash-completion/completions/lockkit$')
+tool_depends=("$lib_package \(= $version\)" libc6)
+components="" modules=""
+for fact in $facts; do
+  IFS='|' read -r c runtime dev tool <<<"$fact"
+  components+=" $c"
   lib_files+=('/usr/lib/(.*/)?liblockkit_'"$c"'\.so\.'"$soversion"'$')
   dev_files+=('/usr/lib/(.*/)?liblockkit_'"$c"'\.so$' '/usr/lib/(.*/)?pkgconfig/lockkit-'"$c"'\.pc$'
     '/usr/lib/(.*/)?cmake/lockkit/lockkit-'"$c"'Targets\.cmake$')
-  case $c in
-    sqlite) lib_depends+=(libsqlite3-0) dev_depends+=(libsqlite3-dev) ;;
-    redis) lib_depends+=('libhiredis[0-9.]+' 'libssl3') dev_depends+=(libhiredis-dev libssl-dev) ;;
-    postgres) lib_depends+=(libpq5) dev_depends+=(libpq-dev) ;;
-  esac
+  IFS=',' read -r -a runtime <<<"$runtime"
+  IFS=',' read -r -a dev <<<"$dev"
+  lib_depends+=("${runtime[@]}") dev_depends+=("${dev[@]}")
+  # The tool's modules are the tool's: in its package, which depends on what they load.
+  if [ "$tool" = module ]; then
+    modules+=" $c"
+    tool_files+=('/usr/lib/(.*/)?lockkit/lockkit-'"$c"'\.so$')
+    tool_depends+=("${runtime[@]}")
+  fi
 done
 contains "$lib_package" "${lib_files[@]}"
 contains liblockkit-dev "${dev_files[@]}"
-contains lockkit '/usr/bin/lockkit$' '/usr/share/man/man1/lockkit\.1' \
-  '/usr/share/man/man1/lockkit-run\.1' '/usr/share/bash-completion/completions/lockkit$'
+contains lockkit "${tool_files[@]}"
 depends "$lib_package" "${lib_depends[@]}"
 depends liblockkit-dev "${dev_depends[@]}"
-depends lockkit "$lib_package \(= $version\)" libc6
+depends lockkit "${tool_depends[@]}"
 # The runtime package holds no headers or links, the tool package no libraries.
 if dpkg-deb -c "$(deb "$lib_package")" | grep -Eq '/include/|\.so$|\.a$'; then
   echo "deb_test: $lib_package contains development files" >&2
@@ -89,4 +100,22 @@ if [[ " $components " == *" sqlite "* ]]; then
   LD_LIBRARY_PATH=$libdir "$tmp/root/usr/bin/lockkit" list --backend "sqlite://$tmp/l.db" >/dev/null \
     || { echo "deb_test: unpacked lockkit cannot open sqlite://" >&2; fail=1; }
 fi
+# The unpacked tool finds its modules next to itself: nothing listens on port 1, so a loaded
+# module reports the store unavailable (69) where a missing one would be 69 naming the module.
+for c in $modules; do
+  case $c in
+    redis) url=redis://127.0.0.1:1 ;;
+    postgres) url=postgres://lockkit@127.0.0.1:1/lockkit ;;
+    *) continue ;;
+  esac
+  set +e
+  err=$(LD_LIBRARY_PATH=$libdir "$tmp/root/usr/bin/lockkit" status --key k --backend "$url" 2>&1)
+  status=$?
+  set -e
+  echo "unpacked: lockkit status --backend $url: $status $err"
+  if [ "$status" -ne 69 ] || grep -q 'module' <<<"$err"; then
+    echo "deb_test: unpacked lockkit cannot load its $c module" >&2
+    fail=1
+  fi
+done
 exit $fail

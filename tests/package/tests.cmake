@@ -6,6 +6,16 @@ if(NOT LOCKKIT_INSTALL)
 endif()
 set(pkg ${CMAKE_CURRENT_LIST_DIR})
 string(REPLACE ";" " " components "${LOCKKIT_BUILT_COMPONENTS}")  # one argv word
+# What the .deb test expects of each built backend (cmake/LockkitBackends.cmake), one argv word:
+# "name|runtime package regex|-dev package|linked or module ...".
+set(backend_facts "")
+# A backend with several dependencies lists them separated by ",".
+foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
+  list(JOIN LOCKKIT_BACKEND_${backend}_RUNTIME "," runtime)
+  list(JOIN LOCKKIT_BACKEND_${backend}_DEV "," dev)
+  list(APPEND backend_facts "${backend}|${runtime}|${dev}|${LOCKKIT_BACKEND_${backend}_TOOL}")
+endforeach()
+string(REPLACE ";" " " backend_facts "${backend_facts}")
 
 # This build's own install tree: find_package and pkg-config consumers.
 add_test(NAME package_test COMMAND bash ${pkg}/package_test.sh ${PROJECT_BINARY_DIR}
@@ -29,8 +39,9 @@ if(BUILD_SHARED_LIBS)
 else()
   set(shared_dir ${PROJECT_BINARY_DIR}/package-shared)
   set(shared_args -DLOCKKIT_WERROR=${LOCKKIT_WERROR} -DLOCKKIT_BUILD_CLI=${LOCKKIT_BUILD_CLI})
-  foreach(backend IN ITEMS SQLITE REDIS POSTGRES)
-    list(APPEND shared_args -DLOCKKIT_WITH_${backend}=${LOCKKIT_WITH_${backend}})
+  foreach(backend IN LISTS LOCKKIT_BACKENDS)
+    string(TOUPPER ${backend} upper)
+    list(APPEND shared_args -DLOCKKIT_WITH_${upper}=${LOCKKIT_WITH_${upper}})
   endforeach()
   add_test(NAME package_shared_build COMMAND bash ${pkg}/shared_build.sh ${PROJECT_SOURCE_DIR}
     ${shared_dir} ${shared_args})
@@ -46,7 +57,7 @@ add_test(NAME package_symbols_test COMMAND bash ${pkg}/symbols_test.sh ${shared_
 set_tests_properties(package_symbols_test PROPERTIES LABELS package TIMEOUT 120)
 if(LOCKKIT_BUILD_CLI)
   add_test(NAME package_deb_test COMMAND bash ${pkg}/deb_test.sh ${shared_dir} ${PROJECT_VERSION}
-    "${components}")
+    "${backend_facts}")
   # cpack rewrites <shared_dir>/packages: one at a time.
   set_tests_properties(package_deb_test PROPERTIES LABELS package TIMEOUT 300
     RESOURCE_LOCK lockkit_shared_build)
