@@ -25,7 +25,7 @@ for lib in "${libs[@]}"; do
     echo "$leaked" | head -20 >&2
     fail=1
   fi
-  if ! grep -q 'lockkit::open\|lockkit::register_backend\|lockkit_backend_anchor\|LockApi' \
+  if ! grep -q 'lockkit::open\|lockkit::register_backend\|lockkit_backend_anchor\|LockApi\|lockkit::make_' \
       <<<"$exported"; then
     echo "symbols_test: $name exports no public API at all" >&2
     fail=1
