@@ -47,7 +47,8 @@ struct PostgresOptions {
 // Returns a `postgres://` backend: the core's `LockApi` (see `make_lock_api`) over
 // `make_postgres_store(options)`. Leased locks in a table `<schema>.leases` of a PostgreSQL
 // database (libpq, so TLS and every libpq connection option work).
-//   auto api = lockkit::open("postgres://app:secret@db.internal:5432/app?sslmode=require");
+//   auto api = lockkit::open(
+//       "postgres://app@db.internal:5432/app?sslmode=require&password_file=/run/secrets/pg");
 //   if (auto lock = api->try_acquire("reports/daily", std::chrono::minutes(5))) { ... }
 // Connects on first use. Throws `std::invalid_argument` naming the field for bad options.
 // Contract: each `try_acquire`, `release` and `extend` is one statement in one round trip (an
@@ -86,9 +87,14 @@ LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_postgres_store(PostgresOptions o
 // Returns the options a `postgres://` or `postgresql://` URL stands for:
 // `postgres://[user[:password]@][host[:port][,host[:port]...]][/dbname][?options]`. Our options
 // are `schema`, `connect_timeout` (a duration like 2s; a bare number means seconds, as in libpq),
-// `command_timeout`, `connections` and `prepare` (true/false); every other option is passed to
-// libpq as a keyword (sslmode=require, application_name=...). Throws `std::invalid_argument`
-// quoting the URL with its password redacted, e.g. for an option libpq does not know.
+// `command_timeout`, `connections`, `prepare` (true/false), `synchronous_commit`, and
+// `password_file` (a file whose first line is the password) or `password_env` (an environment
+// variable holding it), so that the URL itself carries no secret; every other option is passed to
+// libpq as a keyword (sslmode=require, application_name=...). The password comes from one place
+// only (user info or `password=`, `password_file`, `password_env`); with none, libpq's own
+// PGPASSWORD, `passfile=` and ~/.pgpass apply. Throws `std::invalid_argument` quoting the URL
+// with its password redacted, e.g. for an option libpq does not know, a password given in two
+// places, an unreadable file or an unset variable (never quoting the password).
 LOCKKIT_EXPORT PostgresOptions parse_postgres_url(std::string_view url);
 
 }  // namespace lockkit

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -46,6 +47,23 @@ PostgresOptions parse_postgres_url(std::string_view url) {
   if (!parsed.has_authority) {
     detail::throw_bad_url(url, "use postgres://[user[:password]@]host[:port]/dbname[?options]");
   }
+  detail::QueryOptions ours(url, parsed);
+  // One password from one place: the user info or libpq's `password` option (both "the URL"),
+  // `password_file=` or `password_env=`. None: libpq's own PGPASSWORD, `passfile=` and
+  // ~/.pgpass apply, as libpq documents.
+  std::optional<std::string> password = parsed.password;
+  try {
+    if (auto option = ours.take("password")) {
+      if (password) {
+        throw std::invalid_argument(
+            "password: give it in one place only (the URL, password_file= or password_env=)");
+      }
+      password = std::move(option);
+    }
+    password = detail::take_password(ours, password);
+  } catch (const std::invalid_argument& e) {
+    detail::throw_bad_url(url, e.what());  // names the option, never the secret
+  }
   PostgresOptions options;
   std::string conninfo;
   auto add = [&](std::string_view keyword, std::string_view value) {
@@ -53,7 +71,8 @@ PostgresOptions parse_postgres_url(std::string_view url) {
     conninfo += std::string(keyword) + "=" + conninfo_value(value);
   };
   if (!parsed.user.empty()) add("user", parsed.user);
-  if (parsed.password) add("password", *parsed.password);
+  // Quoted into the conninfo, which is never printed; libpq sends it only to the server.
+  if (password) add("password", *password);
   std::string hosts, ports;
   bool any_port = false;
   for (std::size_t i = 0; i < parsed.hosts.size(); ++i) {
@@ -74,7 +93,6 @@ PostgresOptions parse_postgres_url(std::string_view url) {
     detail::throw_bad_url(url, "the path must be just the database name");
   }
 
-  detail::QueryOptions ours(url, parsed);
   if (auto schema = ours.take("schema")) options.schema = *schema;
   if (auto t = ours.take("connect_timeout")) {
     // libpq's own connect_timeout is whole seconds without a unit; accept that spelling too.
@@ -92,9 +110,10 @@ PostgresOptions parse_postgres_url(std::string_view url) {
   if (auto p = ours.take("prepare")) options.prepare = parse_bool(url, "prepare", *p);
   if (auto v = ours.take("synchronous_commit")) options.synchronous_commit = *v;
 
-  static const std::set<std::string, std::less<>> kOurs = {"schema",          "connect_timeout",
-                                                           "command_timeout", "connections",
-                                                           "prepare",         "synchronous_commit"};
+  static const std::set<std::string, std::less<>> kOurs = {
+      "schema",      "connect_timeout", "command_timeout",
+      "connections", "prepare",         "synchronous_commit",
+      "password",    "password_file",   "password_env"};
   std::set<std::string, std::less<>> known;
   {
     std::unique_ptr<PQconninfoOption, ConninfoDeleter> defaults(PQconndefaults());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // What only postgres:// has: URL and schema handling, WAL-free refusals, reclaiming, the pool,
 // several processes, and faults (server down, restarted, frozen, lost answers, bad password).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <spawn.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cctype>
 #include <climits>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -106,7 +108,12 @@ void expect_no_secret(const std::string& text) {
   EXPECT_EQ(text.find(pg().password()), std::string::npos) << "password leaked: " << text;
 }
 
-pid_t spawn_worker(const std::vector<std::string>& args) {
+// Starts the worker with `args`, its environment ours plus `env` ("NAME=value" entries).
+pid_t spawn_worker(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   std::vector<char*> argv;
   std::string path = LOCKKIT_PG_WORKER;
   argv.push_back(path.data());
@@ -114,7 +121,7 @@ pid_t spawn_worker(const std::vector<std::string>& args) {
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
-  if (::posix_spawn(&pid, path.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+  if (::posix_spawn(&pid, path.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) {
     throw std::runtime_error("cannot spawn " + path);
   }
   return pid;
@@ -1032,6 +1039,118 @@ TEST(PostgresDns, NamesAreResolvedAndHostKeptForMessages) {
                            "@localhost:" + std::to_string(pg().port()) + "/lockkit?schema=urls");
   auto lock = api->try_acquire(unique("localhost/"), 10s);
   EXPECT_TRUE(lock);
+}
+
+// ---- secrets off the URL ----------------------------------------------------------------
+
+// Returns postgres://lockkit@127.0.0.1:<port>/lockkit?<query>: no password of its own.
+std::string url_without_password(const std::string& query) {
+  return "postgres://lockkit@127.0.0.1:" + std::to_string(pg().port()) + "/lockkit?" + query;
+}
+
+// Writes `content` to a new private file (libpq ignores a passfile others can read).
+std::string private_file(std::string_view name, const std::string& content) {
+  std::string path = temp_path(name);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 ||
+      ::write(fd, content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    throw std::runtime_error("cannot write " + path);
+  }
+  ::close(fd);
+  return path;
+}
+
+// Runs the worker's first use of a fresh key on `url` with `env` added; returns its exit code.
+int connect_in_worker(const std::string& url, std::vector<std::string> env) {
+  std::string go = private_file("lockkit-go-", "\n");  // there already: the worker starts at once
+  int rc = wait_exit(spawn_worker({"first-use", url, unique("secret/"), go}, std::move(env)));
+  std::remove(go.c_str());
+  return rc;
+}
+
+TEST(PostgresSecrets, PasswordFromAFileConnects) {
+  std::string file = private_file("lockkit-pw-", pg().password() + "\n");
+  auto api = lockkit::open(url_without_password("schema=secrets&password_file=" + file));
+  auto lock = api->try_acquire(unique("file/"), 10s);
+  EXPECT_TRUE(lock);
+  std::remove(file.c_str());
+}
+
+TEST(PostgresSecrets, PasswordFromAnEnvironmentVariableConnects) {
+  EXPECT_EQ(connect_in_worker(url_without_password("schema=secrets&password_env=LOCKKIT_PG_PW"),
+                              {"LOCKKIT_PG_PW=" + pg().password()}),
+            0)
+      << "see the worker's stderr above";
+}
+
+TEST(PostgresSecrets, WrongPasswordFromAFileIsAuthAndNeverPrinted) {
+  std::string wrong = "wrong-" + make_token();
+  std::string file = private_file("lockkit-pw-", wrong + "\r\n");
+  auto api = lockkit::open(url_without_password("schema=secrets&password_file=" + file));
+  try {
+    (void)api->try_acquire("k", 10s);
+    FAIL() << "a wrong password was accepted";
+  } catch (const BackendError& e) {
+    std::string what = e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::kAuth) << what;
+    EXPECT_NE(what.find("password authentication failed"), std::string::npos) << what;
+    for (const auto& piece : secret_pieces(wrong)) {
+      EXPECT_EQ(what.find(piece), std::string::npos) << "\"" << piece << "\" leaked: " << what;
+    }
+  }
+  std::remove(file.c_str());
+}
+
+TEST(PostgresSecrets, PasswordInTwoPlacesOrAMissingSourceIsAClearError) {
+  const std::string secret = "Zqx7Secret" + make_token().substr(0, 8);
+  std::string file = private_file("lockkit-pw-", secret + "\n");
+  const std::string base =
+      "postgres://lockkit:" + secret + "@127.0.0.1:" + std::to_string(pg().port()) + "/lockkit?";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {base + "password_file=" + file, "one place"},
+      {base + "password_env=LOCKKIT_PG_UNSET_" + make_token().substr(0, 6), "one place"},
+      {base + "password=" + secret, "one place"},
+      {url_without_password("password=" + secret + "&password_file=" + file), "one place"},
+      {url_without_password("password_file=" + file + "&password_env=HOME"), "one place"},
+      {url_without_password("password_file=" + file + ".missing"), "password_file"},
+      {url_without_password("password_env=LOCKKIT_PG_UNSET_" + make_token().substr(0, 6)),
+       "password_env"},
+  };
+  for (const auto& [url, says] : cases) {
+    try {
+      (void)lockkit::open(url);
+      ADD_FAILURE() << "accepted: " << url;
+    } catch (const std::invalid_argument& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find(says), std::string::npos) << what;
+      for (const auto& piece : secret_pieces(secret)) {
+        EXPECT_EQ(what.find(piece), std::string::npos) << "\"" << piece << "\" leaked: " << what;
+      }
+    }
+  }
+  std::remove(file.c_str());
+}
+
+// Without a password in the URL, libpq's own sources apply as libpq documents them; one given
+// through password_file= outranks them (it is libpq's `password` keyword).
+TEST(PostgresSecrets, LibpqPassfileAndPgpasswordStillWork) {
+  std::string passfile =
+      private_file("lockkit-pgpass-", "127.0.0.1:" + std::to_string(pg().port()) +
+                                          ":lockkit:lockkit:" + pg().password() + "\n");
+  auto api = lockkit::open(url_without_password("schema=secrets&passfile=" + passfile));
+  EXPECT_TRUE(api->try_acquire(unique("passfile/"), 10s));
+  std::remove(passfile.c_str());
+
+  EXPECT_EQ(
+      connect_in_worker(url_without_password("schema=secrets"), {"PGPASSWORD=" + pg().password()}),
+      0)
+      << "PGPASSWORD was not used; see the worker's stderr above";
+  std::string file = private_file("lockkit-pw-", pg().password());  // no line ending
+  EXPECT_EQ(connect_in_worker(url_without_password("schema=secrets&password_file=" + file),
+                              {"PGPASSWORD=wrong-" + make_token()}),
+            0)
+      << "password_file= did not outrank PGPASSWORD; see the worker's stderr above";
+  std::remove(file.c_str());
 }
 
 // ---- observer --------------------------------------------------------------------------------
