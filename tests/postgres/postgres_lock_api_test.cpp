@@ -4,8 +4,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,10 +27,10 @@
 #include "support/blackhole_dns.hpp"
 #include "support/fault_proxy.hpp"
 #include "support/postgres_server.hpp"
+#include "support/process.hpp"
 #include "support/sanitizers.hpp"
 #include "support/secrets.hpp"
-
-extern char** environ;
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {
@@ -109,33 +107,9 @@ void expect_no_secret(const std::string& text) {
 }
 
 // Starts the worker with `args`, its environment ours plus `env` ("NAME=value" entries).
-pid_t spawn_worker(const std::vector<std::string>& args, std::vector<std::string> env = {}) {
-  std::vector<char*> envp;
-  for (char** e = environ; *e; ++e) envp.push_back(*e);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<char*> argv;
-  std::string path = LOCKKIT_PG_WORKER;
-  argv.push_back(path.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (::posix_spawn(&pid, path.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) {
-    throw std::runtime_error("cannot spawn " + path);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string temp_path(std::string_view name) {
-  const char* tmp = std::getenv("TMPDIR");
-  return std::string(tmp ? tmp : "/tmp") + "/" + unique(name);
+pid_t spawn_worker(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
+  args.insert(args.begin(), LOCKKIT_PG_WORKER);
+  return spawn_process(args, env);
 }
 
 // ---- URL and options ------------------------------------------------------------------------

@@ -8,13 +8,12 @@
 #include <string_view>
 #include <vector>
 
+#include "support/temp_dir.hpp"
+
 namespace lockkit::testing {
 
-// Runs `argv` (no shell), waits for it, and returns its stdout. Sets `*status` to the exit
-// status if given; otherwise throws `std::runtime_error` (with stderr) unless it exited 0.
-std::string run_command(const std::vector<std::string>& argv, int* status = nullptr);
-
-// One redis-server on a free loopback port in its own temporary directory, persistence off.
+// One redis-server on a free loopback port in its own temporary directory, persistence off,
+// started by `scripts/redis-server.sh` (whose watchdog also stops it if this process dies).
 // Stopped (by pid) when destroyed. Thread safety: one thread at a time.
 class RedisServer {
  public:
@@ -39,9 +38,7 @@ class RedisServer {
   static RedisServer& shared();
 
  private:
-  std::string script(const std::string& command, const std::vector<std::string>& args) const;
-
-  std::string dir_;
+  TempDir dir_{"lockkit-redis-"};
   std::vector<std::string> extra_args_;
   std::uint16_t port_ = 0;
   bool running_ = false;
