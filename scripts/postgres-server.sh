@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Starts and stops a throwaway PostgreSQL cluster for tests and benchmarks: initdb + pg_ctl in a
-# temporary directory, listening only on 127.0.0.1 on a free port, unix sockets inside that
-# directory, durable defaults (fsync on). Runs the server as the `postgres` OS user when invoked
-# as root. Stops it by the pid in its postmaster.pid, never by name.
+# temporary directory, listening only on 127.0.0.1 on a free port below the ephemeral range,
+# unix sockets inside that directory, durable defaults (fsync on). Runs the server as the
+# `postgres` OS user when invoked as root. Stops it by the pid in its postmaster.pid, never by
+# name. Same arguments and output as scripts/redis-server.sh.
 #
-#   postgres-server.sh start [--dir DIR] [--port PORT] [--owner-pid PID]
-#       Creates DIR (default: a fresh mktemp dir) and a cluster in DIR/data unless one is there,
-#       starts it (on PORT, else the port DIR used before, else a free one) and prints
-#       shell-sourceable lines:
-#         PG_DIR=... PG_PORT=... PG_PID=... PG_URL=postgres://lockkit:...@127.0.0.1:PORT/lockkit
+#   postgres-server.sh start [DIR] [--port PORT] [--owner-pid PID] [-- EXTRA postgres ARGS...]
+#       Uses DIR (default: a fresh mktemp dir; `--dir DIR` works too) and a cluster in DIR/data
+#       unless one is there, starts it (on PORT, else the port DIR used before, else a free one)
+#       and prints shell-sourceable lines:
+#         SERVER_DIR=... SERVER_PORT=... SERVER_PID=...
+#         SERVER_URL=postgres://lockkit:...@127.0.0.1:PORT/lockkit
 #       The `lockkit` role has a password (scram-sha-256 on TCP), owns database `lockkit` and may
-#       create schemas in it; `lockkit_min` (same password) has no rights beyond what is granted. With --owner-pid, a watchdog stops the server once PID is gone, so a
-#       crashed test does not leave a server behind.
-#   postgres-server.sh stop DIR       stops the server of DIR (fast shutdown, then SIGKILL)
+#       create schemas in it; `lockkit_min` (same password) has no rights beyond what is
+#       granted. With --owner-pid, a watchdog stops the server once PID is gone, so a crashed
+#       test does not leave a server behind. EXTRA ARGS go to postgres (e.g. -c fsync=off).
+#   postgres-server.sh stop DIR       fast shutdown, then SIGKILL after 15 s; waits for the exit
+#   postgres-server.sh kill DIR       immediate shutdown (a crash: no checkpoint); waits
 #   postgres-server.sh destroy DIR    stops it and deletes DIR
 set -euo pipefail
 
 readonly kPassword=lockkit-test-password
 readonly kRole=lockkit
-
-die() { echo "postgres-server: $*" >&2; exit 1; }
+readonly kName=postgres-server.sh kServer=pg
+# shellcheck source=server-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-lib.sh"
 
 pg_bin() {
   local d
@@ -39,41 +44,15 @@ as_pg() {
   fi
 }
 
-port_in_use() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-pick_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
-    if ! port_in_use "$p"; then echo "$p"; return; fi
-  done
-  die "no free loopback port found"
-}
-
 server_pid() {
   local pidfile="$1/data/postmaster.pid"
   [ -f "$pidfile" ] && head -n 1 "$pidfile"
 }
 
 cmd_start() {
-  local dir="" port="" owner=""
-  while [ $# -gt 0 ]; do
-    case $1 in
-      --dir) dir=$2; shift 2 ;;
-      --port) port=$2; shift 2 ;;
-      --owner-pid) owner=$2; shift 2 ;;
-      *) die "start: unknown argument $1" ;;
-    esac
-  done
+  parse_start_args "$@"
   local bin
   bin=$(pg_bin)
-  if [ -z "$dir" ]; then
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/lockkit-pg.XXXXXX")
-  fi
-  mkdir -p "$dir"
-  dir=$(cd "$dir" && pwd)
   if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || die "running as root needs the postgres OS user (apt-get install postgresql)"
     chown postgres "$dir"
@@ -102,11 +81,14 @@ max_connections = 200
 logging_collector = off
 EOF
   fi
-  [ -z "$port" ] && [ -f "$dir/port" ] && port=$(cat "$dir/port")
-  local tries=0 explicit_port=$port
+  # pg_ctl -o takes one string that the shell splits again: quote each extra argument.
+  local options="" arg tries=0
+  for arg in "${extra[@]}"; do options+=" $(printf '%q' "$arg")"; done
   while true; do
-    [ -z "$port" ] && port=$(pick_port)
-    if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start \
+    if [ -z "$port" ]; then
+      port=$(pick_port)
+    fi
+    if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port$options" -w -t 60 start \
         >>"$dir/pg_ctl.log" 2>&1; then
       break
     fi
@@ -117,7 +99,6 @@ EOF
     fi
     port=""  # lost a race for the port: try another
   done
-  echo "$port" >"$dir/port"
   local psql=("$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" -U postgres)
   if [ $fresh -eq 1 ]; then
     as_pg "${psql[@]}" -d postgres >/dev/null <<EOF
@@ -128,56 +109,32 @@ EOF
   fi
   local pid
   pid=$(server_pid "$dir")
-  if [ -n "$owner" ]; then
-    # Detached watchdog: stops this server by pid once the owner process is gone.
-    setsid bash -c '
-      owner=$1 pid=$2 dir=$3 bin=$4
-      while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
-      if kill -0 "$pid" 2>/dev/null && [ "$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)" = "$pid" ]; then
-        kill -CONT "$pid" 2>/dev/null; kill -INT "$pid" 2>/dev/null
-      fi' _ "$owner" "$pid" "$dir" "$bin" </dev/null >/dev/null 2>&1 &
-  fi
-  echo "PG_DIR=$dir"
-  echo "PG_PORT=$port"
-  echo "PG_PID=$pid"
-  echo "PG_URL=postgres://$kRole:$kPassword@127.0.0.1:$port/$kRole"
+  start_watchdog "$owner" "$pid" "$dir/data/postmaster.pid" INT  # fast shutdown
+  print_server "$dir" "$port" "$pid" "postgres://$kRole:$kPassword@127.0.0.1:$port/$kRole"
 }
 
-cmd_stop() {
-  local dir=${1:?stop: DIR missing}
-  local pid
+# Sends `sig` to the server of DIR, escalating to SIGQUIT (immediate shutdown) after 10 s and
+# SIGKILL after 5 s more; returns once it is gone.
+signal_server() {
+  local dir=$1 sig=$2 pid child
   pid=$(server_pid "$dir" || true)
   [ -z "$pid" ] && return 0
   kill -0 "$pid" 2>/dev/null || return 0
   # A paused (SIGSTOPped) server must run again to shut down.
   kill -CONT "$pid" 2>/dev/null || true
   for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -CONT "$child" 2>/dev/null || true; done
-  kill -INT "$pid" 2>/dev/null || true  # fast shutdown
-  local _
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -QUIT "$pid" 2>/dev/null || true  # immediate shutdown
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
+  kill "-$sig" "$pid" 2>/dev/null || true
+  wait_gone "$pid" 100 && return 0
+  kill -QUIT "$pid" 2>/dev/null || true
+  wait_gone "$pid" 50 && return 0
   kill -KILL "$pid" 2>/dev/null || true
-}
-
-cmd_destroy() {
-  local dir=${1:?destroy: DIR missing}
-  cmd_stop "$dir"
-  case $dir in
-    /|"") die "refusing to delete '$dir'" ;;
-  esac
-  rm -rf "$dir"
+  wait_gone "$pid" 50 || die "postgres pid $pid did not exit"
 }
 
 case ${1:-} in
   start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop "$@" ;;
-  destroy) shift; cmd_destroy "$@" ;;
-  *) die "usage: $0 start [--dir DIR] [--port PORT] [--owner-pid PID] | stop DIR | destroy DIR" ;;
+  stop) signal_server "${2:?stop: DIR missing}" INT ;;  # fast shutdown
+  kill) signal_server "${2:?kill: DIR missing}" QUIT ;;  # immediate shutdown: a crash
+  destroy) signal_server "${2:?destroy: DIR missing}" INT; remove_dir "$2" ;;
+  *) die "usage: $0 start [DIR] [--port PORT] [--owner-pid PID] [-- ARGS...] | stop DIR | kill DIR | destroy DIR" ;;
 esac

@@ -40,8 +40,8 @@ fi
 
 info=$(bash scripts/postgres-server.sh start --owner-pid $$)
 eval "$info"
-trap 'bash scripts/postgres-server.sh destroy "$PG_DIR"' EXIT
-url="$PG_URL"
+trap 'bash scripts/postgres-server.sh destroy "$SERVER_DIR"' EXIT
+url="$SERVER_URL"
 max_clients=$(echo "$clients_list" | tr ' ' '\n' | sort -n | tail -n 1)
 lk_url="$url?connections=$max_clients"
 

@@ -22,10 +22,11 @@ for b in "$lockkit_bench" "$raw_bench"; do
 done
 command -v redis-benchmark >/dev/null || { echo "compare.sh: redis-benchmark missing (scripts/setup.sh)" >&2; exit 1; }
 
-dir=$(mktemp -d)
-port=$(bash scripts/redis-server.sh start "$dir")
-trap 'bash scripts/redis-server.sh stop "$dir"; rm -rf "$dir"' EXIT
-url="redis://127.0.0.1:$port"
+info=$(bash scripts/redis-server.sh start --owner-pid $$)
+eval "$info"
+trap 'bash scripts/redis-server.sh destroy "$SERVER_DIR"' EXIT
+port=$SERVER_PORT
+url=$SERVER_URL
 cli() { redis-cli -h 127.0.0.1 -p "$port" "$@"; }
 acquire_sha=$(cli SCRIPT LOAD "$("$raw_bench" --print-script acquire)")
 release_sha=$(cli SCRIPT LOAD "$("$raw_bench" --print-script release)")

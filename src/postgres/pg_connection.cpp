@@ -118,14 +118,14 @@ std::unique_ptr<Connection> Connection::open(const ConnParams& params, const Ses
   keys.push_back(nullptr);
   values.push_back(nullptr);
   std::unique_ptr<PGconn, ConnDeleter> conn(PQconnectStartParams(keys.data(), values.data(), 0));
-  if (!conn) throw CallError{ErrorKind::kUnavailable, "out of memory", false, true, {}};
+  if (!conn) throw StoreFailure{ErrorKind::kUnavailable, "out of memory", false, true, {}};
   // Verbose: server errors then carry their SQLSTATE ("FATAL:  28P01: ..."), even at connect.
   PQsetErrorVerbosity(conn.get(), PQERRORS_VERBOSE);
   // The library never prints: libpq's default notice processor writes to stderr.
   PQsetNoticeProcessor(
       conn.get(), [](void*, const char*) {}, nullptr);
   auto fail = [&](ErrorKind kind, std::string message) {
-    throw CallError{kind, std::move(message), false, true, {}};
+    throw StoreFailure{kind, std::move(message), false, true, {}};
   };
   if (PQstatus(conn.get()) == CONNECTION_BAD) {
     // Option errors quote option values; ours never hold secrets (see parse_postgres_url), and
@@ -184,7 +184,7 @@ void Connection::on_notice(void* self, const char* message) {
 void Connection::fail_connection(ErrorKind kind, std::string_view what, bool maybe_applied) {
   std::string message(what);
   if (kind != ErrorKind::kTimeout) message += ": " + clean_message(PQerrorMessage(conn_.get()));
-  throw CallError{kind, std::move(message), maybe_applied, true, {}};
+  throw StoreFailure{kind, std::move(message), maybe_applied, true, {}};
 }
 
 ResultPtr Connection::exec(const Statement& stmt, const Params& params, bool prepare,
@@ -335,9 +335,9 @@ ResultPtr Connection::finish(Deadline deadline, bool sent, bool pipeline) {
     // The connection is dropped all the same: the cancel signal may still be on its way to
     // the server process and would hit the next statement.
     if (error || !sent) {
-      throw CallError{ErrorKind::kTimeout, "no answer (statement cancelled)", false, true, {}};
+      throw StoreFailure{ErrorKind::kTimeout, "no answer (statement cancelled)", false, true, {}};
     }
-    throw CallError{ErrorKind::kTimeout, "no answer until after the deadline", true, true, {}};
+    throw StoreFailure{ErrorKind::kTimeout, "no answer until after the deadline", true, true, {}};
   }
   if (pipeline && PQpipelineStatus(c) != PQ_PIPELINE_OFF && PQstatus(c) == CONNECTION_OK &&
       !PQexitPipelineMode(c)) {
@@ -351,11 +351,11 @@ ResultPtr Connection::finish(Deadline deadline, bool sent, bool pipeline) {
     std::string sqlstate = state ? state : "";
     ErrorKind kind = lost ? ErrorKind::kUnavailable : kind_of_sqlstate(sqlstate);
     // An ERROR rolled the statement back; a lost connection (FATAL) leaves it in doubt.
-    throw CallError{kind, clean_message(PQresultErrorMessage(error.get())), sent && lost, broken,
-                    sqlstate};
+    throw StoreFailure{kind, clean_message(PQresultErrorMessage(error.get())), sent && lost, broken,
+                       sqlstate};
   }
   if (broken) fail_connection(ErrorKind::kUnavailable, "connection lost", sent);
-  if (!keep) throw CallError{ErrorKind::kProtocol, "no result", false, true, {}};
+  if (!keep) throw StoreFailure{ErrorKind::kProtocol, "no result", false, true, {}};
   return keep;
 }
 

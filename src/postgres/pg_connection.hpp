@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/store_failure.hpp"
 #include "lockkit/errors.hpp"
 
 namespace lockkit::detail::pg {
@@ -28,15 +29,6 @@ struct ResultDeleter {
   void operator()(PGresult* r) const noexcept { PQclear(r); }
 };
 using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
-
-// Why a call on a connection failed, before it gets the operation and key for its message.
-struct CallError {
-  ErrorKind kind;
-  std::string message;
-  bool maybe_applied;  // the statement may have run on the server (its answer was lost)
-  bool broken;         // the connection is unusable and must be dropped
-  std::string sqlstate;
-};
 
 // Returns the kind a server error with `sqlstate` stands for.
 ErrorKind kind_of_sqlstate(std::string_view sqlstate) noexcept;
@@ -80,7 +72,7 @@ struct Session {
   std::chrono::milliseconds cancel_grace{1000};
 };
 
-// One connection. Throws `CallError`; never blocks past the deadline it is given (plus
+// One connection. Throws `StoreFailure`; never blocks past the deadline it is given (plus
 // `Session::cancel_grace` once a statement was sent and its deadline passed).
 // Thread safety: one thread at a time (the pool hands it out exclusively).
 class Connection {

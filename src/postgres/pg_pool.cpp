@@ -112,11 +112,11 @@ Pool::Checkout Pool::checkout(Deadline deadline) {
     }
     if (cv_->wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
         open_ >= max_) {
-      throw CallError{ErrorKind::kTimeout,
-                      "all " + std::to_string(max_) + " pooled connections stayed busy",
-                      false,
-                      false,
-                      {}};
+      throw StoreFailure{ErrorKind::kTimeout,
+                         "all " + std::to_string(max_) + " pooled connections stayed busy",
+                         false,
+                         false,
+                         {}};
     }
   }
 }

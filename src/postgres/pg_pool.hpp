@@ -35,7 +35,7 @@ class Pool {
     bool fresh = false;  // opened for this checkout (not reused)
   };
   // Returns a live connection: an idle one, or a new one if fewer than `max` are open. Waits
-  // until `deadline` for one to come back, then throws `CallError` (kind timeout). Throws what
+  // until `deadline` for one to come back, then throws `StoreFailure` (kind timeout). Throws what
   // `connect` throws.
   Checkout checkout(Deadline deadline);
   // Returns a healthy connection for reuse.

@@ -75,11 +75,12 @@ std::vector<std::string> resolve_host(const std::string& host, Deadline deadline
   }).detach();
   std::unique_lock<std::mutex> lock(lookup->mu);
   if (!lookup->cv.wait_until(lock, deadline, [&] { return lookup->done; })) {
-    throw CallError{ErrorKind::kTimeout, "resolve \"" + host + "\" timed out", false, true, {}};
+    throw StoreFailure{ErrorKind::kTimeout, "resolve \"" + host + "\" timed out", false, true, {}};
   }
   if (lookup->status != 0 || lookup->addresses.empty()) {
     std::string why = lookup->status != 0 ? ::gai_strerror(lookup->status) : "no address";
-    throw CallError{ErrorKind::kUnavailable, "resolve \"" + host + "\": " + why, false, true, {}};
+    throw StoreFailure{
+        ErrorKind::kUnavailable, "resolve \"" + host + "\": " + why, false, true, {}};
   }
   return lookup->addresses;
 }
@@ -110,7 +111,7 @@ ConnParams with_resolved_hosts(const ConnParams& params, Deadline deadline) {
   if (ports.size() != 1 && ports.size() != hosts.size()) return params;
 
   std::vector<std::string> out_host, out_addr, out_port;
-  std::optional<CallError> first_failure;
+  std::optional<StoreFailure> first_failure;
   bool any_name = false;
   for (std::size_t i = 0; i < hosts.size(); ++i) {
     const std::string& h = hosts[i];
@@ -129,9 +130,9 @@ ConnParams with_resolved_hosts(const ConnParams& params, Deadline deadline) {
         out_addr.push_back(a);
         out_port.push_back(p);
       }
-    } catch (const CallError& e) {
+    } catch (const StoreFailure& e) {
       if (!first_failure) first_failure = e;
-      if (e.kind == ErrorKind::kTimeout) break;  // the deadline is gone for every later host
+      if (e.kind() == ErrorKind::kTimeout) break;  // the deadline is gone for every later host
     }
   }
   if (!any_name && hostaddr.empty()) return params;

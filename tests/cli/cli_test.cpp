@@ -19,7 +19,8 @@
 #include <vector>
 
 #include "lockkit/open.hpp"
-#include "process.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
 #ifdef LOCKKIT_CLI_TEST_REDIS
 #include "support/fault_proxy.hpp"
 #include "support/redis_server.hpp"

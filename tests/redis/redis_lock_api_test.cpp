@@ -2,8 +2,6 @@
 // What only redis:// has: the wire contract shared with node-redlock/redsync, prefixes,
 // cluster hash slots, scripts, ACL auth, and contention between threads and processes.
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,9 +19,9 @@
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
 #include "redis/redis_keys.hpp"
+#include "support/process.hpp"
 #include "support/redis_server.hpp"
-
-extern char** environ;
+#include "support/temp_dir.hpp"
 
 namespace lockkit {
 namespace {
@@ -388,34 +386,22 @@ TEST(RedisThreads, ThreadLocalLockIsReleasedAtThreadExit) {
 }
 
 TEST(RedisProcesses, TwoProcessesNeverOverlap) {
-  auto dir =
-      std::filesystem::temp_directory_path() / ("lockkit-contend-" + make_token().substr(0, 8));
-  std::filesystem::create_directories(dir);
+  testing::TempDir dir("lockkit-contend-");
   const std::string url = RedisServer::shared().url();
   const std::string key = Unique("processes");
   constexpr int kProcesses = 3;
   constexpr int kRounds = 60;
   std::vector<pid_t> pids;
   for (int p = 0; p < kProcesses; ++p) {
-    std::vector<std::string> args = {REDIS_CONTENDER, url, key, std::to_string(kRounds),
-                                     dir.string()};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    ASSERT_EQ(posix_spawn(&pid, REDIS_CONTENDER, nullptr, nullptr, argv.data(), environ), 0);
-    pids.push_back(pid);
+    pids.push_back(
+        testing::spawn_process({REDIS_CONTENDER, url, key, std::to_string(kRounds), dir.string()}));
   }
   for (pid_t pid : pids) {
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0) << "3 = two processes held the lock at once";
+    EXPECT_EQ(testing::wait_exit(pid), 0) << "3 = two processes held the lock at once";
   }
   long count = 0;
-  std::ifstream(dir / "count") >> count;
+  std::ifstream(dir.path() / "count") >> count;
   EXPECT_EQ(count, kProcesses * kRounds) << "an update was lost: the lock let two writers in";
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

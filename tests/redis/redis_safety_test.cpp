@@ -26,6 +26,7 @@
 #include "lockkit/redis.hpp"
 #include "redis/redis_keys.hpp"
 #include "support/blackhole_dns.hpp"
+#include "support/process.hpp"
 #include "support/redis_server.hpp"
 #include "support/sanitizers.hpp"
 
@@ -37,29 +38,6 @@ using Clock = std::chrono::steady_clock;
 using testing::RedisServer;
 
 constexpr auto kSchedulingSlack = 1500ms;  // generous: the CI box is small and shared
-
-// Waits up to `limit` for `pid` to exit; kills it if it does not. Returns its wait status, or
-// -1 if it had to be killed.
-int WaitWithin(pid_t pid, std::chrono::milliseconds limit) {
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd >= 0) {
-    pollfd p{pidfd, POLLIN, 0};
-    int ready = 0;
-    do {
-      ready = ::poll(&p, 1, static_cast<int>(limit.count()));
-    } while (ready < 0 && errno == EINTR);
-    ::close(pidfd);
-    if (ready == 0) ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return ready == 0 ? -1 : status;
-  }
-  ADD_FAILURE() << "pidfd_open: " << std::strerror(errno);
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  return -1;
-}
 
 // What one process saw in a fork trial. Kept small: the child reports it as its exit status.
 enum ForkFault : int {
@@ -152,11 +130,11 @@ void ForkTrials(RedisServer& server, const std::string& url, int trials) {
       std::_Exit(ForkRound(*api, held, "fork/child", fence));
     }
     parent_faults |= ForkRound(*api, held, "fork/parent", parent_fence);
-    int status = WaitWithin(pid, 10s);
+    int status = testing::wait_exit(pid, 10s);
     if (status == -1) {
       ++hung_children;
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      child_faults |= WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    } else if (status != 0) {
+      child_faults |= status < 128 ? status : 128;
     }
   }
   stop = true;

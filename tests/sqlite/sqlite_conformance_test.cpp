@@ -5,7 +5,7 @@
 
 #include "conformance/lock_api_conformance.hpp"
 #include "lockkit/sqlite.hpp"
-#include "sqlite/sqlite_test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {

@@ -12,7 +12,7 @@
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
-#include "sqlite/sqlite_test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {

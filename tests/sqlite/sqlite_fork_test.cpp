@@ -15,8 +15,9 @@
 
 #include "lockkit/errors.hpp"
 #include "lockkit/sqlite.hpp"
-#include "sqlite/sqlite_test_util.hpp"
+#include "support/process.hpp"
 #include "support/sanitizers.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {
@@ -25,25 +26,6 @@ using namespace std::chrono_literals;
 
 // A child that has not exited by then is taken to hang (it needs milliseconds).
 constexpr auto kWatchdog = 20s;
-
-// Waits for `pid` at most `kWatchdog`; returns its exit status, 128 + signal, or -1 if it was
-// still running (then it is killed).
-int wait_bounded(pid_t pid) {
-  const auto deadline = std::chrono::steady_clock::now() + kWatchdog;
-  // Polling, because a blocking waitpid cannot time out; the child is normally done at once.
-  for (auto delay = 100us;; delay = std::min<std::chrono::microseconds>(delay * 2, 20ms)) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (r < 0) return -2;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(delay);
-  }
-}
 
 // Keeps one thread inside SQLite through `api` until stopped; counts its errors.
 class BusyThread {
@@ -116,7 +98,7 @@ TEST(SqliteFork, ChildGetsOneClearErrorWhileAParentThreadIsInsideSqlite) {
       api.reset();
       ::_exit(code);
     }
-    int status = wait_bounded(pid);
+    int status = wait_exit(pid, kWatchdog);
     ASSERT_NE(status, -1) << "fork " << i << ": the child hung";
     ASSERT_EQ(status, 0) << "fork " << i << ": 2 = a call worked, 3 = another error, 4 = unclear";
   }
@@ -153,7 +135,7 @@ TEST(SqliteFork, ChildCannotReopenAFileItsParentHadOpen) {
     }
     ::_exit(code);
   }
-  EXPECT_EQ(wait_bounded(pid), 0);
+  EXPECT_EQ(wait_exit(pid, kWatchdog), 0);
   EXPECT_TRUE(held->release());
 }
 
@@ -204,7 +186,7 @@ TEST(SqliteFork, LockApiMadeButUnusedBeforeForkWorksInChildren) {
     pids.push_back(pid);
   }
   for (pid_t pid : pids) {
-    int status = wait_bounded(pid);
+    int status = wait_exit(pid, kWatchdog);
     EXPECT_NE(status, -1) << "a child hung";
     EXPECT_EQ(status, 0) << "2 = overlap, 3 = error, 4 = starved";
   }

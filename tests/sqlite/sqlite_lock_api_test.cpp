@@ -28,7 +28,7 @@
 #include "lockkit/observer.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
-#include "sqlite/sqlite_test_util.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {

@@ -15,7 +15,8 @@
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
-#include "sqlite/sqlite_test_util.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {
@@ -52,10 +53,9 @@ Child spawn(std::vector<std::string> args, bool pipe_stdout = false, bool pipe_s
 
 // Waits for `child`; returns its exit status, or 128 + signal.
 int wait_for(const Child& child) {
-  int status = 0;
-  if (::waitpid(child.pid, &status, 0) != child.pid) return -1;
+  int status = wait_exit(child.pid);
   if (child.out >= 0) ::close(child.out);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return status;
 }
 
 std::string read_line(int fd) {

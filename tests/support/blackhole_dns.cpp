@@ -20,6 +20,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "support/process.hpp"
+
 namespace lockkit::testing {
 namespace {
 
@@ -110,14 +112,12 @@ int run_with_blackhole_dns(const std::function<int()>& fn) {
     message.append(buf, static_cast<std::size_t>(n));
   }
   ::close(report[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  int status = wait_exit(pid);
   if (message != "ok") {
     throw std::runtime_error("blackhole dns: cannot make the namespaces: " +
                              (message.empty() ? std::string("the child died") : message));
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return status;
 }
 
 }  // namespace lockkit::testing

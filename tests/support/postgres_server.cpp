@@ -1,50 +1,24 @@
 // SPDX-License-Identifier: MIT
-// The PostgreSQL test cluster: runs scripts/postgres-server.sh and parses what it prints.
+// The PostgreSQL test cluster: scripts/postgres-server.sh in a TempDir, by support/server_script.
 #include "support/postgres_server.hpp"
 
 #include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
-#include <thread>
 #include <vector>
+
+#include "support/server_script.hpp"
 
 namespace lockkit::testing {
 namespace {
 
-std::string script() {
-  return std::string(LOCKKIT_SOURCE_DIR) + "/scripts/postgres-server.sh";
-}
-
-// Runs `command` through /bin/sh and returns its stdout; throws with the exit status on failure.
-std::string run(const std::string& command) {
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
-  if (!pipe) throw std::runtime_error("postgres fixture: cannot run " + command);
-  std::string out;
-  char buf[512];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
-  int status = ::pclose(pipe.release());
-  if (status != 0) {
-    throw std::runtime_error("postgres fixture: `" + command + "` failed (status " +
-                             std::to_string(status) + "); see its stderr above");
-  }
-  return out;
-}
-
-std::string field(const std::string& out, const std::string& name) {
-  std::size_t at = out.find(name + "=");
-  if (at == std::string::npos) {
-    throw std::runtime_error("postgres fixture: the script printed no " + name + ": " + out);
-  }
-  std::size_t start = at + name.size() + 1;
-  return out.substr(start, out.find('\n', start) - start);
-}
+constexpr char kScript[] = "postgres-server.sh";
 
 // Returns the pids of `parent`'s children (the server's backends and helper processes).
 std::vector<pid_t> children_of(pid_t parent) {
@@ -84,20 +58,19 @@ PostgresServer::PostgresServer() {
 }
 
 void PostgresServer::run_start() {
-  std::string command = "bash '" + script() + "' start --owner-pid " + std::to_string(::getpid());
-  if (!dir_.empty()) command += " --dir '" + dir_ + "' --port " + std::to_string(port_);
-  std::string out = run(command);
-  dir_ = field(out, "PG_DIR");
-  port_ = static_cast<std::uint16_t>(std::stoi(field(out, "PG_PORT")));
-  pid_ = static_cast<pid_t>(std::stol(field(out, "PG_PID")));
-  url_ = field(out, "PG_URL");
+  std::vector<std::string> args;
+  if (port_ != 0) args = {"--port", std::to_string(port_)};  // the same port after a restart
+  ScriptServer server = start_server(kScript, dir_.string(), args);
+  port_ = server.port;
+  pid_ = server.pid;
+  url_ = server.url;
+  running_ = true;
 }
 
 PostgresServer::~PostgresServer() {
-  if (dir_.empty()) return;
   try {
-    run("bash '" + script() + "' destroy '" + dir_ + "'");
-  } catch (...) {  // at exit: nothing left to report to
+    if (running_) server_command(kScript, "stop", dir_.string());
+  } catch (...) {  // at exit: nothing left to report to; the directory still goes
   }
 }
 
@@ -111,17 +84,13 @@ std::string PostgresServer::url_with_password(std::string_view password) const {
 }
 
 void PostgresServer::stop() {
-  run("bash '" + script() + "' stop '" + dir_ + "'");
+  server_command(kScript, "stop", dir_.string());
+  running_ = false;
 }
 
 void PostgresServer::crash() {
-  ::kill(pid_, SIGCONT);  // a paused server must run to quit
-  ::kill(pid_, SIGQUIT);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (::kill(pid_, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling for its exit
-  }
-  stop();  // SIGKILL if it has not gone; a no-op otherwise
+  server_command(kScript, "kill", dir_.string());  // immediate shutdown: no checkpoint
+  running_ = false;
 }
 
 void PostgresServer::start() {

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "support/temp_dir.hpp"
+
 namespace lockkit::testing {
 
 // A PostgreSQL cluster in a temp dir on a free loopback port, started by
@@ -49,7 +51,8 @@ class PostgresServer {
   PostgresServer();
   void run_start();
 
-  std::string dir_;
+  TempDir dir_{"lockkit-pg-"};
+  bool running_ = false;
   std::uint16_t port_ = 0;
   pid_t pid_ = 0;
   std::string password_;

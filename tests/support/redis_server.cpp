@@ -2,8 +2,6 @@
 // The redis-server fixture: drives scripts/redis-server.sh and redis-cli without a shell.
 #include "support/redis_server.hpp"
 
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,24 +11,13 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "support/process.hpp"
+#include "support/server_script.hpp"
+
 namespace lockkit::testing {
 namespace {
 
-std::string read_all(int fd) {
-  std::string out;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, static_cast<std::size_t>(n));
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
-      break;
-    }
-  }
-  return out;
-}
+constexpr char kScript[] = "redis-server.sh";
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
@@ -38,44 +25,6 @@ std::string trim(std::string s) {
 }
 
 }  // namespace
-
-std::string run_command(const std::vector<std::string>& argv, int* status) {
-  int out[2];
-  int err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-    throw std::runtime_error("pipe: " + std::string(std::strerror(errno)));
-  }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork: " + std::string(std::strerror(errno)));
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    int null = ::open("/dev/null", O_RDONLY);
-    if (null >= 0) ::dup2(null, 0);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  ::close(err[1]);
-  // The child's stderr is small (a few lines); reading stdout first cannot deadlock in practice.
-  std::string output = read_all(out[0]);
-  std::string errors = read_all(err[0]);
-  ::close(out[0]);
-  ::close(err[0]);
-  int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
-  int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-  if (status) {
-    *status = code;
-  } else if (code != 0) {
-    throw std::runtime_error(argv[0] + " exited with " + std::to_string(code) + ": " + errors);
-  }
-  return output;
-}
 
 namespace {
 
@@ -153,29 +102,14 @@ RedisServer::RedisServer(std::vector<std::string> extra_args, RedisTls tls)
         {"--tls-cert-file", pki.server_cert, "--tls-key-file", pki.server_key, "--tls-ca-cert-file",
          pki.ca, "--tls-auth-clients", tls_ == RedisTls::kClientCertRequired ? "yes" : "no"});
   }
-  std::string tmpl = (std::filesystem::temp_directory_path() / "lockkit-redis-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) {
-    throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
-  }
-  dir_ = tmpl;
   start();
 }
 
 RedisServer::~RedisServer() {
   try {
-    if (running_) script("stop", {});
+    if (running_) server_command(kScript, "stop", dir_.string());
   } catch (...) {  // a destructor must not throw; the directory still goes
   }
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-}
-
-std::string RedisServer::script(const std::string& command,
-                                const std::vector<std::string>& args) const {
-  std::vector<std::string> argv{
-      "bash", std::string(LOCKKIT_SOURCE_DIR) + "/scripts/redis-server.sh", command, dir_};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return trim(run_command(argv));
 }
 
 void RedisServer::start() {
@@ -191,22 +125,19 @@ void RedisServer::start() {
     args.push_back("--");
     args.insert(args.end(), extra.begin(), extra.end());
   }
-  std::string ports = script("start", args);
-  std::size_t used = 0;
-  port_ = static_cast<std::uint16_t>(std::stoi(ports, &used));
-  if (tls_ != RedisTls::kOff && tls_port_ == 0) {
-    tls_port_ = static_cast<std::uint16_t>(std::stoi(ports.substr(used)));
-  }
+  ScriptServer started = start_server(kScript, dir_.string(), args);
+  port_ = started.port;
+  if (tls_ != RedisTls::kOff && tls_port_ == 0) tls_port_ = started.tls_port;
   running_ = true;
 }
 
 void RedisServer::stop() {
-  script("stop", {});
+  server_command(kScript, "stop", dir_.string());
   running_ = false;
 }
 
 void RedisServer::kill() {
-  script("kill", {});
+  server_command(kScript, "kill", dir_.string());
   running_ = false;
 }
 

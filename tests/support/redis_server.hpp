@@ -8,11 +8,10 @@
 #include <string_view>
 #include <vector>
 
-namespace lockkit::testing {
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
 
-// Runs `argv` (no shell), waits for it, and returns its stdout. Sets `*status` to the exit
-// status if given; otherwise throws `std::runtime_error` (with stderr) unless it exited 0.
-std::string run_command(const std::vector<std::string>& argv, int* status = nullptr);
+namespace lockkit::testing {
 
 // Certificates made once per test binary by the `openssl` CLI (EC P-256, valid for a day) in a
 // temporary directory: a CA, a server certificate for 127.0.0.1 and localhost and a client
@@ -35,7 +34,8 @@ struct TestPki {
 // certificate) and whether that port requires a client certificate signed by its CA.
 enum class RedisTls { kOff, kOn, kClientCertRequired };
 
-// One redis-server on a free loopback port in its own temporary directory, persistence off.
+// One redis-server on a free loopback port in its own temporary directory, persistence off,
+// started by `scripts/redis-server.sh` (whose watchdog also stops it if this process dies).
 // Stopped (by pid) when destroyed. Thread safety: one thread at a time.
 class RedisServer {
  public:
@@ -67,9 +67,7 @@ class RedisServer {
   static RedisServer& shared_tls();
 
  private:
-  std::string script(const std::string& command, const std::vector<std::string>& args) const;
-
-  std::string dir_;
+  TempDir dir_{"lockkit-redis-"};
   std::vector<std::string> extra_args_;
   RedisTls tls_ = RedisTls::kOff;
   std::uint16_t port_ = 0;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Spawning real processes for the CLI tests: the built `lockkit` binary and the test child.
-#ifndef LOCKKIT_TESTS_CLI_PROCESS_HPP_
-#define LOCKKIT_TESTS_CLI_PROCESS_HPP_
+// Test support: child processes (spawned, waited for with bounds, their output captured), the
+// one helper every test binary and server fixture uses.
+#ifndef LOCKKIT_TESTS_SUPPORT_PROCESS_HPP_
+#define LOCKKIT_TESTS_SUPPORT_PROCESS_HPP_
 
 #include <sys/types.h>
 
@@ -70,10 +71,21 @@ bool process_gone(pid_t pid);
 // Returns the whole file (empty if missing).
 std::string read_file(const std::string& path);
 
-// Makes a fresh temporary directory; removed by `remove_tree`.
-std::string make_temp_dir();
-void remove_tree(const std::string& dir);
+// Runs `argv` (no shell; argv[0] is looked up in PATH), waits for it, and returns its stdout.
+// Sets `*status` to the exit status if given; otherwise throws `std::runtime_error` (with its
+// stderr) unless it exited 0. Its stdin is /dev/null.
+std::string run_command(const std::vector<std::string>& argv, int* status = nullptr);
+
+// Starts `argv` (argv[0] looked up in PATH) with our stdin, stdout and stderr and the current
+// environment plus `env` ("NAME=value", replacing). Returns its pid, for `wait_exit`. Throws
+// `std::runtime_error` if it cannot start.
+pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+
+// Waits up to `limit` for child `pid` (spawned or forked) to exit and reaps it. Returns its
+// status as a shell reports it (exit code, or 128 + signal), or -1 if it was still running
+// (it is then killed with SIGKILL and reaped).
+int wait_exit(pid_t pid, std::chrono::milliseconds limit = std::chrono::seconds(120));
 
 }  // namespace lockkit::testing
 
-#endif  // LOCKKIT_TESTS_CLI_PROCESS_HPP_
+#endif  // LOCKKIT_TESTS_SUPPORT_PROCESS_HPP_

@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: MIT
-// The postgres:// backend: the lease store over a connection pool, its URL and its registration.
+// The postgres:// backend's `LeaseStore`: the lease table over a connection pool.
 #include <libpq-fe.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
-#include <set>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
+#include "core/store_failure.hpp"
 #include "core/url.hpp"
+#include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
-#include "lockkit/open.hpp"
 #include "lockkit/postgres.hpp"
 #include "postgres/pg_connection.hpp"
 #include "postgres/pg_pool.hpp"
@@ -20,7 +20,7 @@
 
 namespace lockkit {
 
-using detail::pg::CallError;
+using detail::StoreFailure;
 using detail::pg::Clock;
 using detail::pg::Connection;
 using detail::pg::ConnParams;
@@ -45,8 +45,7 @@ enum StatementId { kAcquire, kRelease, kExtend, kStatus, kList };
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 
 std::int64_t read_int8(const PGresult* r, int row, int col) {
-  if (PQgetlength(r, row, col) != 8)
-    throw CallError{ErrorKind::kProtocol, "bad int8", false, false, {}};
+  if (PQgetlength(r, row, col) != 8) throw StoreFailure(ErrorKind::kProtocol, "bad int8");
   const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r, row, col));
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
@@ -55,16 +54,6 @@ std::int64_t read_int8(const PGresult* r, int row, int col) {
 
 bool read_bool(const PGresult* r, int row, int col) {
   return PQgetlength(r, row, col) == 1 && PQgetvalue(r, row, col)[0] != 0;
-}
-
-// Quotes a libpq keyword value: 'value' with \ and ' escaped.
-std::string conninfo_value(std::string_view v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\\' || c == '\'') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out + "'";
 }
 
 struct ConninfoDeleter {
@@ -138,17 +127,12 @@ std::string guard_sql(const PostgresOptions& o) {
          "', true), set_config('synchronous_commit', '" + o.synchronous_commit + "', true)";
 }
 
-bool parse_bool(std::string_view url, std::string_view name, const std::string& v) {
-  if (v == "true" || v == "on" || v == "1" || v == "yes") return true;
-  if (v == "false" || v == "off" || v == "0" || v == "no") return false;
-  detail::throw_bad_url(url, std::string(name) + ": must be true or false, got \"" + v + "\"");
-}
-
-}  // namespace
-
-class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_from_this<Store> {
+// The lease table `<schema>.leases` over a bounded pool of libpq connections. Validates its
+// options on construction and connects on first use.
+// Thread safety: safe to share; calls may run concurrently.
+class PostgresStore final : public LeaseStore {
  public:
-  explicit Store(PostgresOptions options)
+  explicit PostgresStore(PostgresOptions options)
       : options_(std::move(options)),
         target_(validate(options_)),
         sql_(detail::pg::make_sql(options_.schema)),
@@ -164,34 +148,38 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
 
   std::string_view backend() const noexcept override { return "postgres"; }
 
+  // The server's clock decides expiry; ours may run up to 1% fast, and the request's way there
+  // takes a moment the lease already counts.
   std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
     return ttl / 100 + std::chrono::milliseconds(2);
   }
 
-  std::optional<Lock> try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
-    std::string token = make_token();
-    std::string ttl_ms = std::to_string(ttl.count());
+  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                       std::chrono::milliseconds ttl) override {
+    const std::string token_text(token);  // NUL-terminated for libpq
+    const std::string ttl_ms = std::to_string(ttl.count());
     Params params;
     params.add(key, true);
-    params.add(token, false);
+    params.add(token_text, false);
     params.add(ttl_ms, false);
-    Clock::time_point start;
     ResultPtr r;
     try {
-      r = run(kAcquire, params, &start);
-    } catch (const CallError& e) {
-      if (!e.maybe_applied) raise("try_acquire", key, e);
-      in_doubt(key, token, ttl, e);
+      r = run(kAcquire, params);
+    } catch (const StoreFailure& e) {
+      if (!e.maybe_applied()) raise("try_acquire", key, e);
+      // No retry and no cleanup here: the grant may have been applied, and the core releases
+      // it with this same token before it reports kInDoubt.
+      throw BackendError("postgres", ErrorKind::kInDoubt,
+                         "try_acquire \"" + detail::escape_key(key) +
+                             "\": answer lost, the lease may have been granted (" + describe(e) +
+                             ")");
     }
     if (PQntuples(r.get()) == 0) return std::nullopt;
-    std::uint64_t fence = static_cast<std::uint64_t>(
+    return static_cast<std::uint64_t>(
         checked([&] { return read_int8(r.get(), 0, 0); }, "try_acquire", key));
-    return Lock(shared_from_this(), std::string(key), std::move(token), fence,
-                start + ttl - drift(ttl));
   }
 
   bool release(std::string_view key, std::string_view token) override {
-    validate_key(key);
     if (!plausible_token(token)) return false;  // owns nothing; nor would it bind as text
     const std::string token_text(token);        // NUL-terminated for libpq
     Params params;
@@ -203,11 +191,9 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
 
   bool extend(std::string_view key, std::string_view token,
               std::chrono::milliseconds ttl) override {
-    validate_key(key);
-    validate_ttl(ttl);
     if (!plausible_token(token)) return false;
     const std::string token_text(token);
-    std::string ttl_ms = std::to_string(ttl.count());
+    const std::string ttl_ms = std::to_string(ttl.count());
     Params params;
     params.add(key, true);
     params.add(token_text, false);
@@ -216,7 +202,7 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     return PQntuples(r.get()) == 1;
   }
 
-  std::optional<LockInfo> status(std::string_view key) {
+  std::optional<LockInfo> status(std::string_view key) override {
     Params params;
     params.add(key, true);
     ResultPtr r = run_or_raise("status", key, kStatus, params);
@@ -230,7 +216,8 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
         "status", key);
   }
 
-  std::vector<LockInfo> list(std::string_view prefix) {
+  std::vector<LockInfo> list(std::string_view prefix) override {
+    if (prefix.size() > kMaxKeyBytes) return {};  // no key is that long
     // Keys starting with `prefix` are [prefix, prefix with its last non-0xff byte incremented).
     std::string upper(prefix);
     while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
@@ -291,19 +278,20 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
       const Deadline deadline = Clock::now() + options_.connect_timeout;
       return Connection::open(detail::pg::with_resolved_hosts(params_, deadline), session_,
                               deadline);
-    } catch (CallError& e) {
-      if (e.message.rfind("resolve ", 0) == 0) {
-        e.message = "connect " + target_ + ": " + e.message +
-                    (e.kind == ErrorKind::kTimeout
-                         ? " after " + detail::format_duration(options_.connect_timeout)
-                         : "");
-      } else if (e.kind == ErrorKind::kTimeout) {
-        e.message = "connect " + target_ + " timed out after " +
-                    detail::format_duration(options_.connect_timeout);
+    } catch (const StoreFailure& e) {
+      std::string message = e.what();
+      if (message.rfind("resolve ", 0) == 0) {
+        message = "connect " + target_ + ": " + message +
+                  (e.kind() == ErrorKind::kTimeout
+                       ? " after " + detail::format_duration(options_.connect_timeout)
+                       : "");
+      } else if (e.kind() == ErrorKind::kTimeout) {
+        message = "connect " + target_ + " timed out after " +
+                  detail::format_duration(options_.connect_timeout);
       } else {
-        e.message = "connect " + target_ + ": " + e.message;
+        message = "connect " + target_ + ": " + message;
       }
-      throw;
+      throw StoreFailure(e.kind(), message, e.maybe_applied(), e.broken(), e.server_code());
     }
   }
 
@@ -311,66 +299,42 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
   auto checked(F f, std::string_view op, std::string_view key) -> decltype(f()) {
     try {
       return f();
-    } catch (const CallError& e) {
+    } catch (const StoreFailure& e) {
       raise(op, key, e);
     }
   }
 
   // Returns `e`'s message with where it happened and which budget ran out.
-  std::string describe(const CallError& e) const {
-    bool own_context = e.message.rfind("connect ", 0) == 0;  // names target and timeout itself
-    if (e.kind == ErrorKind::kTimeout && e.message.rfind("all ", 0) == 0) {
-      return e.message + " for " + detail::format_duration(options_.command_timeout);
+  std::string describe(const StoreFailure& e) const {
+    const std::string message = e.what();
+    bool own_context = message.rfind("connect ", 0) == 0;  // names target and timeout itself
+    if (e.kind() == ErrorKind::kTimeout && message.rfind("all ", 0) == 0) {
+      return message + " for " + detail::format_duration(options_.command_timeout);
     }
     // Our own deadline (no SQLSTATE), not the server's statement_timeout or lock_timeout.
-    if (e.kind == ErrorKind::kTimeout && !own_context && e.sqlstate.empty()) {
-      return e.message + " from " + target_ + " within " +
+    if (e.kind() == ErrorKind::kTimeout && !own_context && e.server_code().empty()) {
+      return message + " from " + target_ + " within " +
              detail::format_duration(options_.command_timeout);
     }
-    return own_context ? e.message : e.message + " (" + target_ + ")";
+    return own_context ? message : message + " (" + target_ + ")";
   }
 
-  [[noreturn]] void raise(std::string_view op, std::string_view key, const CallError& e) const {
-    throw BackendError("postgres", e.kind,
+  [[noreturn]] void raise(std::string_view op, std::string_view key, const StoreFailure& e) const {
+    throw BackendError("postgres", e.kind(),
                        std::string(op) + " \"" + detail::escape_key(key) + "\": " + describe(e));
-  }
-
-  // The acquire may have been applied: release our token so nobody waits for a lease we never
-  // learned about, then say so.
-  [[noreturn]] void in_doubt(std::string_view key, const std::string& token,
-                             std::chrono::milliseconds ttl, const CallError& e) {
-    std::string outcome;
-    try {
-      release(key, token);
-      outcome = "released our token, so the key is free if it was granted";
-    } catch (const BackendError& re) {
-      std::string why = re.what();
-      std::size_t colon = why.find("\": ");  // drop the repeated `postgres: release "key"`
-      if (colon != std::string::npos) why = why.substr(colon + 3);
-      outcome = "could not release our token (" + why + "), so the key may stay taken for up to " +
-                detail::format_duration(ttl);
-    } catch (const std::exception& re) {
-      outcome = std::string("could not release our token (") + re.what() +
-                "), so the key may stay taken for up to " + detail::format_duration(ttl);
-    }
-    throw BackendError("postgres", ErrorKind::kInDoubt,
-                       "try_acquire \"" + detail::escape_key(key) +
-                           "\": answer lost, the lease may have been granted (" + describe(e) +
-                           "); " + outcome);
   }
 
   ResultPtr run_or_raise(std::string_view op, std::string_view key, int id, const Params& params) {
     try {
-      return run(id, params, nullptr);
-    } catch (const CallError& e) {
+      return run(id, params);
+    } catch (const StoreFailure& e) {
       raise(op, key, e);
     }
   }
 
   // Runs statement `id` on a pooled connection. A reused connection that turns out dead before
-  // the statement could have run is dropped and the call retried once on another. Sets
-  // `*sent_at` to the local time just before the statement went out.
-  ResultPtr run(int id, const Params& params, Clock::time_point* sent_at) {
+  // the statement could have run is dropped and the call retried once on another.
+  ResultPtr run(int id, const Params& params) {
     const Deadline checkout_deadline = Clock::now() + options_.command_timeout;
     for (int attempt = 0;; ++attempt) {
       Pool::Checkout co = pool_.checkout(checkout_deadline);
@@ -381,24 +345,24 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
         if (!schema_ready_.load(std::memory_order_acquire)) {
           try {
             ensure_schema(*co.conn, deadline);
-          } catch (CallError& e) {
-            e.maybe_applied = false;  // the operation's own statement was never sent
-            throw;
+          } catch (const StoreFailure& e) {
+            // The operation's own statement was never sent: nothing of it can have applied.
+            throw StoreFailure(e.kind(), e.what(), false, e.broken(), e.server_code());
           }
         }
-        if (sent_at) *sent_at = Clock::now();
         ResultPtr r = co.conn->exec(statements_[id], params, options_.prepare, deadline);
         pool_.give_back(std::move(co.conn));
         return r;
-      } catch (CallError& e) {
-        bool gone = e.sqlstate == "42P01" || e.sqlstate == "3F000";  // table or schema dropped
+      } catch (const StoreFailure& e) {
+        const std::string& code = e.server_code();
+        bool gone = code == "42P01" || code == "3F000";  // table or schema dropped
         // A read-only server (a standby after a failover): reconnect next time, so that a
         // multi-host URL with target_session_attrs=read-write finds the new primary.
-        if (e.sqlstate == "25006") e.broken = true;
+        bool broken = e.broken() || code == "25006";
         if (gone) schema_ready_.store(false, std::memory_order_release);
         // 26000: a pooler moved us to a server session without our prepared statements.
-        bool stale = (!co.fresh && e.broken && !e.maybe_applied) || e.sqlstate == "26000";
-        if (e.broken || e.sqlstate == "26000") {
+        bool stale = (!co.fresh && broken && !e.maybe_applied()) || code == "26000";
+        if (broken || code == "26000") {
           pool_.discard(std::move(co.conn));
         } else {
           pool_.give_back(std::move(co.conn));
@@ -419,22 +383,16 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
     bool present = PQntuples(exists.get()) == 1 && PQgetvalue(exists.get(), 0, 0)[0] == 't';
     ResultPtr v = conn.exec_simple(present ? sql_.version : sql_.create, deadline);
     if (PQntuples(v.get()) != 1) {
-      throw CallError{
+      throw StoreFailure(
           ErrorKind::kProtocol,
-          "schema \"" + options_.schema + "\" has no schema_version row in its meta table",
-          false,
-          false,
-          {}};
+          "schema \"" + options_.schema + "\" has no schema_version row in its meta table");
     }
     std::string version = PQgetvalue(v.get(), 0, 0);
     if (version != std::to_string(detail::pg::kSchemaVersion)) {
-      throw CallError{ErrorKind::kProtocol,
-                      "schema \"" + options_.schema + "\" has lease table version " + version +
-                          ", this lockkit knows version " +
-                          std::to_string(detail::pg::kSchemaVersion),
-                      false,
-                      false,
-                      {}};
+      throw StoreFailure(ErrorKind::kProtocol, "schema \"" + options_.schema +
+                                                   "\" has lease table version " + version +
+                                                   ", this lockkit knows version " +
+                                                   std::to_string(detail::pg::kSchemaVersion));
     }
     schema_ready_.store(true, std::memory_order_release);
   }
@@ -449,148 +407,14 @@ class PostgresLockApi::Store final : public LeaseOps, public std::enable_shared_
   std::atomic<bool> schema_ready_{false};
 };
 
-PostgresLockApi::PostgresLockApi(PostgresOptions options)
-    : store_(std::make_shared<Store>(std::move(options))) {}
+}  // namespace
 
-PostgresLockApi::~PostgresLockApi() = default;
-
-std::optional<Lock> PostgresLockApi::try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) {
-  validate_key(key);
-  validate_ttl(ttl);
-  return store_->try_acquire(key, ttl);
+std::shared_ptr<LeaseStore> make_postgres_store(PostgresOptions options) {
+  return std::make_shared<PostgresStore>(std::move(options));
 }
 
-bool PostgresLockApi::release(std::string_view key, std::string_view token) {
-  return store_->release(key, token);
-}
-
-bool PostgresLockApi::extend(std::string_view key, std::string_view token,
-                             std::chrono::milliseconds ttl) {
-  return store_->extend(key, token, ttl);
-}
-
-std::optional<LockInfo> PostgresLockApi::status(std::string_view key) {
-  validate_key(key);
-  return store_->status(key);
-}
-
-std::vector<LockInfo> PostgresLockApi::list(std::string_view prefix) {
-  if (prefix.size() > kMaxKeyBytes) return {};
-  return store_->list(prefix);
-}
-
-std::unique_ptr<LockApi> make_postgres_lock_api(PostgresOptions options) {
-  return std::make_unique<PostgresLockApi>(std::move(options));
-}
-
-PostgresOptions parse_postgres_url(std::string_view url) {
-  detail::Url parsed = detail::parse_url(url);
-  if (parsed.scheme != "postgres" && parsed.scheme != "postgresql") {
-    detail::throw_bad_url(url, "not a postgres:// URL");
-  }
-  if (!parsed.has_authority) {
-    detail::throw_bad_url(url, "use postgres://[user[:password]@]host[:port]/dbname[?options]");
-  }
-  PostgresOptions options;
-  std::string conninfo;
-  auto add = [&](std::string_view keyword, std::string_view value) {
-    if (!conninfo.empty()) conninfo += ' ';
-    conninfo += std::string(keyword) + "=" + conninfo_value(value);
-  };
-  if (!parsed.user.empty()) add("user", parsed.user);
-  if (parsed.password) add("password", *parsed.password);
-  std::string hosts, ports;
-  bool any_port = false;
-  for (std::size_t i = 0; i < parsed.hosts.size(); ++i) {
-    if (i > 0) {
-      hosts += ',';
-      ports += ',';
-    }
-    hosts += parsed.hosts[i].host;
-    if (parsed.hosts[i].port) {
-      ports += std::to_string(*parsed.hosts[i].port);
-      any_port = true;
-    }
-  }
-  if (!hosts.empty() && hosts.find_first_not_of(',') != std::string::npos) add("host", hosts);
-  if (any_port) add("port", ports);  // an empty item means libpq's default port
-  if (parsed.path.size() > 1) add("dbname", parsed.path.substr(1));
-  if (parsed.path.find('/', 1) != std::string::npos) {
-    detail::throw_bad_url(url, "the path must be just the database name");
-  }
-
-  detail::QueryOptions ours(url, parsed);
-  if (auto schema = ours.take("schema")) options.schema = *schema;
-  if (auto t = ours.take("connect_timeout")) {
-    // libpq's own connect_timeout is whole seconds without a unit; accept that spelling too.
-    bool digits = !t->empty() && t->find_first_not_of("0123456789") == std::string::npos;
-    try {
-      options.connect_timeout = digits && t->size() < 7
-                                    ? std::chrono::milliseconds(std::stoll(*t) * 1000)
-                                    : detail::parse_duration(*t, "connect_timeout");
-    } catch (const std::invalid_argument& e) {
-      detail::throw_bad_url(url, e.what());
-    }
-  }
-  if (auto t = ours.take_duration("command_timeout")) options.command_timeout = *t;
-  if (auto n = ours.take_uint("connections", 1, 1024)) options.connections = *n;
-  if (auto p = ours.take("prepare")) options.prepare = parse_bool(url, "prepare", *p);
-  if (auto v = ours.take("synchronous_commit")) options.synchronous_commit = *v;
-
-  static const std::set<std::string, std::less<>> kOurs = {"schema",          "connect_timeout",
-                                                           "command_timeout", "connections",
-                                                           "prepare",         "synchronous_commit"};
-  std::set<std::string, std::less<>> known;
-  {
-    ConninfoPtr defaults(PQconndefaults());
-    if (defaults) {
-      for (const auto* o = defaults.get(); o->keyword; ++o) known.insert(o->keyword);
-    }
-  }
-  for (const auto& [name, value] : parsed.query) {
-    if (kOurs.count(name)) continue;
-    if (name == "ssl" && (value == "true" || value == "1")) {  // libpq URI spelling
-      add("sslmode", "require");
-      continue;
-    }
-    if (!known.count(name)) {
-      detail::throw_bad_url(url, detail::unknown_option(name, parsed.query) +
-                                     " (neither a lockkit option nor a libpq keyword)");
-    }
-    add(name, value);
-  }
-  options.conninfo = std::move(conninfo);
-  try {
-    PostgresLockApi check(options);  // validates schema, timeouts and what libpq will parse
-  } catch (const std::invalid_argument& e) {
-    detail::throw_bad_url(url, e.what());
-  }
-  return options;
+std::shared_ptr<LockApi> make_postgres_lock_api(PostgresOptions options) {
+  return make_lock_api(make_postgres_store(std::move(options)));
 }
 
 }  // namespace lockkit
-
-// Kept by the linker through --undefined (see lockkit_add_backend), with the registration below.
-extern "C" void lockkit_backend_anchor_postgres() {}
-
-namespace {
-[[maybe_unused]] const bool kRegistered = [] {
-  auto factory = [](std::string_view url) -> std::shared_ptr<lockkit::LockApi> {
-    return std::make_shared<lockkit::PostgresLockApi>(lockkit::parse_postgres_url(url));
-  };
-  // Whatever libpq marks secret (dispchar "*": password, sslpassword, ...) is redacted from
-  // every message, in URLs of any scheme.
-  if (PQconninfoOption* defaults = PQconndefaults()) {
-    for (const auto* o = defaults; o->keyword; ++o) {
-      if (o->dispchar && std::strchr(o->dispchar, '*')) {
-        lockkit::detail::register_secret_option(o->keyword);
-      }
-    }
-    PQconninfoFree(defaults);
-  }
-  lockkit::register_backend("postgres", factory);
-  lockkit::register_backend("postgresql", factory);
-  return true;
-}();
-}  // namespace

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // posix_spawn with captured output, and waits bounded by pidfd + poll (no sleeping loops).
-#include "process.hpp"
+#include "support/process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,11 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -181,15 +181,105 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string make_temp_dir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "lockkit-cli-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  return tmpl;
+std::string run_command(const std::vector<std::string>& argv, int* status) {
+  int out[2];
+  int err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int spawn_error = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  ::close(err[1]);
+  // Both pipes are read as data arrives: a child that fills one while we block on the other
+  // would otherwise never finish.
+  std::string output, errors;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* sinks[2] = {&output, &errors};
+  int open_fds = spawn_error == 0 ? 2 : 0;
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        fds[i].fd = -1;  // poll ignores negative descriptors
+        --open_fds;
+      }
+    }
+  }
+  ::close(out[0]);
+  ::close(err[0]);
+  if (spawn_error != 0) {
+    throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(spawn_error));
+  }
+  int code = wait_exit(pid);
+  if (status) {
+    *status = code;
+  } else if (code != 0) {
+    throw std::runtime_error(argv[0] + " exited with " + std::to_string(code) + ": " + errors);
+  }
+  return output;
 }
 
-void remove_tree(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  std::vector<std::string> envs = merged_environment(env);
+  std::vector<char*> cargv, cenv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  for (const auto& e : envs) cenv.push_back(const_cast<char*>(e.c_str()));
+  cenv.push_back(nullptr);
+  pid_t pid = -1;
+  int err = ::posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), cenv.data());
+  if (err != 0) throw std::runtime_error("posix_spawn " + argv[0] + ": " + std::strerror(err));
+  return pid;
+}
+
+int wait_exit(pid_t pid, milliseconds limit) {
+  // A pidfd becomes readable when the process exits: a bounded wait without polling in a loop.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  bool exited = true;
+  if (pidfd >= 0) {
+    pollfd p{pidfd, POLLIN, 0};
+    auto deadline = Clock::now() + limit;
+    for (;;) {
+      auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
+      int n = ::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0)));
+      if (n > 0) break;
+      if (n == 0) {
+        exited = false;
+        break;
+      }
+      if (errno != EINTR) break;  // fall back to a plain waitpid
+    }
+    ::close(pidfd);
+  }
+  if (!exited) ::kill(pid, SIGKILL);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (!exited) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 }  // namespace lockkit::testing
