@@ -73,9 +73,11 @@ function(lockkit_install_pkgconfig)
   # Debian's libpq.pc lists, for --static, archives only the server's -dev package ships
   # (-lpgcommon -lpgport): name the shared libpq itself instead.
   set(private_postgres "Libs.private: -lpq")
+  set(private_etcd "Requires.private: grpc++ protobuf")
   set(what_sqlite "sqlite:// backend (SQLite)")
   set(what_redis "redis:// backend (hiredis)")
   set(what_postgres "postgres:// backend (libpq)")
+  set(what_etcd "etcd:// backend (gRPC)")
   foreach(backend IN LISTS LOCKKIT_BUILT_COMPONENTS)
     set(LOCKKIT_PC_BACKEND ${backend})
     set(LOCKKIT_PC_BACKEND_PRIVATE "${private_${backend}}")
