@@ -57,8 +57,9 @@ LOCKKIT_EXPORT EtcdOptions parse_etcd_url(std::string_view url);
 // `valid_until()`, which lies before the cluster's expiry, but may not assume it can release or
 // extend. If the acquire transaction was sent but its answer lost, the backend revokes the
 // lease it granted for it (which deletes the key if the transaction was applied) and throws
-// kind in-doubt. After `fork()`, the child's calls throw kind unsupported (gRPC does not
-// survive fork): open the `LockApi` in the child, before it starts using gRPC.
+// kind in-doubt. gRPC does not survive `fork()`: in a child of a process that has used
+// etcd://, every call and every new etcd:// `LockApi` throws kind unsupported (the parent keeps
+// working); such a child must exec a new program to use etcd.
 // Thread safety: safe to share; calls may run concurrently.
 LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_etcd_store(EtcdOptions options);
 

@@ -78,10 +78,23 @@ void set_range_end_for_prefix(std::string_view prefix, std::string* key, std::st
   }
 }
 
+// The process that first used gRPC through this backend. gRPC's threads, connections and poller
+// stay with that process across fork(): a child that used gRPC too would read the parent's
+// sockets and events (it corrupted the parent's connection when tried).
+std::atomic<pid_t> g_grpc_process{0};
+
+[[noreturn]] void forked() {
+  throw StoreFailure(ErrorKind::kUnsupported,
+                     "gRPC was started by this process's parent before fork() and does not "
+                     "survive it: use etcd:// in the parent, or exec a new program in the child");
+}
+
 }  // namespace
 
 struct Client::Impl {
   explicit Impl(ClientConfig c) : config(std::move(c)), owner(::getpid()) {
+    pid_t first = 0;
+    if (!g_grpc_process.compare_exchange_strong(first, owner) && first != owner) forked();
     grpc::ChannelArguments args;
     // Reconnect soon after a member comes back, not after gRPC's default backoff (up to 2 min).
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
@@ -107,12 +120,7 @@ struct Client::Impl {
   }
 
   void check_process() const {
-    if (::getpid() != owner) {
-      throw StoreFailure(ErrorKind::kUnsupported,
-                         "this LockApi was opened before fork(); gRPC connections do not survive "
-                         "fork: open a new LockApi in a process that has not forked since it "
-                         "started, or exec");
-    }
+    if (::getpid() != owner) forked();
   }
 
   // Returns a member that is connected, starting with the one that answered last; waits up to

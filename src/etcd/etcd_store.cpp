@@ -52,8 +52,11 @@ void validate(const EtcdOptions& o) {
   }
 }
 
-EtcdStore::EtcdStore(const EtcdOptions& options)
-    : prefix_(options.prefix), client_(client_config(options)) {}
+EtcdStore::EtcdStore(const EtcdOptions& options) try
+    : prefix_(options.prefix), client_(client_config(options)) {
+} catch (const StoreFailure& f) {
+  throw BackendError("etcd", f.kind(), std::string("open: ") + f.what());
+}
 
 std::int64_t EtcdStore::lease_seconds(milliseconds ttl) noexcept {
   // Up, never down: the lease must outlast the holder's valid_until, which uses `ttl` itself.
