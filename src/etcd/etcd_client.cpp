@@ -42,6 +42,12 @@ struct Endpoint {
     case grpc::StatusCode::PERMISSION_DENIED:
       // Refused before being applied.
       throw StoreFailure(ErrorKind::kAuth, message + detail);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      // A cluster with auth on, asked without a user.
+      if (detail.find("user name is empty") != std::string::npos) {
+        throw StoreFailure(ErrorKind::kAuth, message + detail + " (the cluster needs a user)");
+      }
+      throw StoreFailure(ErrorKind::kProtocol, message + detail);
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::CANCELLED:
     case grpc::StatusCode::ABORTED:

@@ -17,6 +17,7 @@
 #include "lockkit/open.hpp"
 #include "support/etcd_server.hpp"
 #include "support/redis_server.hpp"  // run_command
+#include "support/secrets.hpp"
 
 namespace lockkit {
 namespace {
@@ -270,6 +271,31 @@ TEST(EtcdStore, ChildAfterForkGetsUnsupportedNotAHang) {
   // The parent's client still works.
   EXPECT_TRUE(lock->extend(30s));
   EXPECT_TRUE(lock->release());
+}
+
+TEST(EtcdStore, AuthenticatesAndReportsWrongPasswordsAsAuthWithoutTheSecret) {
+  EtcdServer server;
+  const std::string password = "Root9Secret";
+  server.etcdctl({"user", "add", "root:" + password, "--interactive=false"});
+  server.etcdctl({"auth", "enable"});
+  auto endpoints = server.endpoints();
+  auto api = lockkit::open("etcd://root:" + password + "@" + endpoints);
+  auto key = UniqueKey("auth");
+  auto lock = api->try_acquire(key, 30s);
+  ASSERT_TRUE(lock);
+  EXPECT_TRUE(lock->release());
+  const std::string wrong = "Wrong7Password";
+  for (const std::string& url : {"etcd://root:" + wrong + "@" + endpoints, "etcd://" + endpoints}) {
+    try {
+      (void)lockkit::open(url)->try_acquire(key, 30s);
+      ADD_FAILURE() << "granted without the right password";
+    } catch (const BackendError& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kAuth) << e.what();
+      for (const auto& piece : testing::secret_pieces(wrong)) {
+        EXPECT_EQ(std::string(e.what()).find(piece), std::string::npos) << e.what();
+      }
+    }
+  }
 }
 
 #ifdef LOCKKIT_CLI
