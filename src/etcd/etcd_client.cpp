@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "core/store_failure.hpp"
@@ -129,40 +130,45 @@ struct Client::Impl {
     if (::getpid() != owner) forked();
   }
 
-  // Returns a member that is connected, starting with the one that answered last; waits up to
-  // connect_timeout in all. Throws kUnavailable if none is: nothing was sent.
-  Endpoint& connected() {
+  // Returns the index of a member that is connected, preferring the one that answered last;
+  // waits until `deadline` at most. Throws kUnavailable if none is: nothing was sent.
+  std::size_t connected(Clock::time_point deadline) {
     auto& list = *endpoints;
     const std::size_t n = list.size();
     const std::size_t first = current.load(std::memory_order_relaxed);
-    const auto deadline = Clock::now() + config.connect_timeout;
-    for (std::size_t i = 0; i < n; ++i) {
-      std::size_t index = (first + i) % n;
-      Endpoint& e = list[index];
-      auto state = e.channel->GetState(true);
-      if (state == GRPC_CHANNEL_TRANSIENT_FAILURE) {
-        // Down when last tried: try again now rather than after the backoff.
-        grpc::experimental::ChannelResetConnectionBackoff(e.channel.get());
+    auto ready = [&]() -> std::optional<std::size_t> {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::size_t index = (first + i) % n;
+        if (list[index].channel->GetState(true) == GRPC_CHANNEL_READY) return index;
       }
-      bool attempted = state != GRPC_CHANNEL_TRANSIENT_FAILURE;
-      while (state != GRPC_CHANNEL_READY) {
-        if (!e.channel->WaitForStateChange(state, deadline)) break;
-        state = e.channel->GetState(true);
-        if (state == GRPC_CHANNEL_TRANSIENT_FAILURE) {
-          if (attempted) break;  // refused or reset: the next member
-        } else {
-          attempted = true;
+      return std::nullopt;
+    };
+    auto found = ready();
+    if (!found) {
+      // None connected: every member is asked to connect now, in parallel (a member that was
+      // down is retried at once, not after gRPC's backoff), and the first one up is taken. gRPC
+      // reports a member that failed as failed until it connects, so nothing tells a member
+      // that is down from one still connecting: they are all watched until the deadline.
+      for (auto& e : list) {
+        if (e.channel->GetState(true) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+          grpc::experimental::ChannelResetConnectionBackoff(e.channel.get());
         }
       }
-      if (state == GRPC_CHANNEL_READY) {
-        if (index != first) current.store(index, std::memory_order_relaxed);
-        return e;
+      while (!(found = ready()) && Clock::now() < deadline) {
+        Endpoint& watched = list[first];
+        (void)watched.channel->WaitForStateChange(
+            watched.channel->GetState(false),
+            std::min(deadline, Clock::now() + std::chrono::milliseconds(10)));
       }
-      if (Clock::now() >= deadline) break;
+    }
+    if (found) {
+      if (*found != first) current.store(*found, std::memory_order_relaxed);
+      return *found;
     }
     std::string names;
     for (const auto& e : list) names += (names.empty() ? "" : ",") + e.address;
-    throw StoreFailure(ErrorKind::kUnavailable, "no etcd member reachable (" + names + ") within " +
+    throw StoreFailure(ErrorKind::kUnavailable, "could not connect to any etcd member (" + names +
+                                                    ") within " +
                                                     format_duration(config.connect_timeout));
   }
 
@@ -191,19 +197,38 @@ struct Client::Impl {
     return auth_token;
   }
 
-  // Runs one unary call `rpc(endpoint, context)` with a deadline and the auth token.
+  // Runs one call `rpc(endpoint, context)` with a deadline, the auth token, and etcd's
+  // require-leader flag: a member cut off from its leader refuses at once instead of waiting.
+  // Another member is tried (within connect_timeout + command_timeout in all) when the request
+  // was certainly not applied: a read, or a request refused for want of a leader.
   template <class Rpc>
   void call(std::string_view what, bool write, Rpc&& rpc) {
     check_process();
-    Endpoint& e = connected();
-    for (int attempt = 0;; ++attempt) {
+    const auto start = Clock::now();
+    const auto overall = start + config.connect_timeout + config.command_timeout;
+    bool refreshed = false;
+    for (std::size_t tries = 1;; ++tries) {
+      std::size_t index = connected(std::min(Clock::now() + config.connect_timeout, overall));
+      Endpoint& e = (*endpoints)[index];
       grpc::ClientContext context;
-      context.set_deadline(Clock::now() + config.command_timeout);
-      if (!config.user.empty()) context.AddMetadata("token", token(e, attempt > 0));
+      context.set_deadline(std::min(Clock::now() + config.command_timeout, overall));
+      context.AddMetadata("hasleader", "true");
+      if (!config.user.empty()) context.AddMetadata("token", token(e, refreshed));
       grpc::Status status = rpc(e, context);
       if (status.ok()) return;
-      if (attempt == 0 && !config.user.empty() && stale_token(status)) continue;
-      fail(status, what, e.address, write);
+      if (!refreshed && !config.user.empty() && stale_token(status)) {
+        refreshed = true;
+        continue;
+      }
+      const bool unavailable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
+      const bool no_leader =
+          unavailable && status.error_message().find("no leader") != std::string::npos;
+      if (unavailable && (!write || no_leader) && tries < endpoints->size() &&
+          Clock::now() < overall) {
+        current.store((index + 1) % endpoints->size(), std::memory_order_relaxed);
+        continue;
+      }
+      fail(status, what, e.address, write && !no_leader);
     }
   }
 
