@@ -19,7 +19,7 @@ namespace lockkit {
 // Where and how to reach the etcd cluster. Every timeout is finite.
 struct EtcdOptions {
   // Client endpoints of the cluster's members, "host:port" ("[::1]:2379" for IPv6); a call
-  // goes to the member that answered last and moves on to the next one that connects.
+  // goes to the member that answered last, else to the first one that connects.
   std::vector<std::string> endpoints{"127.0.0.1:2379"};
   std::string user{};      // etcd user (Authenticate); empty = the cluster has auth off
   std::string password{};  // never printed
@@ -53,7 +53,8 @@ LOCKKIT_EXPORT EtcdOptions parse_etcd_url(std::string_view url);
 // for; another TTL moves the key to a new lease in one transaction.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout`. A holder may keep acting until its
+// auth) within `connect_timeout + command_timeout` per request (twice that when a call loses
+// the cluster after its first request and cleans up). A holder may keep acting until its
 // `valid_until()`, which lies before the cluster's expiry, but may not assume it can release or
 // extend. If the acquire transaction was sent but its answer lost, the backend revokes the
 // lease it granted for it (which deletes the key if the transaction was applied) and throws
