@@ -27,13 +27,15 @@ ConformanceCase EtcdCase(std::string name, std::string tail) {
   };
 }
 
+// Generous command timeouts: sanitizer builds on a loaded machine are slow.
 INSTANTIATE_TEST_SUITE_P(Etcd, LockApiConformance,
-                         ::testing::Values(EtcdCase("DefaultPrefix", ""),
-                                           EtcdCase("OtherPrefix", "?prefix=other%00%FF/")),
+                         ::testing::Values(EtcdCase("DefaultPrefix", "?command_timeout=10s"),
+                                           EtcdCase("OtherPrefix",
+                                                    "?prefix=other%00%FF/&command_timeout=10s")),
                          CaseName);
 
 EtcdOptions Options() {
-  EtcdOptions o = parse_etcd_url(EtcdServer::shared().url());
+  EtcdOptions o = parse_etcd_url(EtcdServer::shared().url("?command_timeout=10s"));
   return o;
 }
 

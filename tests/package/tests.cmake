@@ -29,7 +29,7 @@ if(BUILD_SHARED_LIBS)
 else()
   set(shared_dir ${PROJECT_BINARY_DIR}/package-shared)
   set(shared_args -DLOCKKIT_WERROR=${LOCKKIT_WERROR} -DLOCKKIT_BUILD_CLI=${LOCKKIT_BUILD_CLI})
-  foreach(backend IN ITEMS SQLITE REDIS POSTGRES)
+  foreach(backend IN ITEMS SQLITE REDIS POSTGRES ETCD)
     list(APPEND shared_args -DLOCKKIT_WITH_${backend}=${LOCKKIT_WITH_${backend}})
   endforeach()
   add_test(NAME package_shared_build COMMAND bash ${pkg}/shared_build.sh ${PROJECT_SOURCE_DIR}
