@@ -8,7 +8,8 @@
 #   LOCKKIT_BACKEND_x_SCHEMES  the URL schemes it registers
 #   LOCKKIT_BACKEND_x_FIND     how a consumer of a static build finds its dependency:
 #                              "package;<find_package name>" or
-#                              "pkgconfig;<prefix>;<module>" (the prefix its CMake file uses)
+#                              "pkgconfig;<prefix>;<module>[;<module>...]" (the prefix its
+#                              CMake file uses)
 #   LOCKKIT_BACKEND_x_ALSO     further dependencies found with find_package: "<name> [version]"
 #                              items separated by ";" (e.g. "OpenSSL 3")
 #   LOCKKIT_BACKEND_x_PC       its dependency in lockkit-x.pc (a Requires.private or Libs.private line)
@@ -18,7 +19,7 @@
 #                              loads only when a URL needs it (its client library pulls in so
 #                              many shared libraries that loading them would cost every command
 #                              more than the rest of the tool; see cli/modules.cpp)
-set(LOCKKIT_BACKENDS sqlite redis postgres)
+set(LOCKKIT_BACKENDS sqlite redis postgres etcd)
 
 set(LOCKKIT_BACKEND_sqlite_WHAT "sqlite:// backend (SQLite)")
 set(LOCKKIT_BACKEND_sqlite_SCHEMES sqlite)
@@ -46,3 +47,11 @@ set(LOCKKIT_BACKEND_postgres_PC "Libs.private: -lpq")
 set(LOCKKIT_BACKEND_postgres_DEV libpq-dev)
 set(LOCKKIT_BACKEND_postgres_RUNTIME libpq5)
 set(LOCKKIT_BACKEND_postgres_TOOL module)  # libpq brings OpenSSL, Kerberos, LDAP, GnuTLS
+
+set(LOCKKIT_BACKEND_etcd_WHAT "etcd:// backend (gRPC, protobuf)")
+set(LOCKKIT_BACKEND_etcd_SCHEMES etcd)
+set(LOCKKIT_BACKEND_etcd_FIND pkgconfig ETCD_GRPC grpc++ protobuf)
+set(LOCKKIT_BACKEND_etcd_PC "Requires.private: grpc++ protobuf")
+set(LOCKKIT_BACKEND_etcd_DEV libgrpc++-dev libprotobuf-dev)
+set(LOCKKIT_BACKEND_etcd_RUNTIME "libgrpc\\+\\+[0-9.]+" "libprotobuf[0-9]+")
+set(LOCKKIT_BACKEND_etcd_TOOL module)  # gRPC brings abseil, re2, c-ares, OpenSSL, ...

@@ -18,6 +18,9 @@ full=(
   libhiredis-dev redis-server redis-tools     # redis:// backend, test server, redis-benchmark
   libssl-dev openssl                          # rediss:// (TLS); the tests' certificates
   libpq-dev postgresql postgresql-client      # postgres:// backend, test server, pgbench
+  libgrpc++-dev libprotobuf-dev               # etcd:// backend (gRPC, protobuf)
+  protobuf-compiler protobuf-compiler-grpc    # protoc and grpc_cpp_plugin for etcd's .proto
+  etcd-server etcd-client                     # etcd test server and etcdctl
   procps psmisc util-linux                    # ps/kill/setsid for the process tests
   dpkg-dev file binutils                      # .deb packages: dpkg-shlibdeps, file, nm/readelf
   man-db groff-base bash-completion           # package tests: man -l, the completion framework

@@ -27,6 +27,7 @@ for c in $components; do
     # Nothing listens on port 1: connecting fails at once with BackendError.
     redis) unreachable+=("redis://127.0.0.1:1?connect_timeout=2s") ;;
     postgres) unreachable+=("postgres://lockkit@127.0.0.1:1/lockkit?connect_timeout=2s") ;;
+    etcd) unreachable+=("etcd://127.0.0.1:1?connect_timeout=2s") ;;
   esac
 done
 schemes=$components

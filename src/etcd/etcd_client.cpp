@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: MIT
+// The etcd v3 calls over gRPC: one channel per endpoint, deadlines on every call, gRPC status
+// to StoreFailure in one function, authentication tokens, fork detection.
+#include "etcd/etcd_client.hpp"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "core/store_failure.hpp"
+#include "core/url.hpp"
+#include "rpc.grpc.pb.h"
+
+namespace lockkit::detail::etcd {
+namespace {
+
+using Clock = std::chrono::system_clock;  // gRPC deadlines are system_clock time points
+using std::chrono::milliseconds;
+
+struct Endpoint {
+  std::string address;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease;
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth;
+};
+
+// The one translation of a gRPC status. `write`: the request changes the store, so a reply
+// that never came means it may have been applied.
+[[noreturn]] void fail(const grpc::Status& status, std::string_view what, std::string_view address,
+                       bool write) {
+  std::string message = std::string(what) + " on " + std::string(address) + ": ";
+  std::string detail = status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      throw StoreFailure(ErrorKind::kTimeout, message + "no answer in time", write);
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      // Refused before being applied.
+      throw StoreFailure(ErrorKind::kAuth, message + detail);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      // A cluster with auth on, asked without a user.
+      if (detail.find("user name is empty") != std::string::npos) {
+        throw StoreFailure(ErrorKind::kAuth, message + detail + " (the cluster needs a user)");
+      }
+      throw StoreFailure(ErrorKind::kProtocol, message + detail);
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:  // "too many requests", "database space exceeded"
+      throw StoreFailure(ErrorKind::kUnavailable, message + detail, write);
+    default:
+      throw StoreFailure(ErrorKind::kProtocol, message + detail, write);
+  }
+}
+
+// etcd answers a request with an expired or unknown auth token like this; a new token and one
+// more try fix it (the request was refused before it was applied).
+bool stale_token(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
+         status.error_message().find("invalid auth token") != std::string::npos;
+}
+
+void set_range_end_for_prefix(std::string_view prefix, std::string* key, std::string* end) {
+  key->assign(prefix.data(), prefix.size());
+  if (prefix.empty()) {
+    // etcd's convention for "every key": key and range_end both "\0".
+    key->assign(1, '\0');
+    end->assign(1, '\0');
+    return;
+  }
+  *end = *key;
+  // The first key after every key starting with `prefix`: drop trailing 0xff bytes, then add
+  // one to the last byte; all 0xff means "to the end" ("\0").
+  while (!end->empty() && static_cast<unsigned char>(end->back()) == 0xff) end->pop_back();
+  if (end->empty()) {
+    end->assign(1, '\0');
+  } else {
+    end->back() = static_cast<char>(static_cast<unsigned char>(end->back()) + 1);
+  }
+}
+
+// The process that first used gRPC through this backend. gRPC's threads, connections and poller
+// stay with that process across fork(): a child that used gRPC too would read the parent's
+// sockets and events (it corrupted the parent's connection when tried).
+std::atomic<pid_t> g_grpc_process{0};
+
+[[noreturn]] void forked() {
+  throw StoreFailure(ErrorKind::kUnsupported,
+                     "gRPC was started by this process's parent before fork() and does not "
+                     "survive it: use etcd:// in the parent, or exec a new program in the child");
+}
+
+}  // namespace
+
+struct Client::Impl {
+  explicit Impl(ClientConfig c) : config(std::move(c)), owner(::getpid()) {
+    pid_t first = 0;
+    if (!g_grpc_process.compare_exchange_strong(first, owner) && first != owner) forked();
+    grpc::ChannelArguments args;
+    // Reconnect soon after a member comes back, not after gRPC's default backoff (up to 2 min).
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                static_cast<int>(std::min<std::int64_t>(config.connect_timeout.count(), 1 << 30)));
+    endpoints = std::make_unique<std::vector<Endpoint>>();
+    for (const auto& address : config.endpoints) {
+      Endpoint e;
+      e.address = address;
+      e.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+      e.kv = etcdserverpb::KV::NewStub(e.channel);
+      e.lease = etcdserverpb::Lease::NewStub(e.channel);
+      e.auth = etcdserverpb::Auth::NewStub(e.channel);
+      endpoints->push_back(std::move(e));
+    }
+  }
+
+  ~Impl() {
+    // gRPC's threads did not survive fork(): tearing the channels down in the child could wait
+    // for them forever. The child leaves them to the parent.
+    if (::getpid() != owner) (void)endpoints.release();
+  }
+
+  void check_process() const {
+    if (::getpid() != owner) forked();
+  }
+
+  // Returns the index of a member that is connected, preferring the one that answered last;
+  // waits until `deadline` at most. Throws kUnavailable if none is: nothing was sent.
+  std::size_t connected(Clock::time_point deadline) {
+    auto& list = *endpoints;
+    const std::size_t n = list.size();
+    const std::size_t first = current.load(std::memory_order_relaxed);
+    auto ready = [&]() -> std::optional<std::size_t> {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::size_t index = (first + i) % n;
+        if (list[index].channel->GetState(true) == GRPC_CHANNEL_READY) return index;
+      }
+      return std::nullopt;
+    };
+    auto found = ready();
+    if (!found) {
+      // None connected: every member is asked to connect now, in parallel (a member that was
+      // down is retried at once, not after gRPC's backoff), and the first one up is taken. gRPC
+      // reports a member that failed as failed until it connects, so nothing tells a member
+      // that is down from one still connecting: they are all watched until the deadline.
+      for (auto& e : list) {
+        if (e.channel->GetState(true) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+          grpc::experimental::ChannelResetConnectionBackoff(e.channel.get());
+        }
+      }
+      while (!(found = ready()) && Clock::now() < deadline) {
+        Endpoint& watched = list[first];
+        (void)watched.channel->WaitForStateChange(
+            watched.channel->GetState(false),
+            std::min(deadline, Clock::now() + std::chrono::milliseconds(10)));
+      }
+    }
+    if (found) {
+      if (*found != first) current.store(*found, std::memory_order_relaxed);
+      return *found;
+    }
+    std::string names;
+    for (const auto& e : list) names += (names.empty() ? "" : ",") + e.address;
+    throw StoreFailure(ErrorKind::kUnavailable, "could not connect to any etcd member (" + names +
+                                                    ") within " +
+                                                    format_duration(config.connect_timeout));
+  }
+
+  // The auth token for `e`, fetched on first use and after etcd said it went stale.
+  std::string token(Endpoint& e, bool refresh) {
+    std::lock_guard<std::mutex> guard(mu);
+    if (!auth_token.empty() && !refresh) return auth_token;
+    etcdserverpb::AuthenticateRequest request;
+    request.set_name(config.user);
+    request.set_password(config.password);
+    etcdserverpb::AuthenticateResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(Clock::now() + config.command_timeout);
+    grpc::Status status = e.auth->Authenticate(&context, request, &response);
+    if (!status.ok()) {
+      if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+          status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+        // etcd: "authentication failed, invalid user ID or password", or auth not enabled.
+        throw StoreFailure(ErrorKind::kAuth, "authenticate as \"" + escape_key(config.user) +
+                                                 "\" on " + e.address + ": " +
+                                                 status.error_message());
+      }
+      fail(status, "authenticate", e.address, false);
+    }
+    auth_token = response.token();
+    return auth_token;
+  }
+
+  // Runs one call `rpc(endpoint, context)` with a deadline, the auth token, and etcd's
+  // require-leader flag: a member cut off from its leader refuses at once instead of waiting.
+  // Another member is tried (within connect_timeout + command_timeout in all) when the request
+  // was certainly not applied: a read, or a request refused for want of a leader.
+  template <class Rpc>
+  void call(std::string_view what, bool write, Rpc&& rpc) {
+    check_process();
+    const auto start = Clock::now();
+    const auto overall = start + config.connect_timeout + config.command_timeout;
+    bool refreshed = false;
+    for (std::size_t tries = 1;; ++tries) {
+      std::size_t index = connected(std::min(Clock::now() + config.connect_timeout, overall));
+      Endpoint& e = (*endpoints)[index];
+      grpc::ClientContext context;
+      context.set_deadline(std::min(Clock::now() + config.command_timeout, overall));
+      context.AddMetadata("hasleader", "true");
+      if (!config.user.empty()) context.AddMetadata("token", token(e, refreshed));
+      grpc::Status status = rpc(e, context);
+      if (status.ok()) return;
+      if (!refreshed && !config.user.empty() && stale_token(status)) {
+        refreshed = true;
+        continue;
+      }
+      const bool unavailable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
+      const bool no_leader =
+          unavailable && status.error_message().find("no leader") != std::string::npos;
+      if (unavailable && (!write || no_leader) && tries < endpoints->size() &&
+          Clock::now() < overall) {
+        current.store((index + 1) % endpoints->size(), std::memory_order_relaxed);
+        continue;
+      }
+      fail(status, what, e.address, write && !no_leader);
+    }
+  }
+
+  const ClientConfig config;
+  const pid_t owner;
+  std::unique_ptr<std::vector<Endpoint>> endpoints;
+  std::atomic<std::size_t> current{0};
+  std::mutex mu;
+  std::string auth_token;  // guarded by mu
+};
+
+Client::Client(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Client::~Client() = default;
+
+const std::vector<std::string>& Client::endpoints() const noexcept {
+  return impl_->config.endpoints;
+}
+
+Grant Client::lease_grant(std::int64_t ttl_seconds) {
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(ttl_seconds);
+  etcdserverpb::LeaseGrantResponse response;
+  impl_->call("LeaseGrant", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.lease->LeaseGrant(&c, request, &response);
+  });
+  if (!response.error().empty()) {
+    throw StoreFailure(ErrorKind::kProtocol, "LeaseGrant: " + response.error());
+  }
+  return Grant{response.id(), response.ttl()};
+}
+
+bool Client::lease_revoke(std::int64_t id) {
+  etcdserverpb::LeaseRevokeRequest request;
+  request.set_id(id);
+  etcdserverpb::LeaseRevokeResponse response;
+  try {
+    impl_->call("LeaseRevoke", true, [&](Endpoint& e, grpc::ClientContext& c) {
+      grpc::Status status = e.lease->LeaseRevoke(&c, request, &response);
+      // "etcdserver: requested lease not found": expired or revoked already.
+      if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+        throw StoreFailure(ErrorKind::kProtocol, "", false, false, "lease not found");
+      }
+      return status;
+    });
+  } catch (const StoreFailure& f) {
+    if (f.server_code() == "lease not found") return false;
+    throw;
+  }
+  return true;
+}
+
+std::int64_t Client::lease_keep_alive(std::int64_t id) {
+  etcdserverpb::LeaseKeepAliveRequest request;
+  request.set_id(id);
+  etcdserverpb::LeaseKeepAliveResponse response;
+  bool answered = false;
+  impl_->call("LeaseKeepAlive", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    auto stream = e.lease->LeaseKeepAlive(&c);
+    // etcd answers each request in order before it reads the end of the stream.
+    answered = stream->Write(request) && stream->Read(&response);
+    stream->WritesDone();
+    grpc::Status status = stream->Finish();
+    if (status.ok() && !answered) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream ended without an answer");
+    }
+    return status;
+  });
+  return response.ttl() > 0 ? response.ttl() : 0;
+}
+
+std::int64_t Client::lease_time_to_live(std::int64_t id) {
+  etcdserverpb::LeaseTimeToLiveRequest request;
+  request.set_id(id);
+  etcdserverpb::LeaseTimeToLiveResponse response;
+  impl_->call("LeaseTimeToLive", false, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.lease->LeaseTimeToLive(&c, request, &response);
+  });
+  return response.ttl();
+}
+
+std::optional<std::int64_t> Client::create(std::string_view key, std::string_view value,
+                                           std::int64_t lease) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_key(key.data(), key.size());
+  compare->set_target(etcdserverpb::Compare::CREATE);
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_create_revision(0);  // the key does not exist
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key.data(), key.size());
+  put->set_value(value.data(), value.size());
+  put->set_lease(lease);
+  etcdserverpb::TxnResponse response;
+  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.kv->Txn(&c, request, &response);
+  });
+  if (!response.succeeded()) return std::nullopt;
+  // The put ran at the transaction's revision, which is the key's create revision.
+  return response.header().revision();
+}
+
+std::optional<std::int64_t> Client::erase_if(std::string_view key, std::string_view value) {
+  etcdserverpb::TxnRequest request;
+  auto* compare = request.add_compare();
+  compare->set_key(key.data(), key.size());
+  compare->set_target(etcdserverpb::Compare::VALUE);
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_value(value.data(), value.size());
+  auto* erase = request.add_success()->mutable_request_delete_range();
+  erase->set_key(key.data(), key.size());
+  erase->set_prev_kv(true);
+  etcdserverpb::TxnResponse response;
+  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.kv->Txn(&c, request, &response);
+  });
+  if (!response.succeeded()) return std::nullopt;
+  std::int64_t lease = 0;
+  if (response.responses_size() == 1 &&
+      response.responses(0).response_delete_range().prev_kvs_size() == 1) {
+    lease = response.responses(0).response_delete_range().prev_kvs(0).lease();
+  }
+  return lease;
+}
+
+bool Client::move_if(std::string_view key, std::string_view value, std::int64_t from,
+                     std::int64_t to) {
+  etcdserverpb::TxnRequest request;
+  auto* same_value = request.add_compare();
+  same_value->set_key(key.data(), key.size());
+  same_value->set_target(etcdserverpb::Compare::VALUE);
+  same_value->set_result(etcdserverpb::Compare::EQUAL);
+  same_value->set_value(value.data(), value.size());
+  auto* same_lease = request.add_compare();
+  same_lease->set_key(key.data(), key.size());
+  same_lease->set_target(etcdserverpb::Compare::LEASE);
+  same_lease->set_result(etcdserverpb::Compare::EQUAL);
+  same_lease->set_lease(from);
+  auto* put = request.add_success()->mutable_request_put();
+  put->set_key(key.data(), key.size());
+  put->set_value(value.data(), value.size());
+  put->set_lease(to);
+  etcdserverpb::TxnResponse response;
+  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.kv->Txn(&c, request, &response);
+  });
+  return response.succeeded();
+}
+
+std::optional<Entry> Client::get(std::string_view key) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(key.data(), key.size());
+  etcdserverpb::RangeResponse response;
+  impl_->call("Range", false, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.kv->Range(&c, request, &response);
+  });
+  if (response.kvs_size() == 0) return std::nullopt;
+  const auto& kv = response.kvs(0);
+  return Entry{kv.key(), kv.value(), kv.create_revision(), kv.lease()};
+}
+
+std::vector<Entry> Client::list(std::string_view prefix) {
+  etcdserverpb::RangeRequest request;
+  set_range_end_for_prefix(prefix, request.mutable_key(), request.mutable_range_end());
+  etcdserverpb::RangeResponse response;
+  impl_->call("Range", false, [&](Endpoint& e, grpc::ClientContext& c) {
+    return e.kv->Range(&c, request, &response);
+  });
+  std::vector<Entry> out;
+  out.reserve(static_cast<std::size_t>(response.kvs_size()));
+  for (const auto& kv : response.kvs()) {
+    out.push_back(Entry{kv.key(), kv.value(), kv.create_revision(), kv.lease()});
+  }
+  return out;
+}
+
+}  // namespace lockkit::detail::etcd

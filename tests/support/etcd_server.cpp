@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+// The etcd fixture: drives scripts/etcd-server.sh and etcdctl without a shell.
+#include "support/etcd_server.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "support/redis_server.hpp"  // run_command
+
+namespace lockkit::testing {
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+EtcdServer::EtcdServer(int members, std::vector<std::string> extra_args) {
+  // In memory when the machine has a tmpfs: etcd fsyncs every raft entry, and on a busy disk
+  // that alone can outlast a test's command timeout. Durability is not under test here.
+  std::error_code shm_error;
+  const bool shm =
+      std::filesystem::is_directory("/dev/shm", shm_error) && ::access("/dev/shm", W_OK) == 0;
+  std::string tmpl =
+      ((shm ? std::filesystem::path("/dev/shm") : std::filesystem::temp_directory_path()) /
+       "lockkit-etcd-XXXXXX")
+          .string();
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
+  }
+  dir_ = tmpl;
+  std::vector<std::string> args{"start",       dir_,
+                                "--members",   std::to_string(members),
+                                "--owner-pid", std::to_string(::getpid())};
+  if (!extra_args.empty()) {
+    args.push_back("--");
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+  }
+  try {
+    endpoints_ = script(args);
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    throw;
+  }
+}
+
+EtcdServer::~EtcdServer() {
+  try {
+    script({"stop", dir_});
+  } catch (...) {  // a destructor must not throw; the directory still goes
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string EtcdServer::script(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{"bash",
+                                std::string(LOCKKIT_SOURCE_DIR) + "/scripts/etcd-server.sh"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return trim(run_command(argv));
+}
+
+std::string EtcdServer::endpoint(int i) const {
+  std::istringstream in(endpoints_);
+  std::string one;
+  for (int n = 0; std::getline(in, one, ','); ++n) {
+    if (n == i) return one;
+  }
+  throw std::out_of_range("no member " + std::to_string(i));
+}
+
+std::string EtcdServer::url(std::string_view tail) const {
+  return "etcd://" + endpoints_ + std::string(tail);
+}
+
+void EtcdServer::stop(int i) {
+  if (i < 0) {
+    script({"stop", dir_});
+  } else {
+    script({"stop", dir_, std::to_string(i)});
+  }
+}
+
+void EtcdServer::kill(int i) {
+  if (i < 0) {
+    script({"kill", dir_});
+  } else {
+    script({"kill", dir_, std::to_string(i)});
+  }
+}
+
+void EtcdServer::restart(int i) {
+  script({"restart", dir_, std::to_string(i)});
+}
+
+std::string EtcdServer::etcdctl(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{"env",
+                                "ETCDCTL_API=3",
+                                "etcdctl",
+                                "--endpoints=" + endpoints_,
+                                "--dial-timeout=2s",
+                                "--command-timeout=5s"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return trim(run_command(argv));
+}
+
+EtcdServer& EtcdServer::shared() {
+  static EtcdServer server;  // stopped by its destructor when the test binary exits
+  return server;
+}
+
+}  // namespace lockkit::testing
