@@ -37,7 +37,9 @@ endfunction()
 # objects also make lockkit_<name>_module: lockkit-<name>.so in ${libdir}/lockkit, which
 # registers the backend's schemes when the tool dlopen()s it.
 function(lockkit_add_backend name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LINK" ${ARGN})
+  # OBJECTS: further objects for the library and the module (e.g. generated code compiled
+  # without our warnings), as $<TARGET_OBJECTS:...>.
+  cmake_parse_arguments(ARG "" "" "SOURCES;LINK;OBJECTS" ${ARGN})
   # Compiled once, position-independent, for the library and the module alike.
   add_library(lockkit_${name}_objects OBJECT ${ARG_SOURCES})
   set_target_properties(lockkit_${name}_objects PROPERTIES POSITION_INDEPENDENT_CODE ON
@@ -47,7 +49,7 @@ function(lockkit_add_backend name)
     ${ARG_LINK})
   lockkit_warnings(lockkit_${name}_objects)
 
-  add_library(lockkit_${name} $<TARGET_OBJECTS:lockkit_${name}_objects>)
+  add_library(lockkit_${name} $<TARGET_OBJECTS:lockkit_${name}_objects> ${ARG_OBJECTS})
   add_library(lockkit::${name} ALIAS lockkit_${name})
   set_target_properties(lockkit_${name} PROPERTIES EXPORT_NAME ${name} LINKER_LANGUAGE CXX)
   lockkit_library_properties(lockkit_${name})
@@ -69,7 +71,8 @@ function(lockkit_add_backend name)
   endif()
 
   if(LOCKKIT_BUILD_CLI AND LOCKKIT_BACKEND_${name}_TOOL STREQUAL "module")
-    add_library(lockkit_${name}_module MODULE $<TARGET_OBJECTS:lockkit_${name}_objects>)
+    add_library(lockkit_${name}_module MODULE $<TARGET_OBJECTS:lockkit_${name}_objects>
+      ${ARG_OBJECTS})
     set_target_properties(lockkit_${name}_module PROPERTIES OUTPUT_NAME lockkit-${name} PREFIX ""
       LINKER_LANGUAGE CXX LIBRARY_OUTPUT_DIRECTORY ${LOCKKIT_MODULE_BUILD_DIR})
     # The module's own copy of lockkit::detail, never exported. The public API comes from the
