@@ -66,6 +66,7 @@ for fact in $facts; do
     '/usr/lib/(.*/)?cmake/lockkit/lockkit-'"$c"'Targets\.cmake$')
   IFS=',' read -r -a runtime <<<"$runtime"
   IFS=',' read -r -a dev <<<"$dev"
+  dev=("${dev[@]//+/\\+}")  # package names, matched as regexes: libgrpc++-dev
   lib_depends+=("${runtime[@]}") dev_depends+=("${dev[@]}")
   # The tool's modules are the tool's: in its package, which depends on what they load.
   if [ "$tool" = module ]; then
