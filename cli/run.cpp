@@ -256,7 +256,7 @@ void set_environment(const Lock& lock) {
     ::unsetenv("LOCKKIT_KEY");
   }
   ::setenv("LOCKKIT_KEY_HEX", hex(lock.key()).c_str(), 1);
-  ::setenv("LOCKKIT_TOKEN", lock.token().c_str(), 1);
+  ::setenv("LOCKKIT_TOKEN", std::string(lock.token()).c_str(), 1);
   ::setenv("LOCKKIT_FENCE", std::to_string(lock.fence()).c_str(), 1);
 }
 
@@ -333,7 +333,7 @@ Result run(const RunArgs& args) {
              (wait ? " (waited " + *args.wait + ")" : ""));
     return {Outcome::kBusy, 0, conflict_status};
   }
-  const std::string token = taken->token();
+  const std::string token(taken->token());
   // The child inherits these; we are still single-threaded, so setenv is safe.
   set_environment(*taken);
   auto state = std::make_shared<LeaseState>(std::move(*taken), ttl);

@@ -30,7 +30,7 @@ class LOCKKIT_EXPORT SteadyClock final : public Clock {
 
 // A clock that moves only when told to: for tests of expiry without sleeping.
 //   auto clock = std::make_shared<lockkit::ManualClock>();
-//   lockkit::InMemoryLockApi api({.clock = clock});
+//   auto api = lockkit::make_memory_lock_api({.clock = clock});
 //   clock->advance(std::chrono::seconds(31));  // every 30 s lease has now expired
 // Thread safety: safe to share; `advance` may race with `now`.
 class LOCKKIT_EXPORT ManualClock final : public Clock {

@@ -3,7 +3,9 @@
 #ifndef LOCKKIT_LOCK_HPP_
 #define LOCKKIT_LOCK_HPP_
 
+#include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -51,6 +53,13 @@ class LOCKKIT_EXPORT LeaseOps {
   }
 };
 
+namespace detail {
+// Opens the core's own `Lock` constructor; only the core makes one.
+struct CoreLockTag {
+  explicit CoreLockTag() = default;
+};
+}  // namespace detail
+
 // One held lease on a key: move-only, released by its destructor (best effort) if still held.
 //   if (auto lock = api.try_acquire("orders/42", 30s)) {
 //     write_with_fence(lock->fence());   // the resource rejects fences lower than it has seen
@@ -60,13 +69,18 @@ class LOCKKIT_EXPORT LeaseOps {
 class [[nodiscard]] LOCKKIT_EXPORT Lock {
  public:
   // Made by backends after a successful acquisition. `valid_until` must be no later than the
-  // store's expiry (request start + ttl - drift).
+  // store's expiry (request start + ttl - drift). `token` is at most 32 bytes (`make_token`).
   Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
        std::chrono::steady_clock::time_point valid_until) noexcept;
   // The same, remembering when the lease was taken (by `ops->now()`, before the request).
   Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
        std::chrono::steady_clock::time_point valid_until,
        std::chrono::steady_clock::time_point acquired) noexcept;
+  // The core's: a lease of `ttl` taken at `acquired`; copies `key` and `token` (<= 32 bytes).
+  Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view key,
+       std::string_view token, std::uint64_t fence,
+       std::chrono::steady_clock::time_point valid_until,
+       std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept;
 
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
@@ -79,8 +93,9 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
 
   // Returns the key as given to `try_acquire` (arbitrary bytes).
   const std::string& key() const noexcept { return key_; }
-  // Returns the owner token: 32 lowercase hex characters (128 random bits).
-  const std::string& token() const noexcept { return token_; }
+  // Returns the owner token: 32 lowercase hex characters (128 random bits). Held inline, so a
+  // lock on a short key costs no allocation; empty after a move.
+  std::string_view token() const noexcept { return {token_.data(), token_size_}; }
   // Returns the fencing token: strictly greater than every fence issued earlier for this key by
   // the same store, also across releases and expiries.
   std::uint64_t fence() const noexcept { return fence_; }
@@ -100,11 +115,15 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   bool extend(std::chrono::milliseconds ttl);
 
  private:
+  static constexpr std::size_t kMaxTokenBytes = 32;
+
+  void set_token(std::string_view token) noexcept;
   void release_quietly() noexcept;
 
   std::shared_ptr<LeaseOps> ops_;  // null once released, lost or moved from
   std::string key_;
-  std::string token_;
+  std::array<char, kMaxTokenBytes> token_{};
+  std::uint8_t token_size_ = 0;
   std::uint64_t fence_ = 0;
   std::chrono::steady_clock::time_point valid_until_;
   std::chrono::steady_clock::time_point acquired_;

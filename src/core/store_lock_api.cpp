@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/token.hpp"
 #include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
 
@@ -286,7 +287,9 @@ class StoreLockApi final : public LockApi {
   // One attempt without observation. The token is minted and the local clock read before the
   // store call, so valid_until can only be earlier than the store's expiry.
   std::optional<Lock> try_once(std::string_view key, std::chrono::milliseconds ttl) {
-    std::string token = make_token();
+    char token_buf[detail::kTokenChars];
+    detail::fill_token(token_buf);
+    const std::string_view token(token_buf, sizeof(token_buf));
     const Steady::time_point start = store_->now();
     std::optional<std::uint64_t> fence;
     try {
@@ -299,8 +302,8 @@ class StoreLockApi final : public LockApi {
     }
     std::optional<Lock> lock;
     if (fence) {
-      lock.emplace(stripe(), std::string(key), std::move(token), *fence,
-                   start + ttl - store_->drift(ttl), start);
+      lock.emplace(detail::CoreLockTag{}, stripe(), key, token, *fence,
+                   start + ttl - store_->drift(ttl), start, ttl);
     }
     return lock;
   }
