@@ -46,9 +46,8 @@ class LOCKKIT_EXPORT ManualClock final : public Clock {
   }
 
   // Moves the clock forward by `d`; a negative `d` is ignored (time never goes backwards).
-  void advance(std::chrono::steady_clock::duration d) noexcept {
-    if (d.count() > 0) ticks_.fetch_add(d.count(), std::memory_order_acq_rel);
-  }
+  // Wakes the keep-alive scheduler, so renewals and loss deadlines on this clock come due.
+  void advance(std::chrono::steady_clock::duration d) noexcept;
 
  private:
   std::atomic<std::chrono::steady_clock::rep> ticks_;

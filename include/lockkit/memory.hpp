@@ -23,7 +23,8 @@ struct MemoryOptions {
 // Returns a `memory:` backend: locks shared by the threads of one process, the original
 // module's `InMemoryLock`. It is the core's `LockApi` (see `make_lock_api`) over
 // `make_memory_store(options)`. Expiry by `MemoryOptions::clock`, so tests can use a
-// `ManualClock` instead of sleeping.
+// `ManualClock` instead of sleeping; that clock also drives `Lock::keep_alive`'s schedule and
+// `Lock::stop_token()`'s deadline (`ManualClock::advance` wakes the keeper).
 //   auto clock = std::make_shared<lockkit::ManualClock>();
 //   auto api = lockkit::make_memory_lock_api({.clock = clock});
 // Storage: keys hash to independent shards, each with its own mutex and fence counter, so
