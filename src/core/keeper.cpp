@@ -173,9 +173,13 @@ class Keeper {
       notices.push_back(Notice{e.state, loss_reason(s, now)});
       return;
     }
-    if (s.kept_alive && !s.queued && !s.sending && now >= s.renew_at && now < s.hold_until) {
-      s.queued = true;
-      g.pending.push_back(e.state);
+    if (s.kept_alive && !s.queued && !s.sending && now >= s.renew_at) {
+      if (now < s.hold_until) {
+        s.queued = true;
+        g.pending.push_back(e.state);
+      } else {
+        s.renew_at = Steady::time_point::max();  // max_hold has passed: no more renewals
+      }
     }
     ++s.seq;
     g.timers.push(Entry{next_wake(s), s.seq, e.state});
