@@ -438,18 +438,20 @@ Result run(const RunArgs& args) {
   // could still be ours (after that, releasing is pointless).
   const auto valid_until = state->lock->valid_until();
   std::function<bool()> release_call = [state] { return state->lock->release(); };
+  // The lock is released (or, past its end, dropped) on a thread of its own in every case: a
+  // kept-alive Lock first waits for a renewal under way, which must not hold up the exit.
   if (stopping) {
-    if (!state->lost.load() && Clock::now() < valid_until) {
-      try {
-        release_until(std::move(release_call), valid_until);
-      } catch (const std::exception&) {  // ours or not, nothing is left to protect
-      }
+    // A lease known lost has nothing to give back: drop it without waiting.
+    const auto until = state->lost.load() ? Clock::now() : std::max(Clock::now(), valid_until);
+    try {
+      release_until(std::move(release_call), until);
+    } catch (const std::exception&) {  // ours or not, nothing is left to protect
     }
     return {Outcome::kLeaseLost};
   }
   try {
     std::optional<bool> ours;
-    if (Clock::now() < valid_until) ours = release_until(std::move(release_call), valid_until);
+    ours = release_until(std::move(release_call), std::max(Clock::now(), valid_until));
     if (!ours) {
       diagnose("run: warning: the store did not confirm the release of \"" + display_key(key) +
                "\" before the lease's own end; it ends by itself");

@@ -269,9 +269,11 @@ class Keeper {
       }
       std::lock_guard<std::mutex> guard(s.mu);
       if (s.phase != LeaseState::Phase::kHeld || !s.kept_alive || s.sending) continue;
-      if (!wanted) {
-        const Steady::time_point now = ops->now();
-        s.renew_at = now + retry_delay(s.ttl, s.deadline() - now);
+      const Steady::time_point now = ops->now();
+      if (!wanted || now >= s.hold_until) {
+        // Not wanted now: asked again shortly. Past max_hold (the round started late): never.
+        s.renew_at = now >= s.hold_until ? Steady::time_point::max()
+                                         : now + retry_delay(s.ttl, s.deadline() - now);
         ++s.seq;
         next.push_back(Entry{next_wake(s), s.seq, sp});
         continue;

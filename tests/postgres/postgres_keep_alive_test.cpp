@@ -62,7 +62,7 @@ class Paused {
 TEST(PostgresKeepAlive, KeptAliveForFiveTtlsNobodyElseTakesIt) {
   auto api = lockkit::open(url());
   auto other = lockkit::open(url());
-  KeptAliveForFiveTtls(*api, *other, unique("five"), 400ms);
+  KeptAliveForFiveTtls(*api, *other, unique("five"), 1s);
 }
 
 TEST(PostgresKeepAlive, DeleteBehindTheHoldersBackIsNoticedWithinARenewalPeriod) {
