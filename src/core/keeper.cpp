@@ -6,8 +6,10 @@
 // clock (`LeaseOps::now()`, so an injected clock drives the schedule), hands due renewals to the
 // workers in one batch per store, and declares a lease lost when its deadline (valid_until minus
 // the loss margin) comes without a confirmed renewal: a store call that hangs occupies a worker,
-// never the timer. At most one round per store is under way at a time; workers are started on
-// demand, at most kMaxWorkers, so a hanging store holds up only its own leases' renewals.
+// never the timer. At most kRoundsPerStore rounds per store are under way at a time (a store
+// that renews one lease per call, e.g. one transaction each, still keeps up with many leases);
+// workers are started on demand, at most kMaxWorkers, so one hanging store leaves workers for
+// the others.
 #include "core/keeper.hpp"
 
 #include <pthread.h>
@@ -27,7 +29,8 @@
 namespace lockkit::detail {
 namespace {
 
-constexpr unsigned kMaxWorkers = 4;
+constexpr unsigned kMaxWorkers = 6;
+constexpr unsigned kRoundsPerStore = 3;
 // A round renews at most this many leases, so that one round trip stays short.
 constexpr std::size_t kMaxRound = 1024;
 // The longest the timer sleeps: it also polls clocks that move without telling (an injected
@@ -63,7 +66,7 @@ struct Group {
   BatchRenewer* batch = nullptr;  // null: renew with `ops->extend`, one by one
   std::priority_queue<Entry, std::vector<Entry>, Later> timers;
   std::vector<std::shared_ptr<LeaseState>> pending;  // due: for the next round
-  bool busy = false;                                 // a round is queued or under way
+  unsigned rounds = 0;                               // rounds queued or under way
   std::size_t members = 0;                           // states registered here
 };
 
@@ -133,12 +136,8 @@ class Keeper {
           visit(g, e, now, notices);
         }
         if (!g.timers.empty()) sleep = std::min(sleep, g.timers.top().at - now);
-        if (!g.pending.empty() && !g.busy) {
-          g.busy = true;
-          ready_.push_back(&g);
-          start_worker();
-        }
-        if (g.members == 0 && g.timers.empty() && !g.busy && g.pending.empty()) {
+        dispatch(g);
+        if (g.members == 0 && g.timers.empty() && g.rounds == 0 && g.pending.empty()) {
           it = groups_.erase(it);
         } else {
           ++it;
@@ -194,6 +193,17 @@ class Keeper {
     return "renewals failed and the lease's end is near";
   }
 
+  // Queues rounds for `g`'s due renewals, up to kRoundsPerStore at a time (keeper mutex held).
+  void dispatch(Group& g) {
+    std::size_t added = 0;
+    while (g.rounds < kRoundsPerStore && added < g.pending.size()) {
+      ++g.rounds;
+      ++added;
+      ready_.push_back(&g);
+      start_worker();
+    }
+  }
+
   void start_worker() {
     if (idle_ > 0) {
       work_cv_.notify_one();
@@ -214,13 +224,13 @@ class Keeper {
       }
       Group* g = ready_.front();
       ready_.pop_front();
+      // A share of what is due, so that the store's other rounds get some too.
       std::vector<std::shared_ptr<LeaseState>> batch;
-      if (g->pending.size() > kMaxRound) {
-        batch.assign(g->pending.begin(), g->pending.begin() + kMaxRound);
-        g->pending.erase(g->pending.begin(), g->pending.begin() + kMaxRound);
-      } else {
-        batch.swap(g->pending);
-      }
+      const std::size_t take = std::min<std::size_t>(
+          kMaxRound, (g->pending.size() + kRoundsPerStore - 1) / kRoundsPerStore);
+      const auto cut = g->pending.end() - static_cast<std::ptrdiff_t>(take);
+      batch.assign(cut, g->pending.end());
+      g->pending.erase(cut, g->pending.end());
       std::shared_ptr<LeaseOps> ops = g->ops;
       BatchRenewer* renewer = g->batch;
       lk.unlock();
@@ -229,11 +239,8 @@ class Keeper {
       round(ops, renewer, batch, next, notices);
       lk.lock();
       for (auto& e : next) g->timers.push(std::move(e));
-      g->busy = false;
-      if (!g->pending.empty()) {
-        g->busy = true;
-        ready_.push_back(g);
-      }
+      --g->rounds;
+      dispatch(*g);
       woken_ = true;
       timer_cv_.notify_one();
       if (!notices.empty()) {

@@ -412,7 +412,7 @@ TEST(KeepAlive, TenThousandLocksShareOneSchedulerAndAFewThreads) {
   const double seconds = std::chrono::duration<double>(Steady::now() - start).count();
   const unsigned during = threads_of_this_process();
   for (const auto& lock : locks) ASSERT_TRUE(lock.held()) << lock.key();
-  EXPECT_LE(during - before, 5u) << "one scheduler and at most four renewal workers";
+  EXPECT_LE(during - before, 7u) << "one scheduler and at most six renewal workers";
   EXPECT_GE(counter->renewals.load(), 2 * 10000);
   std::printf("[ info ] 10,000 kept-alive locks: %u keeper threads, %.0f renewals/s\n",
               during - before, static_cast<double>(counter->renewals.load()) / seconds);
