@@ -115,10 +115,12 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
        std::chrono::steady_clock::time_point valid_until,
        std::chrono::steady_clock::time_point acquired) noexcept;
   // The core's: a lease of `ttl` taken at `acquired`; copies `key` and `token` (<= 32 bytes).
-  Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view key,
-       std::string_view token, std::uint64_t fence,
-       std::chrono::steady_clock::time_point valid_until,
-       std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept;
+  // Not exported from the shared library: only the core, inside it, calls it.
+  LOCKKIT_NO_EXPORT Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view key,
+                         std::string_view token, std::uint64_t fence,
+                         std::chrono::steady_clock::time_point valid_until,
+                         std::chrono::steady_clock::time_point acquired,
+                         std::chrono::milliseconds ttl) noexcept;
 
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lockkit/errors.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock.hpp"
 #include "lockkit/observer.hpp"
@@ -124,8 +125,22 @@ using with_lock_result_t =
                                 std::invoke_result<F&, const Lock&>, std::invoke_result<F&>>::type;
 
 // Releases `lock` after the function returned; throws `LeaseLost` if the lease was lost before
-// (no longer `held()`, or the release found it gone).
-LOCKKIT_EXPORT void finish_with_lock(Lock& lock);
+// (no longer `held()`, or the release found it gone). A store failure of the release is
+// rethrown only for a lease not already known lost (the loss is the news).
+inline void finish_with_lock(Lock& lock) {
+  const bool lost = !lock.held();
+  bool ours = false;
+  try {
+    ours = lock.release();
+  } catch (const BackendError&) {
+    if (!lost) throw;
+  }
+  if (lost || !ours) {
+    throw LeaseLost(
+        "with_lock: the lease was lost before the function returned (it may have overlapped "
+        "another holder)");
+  }
+}
 }  // namespace detail
 
 // Runs `fn` while holding `key` for `ttl` and releases the lock afterwards, also when `fn`

@@ -26,21 +26,6 @@ void validate_ttl(std::chrono::milliseconds ttl) {
 
 namespace detail {
 
-void finish_with_lock(Lock& lock) {
-  const bool lost = !lock.held();
-  bool ours = false;
-  try {
-    ours = lock.release();
-  } catch (const BackendError&) {
-    if (!lost) throw;  // a lost lease is the news; the release failing too changes nothing
-  }
-  if (lost || !ours) {
-    throw LeaseLost(
-        "with_lock: the lease was lost before the function returned (it may have overlapped "
-        "another holder)");
-  }
-}
-
 std::optional<Lock> acquire_loop(LockApi& api, std::string_view key, std::chrono::milliseconds ttl,
                                  const RetryPolicy& policy, unsigned& attempts) {
   using Clock = std::chrono::steady_clock;
