@@ -66,7 +66,9 @@ Result acquire(const AcquireArgs& args) {
   }
   std::string out = "{";
   append_key_fields(out, lock->key());
-  out += ",\"token\":\"" + lock->token() + "\"";
+  out += ",\"token\":\"";
+  out += lock->token();
+  out += "\"";
   out += ",\"fence\":" + std::to_string(lock->fence());
   out += ",\"expires_at_ms\":" + std::to_string(to_epoch_ms(lock->valid_until()));
   out += "}\n";

@@ -84,8 +84,9 @@ struct RunArgs {
   std::optional<std::string> wait;
   std::optional<std::string> conflict_exit_code;
   bool no_renew = false;
-  std::vector<std::string> command;  // after "--"
-  bool saw_separator = false;        // "--" was present
+  std::vector<std::string> command;     // after "--"
+  bool saw_separator = false;           // "--" was present
+  std::optional<std::string> max_hold;  // --max-hold: no renewal after acquisition + this
 };
 
 struct AcquireArgs {

@@ -124,6 +124,8 @@ Options:
   -w, --wait forever         retry until the key is free, however long (a signal ends the wait)
       --conflict-exit-code N exit with N (0..255) instead of 75 when the key is busy
       --no-renew             never renew: CMD must finish within D or it is stopped (exit 70)
+      --max-hold D           renew for at most D after taking the lock (e.g. 2h): then the
+                             lease runs out and CMD is stopped before it ends (exit 70)
   --                         ends lockkit's options; everything after it is CMD and its ARGS
 )HELP";
 
@@ -153,9 +155,10 @@ Background jobs:
 
 Lease loss:
   If the lease cannot be renewed (the store is unreachable or hangs, or says the lease is no
-  longer ours), CMD is stopped, or --no-renew was given and CMD's group is still running, the
-  group gets SIGTERM (and SIGCONT) before the lease's local deadline, then SIGKILL shortly before
-  the deadline itself (the grace period is D/10, at most 5s), and lockkit exits with 70. CMD
+  longer ours), CMD is stopped, --max-hold has passed, or --no-renew was given and CMD's group
+  is still running, the group gets SIGTERM (and SIGCONT) before the lease's local deadline, then
+  SIGKILL shortly before the deadline itself (the grace period is D/10, at most 5s), and lockkit
+  exits with 70. CMD
   never runs past a lease that may belong to someone else. Once the group is gone, lockkit
   releases the lease but waits for a hanging store no longer than the lease would have lasted.
 
@@ -164,6 +167,7 @@ Examples:
   lockkit run -k jobs/42 -t 30s -w 2m -- ./process-job 42
   lockkit run -k jobs/42 -t 30s -w forever --conflict-exit-code 0 -- ./process-job 42
   lockkit run -k cron/report -t 10m --no-renew -- ./report.sh   # hard 10 minute limit
+  lockkit run -k etl/nightly -t 1m --max-hold 2h -- ./etl.sh     # renewed, but at most 2h
   LOCKKIT_BACKEND=redis://:pw@db:6379 lockkit run -k gc -t 5s -- sh -c 'gc; sync'
 )HELP";
 

@@ -82,6 +82,8 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
   std::vector<std::string> names = {"run", "acquire", "release", "extend", "status", "list"};
   std::vector<Sub> subs(names.size());
   bool no_renew = false;
+  std::string max_hold;
+  CLI::Option* max_hold_option = nullptr;
   std::vector<std::string> stray;  // run's words before a missing "--"
   for (std::size_t i = 0; i < names.size(); ++i) {
     const std::string& name = names[i];
@@ -105,6 +107,7 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
     if (name != "run" && name != "release") s.app->add_flag("--json", s.json);
     if (name == "run") {
       s.app->add_flag("--no-renew", no_renew);
+      max_hold_option = s.app->add_option("--max-hold", max_hold);
       s.app->add_option("command", stray);
     }
   }
@@ -169,8 +172,9 @@ Result dispatch(const std::vector<std::string>& raw, std::string& context) {
   auto wait = Sub::value(sub->wait_option, sub->wait);
   auto conflict = Sub::value(sub->conflict_option, sub->conflict);
   if (parsed_name == "run") {
-    RunArgs args{common,   sub->key.get(), sub->ttl, wait,
-                 conflict, no_renew,       command,  saw_separator};
+    RunArgs args{common,  sub->key.get(), sub->ttl,
+                 wait,    conflict,       no_renew,
+                 command, saw_separator,  Sub::value(max_hold_option, max_hold)};
     return run(args);
   }
   if (parsed_name == "acquire") return acquire({common, sub->key.get(), sub->ttl, wait, conflict});

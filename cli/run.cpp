@@ -3,8 +3,9 @@
 // the lease can run out.
 //
 // One thread waits for everything that can happen to the command (a signalfd for SIGCHLD and
-// the signals to forward, an eventfd from the renewal thread, a timer for the kill deadline);
-// renewals run on their own thread so that a store that hangs can never delay the kill.
+// the signals to forward, an eventfd poked by the keep-alive, a timer for the kill deadline).
+// Renewal is the library's own `Lock::keep_alive`, whose threads never block this one, so a
+// store that hangs can never delay the kill.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -70,134 +71,62 @@ class Fd {
   int fd_;
 };
 
-// What the event loop and the renewal thread share. Owned by both: a renewal thread that is
-// still blocked in a call to a hanging store when the command has gone is left behind (see
-// `Renewer::stop`), and must still find everything it uses.
+// What the event loop and the keep-alive's hooks share. Owned by both: a release that is still
+// blocked in a call to a hanging store when lockkit exits is left behind (see `release_until`),
+// and must still find everything it uses.
 // Thread safety: the atomics and the members guarded by `mu` may be used from any thread;
-// `lock` only by the renewal thread while it runs, and by others only once it has ended.
+// `lock` by the event loop's thread, then by the releasing thread.
 struct LeaseState {
   LeaseState(Lock held, milliseconds lease_ttl)
-      : lock(std::move(held)),
-        ttl(lease_ttl),
-        notify(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-        valid_until(lock->valid_until().time_since_epoch().count()) {
+      : lock(std::move(held)), ttl(lease_ttl), notify(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (notify.get() < 0) throw std::runtime_error("eventfd failed");
+  }
+
+  void poke() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(notify.get(), &one, sizeof one);
+  }
+
+  // Renews `lock` with the library's keep-alive: not while the command is stopped (`paused`),
+  // never after `max_hold`; a loss pokes the event loop.
+  void keep_alive(milliseconds max_hold) {
+    lock->keep_alive(KeepAliveOptions{.on_lost =
+                                          [this](std::string_view reason) {
+                                            {
+                                              std::lock_guard<std::mutex> guard(mu);
+                                              lost_reason = reason;
+                                            }
+                                            lost.store(true);
+                                            poke();
+                                          },
+                                      .max_hold = max_hold,
+                                      .should_renew =
+                                          [this] {
+                                            if (paused.load()) return false;
+                                            renewal_since.store(
+                                                Clock::now().time_since_epoch().count());
+                                            return true;
+                                          },
+                                      .on_renewal_error =
+                                          [this](std::string_view error) {
+                                            {
+                                              std::lock_guard<std::mutex> guard(mu);
+                                              last_error = error;
+                                            }
+                                            renewal_since.store(0);
+                                            poke();
+                                          }});
   }
 
   std::optional<Lock> lock;
   const milliseconds ttl;
-  Fd notify;  // an eventfd: poked by the renewal thread on every change
-  std::atomic<Clock::rep> valid_until;
-  std::atomic<bool> lost{false};               // the store said the lease is no longer ours
-  std::atomic<Clock::rep> in_flight_since{0};  // start of the pending renewal; 0: none
+  Fd notify;                                 // an eventfd: poked by the keep-alive's hooks
+  std::atomic<bool> lost{false};             // the keep-alive declared the lease lost
+  std::atomic<bool> paused{false};           // the command is stopped: no renewals
+  std::atomic<Clock::rep> renewal_since{0};  // start of the latest renewal; 0: it failed
   std::mutex mu;
-  std::condition_variable cv;
-  bool stop = false;       // guarded by mu
-  bool paused = false;     // guarded by mu: the command is stopped, so no renewals
-  bool in_call = false;    // guarded by mu: a renewal is waiting for the store
-  std::string last_error;  // guarded by mu
-};
-
-// Renews the lease every ttl/3 on its own thread; after a failed renewal it retries every
-// ttl/10 (10 ms..1 s) until stopped; while paused (the command is stopped) it does not renew,
-// and renews at once when resumed. Publishes the lease's local deadline and whether the store
-// said the lease is gone in the shared `LeaseState`, and pokes its eventfd on every change.
-// Thread safety: all members may be called from the event loop's thread.
-class Renewer {
- public:
-  explicit Renewer(std::shared_ptr<LeaseState> state) : state_(std::move(state)) {}
-  ~Renewer() { stop(); }
-  Renewer(const Renewer&) = delete;
-  Renewer& operator=(const Renewer&) = delete;
-
-  void start() {
-    thread_ = std::thread([state = state_] { loop(*state); });
-  }
-
-  // Pauses (the command was stopped) or resumes (it was continued) the renewals.
-  void pause(bool paused) {
-    {
-      std::lock_guard<std::mutex> guard(state_->mu);
-      state_->paused = paused;
-    }
-    state_->cv.notify_all();
-  }
-
-  // Stops renewing. Returns true if the renewal thread has ended (or never ran): the lock is
-  // the caller's again. Returns false if a renewal is still waiting for the store: the thread is
-  // left to finish it on its own (it never renews again), so that a hanging store cannot delay
-  // lockkit's exit; the lock must then not be used any more.
-  bool stop() {
-    bool in_call = false;
-    {
-      std::lock_guard<std::mutex> guard(state_->mu);
-      state_->stop = true;
-      in_call = state_->in_call;
-    }
-    state_->cv.notify_all();
-    if (!thread_.joinable()) return !detached_;
-    if (in_call) {
-      thread_.detach();
-      detached_ = true;
-      note_detached_thread();
-      return false;
-    }
-    thread_.join();
-    return true;
-  }
-
- private:
-  static void loop(LeaseState& s) {
-    const auto period = std::max(Clock::duration(s.ttl / 3), Clock::duration(milliseconds(1)));
-    const auto retry = clamp_ms(Clock::duration(s.ttl / 10), 10, 1'000);
-    auto next = Clock::now() + period;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lk(s.mu);
-        for (;;) {
-          if (s.stop) return;
-          if (s.paused) {
-            s.cv.wait(lk, [&s] { return s.stop || !s.paused; });
-            next = Clock::now();  // continued: the lease has not been renewed meanwhile
-            continue;
-          }
-          if (Clock::now() >= next) break;
-          s.cv.wait_until(lk, next);
-        }
-        s.in_call = true;
-      }
-      auto attempt = Clock::now();
-      s.in_flight_since.store(attempt.time_since_epoch().count());
-      std::string error;
-      bool lost = false;
-      try {
-        if (!s.lock->extend(s.ttl)) {
-          error = "the store says the lease is no longer ours";
-          lost = true;
-        } else {
-          s.valid_until.store(s.lock->valid_until().time_since_epoch().count());
-          next = attempt + period;
-        }
-      } catch (const std::exception& e) {
-        error = e.what();
-        next = attempt + retry;
-      }
-      s.in_flight_since.store(0);
-      {
-        std::lock_guard<std::mutex> guard(s.mu);
-        s.in_call = false;
-        if (!error.empty()) s.last_error = std::move(error);
-      }
-      if (lost) s.lost.store(true);
-      std::uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(s.notify.get(), &one, sizeof one);
-      if (lost) return;
-    }
-  }
-
-  std::shared_ptr<LeaseState> state_;
-  std::thread thread_;
-  bool detached_ = false;
+  std::string lost_reason;  // guarded by mu
+  std::string last_error;   // guarded by mu
 };
 
 // Runs `release` on a thread of its own and waits for it until `deadline`. Returns true/false
@@ -256,7 +185,7 @@ void set_environment(const Lock& lock) {
     ::unsetenv("LOCKKIT_KEY");
   }
   ::setenv("LOCKKIT_KEY_HEX", hex(lock.key()).c_str(), 1);
-  ::setenv("LOCKKIT_TOKEN", lock.token().c_str(), 1);
+  ::setenv("LOCKKIT_TOKEN", std::string(lock.token()).c_str(), 1);
   ::setenv("LOCKKIT_FENCE", std::to_string(lock.fence()).c_str(), 1);
 }
 
@@ -313,6 +242,11 @@ Result run(const RunArgs& args) {
   std::optional<milliseconds> wait;
   if (args.wait) wait = parse_wait(*args.wait);
   const int conflict_status = parse_conflict_exit_code(args.conflict_exit_code);
+  std::optional<milliseconds> max_hold;
+  if (args.max_hold) {
+    max_hold = parse_ttl(*args.max_hold, "max-hold");
+    if (args.no_renew) throw UsageError("--max-hold and --no-renew: give one, not both");
+  }
   if (!args.saw_separator) {
     throw UsageError("missing \"--\" before the command (lockkit run --key K --ttl D -- CMD)");
   }
@@ -333,7 +267,6 @@ Result run(const RunArgs& args) {
              (wait ? " (waited " + *args.wait + ")" : ""));
     return {Outcome::kBusy, 0, conflict_status};
   }
-  const std::string token = taken->token();
   // The child inherits these; we are still single-threaded, so setenv is safe.
   set_environment(*taken);
   auto state = std::make_shared<LeaseState>(std::move(*taken), ttl);
@@ -375,8 +308,8 @@ Result run(const RunArgs& args) {
     }
   } reaper{child.pid};
 
-  Renewer renewer(state);
-  if (!args.no_renew) renewer.start();
+  if (!args.no_renew) state->keep_alive(max_hold.value_or(milliseconds(0)));
+  const auto acquired = Clock::now();
 
   const KillSchedule schedule(ttl);
   bool stopping = false;  // we sent SIGTERM because the lease is (about to be) lost
@@ -405,11 +338,11 @@ Result run(const RunArgs& args) {
           // the stop schedule below ends the command, unless it is continued first.
           stop_signal = WSTOPSIG(st);
           stopped_since = now;
-          renewer.pause(true);
+          state->paused.store(true);
         }
       } else if (WIFCONTINUED(st)) {
         // Once stopping, the SIGCONT was ours, for SIGTERM: no renewals for it.
-        if (stop_signal != 0 && !stopping) renewer.pause(false);
+        if (stop_signal != 0 && !stopping) state->paused.store(false);
         stop_signal = 0;
       } else {
         leader_done = true;
@@ -425,7 +358,7 @@ Result run(const RunArgs& args) {
       }
     }
 
-    auto valid_until = Clock::time_point(Clock::duration(state->valid_until.load()));
+    auto valid_until = state->lock->valid_until();
     auto term_at = valid_until - schedule.grace - schedule.margin;
     if (!stopping && (state->lost.load() || now >= term_at)) {
       stopping = true;
@@ -436,20 +369,29 @@ Result run(const RunArgs& args) {
       kill_at = std::max(kill_at, now);
       std::string why;
       std::string error;
+      std::string lost_reason;
       {
         std::lock_guard<std::mutex> guard(state->mu);
         error = state->last_error;
+        lost_reason = state->lost_reason;
       }
-      auto since = state->in_flight_since.load();
+      // A renewal is still unanswered if none failed since it started and valid_until has not
+      // moved to its start + ttl (less drift): the keep-alive renews at ttl/3 at the latest.
+      auto since = state->renewal_since.load();
+      const bool unanswered =
+          since != 0 &&
+          valid_until < Clock::time_point(Clock::duration(since)) + state->ttl * 5 / 6;
       if (state->lost.load()) {
-        why = error;
+        why = lost_reason;
       } else if (stop_signal != 0) {
         why = "the command has been stopped (signal " + std::to_string(stop_signal) + ") for " +
               format_remaining(std::chrono::duration_cast<milliseconds>(now - stopped_since)) +
               " (the lease of a stopped command is not renewed)";
       } else if (args.no_renew) {
         why = "--no-renew was given";
-      } else if (since != 0) {
+      } else if (max_hold && now >= acquired + *max_hold) {
+        why = "--max-hold " + *args.max_hold + " has passed (it is not renewed any more)";
+      } else if (unanswered) {
         auto pending = now - Clock::time_point(Clock::duration(since));
         why = "it could not be renewed (the store has not answered a renewal for " +
               format_remaining(std::chrono::duration_cast<milliseconds>(pending)) +
@@ -491,30 +433,25 @@ Result run(const RunArgs& args) {
   }
   give_back_terminal();
 
-  // The command and its group are gone: give the lease back, but never wait for a hanging store
-  // longer than the lease could still be ours (after that, releasing is pointless), nor wait
-  // for a renewal that is still in flight (the release goes out alongside it; both check the
-  // token, so whichever the store sees last does no harm).
-  const bool joined = renewer.stop();
-  const auto valid_until = Clock::time_point(Clock::duration(state->valid_until.load()));
-  std::function<bool()> release_call;
-  if (joined) {
-    release_call = [state] { return state->lock->release(); };
-  } else {
-    release_call = [api, key, token] { return api->release(key, token); };
-  }
+  // The command and its group are gone: give the lease back (the keep-alive stops first, and
+  // waits for a renewal under way), but never wait for a hanging store longer than the lease
+  // could still be ours (after that, releasing is pointless).
+  const auto valid_until = state->lock->valid_until();
+  std::function<bool()> release_call = [state] { return state->lock->release(); };
+  // The lock is released (or, past its end, dropped) on a thread of its own in every case: a
+  // kept-alive Lock first waits for a renewal under way, which must not hold up the exit.
   if (stopping) {
-    if (!state->lost.load() && Clock::now() < valid_until) {
-      try {
-        release_until(std::move(release_call), valid_until);
-      } catch (const std::exception&) {  // ours or not, nothing is left to protect
-      }
+    // A lease known lost has nothing to give back: drop it without waiting.
+    const auto until = state->lost.load() ? Clock::now() : std::max(Clock::now(), valid_until);
+    try {
+      release_until(std::move(release_call), until);
+    } catch (const std::exception&) {  // ours or not, nothing is left to protect
     }
     return {Outcome::kLeaseLost};
   }
   try {
     std::optional<bool> ours;
-    if (Clock::now() < valid_until) ours = release_until(std::move(release_call), valid_until);
+    ours = release_until(std::move(release_call), std::max(Clock::now(), valid_until));
     if (!ours) {
       diagnose("run: warning: the store did not confirm the release of \"" + display_key(key) +
                "\" before the lease's own end; it ends by itself");

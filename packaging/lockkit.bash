@@ -7,7 +7,7 @@
 _lockkit_subcommands="run acquire release extend status list help"
 _lockkit_opts_global="--help -h --version -V"
 _lockkit_opts_key="--key -k --key-hex --backend -b --help -h"
-_lockkit_opts_run="$_lockkit_opts_key --ttl -t --wait -w --no-renew --conflict-exit-code"
+_lockkit_opts_run="$_lockkit_opts_key --ttl -t --wait -w --no-renew --max-hold --conflict-exit-code"
 _lockkit_opts_acquire="$_lockkit_opts_key --ttl -t --wait -w --json --token-file"
 _lockkit_opts_release="$_lockkit_opts_key --token --token-file"
 _lockkit_opts_extend="$_lockkit_opts_key --token --token-file --ttl -t --json"
@@ -15,7 +15,7 @@ _lockkit_opts_status="$_lockkit_opts_key --json"
 _lockkit_opts_list="--prefix --prefix-hex --json --backend -b --help -h"
 # Options whose next word is a value (not completed as an option or subcommand).
 _lockkit_opts_with_value="--key -k --key-hex --ttl -t --wait -w --backend -b --token
-  --token-file --prefix --prefix-hex --conflict-exit-code"
+  --token-file --prefix --prefix-hex --conflict-exit-code --max-hold"
 # The build replaces this list with the schemes of the backends it built (packaging/CMakeLists.txt).
 _lockkit_schemes="sqlite:// redis:// rediss:// postgres:// postgresql:// memory: noop: noop:locked"
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,20 @@
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
+
+// One renewal of a batch (see `LeaseStore::extend_many`).
+struct ExtendRequest {
+  std::string_view key;
+  std::string_view token;
+  std::chrono::milliseconds ttl{0};
+};
+
+// What became of one `ExtendRequest`.
+enum class ExtendOutcome : std::uint8_t {
+  kExtended,  // still ours; expiry moved to now + ttl
+  kNotOurs,   // expired, released or taken over: `extend` returned false
+  kFailed,    // the store failed (`extend` threw): it may or may not have been applied
+};
 
 // A table of leases: key -> (owner token, fence, expiry). A backend is a `LeaseStore` and
 // nothing else; `make_lock_api` checks arguments, mints tokens, computes `valid_until`, makes
@@ -49,6 +64,13 @@ class LOCKKIT_EXPORT LeaseStore {
   virtual std::optional<LockInfo> status(std::string_view key) = 0;
   // Returns the unexpired leases whose key starts with `prefix`, in any order.
   virtual std::vector<LockInfo> list(std::string_view prefix) = 0;
+  // Extends several leases, as `extend` would each, where the store can in one round (e.g. one
+  // pipelined round trip for many Redis locks); `out[i]` (same size as `requests`) says what
+  // became of `requests[i]`. The keep-alive (`Lock::keep_alive`) sends renewals that are due
+  // together through here. By default calls `extend` for each request, a throw counting as
+  // `kFailed`. May throw `BackendError` for a round that failed as a whole (then every request
+  // counts as `kFailed`).
+  virtual void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out);
   // Returns the local time `Lock::valid_until()` is measured on: the steady clock by default.
   virtual std::chrono::steady_clock::time_point now() const noexcept;
   // Returns the margin subtracted from a lease of `ttl` for local validity (clock drift between

@@ -30,7 +30,7 @@ class LOCKKIT_EXPORT SteadyClock final : public Clock {
 
 // A clock that moves only when told to: for tests of expiry without sleeping.
 //   auto clock = std::make_shared<lockkit::ManualClock>();
-//   lockkit::InMemoryLockApi api({.clock = clock});
+//   auto api = lockkit::make_memory_lock_api({.clock = clock});
 //   clock->advance(std::chrono::seconds(31));  // every 30 s lease has now expired
 // Thread safety: safe to share; `advance` may race with `now`.
 class LOCKKIT_EXPORT ManualClock final : public Clock {
@@ -46,9 +46,8 @@ class LOCKKIT_EXPORT ManualClock final : public Clock {
   }
 
   // Moves the clock forward by `d`; a negative `d` is ignored (time never goes backwards).
-  void advance(std::chrono::steady_clock::duration d) noexcept {
-    if (d.count() > 0) ticks_.fetch_add(d.count(), std::memory_order_acq_rel);
-  }
+  // Wakes the keep-alive scheduler, so renewals and loss deadlines on this clock come due.
+  void advance(std::chrono::steady_clock::duration d) noexcept;
 
  private:
   std::atomic<std::chrono::steady_clock::rep> ticks_;

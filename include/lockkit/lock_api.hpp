@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lockkit/errors.hpp"
 #include "lockkit/export.hpp"
 #include "lockkit/lock.hpp"
 #include "lockkit/observer.hpp"
@@ -89,6 +90,15 @@ LOCKKIT_EXPORT void validate_ttl(std::chrono::milliseconds ttl);
 // Returns a fresh owner token: 32 lowercase hex characters, 128 bits from the kernel's CSPRNG.
 LOCKKIT_EXPORT std::string make_token();
 
+// How `with_lock` takes and holds its lock.
+struct WithLockOptions {
+  // Renews the lease while the function runs (`Lock::keep_alive`), capped at `max_hold`.
+  bool keep_alive = false;
+  std::chrono::milliseconds max_hold{0};  // 0 = no cap (see `KeepAliveOptions::max_hold`)
+  // Waits for a busy key with this policy (`LockApi::acquire`); empty: tries once.
+  std::optional<RetryPolicy> wait{};
+};
+
 namespace detail {
 template <class R>
 struct WithLockResult {
@@ -98,26 +108,76 @@ template <>
 struct WithLockResult<void> {
   using type = bool;
 };
+
+// `fn(lock)` if `fn` takes the lock, else `fn()`.
+template <class F>
+decltype(auto) call_with_lock(F& fn, const Lock& lock) {
+  if constexpr (std::is_invocable_v<F&, const Lock&>) {
+    return fn(lock);
+  } else {
+    return fn();
+  }
+}
+
+template <class F>
+using with_lock_result_t =
+    typename std::conditional_t<std::is_invocable_v<F&, const Lock&>,
+                                std::invoke_result<F&, const Lock&>, std::invoke_result<F&>>::type;
+
+// Releases `lock` after the function returned; throws `LeaseLost` if the lease was lost before
+// (no longer `held()`, or the release found it gone). A store failure of the release is
+// rethrown only for a lease not already known lost (the loss is the news).
+inline void finish_with_lock(Lock& lock) {
+  const bool lost = !lock.held();
+  bool ours = false;
+  try {
+    ours = lock.release();
+  } catch (const BackendError&) {
+    if (!lost) throw;
+  }
+  if (lost || !ours) {
+    throw LeaseLost(
+        "with_lock: the lease was lost before the function returned (it may have overlapped "
+        "another holder)");
+  }
+}
 }  // namespace detail
 
-// Runs `fn()` while holding `key` for `ttl` and releases the lock afterwards, also when `fn`
-// throws (the exception propagates). Returns `fn`'s result in an optional (`true` for a void
-// `fn`), or an empty optional (`false`) if the key was busy. Does not wait for a busy key.
+// Runs `fn` while holding `key` for `ttl` and releases the lock afterwards, also when `fn`
+// throws (the exception propagates). `fn` takes no argument or `const Lock&` (for the fence and
+// `stop_token()` inside the critical section). Returns `fn`'s result in an optional (`true` for
+// a void `fn`), or an empty optional (`false`) if the key was busy (after waiting with
+// `options.wait`, if given). Throws `LeaseLost` if the lease was lost before `fn` returned (it
+// ran past `valid_until()` minus `loss_margin`, the keep-alive lost it, or the release found it
+// gone): whatever `fn` did may have overlapped another holder. Throws like `try_acquire` /
+// `acquire`. With `options.keep_alive`, the lease is renewed while `fn` runs.
+//   lockkit::with_lock(*api, "reports/daily", 30s, {.keep_alive = true},
+//                      [&](const lockkit::Lock& lock) { build_report(lock.stop_token()); });
 template <class F>
-auto with_lock(LockApi& api, std::string_view key, std::chrono::milliseconds ttl, F&& fn) ->
-    typename detail::WithLockResult<std::invoke_result_t<F&>>::type {
-  using R = std::invoke_result_t<F&>;
-  auto lock = api.try_acquire(key, ttl);
+auto with_lock(LockApi& api, std::string_view key, std::chrono::milliseconds ttl,
+               const WithLockOptions& options, F&& fn) ->
+    typename detail::WithLockResult<detail::with_lock_result_t<F>>::type {
+  using R = detail::with_lock_result_t<F>;
+  std::optional<Lock> lock =
+      options.wait ? api.acquire(key, ttl, *options.wait) : api.try_acquire(key, ttl);
   if (!lock) return {};
+  if (options.keep_alive) lock->keep_alive(KeepAliveOptions{.max_hold = options.max_hold});
   if constexpr (std::is_void_v<R>) {
-    fn();
-    lock->release();
+    detail::call_with_lock(fn, *lock);
+    detail::finish_with_lock(*lock);
     return true;
   } else {
-    std::optional<R> result(fn());
-    lock->release();
+    std::optional<R> result(detail::call_with_lock(fn, *lock));
+    detail::finish_with_lock(*lock);
     return result;
   }
+}
+
+// The same with default options: tries once, no keep-alive.
+template <class F>
+auto with_lock(LockApi& api, std::string_view key, std::chrono::milliseconds ttl, F&& fn) ->
+    typename detail::WithLockResult<detail::with_lock_result_t<F>>::type {
+  return with_lock(api, key, ttl, WithLockOptions{}, std::forward<F>(fn));
 }
 
 }  // namespace lockkit

@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: MIT
-// The Lock handle: RAII release, idempotent release, extend, error hook.
+// The Lock handle: RAII release, idempotent release, extend, keep-alive, stop token, error hook.
 #include "lockkit/lock.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <utility>
 
+#include "core/keeper.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
 namespace {
+
+using Steady = std::chrono::steady_clock;
 
 std::mutex g_hook_mu;
 ErrorHook g_hook;
@@ -26,6 +32,23 @@ void report(std::string_view key, const std::exception& e) noexcept {
   }
 }
 
+// The lease length a backend's own Lock carries: from acquisition to valid_until, rounded up
+// (drift makes it a little shorter than the ttl asked for, so renewals ask a little less).
+std::chrono::milliseconds lease_length(Steady::time_point acquired,
+                                       Steady::time_point valid_until) {
+  auto ttl = std::chrono::ceil<std::chrono::milliseconds>(valid_until - acquired);
+  return std::max(ttl, std::chrono::milliseconds(1));
+}
+
+// Stops renewals of `s` and waits for one that is with the store: after this, the keeper sends
+// nothing more for it. A renewal counts only if it was sent in this process (see keeper_epoch).
+void stop_renewing(detail::LeaseState& s) {
+  std::unique_lock<std::mutex> lk(s.mu);
+  s.kept_alive = false;
+  const std::uint64_t epoch = detail::keeper_epoch();
+  s.cv.wait(lk, [&] { return !s.sending || s.sending_epoch != epoch; });
+}
+
 }  // namespace
 
 void set_error_hook(ErrorHook hook) {
@@ -37,29 +60,57 @@ Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, st
            std::chrono::steady_clock::time_point valid_until) noexcept
     : ops_(std::move(ops)),
       key_(std::move(key)),
-      token_(std::move(token)),
       fence_(fence),
       valid_until_(valid_until),
-      acquired_(valid_until) {}
+      acquired_(ops_ ? ops_->now() : valid_until),  // just after the grant: a little late
+      ttl_(lease_length(acquired_, valid_until)) {
+  set_token(token);
+}
 
 Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired) noexcept
     : ops_(std::move(ops)),
       key_(std::move(key)),
-      token_(std::move(token)),
       fence_(fence),
       valid_until_(valid_until),
-      acquired_(acquired) {}
+      acquired_(acquired),
+      ttl_(lease_length(acquired, valid_until)) {
+  set_token(token);
+}
+
+Lock::Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view key,
+           std::string_view token, std::uint64_t fence,
+           std::chrono::steady_clock::time_point valid_until,
+           std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
+    : ops_(std::move(ops)),
+      key_(key),
+      fence_(fence),
+      valid_until_(valid_until),
+      acquired_(acquired),
+      ttl_(ttl) {
+  set_token(token);
+}
+
+void Lock::set_token(std::string_view token) noexcept {
+  // Every token the library mints is 32 bytes (make_token); at most 32 is the constructors'
+  // documented precondition, and only the library's own backends call them.
+  token_size_ = static_cast<std::uint8_t>(std::min(token.size(), kMaxTokenBytes));
+  std::memcpy(token_.data(), token.data(), token_size_);
+}
 
 Lock::Lock(Lock&& other) noexcept
     : ops_(std::move(other.ops_)),
       key_(std::move(other.key_)),
-      token_(std::move(other.token_)),
+      token_(other.token_),
+      token_size_(other.token_size_),
       fence_(other.fence_),
       valid_until_(other.valid_until_),
-      acquired_(other.acquired_) {
+      acquired_(other.acquired_),
+      ttl_(other.ttl_),
+      state_(std::move(other.state_)) {
   other.ops_.reset();
+  other.token_size_ = 0;
 }
 
 Lock& Lock::operator=(Lock&& other) noexcept {
@@ -68,10 +119,14 @@ Lock& Lock::operator=(Lock&& other) noexcept {
     ops_ = std::move(other.ops_);
     other.ops_.reset();
     key_ = std::move(other.key_);
-    token_ = std::move(other.token_);
+    token_ = other.token_;
+    token_size_ = other.token_size_;
+    other.token_size_ = 0;
     fence_ = other.fence_;
     valid_until_ = other.valid_until_;
     acquired_ = other.acquired_;
+    ttl_ = other.ttl_;
+    state_ = std::move(other.state_);
   }
   return *this;
 }
@@ -83,37 +138,171 @@ Lock::~Lock() noexcept {
 void Lock::release_quietly() noexcept {
   if (!ops_) return;
   try {
-    ops_->release_held(key_, token_, acquired_);
+    (void)release_now();
   } catch (const std::exception& e) {
     report(key_, e);
   } catch (...) {
   }
   ops_.reset();
+  state_.reset();
+}
+
+bool Lock::release_now() {
+  if (state_) stop_renewing(*state_);
+  bool ours =
+      ops_->release_held(key_, token(), acquired_);  // on throw, ops_ stays: the caller may retry
+  if (state_) {
+    std::lock_guard<std::mutex> guard(state_->mu);
+    if (state_->phase == detail::LeaseState::Phase::kHeld) {
+      state_->phase = detail::LeaseState::Phase::kReleased;
+    }
+  }
+  ops_.reset();
+  return ours;
+}
+
+std::chrono::steady_clock::time_point Lock::valid_until() const noexcept {
+  if (!state_) return valid_until_;
+  return Steady::time_point(
+      Steady::duration(state_->valid_until_ticks.load(std::memory_order_acquire)));
 }
 
 bool Lock::held() const noexcept {
-  return ops_ && ops_->now() < valid_until_;
+  if (!ops_) return false;
+  if (state_ && state_->lost.load(std::memory_order_acquire)) return false;
+  std::chrono::milliseconds ttl = ttl_;
+  if (state_) {
+    std::lock_guard<std::mutex> guard(state_->mu);
+    ttl = state_->ttl;
+  }
+  return ops_->now() < valid_until() - loss_margin(ttl);
 }
 
 bool Lock::release() {
   if (!ops_) return false;
-  bool ours =
-      ops_->release_held(key_, token_, acquired_);  // on throw, ops_ stays: the caller may retry
-  ops_.reset();
-  return ours;
+  return release_now();
 }
 
 bool Lock::extend(std::chrono::milliseconds ttl) {
   validate_ttl(ttl);
   if (!ops_) return false;
-  // Validity counts from before the request: the store's new expiry is at least this late.
-  auto start = ops_->now();
-  if (!ops_->extend(key_, token_, ttl)) {
-    ops_.reset();  // lost: nothing left to release
-    return false;
+  if (!state_) {
+    // Validity counts from before the request: the store's new expiry is at least this late.
+    auto start = ops_->now();
+    if (!ops_->extend(key_, token(), ttl)) {
+      ops_.reset();  // lost: nothing left to release
+      return false;
+    }
+    valid_until_ = start + ttl - ops_->drift(ttl);
+    ttl_ = ttl;
+    return true;
   }
-  valid_until_ = start + ttl - ops_->drift(ttl);
-  return true;
+  detail::LeaseState& s = *state_;
+  {
+    // Never alongside a renewal: whichever the store saw last would decide the expiry.
+    std::unique_lock<std::mutex> lk(s.mu);
+    const std::uint64_t epoch = detail::keeper_epoch();
+    s.cv.wait(lk, [&] { return !s.sending || s.sending_epoch != epoch; });
+    s.sending = true;
+    s.sending_epoch = epoch;
+  }
+  auto start = ops_->now();
+  bool ours = false;
+  try {
+    ours = ops_->extend(key_, token(), ttl);
+  } catch (...) {
+    std::lock_guard<std::mutex> guard(s.mu);
+    s.sending = false;
+    s.cv.notify_all();
+    throw;
+  }
+  bool now_lost = false;
+  std::uint64_t seq = 0;
+  Steady::time_point wake;
+  {
+    std::lock_guard<std::mutex> guard(s.mu);
+    s.sending = false;
+    s.cv.notify_all();
+    if (ours) {
+      s.ttl = ttl;
+      s.valid_until = start + ttl - ops_->drift(ttl);
+      s.valid_until_ticks.store(s.valid_until.time_since_epoch().count(),
+                                std::memory_order_release);
+      s.renew_at = start + std::max<Steady::duration>(ttl / 3, std::chrono::milliseconds(1));
+    } else {
+      now_lost = detail::mark_lost(s);
+    }
+    seq = ++s.seq;
+    wake = detail::next_wake(s);
+  }
+  ttl_ = ttl;
+  if (ours) {
+    detail::keeper_schedule(state_, wake, seq);
+    return true;
+  }
+  if (now_lost) detail::notify_lost(s, "the store says the lease is no longer ours");
+  ops_.reset();  // lost: nothing left to release
+  return false;
+}
+
+detail::LeaseState& Lock::state() const {
+  if (!state_) {
+    state_ =
+        std::make_shared<detail::LeaseState>(ops_, key_, token(), ttl_, acquired_, valid_until_);
+  }
+  return *state_;
+}
+
+std::stop_token Lock::stop_token() const {
+  if (!ops_) {
+    std::stop_source done;
+    done.request_stop();
+    return done.get_token();
+  }
+  const bool fresh = !state_;
+  detail::LeaseState& s = state();
+  if (fresh) {
+    std::uint64_t seq;
+    Steady::time_point wake;
+    {
+      std::lock_guard<std::mutex> guard(s.mu);
+      seq = ++s.seq;
+      wake = detail::next_wake(s);
+    }
+    detail::keeper_schedule(state_, wake, seq);
+  }
+  return s.stop.get_token();
+}
+
+void Lock::keep_alive(KeepAliveOptions options) {
+  if (!ops_)
+    throw std::invalid_argument("keep_alive: the lock is not held (released or moved from)");
+  if (options.max_hold < std::chrono::milliseconds(0)) {
+    throw std::invalid_argument("max_hold: must not be negative");
+  }
+  detail::LeaseState& s = state();
+  std::uint64_t seq;
+  Steady::time_point wake;
+  bool already_lost = false;
+  {
+    std::lock_guard<std::mutex> guard(s.mu);
+    const auto max_hold = options.max_hold;
+    s.options = std::move(options);
+    already_lost = s.phase == detail::LeaseState::Phase::kLost;
+    s.kept_alive = true;
+    s.hold_until =
+        max_hold > std::chrono::milliseconds(0) ? s.acquired + max_hold : Steady::time_point::max();
+    const Steady::time_point last = s.valid_until - s.ttl + ops_->drift(s.ttl);
+    s.renew_at = last + std::max<Steady::duration>(s.ttl / 3, std::chrono::milliseconds(1));
+    seq = ++s.seq;
+    wake = detail::next_wake(s);
+  }
+  if (already_lost) {
+    // Lost before it was kept alive: this `on_lost` hears of it at once.
+    detail::notify_lost(s, "the lease was already lost when keep_alive was called");
+    return;
+  }
+  detail::keeper_schedule(state_, wake, seq);
 }
 
 }  // namespace lockkit

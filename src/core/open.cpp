@@ -27,7 +27,7 @@ std::shared_ptr<LockApi> open_memory(std::string_view url) {
   MemoryOptions memory;
   if (auto shards = options.take_uint("shards", 1, 4096)) memory.shards = *shards;
   options.finish();
-  return std::make_shared<InMemoryLockApi>(memory);
+  return make_memory_lock_api(memory);
 }
 
 std::shared_ptr<LockApi> open_noop(std::string_view url) {
@@ -36,7 +36,7 @@ std::shared_ptr<LockApi> open_noop(std::string_view url) {
       (parsed.path != "" && parsed.path != "locked" && parsed.path != "unlocked")) {
     detail::throw_bad_url(url, "use \"noop:\" or \"noop:locked\"");
   }
-  return std::make_shared<NoOpLockApi>(parsed.path == "locked");
+  return make_noop_lock_api(parsed.path == "locked");
 }
 
 // Function-local, so backends registering from static initialisers find it constructed.

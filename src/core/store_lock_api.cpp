@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/keeper.hpp"
+#include "core/token.hpp"
 #include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
 
@@ -23,6 +25,19 @@ std::chrono::steady_clock::time_point LeaseStore::now() const noexcept {
 
 std::chrono::milliseconds LeaseStore::drift(std::chrono::milliseconds) const noexcept {
   return std::chrono::milliseconds(0);
+}
+
+void LeaseStore::extend_many(std::span<const ExtendRequest> requests,
+                             std::span<ExtendOutcome> out) {
+  for (std::size_t i = 0; i < requests.size() && i < out.size(); ++i) {
+    try {
+      out[i] = extend(requests[i].key, requests[i].token, requests[i].ttl)
+                   ? ExtendOutcome::kExtended
+                   : ExtendOutcome::kNotOurs;
+    } catch (...) {  // this one failed; the others may still go through
+      out[i] = ExtendOutcome::kFailed;
+    }
+  }
 }
 
 const char* to_string(LockOperation operation) noexcept {
@@ -100,7 +115,7 @@ void note_current_error(LockEvent& event) noexcept {
 // What Locks call back into. The LockApi keeps several, each with its own reference count, and
 // a thread hands out Locks from its own one: threads taking locks at the same time then never
 // write the same shared_ptr control block.
-class alignas(64) Stripe final : public LeaseOps {
+class alignas(64) Stripe final : public LeaseOps, public detail::BatchRenewer {
  public:
   explicit Stripe(std::shared_ptr<Shared> shared)
       : shared_(std::move(shared)), store_(shared_->store.get()) {}
@@ -109,6 +124,43 @@ class alignas(64) Stripe final : public LeaseOps {
   Steady::time_point now() const noexcept override { return store_->now(); }
   std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
     return store_->drift(ttl);
+  }
+
+  const void* batch_key() const noexcept override { return store_; }
+
+  // The keep-alive's renewals: one `extend_many` round. A single renewal goes through `extend`,
+  // so that its error message reaches `on_renewal_error`.
+  std::string renew_many(std::span<const ExtendRequest> requests,
+                         std::span<ExtendOutcome> out) noexcept override {
+    std::string error;
+    const auto start = Steady::now();
+    try {
+      if (requests.size() == 1) {
+        out[0] = store_->extend(requests[0].key, requests[0].token, requests[0].ttl)
+                     ? ExtendOutcome::kExtended
+                     : ExtendOutcome::kNotOurs;
+      } else {
+        store_->extend_many(requests, out);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+      std::fill(out.begin(), out.end(), ExtendOutcome::kFailed);
+    } catch (...) {
+      error = "unknown error";
+      std::fill(out.begin(), out.end(), ExtendOutcome::kFailed);
+    }
+    if (LockObserver* observer = shared_->observer.load(std::memory_order_acquire)) {
+      const auto latency = Steady::now() - start;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        LockEvent event = make_event(LockOperation::kExtend, store_->backend(), requests[i].key);
+        event.latency = latency;
+        event.outcome = out[i] == ExtendOutcome::kExtended  ? LockOutcome::kOk
+                        : out[i] == ExtendOutcome::kNotOurs ? LockOutcome::kNotOurs
+                                                            : LockOutcome::kError;
+        notify(observer, event);
+      }
+    }
+    return error;
   }
 
   bool release(std::string_view key, std::string_view token) override {
@@ -286,7 +338,9 @@ class StoreLockApi final : public LockApi {
   // One attempt without observation. The token is minted and the local clock read before the
   // store call, so valid_until can only be earlier than the store's expiry.
   std::optional<Lock> try_once(std::string_view key, std::chrono::milliseconds ttl) {
-    std::string token = make_token();
+    char token_buf[detail::kTokenChars];
+    detail::fill_token(token_buf);
+    const std::string_view token(token_buf, sizeof(token_buf));
     const Steady::time_point start = store_->now();
     std::optional<std::uint64_t> fence;
     try {
@@ -299,8 +353,8 @@ class StoreLockApi final : public LockApi {
     }
     std::optional<Lock> lock;
     if (fence) {
-      lock.emplace(stripe(), std::string(key), std::move(token), *fence,
-                   start + ttl - store_->drift(ttl), start);
+      lock.emplace(detail::CoreLockTag{}, stripe(), key, token, *fence,
+                   start + ttl - store_->drift(ttl), start, ttl);
     }
     return lock;
   }

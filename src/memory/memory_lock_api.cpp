@@ -16,6 +16,7 @@
 
 #include "lockkit/backend.hpp"
 #include "lockkit/memory.hpp"
+#include "memory/memory_store.hpp"
 
 namespace lockkit {
 namespace {
@@ -104,7 +105,7 @@ class alignas(64) Shard {
     auto it = leases_.find(key);
     if (it == leases_.end()) {
       if (leases_.size() >= sweep_at_) sweep(now);
-      it = leases_.emplace(StoredKey{std::string(key.key), key.hash}, Entry{}).first;
+      it = insert(key);
     } else if (it->second.expires > now) {
       return std::nullopt;
     }
@@ -115,17 +116,19 @@ class alignas(64) Shard {
     return fence;
   }
 
-  // A released entry stays in the table as expired, so that taking the key again reuses its
-  // node instead of allocating; sweeps reclaim it like any expired entry. `expired(t)` says
-  // whether expiry time t has passed; it is asked only when the token matches.
+  // A released entry leaves the table at once, but its node goes to the shard's spare cache:
+  // the next new key (the same one again, or an order id never seen) reuses it instead of
+  // allocating. `expired(t)` says whether expiry time t has passed; it is asked only when the
+  // token matches.
   template <class Expired>
   bool release(HashedKey key, std::string_view token, Expired expired) {
     std::lock_guard<std::mutex> guard(mu_);
     auto it = leases_.find(key);
     if (it == leases_.end() || !it->second.owned_by(token)) return false;
-    if (expired(it->second.expires)) return false;
-    it->second.expires = TimePoint::min();
-    return true;
+    const bool ours = !expired(it->second.expires);
+    auto node = leases_.extract(it);
+    if (spare_.size() < kMaxSpare) spare_.push_back(std::move(node));
+    return ours;
   }
 
   bool extend(HashedKey key, std::string_view token, TimePoint now, std::chrono::milliseconds ttl) {
@@ -161,14 +164,30 @@ class alignas(64) Shard {
   }
 
  private:
+  using Table = std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual>;
+  // Nodes kept per shard for reuse: enough for the keys a few threads cycle through at once,
+  // small enough (about 100 bytes each) to bound the cache at a few KiB per shard.
+  static constexpr std::size_t kMaxSpare = 16;
+
+  Table::iterator insert(HashedKey key) {
+    if (spare_.empty())
+      return leases_.emplace(StoredKey{std::string(key.key), key.hash}, Entry{}).first;
+    Table::node_type node = std::move(spare_.back());
+    spare_.pop_back();
+    node.key().key.assign(key.key);  // reuses the string's buffer when the key fits in it
+    node.key().hash = key.hash;
+    node.mapped() = Entry{};
+    return leases_.insert(std::move(node)).position;
+  }
+
   static LockInfo info(const std::string& key, const Entry& entry, TimePoint now) {
     return LockInfo{key, entry.fence,
                     std::chrono::ceil<std::chrono::milliseconds>(entry.expires - now)};
   }
 
-  // Drops expired and released entries. Runs when an insert finds the table at twice its size
-  // after the previous sweep, so its cost is amortised O(1) per insert and a shard never holds
-  // more than max(64, 2 x the live entries at the previous sweep).
+  // Drops expired entries (released ones left at once). Runs when an insert finds the table at
+  // twice its size after the previous sweep, so its cost is amortised O(1) per insert and a shard
+  // never holds more than max(64, 2 x the live entries at the previous sweep).
   void sweep(TimePoint now) {
     std::erase_if(leases_, [now](const auto& kv) { return kv.second.expires <= now; });
     sweep_at_ = std::max<std::size_t>(64, 2 * leases_.size());
@@ -178,9 +197,10 @@ class alignas(64) Shard {
   // table header, read-mostly once warm, sits on lines of its own, so that threads on other
   // keys of this shard bounce one line per call, not three.
   alignas(64) mutable std::mutex mu_;
-  std::uint64_t fences_ = 0;                                                    // guarded by mu_
-  std::size_t sweep_at_ = 64;                                                   // guarded by mu_
-  alignas(64) std::unordered_map<StoredKey, Entry, KeyHash, KeyEqual> leases_;  // guarded by mu_
+  std::uint64_t fences_ = 0;             // guarded by mu_
+  std::size_t sweep_at_ = 64;            // guarded by mu_
+  alignas(64) Table leases_;             // guarded by mu_
+  std::vector<Table::node_type> spare_;  // guarded by mu_
 };
 
 // The last precise reading of a steady `MemoryStore::now()` on this thread (constant
@@ -281,59 +301,22 @@ class MemoryStore final : public LeaseStore {
 
 }  // namespace
 
-struct InMemoryLockApi::Impl {
-  std::shared_ptr<MemoryStore> store;
-  std::shared_ptr<LockApi> api;  // the core's LockApi over `store`
-};
+namespace detail {
 
-InMemoryLockApi::InMemoryLockApi(MemoryOptions options) : impl_(std::make_unique<Impl>()) {
-  impl_->store = std::make_shared<MemoryStore>(std::move(options));
-  impl_->api = make_lock_api(impl_->store);
+std::size_t memory_table_size(const LeaseStore& store) {
+  const auto* memory = dynamic_cast<const MemoryStore*>(&store);
+  if (!memory) throw std::invalid_argument("store: not a memory: store");
+  return memory->table_size();
 }
 
-InMemoryLockApi::~InMemoryLockApi() = default;
-
-std::optional<Lock> InMemoryLockApi::try_acquire(std::string_view key,
-                                                 std::chrono::milliseconds ttl) {
-  return impl_->api->try_acquire(key, ttl);
-}
-
-std::optional<Lock> InMemoryLockApi::acquire(std::string_view key, std::chrono::milliseconds ttl,
-                                             const RetryPolicy& policy) {
-  return impl_->api->acquire(key, ttl, policy);
-}
-
-bool InMemoryLockApi::release(std::string_view key, std::string_view token) {
-  return impl_->api->release(key, token);
-}
-
-bool InMemoryLockApi::extend(std::string_view key, std::string_view token,
-                             std::chrono::milliseconds ttl) {
-  return impl_->api->extend(key, token, ttl);
-}
-
-std::optional<LockInfo> InMemoryLockApi::status(std::string_view key) {
-  return impl_->api->status(key);
-}
-
-std::vector<LockInfo> InMemoryLockApi::list(std::string_view prefix) {
-  return impl_->api->list(prefix);
-}
-
-void InMemoryLockApi::set_observer(std::shared_ptr<LockObserver> observer) {
-  impl_->api->set_observer(std::move(observer));
-}
-
-std::size_t InMemoryLockApi::table_size() const {
-  return impl_->store->table_size();
-}
+}  // namespace detail
 
 std::shared_ptr<LeaseStore> make_memory_store(MemoryOptions options) {
   return std::make_shared<MemoryStore>(std::move(options));
 }
 
-std::unique_ptr<LockApi> make_memory_lock_api(MemoryOptions options) {
-  return std::make_unique<InMemoryLockApi>(std::move(options));
+std::shared_ptr<LockApi> make_memory_lock_api(MemoryOptions options) {
+  return make_lock_api(make_memory_store(std::move(options)));
 }
 
 }  // namespace lockkit

@@ -33,41 +33,12 @@ class NoOpStore final : public LeaseStore {
 
 }  // namespace
 
-NoOpLockApi::NoOpLockApi(bool locked)
-    : locked_(locked), api_(make_lock_api(std::make_shared<NoOpStore>(locked))) {}
-
-std::optional<Lock> NoOpLockApi::try_acquire(std::string_view key, std::chrono::milliseconds ttl) {
-  return api_->try_acquire(key, ttl);
-}
-
-std::optional<Lock> NoOpLockApi::acquire(std::string_view key, std::chrono::milliseconds ttl,
-                                         const RetryPolicy& policy) {
-  return api_->acquire(key, ttl, policy);
-}
-
-bool NoOpLockApi::release(std::string_view key, std::string_view token) {
-  return api_->release(key, token);
-}
-
-bool NoOpLockApi::extend(std::string_view key, std::string_view token,
-                         std::chrono::milliseconds ttl) {
-  return api_->extend(key, token, ttl);
-}
-
-std::optional<LockInfo> NoOpLockApi::status(std::string_view key) {
-  return api_->status(key);
-}
-
-std::vector<LockInfo> NoOpLockApi::list(std::string_view prefix) {
-  return api_->list(prefix);
-}
-
 std::shared_ptr<LeaseStore> make_noop_store(bool locked) {
   return std::make_shared<NoOpStore>(locked);
 }
 
-void NoOpLockApi::set_observer(std::shared_ptr<LockObserver> observer) {
-  api_->set_observer(std::move(observer));
+std::shared_ptr<LockApi> make_noop_lock_api(bool locked) {
+  return make_lock_api(make_noop_store(locked));
 }
 
 }  // namespace lockkit

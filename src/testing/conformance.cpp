@@ -73,7 +73,7 @@ TEST_P(LockApiConformance, TokensAreFresh128BitHex) {
     ASSERT_TRUE(lock);
     ASSERT_EQ(lock->token().size(), 32u);
     EXPECT_EQ(lock->token().find_first_not_of("0123456789abcdef"), std::string::npos);
-    tokens.insert(lock->token());
+    tokens.insert(std::string(lock->token()));
     ASSERT_TRUE(lock->release());
   }
   EXPECT_EQ(tokens.size(), 20u);

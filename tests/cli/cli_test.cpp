@@ -509,6 +509,36 @@ TEST_F(Cli, NoRenewStopsALongCommandBeforeTheLeaseEndsWith70) {
   EXPECT_EQ(lockkit({"run", "--key", "k", "--ttl", "1s", "--", "true"}).status, 0);
 }
 
+TEST_F(Cli, MaxHoldStopsACommandThatRunsTooLongBeforeTheLeaseEndsWith70) {
+  std::string pidfile = path("pid");
+  auto started = Clock::now();
+  auto p = start({"run", "--key", "k", "--ttl", "1s", "--max-hold", "1500ms", "--", kChild, "sleep",
+                  pidfile, "30"});
+  auto pids = await_file(pidfile, seconds(10));
+  ASSERT_TRUE(pids);
+  pid_t child = std::stoi(*pids);
+  while (!process_gone(child) && Clock::now() - started < seconds(10)) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  auto gone_after = Clock::now() - started;
+  // Renewed past its ttl until --max-hold, then stopped before the last renewal's lease ends.
+  EXPECT_GT(gone_after, milliseconds(1500)) << "stopped before --max-hold";
+  EXPECT_LT(gone_after, milliseconds(2500) + kSchedulingSlack) << "renewed past --max-hold";
+  auto f = p->wait(seconds(10));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->status, 70) << f->err;
+  EXPECT_TRUE(one_diagnostic_line(f->err)) << f->err;
+  EXPECT_NE(f->err.find("--max-hold 1500ms has passed"), std::string::npos) << f->err;
+  EXPECT_EQ(lockkit({"run", "--key", "k", "--ttl", "1s", "--max-hold", "5s", "--", "true"}).status,
+            0);
+  EXPECT_EQ(lockkit({"run", "--key", "k", "--ttl", "1s", "--max-hold", "0s", "--", "true"}).status,
+            64);
+  EXPECT_EQ(
+      lockkit({"run", "--key", "k", "--ttl", "1s", "--max-hold", "5s", "--no-renew", "--", "true"})
+          .status,
+      64);
+}
+
 TEST_F(Cli, LeaseLossStopsTheWholeProcessGroupNotJustTheCommand) {
   // A shell whose background grandchild would outlive it if only the shell were signalled.
   std::string pidfile = path("grandchild");

@@ -12,7 +12,7 @@ namespace {
 
 ConformanceCase FakeClockCase() {
   auto clock = std::make_shared<ManualClock>();
-  auto api = std::make_shared<InMemoryLockApi>(MemoryOptions{.clock = clock});
+  auto api = make_memory_lock_api(MemoryOptions{.clock = clock});
   return ConformanceCase{
       .name = "FakeClock",
       .make = [api] { return api; },
@@ -24,7 +24,7 @@ ConformanceCase FakeClockCase() {
 }
 
 ConformanceCase RealClockCase() {
-  auto api = std::make_shared<InMemoryLockApi>();
+  auto api = make_memory_lock_api();
   return ConformanceCase{
       .name = "RealClock",
       .make = [api] { return api; },

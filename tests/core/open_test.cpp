@@ -58,8 +58,7 @@ TEST(Open, MalformedBuiltInUrlsAreRejected) {
 }
 
 TEST(Open, CustomBackendsRegisterBySchemeName) {
-  register_backend("custom-test",
-                   [](std::string_view) { return std::make_shared<NoOpLockApi>(true); });
+  register_backend("custom-test", [](std::string_view) { return make_noop_lock_api(true); });
   auto schemes = registered_schemes();
   EXPECT_NE(std::find(schemes.begin(), schemes.end(), "custom-test"), schemes.end());
   EXPECT_FALSE(open("custom-test:")->try_acquire("k", 1s));

@@ -50,7 +50,8 @@ TEST(RetryPolicy, InvalidPoliciesAreRejectedByField) {
 }
 
 TEST(RetryPolicy, AcquireNeverPassesItsDeadline) {
-  NoOpLockApi locked(true);
+  auto locked_api = make_noop_lock_api(true);
+  LockApi& locked = *locked_api;
   for (auto wait : {0ms, 30ms, 120ms}) {
     auto start = std::chrono::steady_clock::now();
     auto lock = locked.acquire(
@@ -63,7 +64,8 @@ TEST(RetryPolicy, AcquireNeverPassesItsDeadline) {
 }
 
 TEST(RetryPolicy, AcquireWithZeroWaitTriesOnce) {
-  NoOpLockApi unlocked(false);
+  auto unlocked_api = make_noop_lock_api(false);
+  LockApi& unlocked = *unlocked_api;
   auto lock = unlocked.acquire("k", 1s, RetryPolicy{.max_wait = 0ms});
   EXPECT_TRUE(lock);
 }

@@ -344,9 +344,9 @@ TEST(Observer, DetachedObserverSeesNothing) {
 
 TEST(Observer, MemoryAndNoopForwardTheirObserver) {
   auto recorder = std::make_shared<Recorder>();
-  InMemoryLockApi memory;
-  memory.set_observer(recorder);
-  (void)memory.try_acquire("k", 1s);
+  auto memory = make_memory_lock_api();
+  memory->set_observer(recorder);
+  (void)memory->try_acquire("k", 1s);
   auto seen = recorder->take();
   ASSERT_EQ(seen.size(), 2u);  // acquire, then the dropped lock's release
   EXPECT_EQ(seen[0].backend, "memory");

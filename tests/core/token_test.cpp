@@ -4,11 +4,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "core/token.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -20,6 +24,39 @@ TEST(MakeToken, Is32LowercaseHexCharacters) {
     ASSERT_EQ(t.size(), 32u);
     ASSERT_EQ(t.find_first_not_of("0123456789abcdef"), std::string::npos) << t;
   }
+}
+
+// RFC 8439, appendix A.1, test vectors #1 and #2: the all-zero key, blocks 0 and 1.
+TEST(ChaCha20, MatchesTheRfcTestVectors) {
+  std::array<std::uint32_t, 8> key{};
+  unsigned char out[256];
+  detail::chacha20_four_blocks(key.data(), 0, out);
+  auto block_prefix = [&](int block) {
+    std::string hex;
+    for (int word = 0; word < 4; ++word) {
+      for (int byte = 0; byte < 4; ++byte) {
+        char b[3];
+        std::snprintf(b, sizeof b, "%02x", out[16 * word + 4 * block + byte]);
+        hex += b;
+      }
+    }
+    return hex;
+  };
+  EXPECT_EQ(block_prefix(0), "76b8e0ada0f13d90405d6ae55386bd28");
+  EXPECT_EQ(block_prefix(1), "9f07e7be5551387a98ba977c732d080d");
+}
+
+// A broken generator (a lane left at zero, bytes used twice) skews the digits long before it
+// repeats a whole token.
+TEST(MakeToken, HexDigitsAreEvenlySpread) {
+  std::array<long, 16> counts{};
+  constexpr int kTokens = 20000;
+  for (int i = 0; i < kTokens; ++i) {
+    for (char c : make_token())
+      ++counts[static_cast<std::size_t>(c <= '9' ? c - '0' : c - 'a' + 10)];
+  }
+  const double expected = kTokens * 32.0 / 16.0;  // 40,000 per digit; sd about 194
+  for (long n : counts) EXPECT_NEAR(static_cast<double>(n), expected, expected * 0.03);
 }
 
 TEST(MakeToken, NeverRepeatsAcrossThreads) {

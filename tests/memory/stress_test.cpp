@@ -18,7 +18,8 @@ TEST(MemoryStress, EightThreadsTenThousandAcquisitionsNeverOverlap) {
   constexpr int kThreads = 8;
   constexpr int kAttempts = 10000;
   constexpr int kKeys = 4;
-  InMemoryLockApi api;
+  auto api_ptr = make_memory_lock_api();
+  LockApi& api = *api_ptr;
   struct PerKey {
     std::atomic<int> inside{0};
     long counter = 0;                   // plain: only the lock protects it

@@ -382,7 +382,7 @@ TEST(PostgresStatements, ListWithoutPrefixAndOddTokens) {
   EXPECT_EQ(api->list("").size(), 2u);
   // A token is bound as text: one that is not NUL-terminated in memory, or not even text, must
   // neither read past its end nor fail; it simply owns nothing.
-  std::string padded = a->token() + "trailing";
+  std::string padded = std::string(a->token()) + "trailing";
   std::string_view exact(padded.data(), a->token().size());
   EXPECT_FALSE(api->extend("a", std::string_view(padded.data(), 31), 10s));
   EXPECT_FALSE(api->release("a", std::string("\xff\x00zz", 4)));

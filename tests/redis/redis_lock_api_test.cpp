@@ -85,7 +85,7 @@ TEST(RedisWire, ForeignClientReleasesOnlyWithOurToken) {
   ASSERT_TRUE(lock);
   EXPECT_EQ(server.cli({"EVAL", kForeignRelease, "1", key, make_token()}), "0");
   EXPECT_FALSE(api->try_acquire(key, 30s));
-  EXPECT_EQ(server.cli({"EVAL", kForeignRelease, "1", key, lock->token()}), "1");
+  EXPECT_EQ(server.cli({"EVAL", kForeignRelease, "1", key, std::string(lock->token())}), "1");
   EXPECT_FALSE(lock->release()) << "released by the other library already";
   EXPECT_TRUE(api->try_acquire(key, 30s));
 }

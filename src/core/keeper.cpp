@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MIT
+// The keep-alive scheduler: one timer thread for every kept-alive lease of the process, and a
+// few workers that send the renewals.
+//
+// The timer thread never calls a store. It keeps, per store, a heap of wake-ups by that store's
+// clock (`LeaseOps::now()`, so an injected clock drives the schedule), hands due renewals to the
+// workers in one batch per store, and declares a lease lost when its deadline (valid_until minus
+// the loss margin) comes without a confirmed renewal: a store call that hangs occupies a worker,
+// never the timer. At most kRoundsPerStore rounds per store are under way at a time (a store
+// that renews one lease per call, e.g. one transaction each, still keeps up with many leases);
+// workers are started on demand, at most kMaxWorkers, so one hanging store leaves workers for
+// the others.
+#include "core/keeper.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <deque>
+#include <exception>
+#include <map>
+#include <queue>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "lockkit/clock.hpp"
+#include "lockkit/errors.hpp"
+
+namespace lockkit::detail {
+namespace {
+
+constexpr unsigned kMaxWorkers = 6;
+constexpr unsigned kRoundsPerStore = 3;
+// A round renews at most this many leases, so that one round trip stays short.
+constexpr std::size_t kMaxRound = 1024;
+// The longest the timer sleeps: it also polls clocks that move without telling (an injected
+// clock other than ManualClock).
+constexpr auto kMaxSleep = std::chrono::milliseconds(100);
+
+std::atomic<std::uint64_t> g_epoch{1};
+
+Steady::duration period(std::chrono::milliseconds ttl) {
+  return std::max<Steady::duration>(ttl / 3, std::chrono::milliseconds(1));
+}
+
+// Retries come quickly but never crowd the time left: at least two fit before the deadline.
+Steady::duration retry_delay(std::chrono::milliseconds ttl, Steady::duration left) {
+  Steady::duration base = std::clamp<Steady::duration>(ttl / 10, std::chrono::milliseconds(1),
+                                                       std::chrono::milliseconds(500));
+  return std::min(base, std::max<Steady::duration>(left / 2, std::chrono::milliseconds(1)));
+}
+
+struct Entry {
+  Steady::time_point at;
+  std::uint64_t seq;
+  std::shared_ptr<LeaseState> state;
+};
+
+struct Later {
+  bool operator()(const Entry& a, const Entry& b) const noexcept { return a.at > b.at; }
+};
+
+// The leases of one store (one clock, one batch).
+struct Group {
+  std::shared_ptr<LeaseOps> ops;
+  BatchRenewer* batch = nullptr;  // null: renew with `ops->extend`, one by one
+  std::priority_queue<Entry, std::vector<Entry>, Later> timers;
+  std::vector<std::shared_ptr<LeaseState>> pending;  // due: for the next round
+  unsigned rounds = 0;                               // rounds queued or under way
+  std::size_t members = 0;                           // states registered here
+};
+
+struct Notice {
+  std::shared_ptr<LeaseState> state;
+  std::string reason;
+};
+
+class Keeper {
+ public:
+  void schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
+                std::uint64_t seq) {
+    std::lock_guard<std::mutex> guard(mu_);
+    auto* batch = dynamic_cast<BatchRenewer*>(state->ops.get());
+    const void* key = batch ? batch->batch_key() : state->ops.get();
+    auto& slot = groups_[key];
+    if (!slot) {
+      slot = std::make_unique<Group>();
+      slot->ops = state->ops;
+      slot->batch = batch;
+    }
+    {
+      std::lock_guard<std::mutex> state_guard(state->mu);
+      if (state->registered_epoch != epoch_) {
+        state->registered_epoch = epoch_;
+        ++slot->members;
+      }
+    }
+    slot->timers.push(Entry{at, seq, state});
+    wake_locked();
+  }
+
+  void wake() noexcept {
+    std::lock_guard<std::mutex> guard(mu_);
+    woken_ = true;
+    timer_cv_.notify_one();
+  }
+
+  unsigned threads() noexcept {
+    std::lock_guard<std::mutex> guard(mu_);
+    return (timer_started_ ? 1u : 0u) + workers_;
+  }
+
+  explicit Keeper(std::uint64_t epoch) : epoch_(epoch) {}
+
+ private:
+  void wake_locked() {
+    if (!timer_started_) {
+      timer_started_ = true;
+      std::thread([this] { timer_loop(); }).detach();
+    }
+    woken_ = true;
+    timer_cv_.notify_one();
+  }
+
+  void timer_loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    std::vector<Notice> notices;
+    for (;;) {
+      Steady::duration sleep = kMaxSleep;
+      for (auto it = groups_.begin(); it != groups_.end();) {
+        Group& g = *it->second;
+        const Steady::time_point now = g.ops->now();
+        while (!g.timers.empty() && g.timers.top().at <= now) {
+          Entry e = g.timers.top();
+          g.timers.pop();
+          visit(g, e, now, notices);
+        }
+        if (!g.timers.empty()) sleep = std::min(sleep, g.timers.top().at - now);
+        dispatch(g);
+        if (g.members == 0 && g.timers.empty() && g.rounds == 0 && g.pending.empty()) {
+          it = groups_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (!notices.empty()) {
+        lk.unlock();
+        for (auto& n : notices) notify_lost(*n.state, n.reason);
+        notices.clear();
+        lk.lock();
+        continue;
+      }
+      if (!woken_) timer_cv_.wait_for(lk, std::max<Steady::duration>(sleep, Steady::duration(0)));
+      woken_ = false;
+    }
+  }
+
+  // Looks at one due wake-up of `e.state` (keeper mutex held).
+  void visit(Group& g, const Entry& e, Steady::time_point now, std::vector<Notice>& notices) {
+    LeaseState& s = *e.state;
+    std::lock_guard<std::mutex> guard(s.mu);
+    if (e.seq != s.seq) return;  // superseded by a later schedule
+    if (s.phase != LeaseState::Phase::kHeld) {
+      s.registered_epoch = 0;
+      --g.members;
+      return;
+    }
+    if (now >= s.deadline()) {
+      mark_lost(s);
+      s.registered_epoch = 0;
+      --g.members;
+      notices.push_back(Notice{e.state, loss_reason(s, now)});
+      return;
+    }
+    if (s.kept_alive && !s.queued && !s.sending && now >= s.renew_at) {
+      if (now < s.hold_until) {
+        s.queued = true;
+        g.pending.push_back(e.state);
+      } else {
+        s.renew_at = Steady::time_point::max();  // max_hold has passed: no more renewals
+      }
+    }
+    ++s.seq;
+    g.timers.push(Entry{next_wake(s), s.seq, e.state});
+  }
+
+  static std::string loss_reason(const LeaseState& s, Steady::time_point now) {
+    if (!s.kept_alive) return "the lease was not renewed and its end is near (no keep-alive)";
+    if (now >= s.hold_until || s.renew_at >= s.hold_until) {
+      return "max_hold was reached: the lease was not renewed any more and its end is near";
+    }
+    if (s.sending) return "a renewal is still unanswered by the store and the lease's end is near";
+    return "renewals failed and the lease's end is near";
+  }
+
+  // Queues rounds for `g`'s due renewals, up to kRoundsPerStore at a time (keeper mutex held).
+  void dispatch(Group& g) {
+    std::size_t added = 0;
+    while (g.rounds < kRoundsPerStore && added < g.pending.size()) {
+      ++g.rounds;
+      ++added;
+      ready_.push_back(&g);
+      start_worker();
+    }
+  }
+
+  void start_worker() {
+    if (idle_ > 0) {
+      work_cv_.notify_one();
+      return;
+    }
+    if (workers_ >= kMaxWorkers) return;  // a busy worker takes it next
+    ++workers_;
+    std::thread([this] { worker_loop(); }).detach();
+  }
+
+  void worker_loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      while (ready_.empty()) {
+        ++idle_;
+        work_cv_.wait(lk);
+        --idle_;
+      }
+      Group* g = ready_.front();
+      ready_.pop_front();
+      // A share of what is due, so that the store's other rounds get some too.
+      std::vector<std::shared_ptr<LeaseState>> batch;
+      const std::size_t take = std::min<std::size_t>(
+          kMaxRound, (g->pending.size() + kRoundsPerStore - 1) / kRoundsPerStore);
+      const auto cut = g->pending.end() - static_cast<std::ptrdiff_t>(take);
+      batch.assign(cut, g->pending.end());
+      g->pending.erase(cut, g->pending.end());
+      std::shared_ptr<LeaseOps> ops = g->ops;
+      BatchRenewer* renewer = g->batch;
+      lk.unlock();
+      std::vector<Entry> next;
+      std::vector<Notice> notices;
+      round(ops, renewer, batch, next, notices);
+      lk.lock();
+      for (auto& e : next) g->timers.push(std::move(e));
+      --g->rounds;
+      dispatch(*g);
+      woken_ = true;
+      timer_cv_.notify_one();
+      if (!notices.empty()) {
+        lk.unlock();
+        for (auto& n : notices) notify_lost(*n.state, n.reason);
+        lk.lock();
+      }
+    }
+  }
+
+  // Renews `batch` in one store round (no keeper lock held); collects the next wake-ups.
+  void round(const std::shared_ptr<LeaseOps>& ops, BatchRenewer* renewer,
+             const std::vector<std::shared_ptr<LeaseState>>& batch, std::vector<Entry>& next,
+             std::vector<Notice>& notices) {
+    std::vector<std::shared_ptr<LeaseState>> going;
+    std::vector<ExtendRequest> requests;
+    std::vector<std::chrono::milliseconds> ttls;
+    for (const auto& sp : batch) {
+      LeaseState& s = *sp;
+      std::function<bool()> ask;
+      {
+        std::lock_guard<std::mutex> guard(s.mu);
+        s.queued = false;
+        if (s.phase != LeaseState::Phase::kHeld || !s.kept_alive || s.sending) continue;
+        ask = s.options.should_renew;
+      }
+      bool wanted = true;
+      if (ask) {
+        try {
+          wanted = ask();
+        } catch (...) {  // a hook that throws says nothing: renew
+        }
+      }
+      std::lock_guard<std::mutex> guard(s.mu);
+      if (s.phase != LeaseState::Phase::kHeld || !s.kept_alive || s.sending) continue;
+      const Steady::time_point now = ops->now();
+      if (!wanted || now >= s.hold_until) {
+        // Not wanted now: asked again shortly. Past max_hold (the round started late): never.
+        s.renew_at = now >= s.hold_until ? Steady::time_point::max()
+                                         : now + retry_delay(s.ttl, s.deadline() - now);
+        ++s.seq;
+        next.push_back(Entry{next_wake(s), s.seq, sp});
+        continue;
+      }
+      s.sending = true;
+      s.sending_epoch = epoch_;
+      going.push_back(sp);
+      requests.push_back(ExtendRequest{s.key, s.token, s.ttl});
+      ttls.push_back(s.ttl);
+    }
+    if (going.empty()) return;
+    std::vector<ExtendOutcome> outcomes(requests.size(), ExtendOutcome::kFailed);
+    const Steady::time_point start = ops->now();
+    std::string error;
+    if (renewer) {
+      error = renewer->renew_many(requests, outcomes);
+    } else {
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        try {
+          outcomes[i] = ops->extend(requests[i].key, requests[i].token, requests[i].ttl)
+                            ? ExtendOutcome::kExtended
+                            : ExtendOutcome::kNotOurs;
+        } catch (const std::exception& e) {
+          if (error.empty()) error = e.what();
+        } catch (...) {
+          if (error.empty()) error = "unknown error";
+        }
+      }
+    }
+    if (error.empty()) error = "the store failed";
+    const Steady::time_point done = ops->now();
+    std::vector<std::shared_ptr<LeaseState>> undo;
+    std::vector<std::pair<std::function<void(std::string_view)>, std::shared_ptr<LeaseState>>>
+        failed;
+    for (std::size_t i = 0; i < going.size(); ++i) {
+      LeaseState& s = *going[i];
+      std::lock_guard<std::mutex> guard(s.mu);
+      s.sending = false;
+      s.cv.notify_all();
+      if (s.phase == LeaseState::Phase::kLost) {
+        // Declared lost while this renewal was with the store: the holder has been told to stop,
+        // so a lease the store renewed anyway must not linger for a ttl with nobody using it.
+        if (outcomes[i] == ExtendOutcome::kExtended) undo.push_back(going[i]);
+        continue;
+      }
+      if (s.phase != LeaseState::Phase::kHeld) continue;
+      switch (outcomes[i]) {
+        case ExtendOutcome::kExtended:
+          if (ttls[i] == s.ttl) {
+            s.valid_until = start + s.ttl - ops->drift(s.ttl);
+            s.valid_until_ticks.store(s.valid_until.time_since_epoch().count(),
+                                      std::memory_order_release);
+            s.renew_at = start + period(s.ttl);
+          }
+          break;
+        case ExtendOutcome::kNotOurs:
+          if (mark_lost(s)) {
+            notices.push_back(Notice{going[i], "the store says the lease is no longer ours"});
+          }
+          continue;
+        case ExtendOutcome::kFailed:
+          s.renew_at = done + retry_delay(s.ttl, s.deadline() - done);
+          if (s.options.on_renewal_error) {
+            failed.emplace_back(s.options.on_renewal_error, going[i]);
+          }
+          break;
+      }
+      ++s.seq;
+      next.push_back(Entry{next_wake(s), s.seq, going[i]});
+    }
+    for (auto& [hook, state] : failed) {
+      try {
+        hook(error);
+      } catch (...) {  // a hook never changes the schedule
+      }
+    }
+    for (const auto& sp : undo) {
+      try {
+        (void)ops->release(sp->key, sp->token);
+      } catch (...) {  // it then runs out by its ttl
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable timer_cv_;
+  std::condition_variable work_cv_;
+  std::map<const void*, std::unique_ptr<Group>> groups_;  // guarded by mu_
+  std::deque<Group*> ready_;                              // guarded by mu_
+  bool timer_started_ = false;                            // guarded by mu_
+  bool woken_ = false;                                    // guarded by mu_
+  unsigned workers_ = 0;                                  // guarded by mu_
+  unsigned idle_ = 0;                                     // guarded by mu_
+  const std::uint64_t epoch_;
+};
+
+// Never destroyed: its threads may run until the process exits.
+std::atomic<Keeper*> g_keeper{nullptr};
+std::mutex g_keeper_mu;
+
+void reset_in_child() noexcept {
+  // The child has none of the parent's threads: it starts an empty keeper of its own (the old
+  // one, whose mutex may be held by a thread that no longer exists, is left alone). Leases the
+  // parent keeps alive are the parent's: the child's copies are not renewed.
+  const std::uint64_t epoch = g_epoch.fetch_add(1) + 1;
+  g_keeper.store(new Keeper(epoch));
+  new (&g_keeper_mu) std::mutex;
+}
+
+Keeper& keeper() {
+  Keeper* k = g_keeper.load(std::memory_order_acquire);
+  if (k) return *k;
+  std::lock_guard<std::mutex> guard(g_keeper_mu);
+  k = g_keeper.load();
+  if (!k) {
+    static const bool installed = [] {
+      pthread_atfork(nullptr, nullptr, &reset_in_child);
+      return true;
+    }();
+    (void)installed;
+    k = new Keeper(g_epoch.load());
+    g_keeper.store(k, std::memory_order_release);
+  }
+  return *k;
+}
+
+}  // namespace
+
+std::uint64_t keeper_epoch() noexcept {
+  return g_epoch.load(std::memory_order_relaxed);
+}
+
+void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
+                     std::uint64_t seq) {
+  keeper().schedule(state, at, seq);
+}
+
+Steady::time_point next_wake(const LeaseState& s) {
+  Steady::time_point at = s.deadline();
+  if (s.kept_alive && !s.queued && !s.sending && s.renew_at < s.hold_until) {
+    at = std::min(at, s.renew_at);
+  }
+  return at;
+}
+
+bool mark_lost(LeaseState& s) {
+  if (s.phase != LeaseState::Phase::kHeld) return false;
+  s.phase = LeaseState::Phase::kLost;
+  s.lost.store(true, std::memory_order_release);
+  return true;
+}
+
+void notify_lost(LeaseState& s, std::string_view reason) noexcept {
+  s.stop.request_stop();
+  std::function<void(std::string_view)> on_lost;
+  {
+    std::lock_guard<std::mutex> guard(s.mu);
+    on_lost = s.options.on_lost;
+  }
+  if (!on_lost) return;
+  try {
+    on_lost(reason);
+  } catch (...) {  // a hook that throws cannot be told anything more
+  }
+}
+
+void wake_keeper() noexcept {
+  if (Keeper* k = g_keeper.load(std::memory_order_acquire)) k->wake();
+}
+
+unsigned keeper_threads() noexcept {
+  Keeper* k = g_keeper.load(std::memory_order_acquire);
+  return k ? k->threads() : 0;
+}
+
+}  // namespace lockkit::detail
+
+namespace lockkit {
+
+void ManualClock::advance(std::chrono::steady_clock::duration d) noexcept {
+  if (d.count() > 0) ticks_.fetch_add(d.count(), std::memory_order_acq_rel);
+  detail::wake_keeper();  // leases on this clock may have come due
+}
+
+}  // namespace lockkit

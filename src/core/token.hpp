@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+// Internal: owner tokens written straight into a caller's buffer (no allocation).
+#ifndef LOCKKIT_SRC_CORE_TOKEN_HPP_
+#define LOCKKIT_SRC_CORE_TOKEN_HPP_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lockkit::detail {
+
+inline constexpr std::size_t kTokenChars = 32;
+
+// Writes a fresh owner token, 32 lowercase hex characters (128 unpredictable bits), to `out`.
+// Throws `std::system_error` if the kernel's CSPRNG cannot be read.
+void fill_token(char* out);
+
+// Writes ChaCha20 blocks `counter` .. `counter + 3` under the 8-word `key` (nonce 0) to `out`,
+// 256 bytes, interleaved: bytes 16*i .. 16*i+15 are word i of each of the four blocks.
+void chacha20_four_blocks(const std::uint32_t* key, std::uint64_t counter, unsigned char* out);
+
+}  // namespace lockkit::detail
+
+#endif  // LOCKKIT_SRC_CORE_TOKEN_HPP_
