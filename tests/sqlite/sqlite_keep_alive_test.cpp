@@ -8,8 +8,8 @@
 #include <string>
 
 #include "lockkit/open.hpp"
-#include "sqlite/sqlite_test_util.hpp"
 #include "support/keep_alive_cases.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit::testing {
 namespace {
@@ -34,7 +34,7 @@ class SqliteKeepAlive : public ::testing::Test {
     sqlite3_close_v2(db);
   }
 
-  TempDir dir_;
+  TempDir dir_{"lockkit-sqlite-"};
 };
 
 TEST_F(SqliteKeepAlive, KeptAliveForFiveTtlsNobodyElseTakesIt) {
