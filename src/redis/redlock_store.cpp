@@ -516,7 +516,9 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
                   milliseconds ttl, std::uint64_t record) {
     {
       std::lock_guard lock(round.mu);
-      if (round.decided) {  // decided without us: nothing to take back
+      // Refused without us: nothing to take back. (Granted without us: still ask, so that
+      // every reachable node holds the lock and learns the ttl.)
+      if (round.decided && !round.granted) {
         round.answers[i].vote = Vote::kNo;
         --round.pending;
         return;
@@ -545,8 +547,12 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       a.vote = a.fence != 0 ? Vote::kYes : Vote::kNo;
       a.recorded = to_uint(*r->element[1]);
       const redisReply& run = *r->element[2];
-      a.known = !life.run_id.empty() && run.type == REDIS_REPLY_STRING &&
-                std::string_view(run.str, run.len) == life.run_id;
+      // Known: the node's record names its current run (lockkit saw it before this one), or
+      // we ended its lock-delay ourselves (and are recording its run with this very call).
+      a.known =
+          !life.run_id.empty() &&
+          ((run.type == REDIS_REPLY_STRING && std::string_view(run.str, run.len) == life.run_id) ||
+           node.settled(life.run_id));
       a.uptime = life.uptime;
       if (a.known) node.settle(life.run_id);
       std::uint64_t seen = max_ttl_.load();
