@@ -268,6 +268,61 @@ TEST(Redlock, ProcessesContendWithStrictlyIncreasingFences) {
   std::filesystem::remove_all(dir);
 }
 
+// npm redlock v5 (multi-instance, ioredis) and lockkit on the same three servers and key: two
+// processes of each, never two holders; lockkit's fences still increase across all of it.
+TEST(Redlock, ContendsWithNpmRedlock) {
+  const std::string node_dir = std::string(LOCKKIT_NODE_DIR);
+  if (!std::filesystem::exists(node_dir + "/node_modules/redlock")) {
+    GTEST_SKIP() << "npm redlock not installed in " << node_dir << " (scripts/setup.sh)";
+  }
+  Trio trio;
+  auto dir = std::filesystem::temp_directory_path() /
+             ("lockkit-redlock-npm-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string ports;
+  for (auto& s : trio.servers) ports += (ports.empty() ? "" : ",") + std::to_string(s->port());
+  constexpr int kRounds = 25;
+  std::vector<std::vector<std::string>> commands;
+  for (int p = 0; p < 2; ++p) {
+    commands.push_back(
+        {REDLOCK_CONTENDER, trio.url(""), "shared", std::to_string(kRounds), dir.string()});
+    commands.push_back({"/usr/bin/env", "node", node_dir + "/contend.js", ports, "shared",
+                        std::to_string(kRounds), dir.string()});
+  }
+  std::vector<pid_t> pids;
+  for (auto& args : commands) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+    pids.push_back(pid);
+  }
+  for (std::size_t i = 0; i < pids.size(); ++i) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pids[i], &status, 0), pids[i]);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0)
+        << commands[i][1] << ": 3 = two processes held the lock at once";
+  }
+  std::ifstream in(dir / "fences");
+  std::uint64_t last = 0;
+  int lines = 0, npm = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    if (line == "npm") {
+      ++npm;
+      continue;
+    }
+    std::uint64_t f = std::stoull(line);
+    EXPECT_GT(f, last) << "at grant " << lines;
+    last = f;
+  }
+  EXPECT_EQ(lines, 4 * kRounds);
+  EXPECT_EQ(npm, 2 * kRounds);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RedlockUrl, ParsesNodesAndSharedOptions) {
   auto o =
       parse_redlock_url("redlock://u:pw@h1:7001,h2,[::1]:7003/2?prefix=app:&command_timeout=1s");
