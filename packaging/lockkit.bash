@@ -16,7 +16,7 @@ _lockkit_opts_list="--prefix --prefix-hex --json --backend -b --help -h"
 # Options whose next word is a value (not completed as an option or subcommand).
 _lockkit_opts_with_value="--key -k --key-hex --ttl -t --wait -w --backend -b --token
   --token-file --prefix --prefix-hex --conflict-exit-code"
-_lockkit_schemes="sqlite:// redis:// rediss:// postgres:// postgresql:// memory: noop: noop:locked"
+_lockkit_schemes="sqlite:// redis:// rediss:// redlock:// postgres:// postgresql:// memory: noop: noop:locked"
 
 _lockkit() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=""

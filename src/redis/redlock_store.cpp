@@ -617,7 +617,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       } else if (a.uptime >= milliseconds(longest)) {
         ++counted;
         fence = std::max(fence, a.fence);
-        nodes_[i]->settle(nodes_[i]->life().run_id);
+        mark_settled(i);
       }
     }
     if (counted >= quorum_) {
@@ -628,6 +628,24 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       round.decided = true;
       round.granted = false;
     }
+  }
+
+  // Ends node `i`'s lock-delay: here, and on the node (its record names this run), so that
+  // other clients, and short-lived processes that make one call each, count it at once.
+  void mark_settled(std::size_t i) {
+    const std::string run_id = nodes_[i]->life().run_id;
+    if (run_id.empty() || nodes_[i]->settled(run_id)) return;
+    nodes_[i]->settle(run_id);
+    auto self = shared_from_this();
+    nodes_[i]->exec.submit([self, i, run_id] {
+      try {
+        Node& node = *self->nodes_[i];
+        node.exchange(std::nullopt,
+                      {"HSET", node.layout.prefix() + "lockkit:{redlock}", "run", run_id});
+      } catch (const std::exception&) {
+        // The next call that reaches the node records it.
+      }
+    });
   }
 
   // Writes `fence` to the nodes in `below` until a quorum holds a counter >= fence.

@@ -1043,6 +1043,23 @@ TEST_F(Cli, HangingStoreDelaysNeitherTheStopNorTheExit) {
   EXPECT_NE(ended.finished.err.find("warning"), std::string::npos) << ended.finished.err;
 }
 
+TEST_F(Cli, RedlockBackendOverThreeServers) {
+  RedisServer a, b, c;
+  backend_ = "redlock://127.0.0.1:" + std::to_string(a.port()) +
+             ",127.0.0.1:" + std::to_string(b.port()) + ",127.0.0.1:" + std::to_string(c.port());
+  Finished ok = lockkit(
+      {"run", "--key", "rl", "--ttl", "5s", "--", "sh", "-c", "test -n \"$LOCKKIT_FENCE\""});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  Finished held = lockkit({"acquire", "--key", "rl2", "--ttl", "30s"});
+  ASSERT_EQ(held.status, 0) << held.err;
+  Finished busy = lockkit({"acquire", "--key", "rl2", "--ttl", "30s"});
+  EXPECT_NE(busy.status, 0) << "a second holder through another process";
+  EXPECT_EQ(lockkit({"release", "--key", "rl2", "--token", json_text(held.out, "token")}).status,
+            0);
+  Finished bad = lockkit({"status", "--key", "k", "--backend", "redlock://127.0.0.1:0"});
+  EXPECT_EQ(bad.status, 64) << bad.err;
+}
+
 #endif  // LOCKKIT_CLI_TEST_REDIS
 
 }  // namespace
