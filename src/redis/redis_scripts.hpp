@@ -77,7 +77,9 @@ return {f, ttl}
 
 // redlock://: the acquire of kAcquireScript plus the node's bookkeeping for the quorum. KEYS:
 // lock, fence counter, holder, node record (hash at prefix + "lockkit:{redlock}"). ARGV: token,
-// ttl in ms, the longest ttl in use (ms) to record, and the run id to record ("" = leave it).
+// ttl in ms, the longest ttl in use (ms) to record, the run id to record ("" = leave it), and
+// the client's clock in microseconds: the fence is max(counter + 1, that clock), so in the common
+// case every node of a round returns the same fence and no write-back round is needed.
 // The record's ttl only grows and is written even when busy, so every node that answers knows
 // the longest ttl any client used. Returns {fence or 0 (busy) or -1 (foreign key), the recorded
 // ttl before this call, the recorded run id before this call}. Same lock key and value as
@@ -96,9 +98,7 @@ if (holder ~= 'none' and holder ~= 'hash') or (counter ~= 'none' and counter ~= 
   redis.call('del', KEYS[1])
   return {-1, rec, run}
 end
-local t = redis.call('time')
-local f = math.max(tonumber(redis.call('hget', KEYS[2], 'fence') or '0') + 1,
-                   tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local f = math.max(tonumber(redis.call('hget', KEYS[2], 'fence') or '0') + 1, tonumber(ARGV[5]))
 local fence = string.format('%.0f', f)
 redis.call('hset', KEYS[2], 'fence', fence)
 if holder == 'hash' then redis.call('del', KEYS[3]) end

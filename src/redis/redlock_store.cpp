@@ -379,9 +379,14 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     auto self = shared_from_this();
     const std::string skey(key), stoken(token);
     const std::uint64_t record = std::max<std::uint64_t>(ttl.count(), max_ttl_.load());
+    // The same floor for every node's fence (see kRedlockAcquireScript): our wall clock in µs.
+    const std::string clock =
+        std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count());
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit([self, round, i, skey, stoken, ttl, record] {
-        self->acquire_on(*round, i, skey, stoken, ttl, record);
+      nodes_[i]->exec.submit([self, round, i, skey, stoken, ttl, record, clock] {
+        self->acquire_on(*round, i, skey, stoken, ttl, record, clock);
       });
     }
     std::unique_lock lock(round->mu);
@@ -513,7 +518,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   }
 
   void acquire_on(Round& round, std::size_t i, const std::string& key, const std::string& token,
-                  milliseconds ttl, std::uint64_t record) {
+                  milliseconds ttl, std::uint64_t record, const std::string& clock) {
     {
       std::lock_guard lock(round.mu);
       // Refused without us: nothing to take back. (Granted without us: still ask, so that
@@ -530,9 +535,9 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       auto k = keys_for(node, key);
       Node::Life life = node.life();
       const bool settled = node.settled(life.run_id);
-      Reply r =
-          node.exchange(kAcquire, {"4", k[0], k[1], k[2], k[3], token, std::to_string(ttl.count()),
-                                   std::to_string(record), settled ? life.run_id : std::string()});
+      Reply r = node.exchange(
+          kAcquire, {"4", k[0], k[1], k[2], k[3], token, std::to_string(ttl.count()),
+                     std::to_string(record), settled ? life.run_id : std::string(), clock});
       life = node.life();  // the exchange may have reconnected
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
           r->element[0]->type != REDIS_REPLY_INTEGER) {
