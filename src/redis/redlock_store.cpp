@@ -55,13 +55,15 @@ std::uint64_t to_uint(const redisReply& r) {
   throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
 }
 
-// A few threads per node that run its requests, started on demand, so that one call's
-// requests to all nodes are in flight at once and a slow node holds up only its own queue.
-// Fork-safe in the way the connection pool is: a forked child leaves the parent's state
-// untouched (its threads do not exist there) and starts its own.
+// The threads that run one node's requests: `lanes` queues with a thread each, started on
+// demand. A key always uses the same lane, so a node receives one key's requests in the order
+// they were made (a release never overtakes the acquire before it); different keys run in
+// parallel and a slow node holds up only its own lanes.
+// Fork-safe in the way the connection pool is: a forked child leaves the parent's lanes
+// untouched (their threads do not exist there) and starts its own.
 class Executor {
  public:
-  explicit Executor(std::size_t max_threads) : max_(max_threads) {}
+  explicit Executor(std::size_t lanes) : lanes_(lanes) {}
   ~Executor() {
     std::shared_ptr<State> s = state_;
     if (s == nullptr) return;
@@ -70,14 +72,20 @@ class Executor {
       new std::shared_ptr<State>(std::move(state_));  // NOLINT: leaked on purpose
       return;
     }
-    {
-      std::lock_guard lock(s->mu);
-      s->stop = true;
+    for (auto& lane : s->lanes) {
+      std::lock_guard lock(lane->mu);
+      lane->stop = true;
+      lane->cv.notify_all();
     }
-    s->cv.notify_all();
     // Queued tasks (late releases) run first. The last reference to the store may be dropped
     // by a task on one of these threads: that one is detached and ends on its own.
-    for (auto& t : s->threads) {
+    for (auto& lane : s->lanes) {
+      std::thread t;
+      {
+        std::lock_guard lock(lane->mu);
+        t = std::move(lane->thread);
+      }
+      if (!t.joinable()) continue;
       if (t.get_id() == std::this_thread::get_id()) {
         t.detach();
       } else {
@@ -88,64 +96,75 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  void submit(std::function<void()> task) {
+  void submit(std::size_t hash, std::function<void()> task) {
     std::shared_ptr<State> s = current();
-    std::unique_lock lock(s->mu);
-    s->tasks.push_back(std::move(task));
-    if (s->idle == 0 && s->threads.size() < max_) {
-      s->threads.emplace_back([s] { run(*s); });
-    } else {
+    Lane& lane = *s->lanes[hash % s->lanes.size()];
+    std::unique_lock lock(lane.mu);
+    lane.tasks.push_back(std::move(task));
+    if (!lane.thread.joinable()) {
+      lane.thread = std::thread([s, &lane] { run(lane); });  // `s` keeps the lane alive
+    } else if (lane.idle) {
       lock.unlock();
-      s->cv.notify_one();
+      lane.cv.notify_one();
     }
   }
 
  private:
-  struct State {
-    pid_t pid = ::getpid();
+  struct Lane {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::function<void()>> tasks;  // guarded by mu
-    std::vector<std::thread> threads;         // guarded by mu
-    std::size_t idle = 0;                     // guarded by mu
+    std::thread thread;                       // guarded by mu
+    bool idle = false;                        // guarded by mu
     bool stop = false;                        // guarded by mu
   };
+  struct State {
+    explicit State(std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) lanes.push_back(std::make_unique<Lane>());
+    }
+    pid_t pid = ::getpid();
+    std::vector<std::unique_ptr<Lane>> lanes;
+  };
 
-  static void run(State& s) {
-    std::unique_lock lock(s.mu);
+  static void run(Lane& lane) {
+    std::unique_lock lock(lane.mu);
     for (;;) {
-      if (!s.tasks.empty()) {
+      if (!lane.tasks.empty()) {
         {
-          auto task = std::move(s.tasks.front());
-          s.tasks.pop_front();
+          auto task = std::move(lane.tasks.front());
+          lane.tasks.pop_front();
           lock.unlock();
           task();  // never throws: every task catches its own failures
         }  // the task's captures go here, maybe the store itself: before the lock is retaken
         lock.lock();
         continue;
       }
-      if (s.stop) return;
-      ++s.idle;
-      s.cv.wait(lock);
-      --s.idle;
+      if (lane.stop) return;
+      lane.idle = true;
+      lane.cv.wait(lock);
+      lane.idle = false;
     }
   }
 
   std::shared_ptr<State> current() {
     std::lock_guard lock(init_mu_);
     if (state_ == nullptr || state_->pid != ::getpid()) {
-      // After a fork the parent's state is abandoned (its mutex may be held by a thread that
-      // does not exist here, its threads cannot be joined): leaked on purpose.
+      // After a fork the parent's lanes are abandoned (a mutex may be held by a thread that
+      // does not exist here, their threads cannot be joined): leaked on purpose.
       if (state_ != nullptr) new std::shared_ptr<State>(std::move(state_));  // NOLINT
-      state_ = std::make_shared<State>();
+      state_ = std::make_shared<State>(lanes_);
     }
     return state_;
   }
 
-  const std::size_t max_;
+  const std::size_t lanes_;
   std::mutex init_mu_;
   std::shared_ptr<State> state_;  // guarded by init_mu_
 };
+
+std::size_t lane_of(std::string_view key) noexcept {
+  return std::hash<std::string_view>{}(key);
+}
 
 detail::redis::ConnectConfig connect_config(const RedisOptions& o) {
   using namespace detail::redis;
@@ -385,7 +404,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
                            std::chrono::system_clock::now().time_since_epoch())
                            .count());
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit([self, round, i, skey, stoken, ttl, record, clock] {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, stoken, ttl, record, clock] {
         self->acquire_on(*round, i, skey, stoken, ttl, record, clock);
       });
     }
@@ -642,7 +661,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     if (run_id.empty() || nodes_[i]->settled(run_id)) return;
     nodes_[i]->settle(run_id);
     auto self = shared_from_this();
-    nodes_[i]->exec.submit([self, i, run_id] {
+    nodes_[i]->exec.submit(0, [self, i, run_id] {
       try {
         Node& node = *self->nodes_[i];
         node.exchange(std::nullopt,
@@ -662,7 +681,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     auto self = shared_from_this();
     const std::string skey(key), stoken(token), sfence = std::to_string(fence);
     for (std::size_t i : below) {
-      nodes_[i]->exec.submit([self, round, i, skey, stoken, sfence] {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, stoken, sfence] {
         Answer a;
         try {
           Node& node = *self->nodes_[i];
@@ -692,7 +711,8 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   // Releases on node `i` from its worker: for grants that must go (a failed attempt).
   void release_on_node(std::size_t i, const std::string& key, const std::string& token) {
     auto self = shared_from_this();
-    nodes_[i]->exec.submit([self, i, key, token] { self->release_now(i, key, token); });
+    nodes_[i]->exec.submit(lane_of(key),
+                           [self, i, key, token] { self->release_now(i, key, token); });
   }
 
   void release_now(std::size_t i, const std::string& key, const std::string& token) noexcept {
@@ -719,7 +739,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     auto shared_argv = std::make_shared<const std::vector<std::string>>(std::move(argv));
     const std::size_t q = quorum_;
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit([self, round, i, skey, script, shared_argv, q] {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, script, shared_argv, q] {
         Answer a;
         try {
           Node& node = *self->nodes_[i];
@@ -780,7 +800,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     const std::string skey(key);
     const std::size_t q = quorum_;
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit([self, round, i, skey, q] {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, q] {
         Answer a;
         try {
           Node& node = *self->nodes_[i];
