@@ -160,7 +160,7 @@ LOCKKIT_EXPORT RedlockOptions parse_redlock_url(std::string_view url);
 //   least that high, before the lock is returned.
 // - Lock-delay: a node whose history lockkit has not seen (restarted, empty or from a
 //   snapshot) gives no vote until its uptime (INFO) exceeds the longest ttl recorded on the
-//   nodes that answer.
+//   answering nodes whose history it knows.
 // - extend needs a quorum and returns false if the validity is spent; release goes to every
 //   node and returns true if a quorum still held our token.
 // Throws `std::invalid_argument` for bad options. Thread safety: safe to share.

@@ -435,7 +435,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     const ErrorKind kind = in_doubt ? ErrorKind::kInDoubt : ErrorKind::kUnavailable;
     lock.unlock();
     if (!granted) {
-      for (std::size_t i : undo) release_on_node(i, skey, stoken);
+      undo_on(undo, skey, stoken);
       if (errors > n - quorum_) {
         throw BackendError("redlock", kind,
                            context("try_acquire", key) + std::to_string(errors) + " of " +
@@ -447,14 +447,14 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     // Fences: make sure a quorum of counters is at least `fence`, so every later quorum
     // (which shares a node with this one) hands out more.
     if (!below.empty() && !settle(key, token, fence, below, at_fence)) {
-      for (std::size_t i : undo) release_on_node(i, skey, stoken);
+      undo_on(undo, skey, stoken);
       throw BackendError(
           "redlock", ErrorKind::kUnavailable,
           context("try_acquire", key) + "could not write the fence back to a quorum of nodes");
     }
     if (Steady::now() >= start + ttl - drift(ttl)) {
       // The validity was spent before the lock was ours: nobody may act on it.
-      for (std::size_t i : undo) release_on_node(i, skey, stoken);
+      undo_on(undo, skey, stoken);
       return std::nullopt;
     }
     return fence;
@@ -580,7 +580,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       a.uptime = life.uptime;
       if (a.known) node.settle(life.run_id);
       std::uint64_t seen = max_ttl_.load();
-      while (a.recorded > seen && !max_ttl_.compare_exchange_weak(seen, a.recorded)) {
+      while (a.known && a.recorded > seen && !max_ttl_.compare_exchange_weak(seen, a.recorded)) {
       }
     } catch (const StoreFailure& f) {
       a.vote = f.maybe_applied() ? Vote::kInDoubt : Vote::kError;
@@ -622,10 +622,15 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
 
   // Decides once a quorum of counted grants is in (granted), or can no longer be (refused).
   // A node whose history we have not seen (restarted, new) counts only once every node has
-  // answered and only if its uptime exceeds the longest ttl recorded anywhere (lock-delay).
+  // answered and only if its uptime exceeds the longest ttl recorded on the nodes with known
+  // history (lock-delay).
   void decide_acquire_locked(Round& round, bool final) {
     std::uint64_t longest = max_ttl_.load();
-    for (const Answer& a : round.answers) longest = std::max(longest, a.recorded);
+    // Only a node with known history vouches for its record: in a fresh deployment no node is
+    // known yet, so concurrent first calls (each seeing the others' ttls) do not all wait.
+    for (const Answer& a : round.answers) {
+      if (a.known) longest = std::max(longest, a.recorded);
+    }
     const bool all_in = round.pending == 0 || final;
     std::size_t counted = 0, maybe = 0;
     std::uint64_t fence = 0;
@@ -708,11 +713,23 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     return enough();
   }
 
-  // Releases on node `i` from its worker: for grants that must go (a failed attempt).
-  void release_on_node(std::size_t i, const std::string& key, const std::string& token) {
+  // Releases the grants of a failed attempt on `nodes`, in parallel on their workers, and
+  // waits for them (bounded like every round): the next attempt finds them gone.
+  void undo_on(const std::vector<std::size_t>& nodes, const std::string& key,
+               const std::string& token) {
+    if (nodes.empty()) return;
+    auto round = std::make_shared<Round>(0);
+    round->pending = nodes.size();
     auto self = shared_from_this();
-    nodes_[i]->exec.submit(lane_of(key),
-                           [self, i, key, token] { self->release_now(i, key, token); });
+    for (std::size_t i : nodes) {
+      nodes_[i]->exec.submit(lane_of(key), [self, round, i, key, token] {
+        self->release_now(i, key, token);
+        std::lock_guard lock(round->mu);
+        if (--round->pending == 0) round->cv.notify_all();
+      });
+    }
+    std::unique_lock lock(round->mu);
+    round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->pending == 0; });
   }
 
   void release_now(std::size_t i, const std::string& key, const std::string& token) noexcept {
