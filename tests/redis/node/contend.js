@@ -11,7 +11,7 @@ const Redlock = require("redlock").default;
 async function main() {
   const [ports, key, rounds, dir] = process.argv.slice(2);
   const clients = ports.split(",").map((p) => new Redis({ host: "127.0.0.1", port: Number(p) }));
-  const redlock = new Redlock(clients, { retryCount: 3000, retryDelay: 5, retryJitter: 5 });
+  const redlock = new Redlock(clients, { retryCount: 20000, retryDelay: 5, retryJitter: 5 });
   const marker = `${dir}/inside`;
   let code = 0;
   for (let i = 0; i < Number(rounds) && code === 0; i++) {
