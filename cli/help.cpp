@@ -27,6 +27,7 @@ Backends:
     sqlite:///path/locks.db        processes on one host (the default)
     redis://[user:pass@]host:port  many machines
     rediss://host:port?...         the same over TLS (see tls_* options in the Redis docs)
+    redlock://h1:p1,h2:p2,h3:p3    a quorum of independent Redis servers (Redlock)
     postgres://user@host:port/db   a lease table in PostgreSQL
     memory:, noop:, noop:locked    one process only; tests and dry runs
   (only the schemes of the backends this binary was built with; an unknown scheme lists them)

@@ -29,8 +29,8 @@ set(LOCKKIT_BACKEND_sqlite_DEV libsqlite3-dev)
 set(LOCKKIT_BACKEND_sqlite_RUNTIME libsqlite3-0)
 set(LOCKKIT_BACKEND_sqlite_TOOL linked)  # the default backend: no module to load
 
-set(LOCKKIT_BACKEND_redis_WHAT "redis:// and rediss:// backend (hiredis, OpenSSL)")
-set(LOCKKIT_BACKEND_redis_SCHEMES redis rediss)
+set(LOCKKIT_BACKEND_redis_WHAT "redis://, rediss:// and redlock:// backend (hiredis, OpenSSL)")
+set(LOCKKIT_BACKEND_redis_SCHEMES redis rediss redlock)
 set(LOCKKIT_BACKEND_redis_FIND pkgconfig HIREDIS hiredis)
 set(LOCKKIT_BACKEND_redis_ALSO "OpenSSL 3")
 set(LOCKKIT_BACKEND_redis_PC "Requires.private: hiredis libssl libcrypto")

@@ -17,7 +17,7 @@ _lockkit_opts_list="--prefix --prefix-hex --json --backend -b --help -h"
 _lockkit_opts_with_value="--key -k --key-hex --ttl -t --wait -w --backend -b --token
   --token-file --prefix --prefix-hex --conflict-exit-code --max-hold"
 # The build replaces this list with the schemes of the backends it built (packaging/CMakeLists.txt).
-_lockkit_schemes="sqlite:// redis:// rediss:// postgres:// postgresql:// memory: noop: noop:locked"
+_lockkit_schemes="sqlite:// redis:// rediss:// redlock:// postgres:// postgresql:// memory: noop: noop:locked"
 
 _lockkit() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=""

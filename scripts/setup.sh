@@ -31,6 +31,19 @@ case ${1:-full} in
   *) echo "usage: setup.sh [full|demo]" >&2; exit 64 ;;
 esac
 
+# The redlock:// interop test and benchmark run npm `redlock` v5 (pinned by the lockfile) with
+# node, installed into the test's own directory; never globally.
+node_deps() {
+  [ "${1:-full}" = full ] || return 0
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/redis/node"
+  if command -v npm >/dev/null; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  else
+    echo "setup: no npm: the redlock:// test against npm redlock will be skipped" >&2
+  fi
+}
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
@@ -38,6 +51,7 @@ for p in "${packages[@]}"; do
   fi
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  node_deps "${1:-full}"
   exit 0
 fi
 
@@ -51,3 +65,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
 # No services may start inside a container without an init system; tests start their own.
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+node_deps "${1:-full}"

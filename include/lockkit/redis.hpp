@@ -123,6 +123,53 @@ LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_redis_store(RedisOptions options
 // Thread safety: safe to share; calls may run concurrently.
 LOCKKIT_EXPORT std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options);
 
+// Redlock: one lock over N independent Redis servers (masters, not replicas of each other),
+// held while a majority (quorum = N/2 + 1) of them holds it. Every node keeps the `redis://`
+// wire format, so npm `redlock` (multi-instance) and redsync contend with it on the same servers.
+struct RedlockOptions {
+  // One entry per server, each with its own host, port, credentials and timeouts. 1..64 nodes.
+  std::vector<RedisOptions> nodes{};
+  // Worker threads per node, started on demand: how many requests of concurrent callers each
+  // node has in flight at once (pipelined on the node's `connections`). A key always uses the
+  // same thread, so each node sees one key's requests in order. 1..1024.
+  std::size_t threads = 16;
+  // A node whose call failed is skipped (a "no" vote without I/O) for this long, doubling on
+  // every further failure up to `max_backoff`; then one call probes it again.
+  std::chrono::milliseconds backoff{100};
+  std::chrono::milliseconds max_backoff{2000};
+};
+
+// Returns the options of a `redlock://[user[:password]@]host1[:port1],host2[:port2],...[/db]`
+// `[?option=value&...]` URL: the nodes share the credentials, database and every `redis://`
+// option (plain TCP only). Throws `std::invalid_argument` naming the problem (no host, more
+// than 64, a bad port or option); the message never contains the password.
+LOCKKIT_EXPORT RedlockOptions parse_redlock_url(std::string_view url);
+
+// Returns a `LeaseStore` over `options.nodes`, one Redis server each (see docs/redlock.md):
+// - acquire sends one request to every node at once (the nodes' worker threads) and returns
+//   as soon as the outcome is decided: granted by a quorum, or a quorum can no longer be
+//   reached. A node that errors, times out or is backing off is a "no"; `BackendError` (kind
+//   unavailable, or in-doubt if a request may have been applied) only when fewer than a quorum
+//   of nodes answered. Grants of a failed attempt, also those arriving late, are released at
+//   once with the token.
+// - `drift(ttl)` is 1% of ttl + 2 ms; an acquire whose validity (start + ttl - drift - elapsed)
+//   is spent when the quorum is reached is undone and reported busy.
+// - Fences increase strictly per key across the quorum: the lock's fence is the maximum of
+//   the granting nodes' per-node fences (each max(counter + 1, server time in microseconds)),
+//   and it is written back (counters only move up) until a quorum of nodes holds a counter at
+//   least that high, before the lock is returned.
+// - Lock-delay: a node whose history lockkit has not seen (restarted, empty or from a
+//   snapshot) gives no vote until its uptime (INFO) exceeds the longest ttl recorded on the
+//   answering nodes whose history it knows.
+// - extend needs a quorum and returns false if the validity is spent; release goes to every
+//   node and returns true if a quorum still held our token.
+// Throws `std::invalid_argument` for bad options. Thread safety: safe to share.
+LOCKKIT_EXPORT std::shared_ptr<LeaseStore> make_redlock_store(RedlockOptions options);
+
+// Returns `make_lock_api(make_redlock_store(options))`.
+//   auto api = lockkit::open("redlock://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379");
+LOCKKIT_EXPORT std::shared_ptr<LockApi> make_redlock_lock_api(RedlockOptions options);
+
 }  // namespace lockkit
 
 #endif  // LOCKKIT_REDIS_HPP_

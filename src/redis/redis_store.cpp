@@ -424,4 +424,8 @@ using StoreFactory = std::function<std::shared_ptr<LeaseStore>(std::string_view)
 
 }  // namespace lockkit
 
-extern "C" void lockkit_backend_anchor_redis() {}
+// redlock:// lives in the same library: keeping this object keeps that one.
+extern "C" void lockkit_backend_anchor_redlock();
+extern "C" void lockkit_backend_anchor_redis() {
+  lockkit_backend_anchor_redlock();
+}

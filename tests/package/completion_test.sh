@@ -37,7 +37,7 @@ echo "$registered"
 expect "release run " lockkit r
 expect "--ttl " lockkit run --tt
 expect "--json " lockkit status --key k --js
-expect "redis:// rediss:// " lockkit run --backend red
+expect "redis:// rediss:// redlock:// " lockkit run --backend red
 expect "rediss:// " lockkit run --backend rediss
 expect "" lockkit run --ttl ""
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# redlock:// (lockkit-bench) against npm redlock v5 (bench/redis/redlock_npm_bench.js) on the
+# same three throwaway redis-servers, 1 and 64 concurrent clients, distinct keys and 8 hot keys.
+# Prints a Markdown table with lockkit/npm ratios (best of REPEATS runs each, interleaved).
+#
+#   bench/redis/redlock_compare.sh [BUILD_DIR] [SECONDS] [REPEATS]
+# BUILD_DIR must be configured with -DLOCKKIT_BUILD_BENCH=ON and built; npm redlock comes from
+# tests/redis/node (scripts/setup.sh installs it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build/test/release}
+secs=${2:-5}
+repeats=${3:-3}
+lockkit_bench=$build/bench/lockkit-bench
+[ -x "$lockkit_bench" ] || { echo "redlock_compare.sh: $lockkit_bench not built" >&2; exit 1; }
+[ -d tests/redis/node/node_modules/redlock ] ||
+  { echo "redlock_compare.sh: npm redlock missing (scripts/setup.sh)" >&2; exit 1; }
+
+dirs=() ports=()
+cleanup() { for d in "${dirs[@]}"; do bash scripts/redis-server.sh stop "$d" || true; rm -rf "$d"; done; }
+trap cleanup EXIT
+for _ in 1 2 3; do
+  d=$(mktemp -d)
+  dirs+=("$d")
+  ports+=("$(bash scripts/redis-server.sh start "$d")")
+done
+url="redlock://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+portlist="${ports[0]},${ports[1]},${ports[2]}"
+field() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p"; }
+
+best() { sort -n | tail -1; }
+echo "| clients | keys | redlock:// pairs/s | npm redlock v5 pairs/s | ratio |"
+echo "|---|---|---|---|---|"
+for clients in 1 64; do
+  for hot in 0 8; do
+    hotarg=() keys=distinct
+    [ "$hot" -gt 0 ] && hotarg=(--hot-keys "$hot") && keys="8 hot"
+    l=() n=()
+    for _ in $(seq "$repeats"); do
+      l+=("$("$lockkit_bench" --backend "$url" --clients "$clients" --seconds "$secs" "${hotarg[@]}" | field pairs/s)")
+      n+=("$(node bench/redis/redlock_npm_bench.js "$portlist" "$clients" "$secs" "$hot" | field pairs/s)")
+    done
+    lb=$(printf '%s\n' "${l[@]}" | best)
+    nb=$(printf '%s\n' "${n[@]}" | best)
+    ratio=$(awk -v a="$lb" -v b="$nb" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+    echo "| $clients | $keys | $lb | $nb | ${ratio}× |"
+  done
+done

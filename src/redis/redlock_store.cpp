@@ -1,0 +1,972 @@
+// SPDX-License-Identifier: MIT
+// The redlock:// store: one lease over N independent Redis servers, granted by a quorum.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/store_failure.hpp"
+#include "core/url.hpp"
+#include "lockkit/backend.hpp"
+#include "lockkit/errors.hpp"
+#include "lockkit/open.hpp"
+#include "lockkit/redis.hpp"
+#include "redis/redis_connection.hpp"
+#include "redis/redis_keys.hpp"
+#include "redis/redis_scripts.hpp"
+
+namespace lockkit {
+namespace {
+
+using detail::StoreFailure;
+using detail::redis::Reply;
+using std::chrono::milliseconds;
+using Steady = std::chrono::steady_clock;
+
+enum Script : std::size_t { kAcquire, kRelease, kExtend, kStatus, kSettle };
+
+constexpr std::size_t kMaxNodes = 64;
+
+std::string context(std::string_view op, std::string_view key) {
+  return std::string(op) + " \"" + detail::escape_key(key) + "\": ";
+}
+
+std::optional<std::uint64_t> as_uint(const redisReply& r) {
+  if (r.type == REDIS_REPLY_INTEGER && r.integer >= 0) return static_cast<std::uint64_t>(r.integer);
+  if (r.type == REDIS_REPLY_STRING) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(r.str, r.str + r.len, v);
+    if (ec == std::errc() && ptr == r.str + r.len) return v;
+  }
+  return std::nullopt;
+}
+
+std::uint64_t to_uint(const redisReply& r) {
+  if (auto v = as_uint(r)) return *v;
+  throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
+}
+
+// The threads that run one node's requests: `lanes` queues with a thread each, started on
+// demand. A key always uses the same lane, so a node receives one key's requests in the order
+// they were made (a release never overtakes the acquire before it); different keys run in
+// parallel and a slow node holds up only its own lanes.
+// Fork-safe in the way the connection pool is: a forked child leaves the parent's lanes
+// untouched (their threads do not exist there) and starts its own.
+class Executor {
+ public:
+  explicit Executor(std::size_t lanes) : lanes_(lanes) {}
+  ~Executor() {
+    std::shared_ptr<State> s = state_;
+    if (s == nullptr) return;
+    if (s->pid != ::getpid()) {
+      // A forked child's copy: its threads do not exist here and must not be joined.
+      new std::shared_ptr<State>(std::move(state_));  // NOLINT: leaked on purpose
+      return;
+    }
+    for (auto& lane : s->lanes) {
+      std::lock_guard lock(lane->mu);
+      lane->stop = true;
+      lane->cv.notify_all();
+    }
+    // Queued tasks (late releases) run first. The last reference to the store may be dropped
+    // by a task on one of these threads: that one is detached and ends on its own.
+    for (auto& lane : s->lanes) {
+      std::thread t;
+      {
+        std::lock_guard lock(lane->mu);
+        t = std::move(lane->thread);
+      }
+      if (!t.joinable()) continue;
+      if (t.get_id() == std::this_thread::get_id()) {
+        t.detach();
+      } else {
+        t.join();
+      }
+    }
+  }
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  void submit(std::size_t hash, std::function<void()> task) {
+    std::shared_ptr<State> s = current();
+    Lane& lane = *s->lanes[hash % s->lanes.size()];
+    std::unique_lock lock(lane.mu);
+    lane.tasks.push_back(std::move(task));
+    if (!lane.thread.joinable()) {
+      lane.thread = std::thread([s, &lane] { run(lane); });  // `s` keeps the lane alive
+    } else if (lane.idle) {
+      lock.unlock();
+      lane.cv.notify_one();
+    }
+  }
+
+ private:
+  struct Lane {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> tasks;  // guarded by mu
+    std::thread thread;                       // guarded by mu
+    bool idle = false;                        // guarded by mu
+    bool stop = false;                        // guarded by mu
+  };
+  struct State {
+    explicit State(std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) lanes.push_back(std::make_unique<Lane>());
+    }
+    pid_t pid = ::getpid();
+    std::vector<std::unique_ptr<Lane>> lanes;
+  };
+
+  static void run(Lane& lane) {
+    std::unique_lock lock(lane.mu);
+    for (;;) {
+      if (!lane.tasks.empty()) {
+        {
+          auto task = std::move(lane.tasks.front());
+          lane.tasks.pop_front();
+          lock.unlock();
+          task();  // never throws: every task catches its own failures
+        }  // the task's captures go here, maybe the store itself: before the lock is retaken
+        lock.lock();
+        continue;
+      }
+      if (lane.stop) return;
+      lane.idle = true;
+      lane.cv.wait(lock);
+      lane.idle = false;
+    }
+  }
+
+  std::shared_ptr<State> current() {
+    std::lock_guard lock(init_mu_);
+    if (state_ == nullptr || state_->pid != ::getpid()) {
+      // After a fork the parent's lanes are abandoned (a mutex may be held by a thread that
+      // does not exist here, their threads cannot be joined): leaked on purpose.
+      if (state_ != nullptr) new std::shared_ptr<State>(std::move(state_));  // NOLINT
+      state_ = std::make_shared<State>(lanes_);
+    }
+    return state_;
+  }
+
+  const std::size_t lanes_;
+  std::mutex init_mu_;
+  std::shared_ptr<State> state_;  // guarded by init_mu_
+};
+
+std::size_t lane_of(std::string_view key) noexcept {
+  return std::hash<std::string_view>{}(key);
+}
+
+detail::redis::ConnectConfig connect_config(const RedisOptions& o) {
+  using namespace detail::redis;
+  return ConnectConfig{
+      .host = o.host,
+      .port = o.port,
+      .user = o.user,
+      .password = o.password.empty() && o.user.empty() ? std::nullopt
+                                                       : std::optional<std::string>(o.password),
+      .db = o.db,
+      .connect_timeout = o.connect_timeout,
+      .command_timeout = o.command_timeout,
+      .scripts = {kRedlockAcquireScript, kReleaseScript, kExtendScript, kStatusScript,
+                  kRedlockSettleScript},
+      .allow_eviction = o.allow_eviction,
+      .tls = TlsConfig{},
+  };
+}
+
+// One Redis server of the quorum: its connections, its worker threads, what we know of its
+// restarts, and its backoff after failures.
+class Node {
+ public:
+  Node(const RedisOptions& o, std::size_t threads, milliseconds backoff, milliseconds max_backoff)
+      : layout(o.prefix),
+        pool_(connect_config(o), o.connections),
+        slots_(o.connections),
+        timeout_(o.connect_timeout + o.command_timeout),
+        command_timeout_(o.command_timeout),
+        backoff_(backoff),
+        max_backoff_(max_backoff),
+        exec(threads) {}
+
+  // What INFO said about the server on our newest connection: its run id and uptime.
+  struct Life {
+    std::string run_id;
+    milliseconds uptime{0};  // now, counted on from the INFO reply with the local clock
+  };
+
+  // Runs one command (a script by EVALSHA with `args` = numkeys, keys, argv; or a plain one).
+  // Throws `StoreFailure`; a node backing off fails at once without I/O.
+  Reply exchange(std::optional<Script> script, const std::vector<std::string>& args) {
+    const auto now = Steady::now();
+    if (now.time_since_epoch().count() < down_until_.load(std::memory_order_acquire)) {
+      throw StoreFailure(ErrorKind::kUnavailable, "node skipped after a recent failure");
+    }
+    try {
+      Reply r = exchange_once(script, args);
+      if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0);
+      return r;
+    } catch (const StoreFailure& f) {
+      if (f.kind() == ErrorKind::kTimeout || f.kind() == ErrorKind::kUnavailable) {
+        // Back off: the next calls count this node as "no" without paying its timeouts.
+        unsigned n = std::min(failures_.fetch_add(1) + 1, 16U);
+        auto wait = std::min<milliseconds>(backoff_ * (1LL << (n - 1)), max_backoff_);
+        down_until_.store((Steady::now() + wait).time_since_epoch().count(),
+                          std::memory_order_release);
+      }
+      throw;
+    }
+  }
+
+  // Returns what INFO told of the server on the connection last used.
+  Life life() {
+    std::lock_guard lock(mu_);
+    return Life{run_id_,
+                uptime_ + std::chrono::duration_cast<milliseconds>(Steady::now() - read_at_)};
+  }
+  bool settled(const std::string& run_id) {
+    std::lock_guard lock(mu_);
+    return settled_run_ == run_id && !run_id.empty();
+  }
+  void settle(const std::string& run_id) {
+    std::lock_guard lock(mu_);
+    if (run_id == run_id_) settled_run_ = run_id;
+  }
+
+  milliseconds timeout() const noexcept { return timeout_; }
+
+  const detail::redis::KeyLayout layout;
+
+ private:
+  Reply exchange_once(std::optional<Script> script, const std::vector<std::string>& args) {
+    const std::size_t index = pool_.pick();
+    std::string request;
+    for (int attempt = 0;; ++attempt) {
+      auto conn = pool_.get(index);
+      try {
+        observe(index, conn);
+        auto build = [&](std::string_view verb, std::string_view head) {
+          request.clear();
+          detail::redis::append_array_header(request, args.size() + (script ? 2 : 0));
+          if (script) {
+            detail::redis::append_bulk(request, verb);
+            detail::redis::append_bulk(request, head);
+          }
+          for (const std::string& arg : args) detail::redis::append_bulk(request, arg);
+        };
+        build("EVALSHA", script ? std::string_view(conn->script_sha(*script)) : "");
+        Reply reply = conn->call(request, Steady::now() + command_timeout_);
+        if (script && reply->type == REDIS_REPLY_ERROR &&
+            std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
+          build("EVAL", pool_.config().scripts[*script]);
+          reply = conn->call(request, Steady::now() + command_timeout_);
+        }
+        if (reply->type == REDIS_REPLY_ERROR) {
+          std::string text(reply->str, reply->len);
+          ErrorKind kind = detail::redis::error_reply_kind(text);
+          throw StoreFailure(kind, "server error: " + text,
+                             kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable);
+        }
+        return reply;
+      } catch (const StoreFailure& f) {
+        // Not sent: typically an idle connection the server closed (restart). One more try.
+        if (!f.maybe_applied() && attempt == 0) continue;
+        throw;
+      }
+    }
+  }
+
+  // On a connection we have not seen yet (first use, or a reconnect after a restart), reads
+  // the server's run id and uptime once; later uptimes are counted on with the local clock.
+  void observe(std::size_t index, const std::shared_ptr<detail::redis::Connection>& conn) {
+    {
+      std::lock_guard lock(mu_);
+      if (slots_[index].lock() == conn) return;
+    }
+    std::string request;
+    detail::redis::append_command(request, {"INFO", "server"});
+    Reply info = conn->call(request, Steady::now() + command_timeout_);
+    const auto read_at = Steady::now();
+    std::string run_id;
+    std::int64_t uptime = 0;
+    if (info->type == REDIS_REPLY_STRING) {
+      std::string_view text(info->str, info->len);
+      auto field = [&](std::string_view name) -> std::string_view {
+        auto at = text.find(name);
+        if (at == std::string_view::npos) return {};
+        auto value = text.substr(at + name.size());
+        return value.substr(0, value.find_first_of("\r\n"));
+      };
+      run_id = field("\nrun_id:");
+      auto up = field("\nuptime_in_seconds:");
+      std::from_chars(up.data(), up.data() + up.size(), uptime);
+    }
+    std::lock_guard lock(mu_);
+    slots_[index] = conn;
+    if (run_id != run_id_) settled_run_.clear();
+    run_id_ = run_id;
+    uptime_ = std::chrono::seconds(uptime);  // whole seconds, rounded down: errs on the safe side
+    read_at_ = read_at;
+  }
+
+  detail::redis::Pool pool_;
+  std::mutex mu_;
+  std::vector<std::weak_ptr<detail::redis::Connection>> slots_;  // guarded by mu_
+  std::string run_id_;                                           // guarded by mu_
+  std::string settled_run_;       // the run whose lock-delay is over; guarded by mu_
+  milliseconds uptime_{0};        // guarded by mu_
+  Steady::time_point read_at_{};  // guarded by mu_
+  const milliseconds timeout_;
+  const milliseconds command_timeout_;
+  const milliseconds backoff_;
+  const milliseconds max_backoff_;
+  std::atomic<Steady::rep> down_until_{0};
+  std::atomic<unsigned> failures_{0};
+
+ public:
+  Executor exec;  // last: joined first, while the rest is still alive
+};
+
+// One node's answer in a round.
+enum class Vote { kPending, kYes, kNo, kError, kInDoubt };
+
+struct Answer {
+  Vote vote = Vote::kPending;
+  std::uint64_t fence = 0;     // acquire: the node's fence; status: the holder's fence
+  std::uint64_t recorded = 0;  // acquire: the longest ttl the node had recorded (ms)
+  bool known = false;          // acquire: the node's record names its current run
+  milliseconds uptime{0};      // acquire: the node's uptime
+  milliseconds remaining{0};   // status
+  ErrorKind kind = ErrorKind::kUnavailable;
+  std::string message;
+};
+
+// The shared state of one call's requests; outlives the call when replies come in late.
+struct Round {
+  explicit Round(std::size_t n) : answers(n) {}
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Answer> answers;  // guarded by mu
+  std::size_t pending = 0;      // guarded by mu
+  bool decided = false;         // guarded by mu
+  bool granted = false;         // guarded by mu: the outcome, once decided
+  std::uint64_t fence = 0;      // guarded by mu: the lock's fence, once granted
+};
+
+thread_local Steady::time_point t_last_now{};
+
+}  // namespace
+
+class RedlockStore final : public LeaseStore, public std::enable_shared_from_this<RedlockStore> {
+ public:
+  explicit RedlockStore(const RedlockOptions& o) : quorum_(o.nodes.size() / 2 + 1) {
+    for (const RedisOptions& n : o.nodes) {
+      nodes_.push_back(std::make_unique<Node>(n, o.threads, o.backoff, o.max_backoff));
+      wait_ = std::max(wait_, nodes_.back()->timeout());
+    }
+    wait_ += milliseconds(50);  // the nodes' own timeouts end first; this only bounds the wait
+  }
+
+  std::string_view backend() const noexcept override { return "redlock"; }
+  // The core reads this just before `acquire`: the attempt's start for our validity check.
+  Steady::time_point now() const noexcept override {
+    auto t = Steady::now();
+    t_last_now = t;
+    return t;
+  }
+  milliseconds drift(milliseconds ttl) const noexcept override {
+    return ttl / 100 + milliseconds(2);  // clock drift between us and the nodes, as Redlock
+  }
+
+  std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                       milliseconds ttl) override {
+    check_key(key);
+    auto start = Steady::now();
+    if (start - t_last_now < milliseconds(100)) start = t_last_now;
+    const std::size_t n = nodes_.size();
+    auto round = std::make_shared<Round>(n);
+    round->pending = n;
+    auto self = shared_from_this();
+    const std::string skey(key), stoken(token);
+    const std::uint64_t record = std::max<std::uint64_t>(ttl.count(), max_ttl_.load());
+    // The same floor for every node's fence (see kRedlockAcquireScript): our wall clock in µs.
+    const std::string clock =
+        std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count());
+    for (std::size_t i = 0; i < n; ++i) {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, stoken, ttl, record, clock] {
+        self->acquire_on(*round, i, skey, stoken, ttl, record, clock);
+      });
+    }
+    std::unique_lock lock(round->mu);
+    round->cv.wait_until(lock, start + wait_, [&] { return round->decided; });
+    if (!round->decided) decide_acquire_locked(*round, /*final=*/true);
+    const bool granted = round->granted;
+    std::uint64_t fence = round->fence;
+    std::vector<std::size_t> undo, below;
+    std::size_t at_fence = 0, errors = 0, in_doubt = 0;
+    std::string why;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Answer& a = round->answers[i];
+      if (a.vote == Vote::kYes) {
+        undo.push_back(i);
+        if (a.fence >= fence) {
+          ++at_fence;
+        } else {
+          below.push_back(i);
+        }
+      }
+      if (a.vote == Vote::kInDoubt) undo.push_back(i), ++in_doubt;
+      if (a.vote == Vote::kError || a.vote == Vote::kInDoubt || a.vote == Vote::kPending) {
+        ++errors;
+        if (why.empty() && !a.message.empty()) why = a.message;
+      }
+    }
+    const ErrorKind kind = in_doubt ? ErrorKind::kInDoubt : ErrorKind::kUnavailable;
+    lock.unlock();
+    if (!granted) {
+      undo_on(undo, skey, stoken);
+      if (errors > n - quorum_) {
+        throw BackendError("redlock", kind,
+                           context("try_acquire", key) + std::to_string(errors) + " of " +
+                               std::to_string(n) + " nodes failed, no quorum possible" +
+                               (why.empty() ? "" : " (" + why + ")"));
+      }
+      return std::nullopt;
+    }
+    // Fences: make sure a quorum of counters is at least `fence`, so every later quorum
+    // (which shares a node with this one) hands out more.
+    if (!below.empty() && !settle(key, token, fence, below, at_fence)) {
+      undo_on(undo, skey, stoken);
+      throw BackendError(
+          "redlock", ErrorKind::kUnavailable,
+          context("try_acquire", key) + "could not write the fence back to a quorum of nodes");
+    }
+    if (Steady::now() >= start + ttl - drift(ttl)) {
+      // The validity was spent before the lock was ours: nobody may act on it.
+      undo_on(undo, skey, stoken);
+      return std::nullopt;
+    }
+    return fence;
+  }
+
+  bool release(std::string_view key, std::string_view token) override {
+    check_key(key);
+    return yes_no("release", key, kRelease, {std::string(token)});
+  }
+
+  bool extend(std::string_view key, std::string_view token, milliseconds ttl) override {
+    check_key(key);
+    const auto start = Steady::now();
+    bool ok = yes_no("extend", key, kExtend, {std::string(token), std::to_string(ttl.count())});
+    return ok && Steady::now() < start + ttl - drift(ttl);
+  }
+
+  std::optional<LockInfo> status(std::string_view key) override {
+    check_key(key);
+    return status_unchecked(key);
+  }
+
+  std::vector<LockInfo> list(std::string_view prefix) override {
+    // Candidates from every node that answers, then a quorum status of each.
+    std::vector<std::string> keys;
+    std::size_t failed = 0;
+    std::string why;
+    for (auto& node : nodes_) {
+      const std::string pattern = node->layout.holder_pattern(prefix);
+      std::string cursor = "0";
+      try {
+        do {
+          Reply page =
+              node->exchange(std::nullopt, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+          if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
+              page->element[0]->type != REDIS_REPLY_STRING ||
+              page->element[1]->type != REDIS_REPLY_ARRAY) {
+            throw StoreFailure(ErrorKind::kProtocol, "bad SCAN reply");
+          }
+          cursor.assign(page->element[0]->str, page->element[0]->len);
+          const redisReply& names = *page->element[1];
+          for (std::size_t i = 0; i < names.elements; ++i) {
+            std::string_view name(names.element[i]->str, names.element[i]->len);
+            std::string_view key = node->layout.holder_key(name);
+            if (key.empty() || key.size() > kMaxKeyBytes ||
+                key.substr(0, prefix.size()) != prefix || node->layout.reserved(key)) {
+              continue;
+            }
+            keys.emplace_back(key);
+          }
+        } while (cursor != "0");
+      } catch (const StoreFailure& f) {
+        ++failed;
+        if (why.empty()) why = f.what();
+      }
+    }
+    if (failed > nodes_.size() - quorum_) {
+      throw BackendError("redlock", ErrorKind::kUnavailable,
+                         context("list", prefix) + std::to_string(failed) + " of " +
+                             std::to_string(nodes_.size()) + " nodes failed (" + why + ")");
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    std::vector<LockInfo> out;
+    for (const std::string& key : keys) {
+      auto info = status_unchecked(key);
+      if (info && info->fence != 0) out.push_back(std::move(*info));
+    }
+    return out;
+  }
+
+ private:
+  // --- acquire -------------------------------------------------------------------------
+
+  std::vector<std::string> keys_for(const Node& node, std::string_view key) const {
+    std::string lock_key, fence_key, holder_key;
+    node.layout.keys_of(key, lock_key, fence_key, holder_key);
+    std::string meta = node.layout.prefix() + "lockkit:{redlock}";
+    return {std::move(lock_key), std::move(fence_key), std::move(holder_key), std::move(meta)};
+  }
+
+  void acquire_on(Round& round, std::size_t i, const std::string& key, const std::string& token,
+                  milliseconds ttl, std::uint64_t record, const std::string& clock) {
+    {
+      std::lock_guard lock(round.mu);
+      // Refused without us: nothing to take back. (Granted without us: still ask, so that
+      // every reachable node holds the lock and learns the ttl.)
+      if (round.decided && !round.granted) {
+        round.answers[i].vote = Vote::kNo;
+        --round.pending;
+        return;
+      }
+    }
+    Node& node = *nodes_[i];
+    Answer a;
+    try {
+      auto k = keys_for(node, key);
+      Node::Life life = node.life();
+      const bool settled = node.settled(life.run_id);
+      Reply r = node.exchange(
+          kAcquire, {"4", k[0], k[1], k[2], k[3], token, std::to_string(ttl.count()),
+                     std::to_string(record), settled ? life.run_id : std::string(), clock});
+      life = node.life();  // the exchange may have reconnected
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+          r->element[0]->type != REDIS_REPLY_INTEGER) {
+        throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
+      }
+      if (r->element[0]->integer < 0) {
+        throw StoreFailure(ErrorKind::kProtocol,
+                           "an internal name holds a key that is not lockkit's; names "
+                           "containing \"lockkit:{\" are reserved for lockkit");
+      }
+      a.fence = static_cast<std::uint64_t>(r->element[0]->integer);
+      a.vote = a.fence != 0 ? Vote::kYes : Vote::kNo;
+      a.recorded = to_uint(*r->element[1]);
+      const redisReply& run = *r->element[2];
+      // Known: the node's record names its current run (lockkit saw it before this one), or
+      // we ended its lock-delay ourselves (and are recording its run with this very call).
+      a.known =
+          !life.run_id.empty() &&
+          ((run.type == REDIS_REPLY_STRING && std::string_view(run.str, run.len) == life.run_id) ||
+           node.settled(life.run_id));
+      a.uptime = life.uptime;
+      if (a.known) node.settle(life.run_id);
+      std::uint64_t seen = max_ttl_.load();
+      while (a.known && a.recorded > seen && !max_ttl_.compare_exchange_weak(seen, a.recorded)) {
+      }
+    } catch (const StoreFailure& f) {
+      a.vote = f.maybe_applied() ? Vote::kInDoubt : Vote::kError;
+      a.kind = f.kind();
+      a.message = f.what();
+    } catch (const std::exception& e) {
+      a.vote = Vote::kError;
+      a.message = e.what();
+    }
+    bool late_grant = false;
+    std::uint64_t fence = 0;
+    {
+      std::lock_guard lock(round.mu);
+      --round.pending;
+      round.answers[i] = a;
+      if (round.decided) {
+        late_grant = a.vote == Vote::kYes || a.vote == Vote::kInDoubt;
+        fence = round.granted ? round.fence : 0;
+      } else {
+        decide_acquire_locked(round, false);
+        if (round.decided) round.cv.notify_all();
+      }
+    }
+    if (late_grant) {
+      // Arrived after the outcome: take a failed attempt's grant back at once; a granted
+      // lock's holder record shows the lock's fence.
+      if (fence == 0) {
+        release_now(i, key, token);
+      } else if (a.vote == Vote::kYes && a.fence != fence) {
+        try {
+          auto k = keys_for(node, key);
+          node.exchange(kSettle, {"2", k[1], k[2], token, std::to_string(fence)});
+        } catch (const std::exception&) {
+          // Only `status` shows this node's own fence; the lock's fence is unaffected.
+        }
+      }
+    }
+  }
+
+  // Decides once a quorum of counted grants is in (granted), or can no longer be (refused).
+  // A node whose history we have not seen (restarted, new) counts only once every node has
+  // answered and only if its uptime exceeds the longest ttl recorded on the nodes with known
+  // history (lock-delay).
+  void decide_acquire_locked(Round& round, bool final) {
+    std::uint64_t longest = max_ttl_.load();
+    // Only a node with known history vouches for its record: in a fresh deployment no node is
+    // known yet, so concurrent first calls (each seeing the others' ttls) do not all wait.
+    for (const Answer& a : round.answers) {
+      if (a.known) longest = std::max(longest, a.recorded);
+    }
+    const bool all_in = round.pending == 0 || final;
+    std::size_t counted = 0, maybe = 0;
+    std::uint64_t fence = 0;
+    for (std::size_t i = 0; i < round.answers.size(); ++i) {
+      const Answer& a = round.answers[i];
+      if (a.vote == Vote::kPending && !final) ++maybe;
+      if (a.vote != Vote::kYes) continue;
+      if (a.known) {
+        ++counted;
+        fence = std::max(fence, a.fence);
+      } else if (!all_in) {
+        ++maybe;
+      } else if (a.uptime >= milliseconds(longest)) {
+        ++counted;
+        fence = std::max(fence, a.fence);
+        mark_settled(i);
+      }
+    }
+    if (counted >= quorum_) {
+      round.decided = true;
+      round.granted = true;
+      round.fence = fence;
+    } else if (counted + maybe < quorum_) {
+      round.decided = true;
+      round.granted = false;
+    }
+  }
+
+  // Ends node `i`'s lock-delay: here, and on the node (its record names this run), so that
+  // other clients, and short-lived processes that make one call each, count it at once.
+  void mark_settled(std::size_t i) {
+    const std::string run_id = nodes_[i]->life().run_id;
+    if (run_id.empty() || nodes_[i]->settled(run_id)) return;
+    nodes_[i]->settle(run_id);
+    auto self = shared_from_this();
+    nodes_[i]->exec.submit(0, [self, i, run_id] {
+      try {
+        Node& node = *self->nodes_[i];
+        node.exchange(std::nullopt,
+                      {"HSET", node.layout.prefix() + "lockkit:{redlock}", "run", run_id});
+      } catch (const std::exception&) {
+        // The next call that reaches the node records it.
+      }
+    });
+  }
+
+  // Writes `fence` to the nodes in `below` until a quorum holds a counter >= fence.
+  bool settle(std::string_view key, std::string_view token, std::uint64_t fence,
+              const std::vector<std::size_t>& below, std::size_t already) {
+    if (already >= quorum_) return true;
+    auto round = std::make_shared<Round>(nodes_.size());
+    round->pending = below.size();
+    auto self = shared_from_this();
+    const std::string skey(key), stoken(token), sfence = std::to_string(fence);
+    for (std::size_t i : below) {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, stoken, sfence] {
+        Answer a;
+        try {
+          Node& node = *self->nodes_[i];
+          auto k = self->keys_for(node, skey);
+          Reply r = node.exchange(kSettle, {"2", k[1], k[2], stoken, sfence});
+          a.vote = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? Vote::kYes : Vote::kError;
+        } catch (const std::exception&) {
+          a.vote = Vote::kError;
+        }
+        std::lock_guard lock(round->mu);
+        round->answers[i] = a;
+        --round->pending;
+        round->cv.notify_all();
+      });
+    }
+    std::unique_lock lock(round->mu);
+    auto enough = [&] {
+      std::size_t yes = already;
+      for (const Answer& a : round->answers) yes += a.vote == Vote::kYes;
+      return yes >= quorum_;
+    };
+    round->cv.wait_until(lock, Steady::now() + wait_,
+                         [&] { return enough() || round->pending == 0; });
+    return enough();
+  }
+
+  // Releases the grants of a failed attempt on `nodes`, in parallel on their workers, and
+  // waits for them (bounded like every round): the next attempt finds them gone.
+  void undo_on(const std::vector<std::size_t>& nodes, const std::string& key,
+               const std::string& token) {
+    if (nodes.empty()) return;
+    auto round = std::make_shared<Round>(0);
+    round->pending = nodes.size();
+    auto self = shared_from_this();
+    for (std::size_t i : nodes) {
+      nodes_[i]->exec.submit(lane_of(key), [self, round, i, key, token] {
+        self->release_now(i, key, token);
+        std::lock_guard lock(round->mu);
+        if (--round->pending == 0) round->cv.notify_all();
+      });
+    }
+    std::unique_lock lock(round->mu);
+    round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->pending == 0; });
+  }
+
+  void release_now(std::size_t i, const std::string& key, const std::string& token) noexcept {
+    try {
+      Node& node = *nodes_[i];
+      auto k = keys_for(node, key);
+      node.exchange(kRelease, {"2", k[0], k[2], token});
+    } catch (const std::exception&) {
+      // Unreachable: the grant there expires with its ttl.
+    }
+  }
+
+  // --- release, extend, status ----------------------------------------------------------
+
+  // Runs `script` (KEYS lock, holder; ARGV `argv`) on every node; true once a quorum answered
+  // 1, false once it cannot; throws if fewer than a quorum answered at all.
+  bool yes_no(std::string_view op, std::string_view key, Script script,
+              std::vector<std::string> argv) {
+    const std::size_t n = nodes_.size();
+    auto round = std::make_shared<Round>(n);
+    round->pending = n;
+    auto self = shared_from_this();
+    const std::string skey(key);
+    auto shared_argv = std::make_shared<const std::vector<std::string>>(std::move(argv));
+    const std::size_t q = quorum_;
+    for (std::size_t i = 0; i < n; ++i) {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, script, shared_argv, q] {
+        Answer a;
+        try {
+          Node& node = *self->nodes_[i];
+          auto k = self->keys_for(node, skey);
+          std::vector<std::string> args{"2", k[0], k[2]};
+          args.insert(args.end(), shared_argv->begin(), shared_argv->end());
+          a.vote = to_uint(*node.exchange(script, args)) == 1 ? Vote::kYes : Vote::kNo;
+        } catch (const StoreFailure& f) {
+          a.vote = Vote::kError;
+          a.kind = f.kind();
+          a.message = f.what();
+        } catch (const std::exception& e) {
+          a.vote = Vote::kError;
+          a.message = e.what();
+        }
+        std::lock_guard lock(round->mu);
+        round->answers[i] = a;
+        --round->pending;
+        std::size_t yes = 0, no = 0;
+        for (const Answer& b : round->answers) {
+          yes += b.vote == Vote::kYes;
+          no += b.vote != Vote::kYes && b.vote != Vote::kPending;
+        }
+        if (!round->decided && (yes >= q || no > round->answers.size() - q)) {
+          round->decided = true;
+          round->cv.notify_all();
+        }
+      });
+    }
+    std::unique_lock lock(round->mu);
+    round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->decided; });
+    std::size_t yes = 0, errors = 0;
+    std::string why;
+    ErrorKind kind = ErrorKind::kUnavailable;
+    for (const Answer& a : round->answers) {
+      yes += a.vote == Vote::kYes;
+      if (a.vote == Vote::kError || a.vote == Vote::kPending) {
+        ++errors;
+        if (why.empty() && !a.message.empty()) why = a.message, kind = a.kind;
+      }
+    }
+    if (yes >= quorum_) return true;
+    if (errors > n - quorum_) {
+      if (kind != ErrorKind::kAuth && kind != ErrorKind::kProtocol) kind = ErrorKind::kUnavailable;
+      throw BackendError("redlock", kind,
+                         context(op, key) + std::to_string(errors) + " of " + std::to_string(n) +
+                             " nodes failed, no quorum possible" +
+                             (why.empty() ? "" : " (" + why + ")"));
+    }
+    return false;
+  }
+
+  std::optional<LockInfo> status_unchecked(std::string_view key) {
+    const std::size_t n = nodes_.size();
+    auto round = std::make_shared<Round>(n);
+    round->pending = n;
+    auto self = shared_from_this();
+    const std::string skey(key);
+    const std::size_t q = quorum_;
+    for (std::size_t i = 0; i < n; ++i) {
+      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, q] {
+        Answer a;
+        try {
+          Node& node = *self->nodes_[i];
+          auto k = self->keys_for(node, skey);
+          Reply r = node.exchange(kStatus, {"2", k[0], k[2]});
+          if (r->type == REDIS_REPLY_NIL) {
+            a.vote = Vote::kNo;
+          } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            a.vote = Vote::kYes;
+            a.fence = to_uint(*r->element[0]);
+            a.remaining = milliseconds(to_uint(*r->element[1]));
+          } else {
+            throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
+          }
+        } catch (const StoreFailure& f) {
+          a.vote = Vote::kError;
+          a.kind = f.kind();
+          a.message = f.what();
+        } catch (const std::exception& e) {
+          a.vote = Vote::kError;
+          a.message = e.what();
+        }
+        std::lock_guard lock(round->mu);
+        round->answers[i] = a;
+        --round->pending;
+        std::size_t yes = 0, no = 0;
+        for (const Answer& b : round->answers) {
+          yes += b.vote == Vote::kYes;
+          no += b.vote != Vote::kYes && b.vote != Vote::kPending;
+        }
+        if (!round->decided &&
+            (round->pending == 0 || yes >= q || no > round->answers.size() - q)) {
+          round->decided = true;
+          round->cv.notify_all();
+        }
+      });
+    }
+    std::unique_lock lock(round->mu);
+    round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->decided; });
+    std::size_t yes = 0, errors = 0;
+    std::uint64_t fence = 0;
+    milliseconds remaining = milliseconds::max();
+    std::string why;
+    for (const Answer& a : round->answers) {
+      if (a.vote == Vote::kYes) {
+        ++yes;
+        fence = std::max(fence, a.fence);
+        remaining = std::min(remaining, a.remaining);
+      }
+      if (a.vote == Vote::kError || a.vote == Vote::kPending) {
+        ++errors;
+        if (why.empty() && !a.message.empty()) why = a.message;
+      }
+    }
+    if (yes >= quorum_) return LockInfo{std::string(key), fence, remaining};
+    if (errors > n - quorum_) {
+      throw BackendError("redlock", ErrorKind::kUnavailable,
+                         context("status", key) + std::to_string(errors) + " of " +
+                             std::to_string(n) + " nodes failed, no quorum possible" +
+                             (why.empty() ? "" : " (" + why + ")"));
+    }
+    return std::nullopt;
+  }
+
+  void check_key(std::string_view key) const {
+    for (const auto& node : nodes_) {
+      if (!node->layout.reserved(key)) [[likely]]
+        continue;
+      throw std::invalid_argument(
+          "key: Redis names (prefix + key) containing \"lockkit:{\" are reserved by redlock://");
+    }
+  }
+
+  const std::size_t quorum_;
+  milliseconds wait_{0};
+  std::atomic<std::uint64_t> max_ttl_{0};  // the longest ttl (ms) seen recorded on any node
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+std::shared_ptr<LeaseStore> make_redlock_store(RedlockOptions options) {
+  if (options.nodes.empty() || options.nodes.size() > kMaxNodes) {
+    throw std::invalid_argument("nodes: must be 1..64, got " +
+                                std::to_string(options.nodes.size()));
+  }
+  if (options.threads < 1 || options.threads > 1024) {
+    throw std::invalid_argument("threads: must be 1..1024, got " + std::to_string(options.threads));
+  }
+  if (options.backoff < milliseconds(1) || options.max_backoff < options.backoff) {
+    throw std::invalid_argument("backoff: must be >= 1ms and <= max_backoff");
+  }
+  for (RedisOptions& node : options.nodes) {
+    if (node.tls.enabled) throw std::invalid_argument("nodes: TLS is not supported by redlock");
+    (void)make_redis_store(node);  // checks the node's options the way redis:// does
+  }
+  return std::make_shared<RedlockStore>(options);
+}
+
+std::shared_ptr<LockApi> make_redlock_lock_api(RedlockOptions options) {
+  return make_lock_api(make_redlock_store(std::move(options)));
+}
+
+RedlockOptions parse_redlock_url(std::string_view url) {
+  detail::Url parsed = detail::parse_url(url);  // checks the syntax, quotes a redacted url
+  if (parsed.scheme != "redlock") detail::throw_bad_url(url, "scheme must be redlock://");
+  if (!parsed.has_authority || parsed.hosts.empty()) {
+    detail::throw_bad_url(url, "no host (use redlock://host1:port1,host2:port2,...)");
+  }
+  if (parsed.hosts.size() > kMaxNodes) detail::throw_bad_url(url, "more than 64 hosts");
+  // Every node is the redis:// URL with one of the hosts: same credentials, path and options.
+  std::string_view rest = url.substr(url.find("://") + 3);
+  const std::size_t end = std::min(rest.find('/'), rest.find('?'));
+  std::string_view authority = rest.substr(0, end);
+  std::string_view tail = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+  std::string userinfo;
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
+    userinfo = std::string(authority.substr(0, at + 1));
+    authority.remove_prefix(at + 1);
+  }
+  RedlockOptions out;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t comma = authority.find(',', start);
+    std::string_view host = authority.substr(start, comma - start);
+    if (host.empty()) detail::throw_bad_url(url, "empty host in the host list");
+    std::string node_url = "redis://" + userinfo + std::string(host) + std::string(tail);
+    try {
+      out.nodes.push_back(parse_redis_url(node_url));
+    } catch (const std::invalid_argument& e) {
+      // parse_redis_url quotes the node's url redacted; say which host it was.
+      throw std::invalid_argument(std::string(e.what()) + " (redlock node " +
+                                  std::to_string(out.nodes.size() + 1) + ")");
+    }
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+namespace {
+std::shared_ptr<LeaseStore> open_redlock(std::string_view url) {
+  return make_redlock_store(parse_redlock_url(url));
+}
+using StoreFactory = std::function<std::shared_ptr<LeaseStore>(std::string_view)>;
+[[maybe_unused]] const bool g_registered =
+    (register_backend("redlock", StoreFactory(&open_redlock)), true);
+}  // namespace
+
+}  // namespace lockkit
+
+// Referenced by the redis backend's anchor, so linking lockkit::redis statically keeps
+// redlock:// registered too.
+extern "C" void lockkit_backend_anchor_redlock() {}
