@@ -302,12 +302,19 @@ ErrorKind error_reply_kind(std::string_view text) noexcept {
     if (text.substr(0, auth.size()) == auth) return ErrorKind::kAuth;
   }
   if (text.find("invalid password") != std::string_view::npos) return ErrorKind::kAuth;
-  if (text.substr(0, 7) == "LOADING" || text.substr(0, 4) == "BUSY" ||
-      text.substr(0, 8) == "READONLY" || text.substr(0, 3) == "OOM" ||
-      text.substr(0, 8) == "TRYAGAIN" || text.substr(0, 8) == "MASTERDOWN") {
-    return ErrorKind::kUnavailable;
+  for (std::string_view refused :
+       {"LOADING", "BUSY", "READONLY", "OOM", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"}) {
+    if (text.substr(0, refused.size()) == refused) return ErrorKind::kUnavailable;
   }
   return ErrorKind::kProtocol;
+}
+
+bool refused_before_running(std::string_view text) noexcept {
+  if (error_reply_kind(text) != ErrorKind::kProtocol) return true;
+  for (std::string_view refused : {"MOVED ", "ASK ", "CROSSSLOT"}) {
+    if (text.substr(0, refused.size()) == refused) return true;
+  }
+  return false;
 }
 
 void append_array_header(std::string& out, std::size_t count) {

@@ -295,9 +295,13 @@ class RedisStore final : public LeaseStore {
     if (reply->type == REDIS_REPLY_ERROR) {
       std::string text(reply->str, reply->len);
       ErrorKind kind = detail::redis::error_reply_kind(text);
-      // Refused before running (ACL, loading, busy, read-only replica): nothing was applied.
-      // Anything else may have failed inside a script, after some of its writes.
-      bool maybe_applied = kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable;
+      // Refused before running (ACL, loading, busy, read-only replica, a cluster redirection):
+      // nothing was applied. Anything else may have failed inside a script, after some of its
+      // writes.
+      bool maybe_applied = !detail::redis::refused_before_running(text);
+      if (text.substr(0, 6) == "MOVED " || text.substr(0, 4) == "ASK ") {
+        text += " (a Redis Cluster node: connect with ?cluster=1 to follow redirections)";
+      }
       throw StoreFailure(kind, "server error: " + text, maybe_applied);
     }
     return reply;
