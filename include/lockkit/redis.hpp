@@ -33,6 +33,12 @@ struct RedisTlsOptions {
   bool insecure_skip_verify = false;
 };
 
+// One Redis node's address (a Redis Cluster seed).
+struct RedisNode {
+  std::string host;
+  std::uint16_t port = 6379;
+};
+
 // Where and how to reach the Redis server. Every timeout is finite.
 struct RedisOptions {
   std::string host = "127.0.0.1";  // name or address of the server
@@ -51,6 +57,14 @@ struct RedisOptions {
   // True: accept that risk.
   bool allow_eviction = false;
   RedisTlsOptions tls{};  // off: plain TCP
+  // True: `host:port` (and `seeds`) are Redis Cluster nodes: each key goes to its slot's master,
+  // learned from the cluster (CLUSTER SLOTS), with `connections` connections per master.
+  bool cluster = false;
+  std::vector<RedisNode> seeds{};  // more nodes to learn the slot map from (cluster only)
+  // After a granted acquire, WAIT until this many replicas have the lock, for at most
+  // `wait_timeout`; fewer: the lock is released and acquire throws (kind unavailable). 0: no WAIT.
+  unsigned wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{50};  // WAIT's limit, 1ms..command_timeout
 };
 
 // Returns the options of a `redis://[user[:password]@]host[:port][/db][?option=value&...]` URL,

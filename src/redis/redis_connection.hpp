@@ -94,6 +94,9 @@ class Connection {
   // `deadline` must be now + the command timeout. Throws `StoreFailure` if the connection
   // breaks or no reply arrives by `deadline`.
   Reply call(std::string_view request, TimePoint deadline);
+  // Like `call`, but sends `first` (one RESP command, e.g. ASKING) immediately before `request`
+  // with no other caller's request between them, and returns `request`'s reply only.
+  Reply call_after(std::string_view first, std::string_view request, TimePoint deadline);
 
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
   // In a forked child: closes this process's copy of the socket without sending or receiving

@@ -5,16 +5,20 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "conformance/lock_api_conformance.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
+#include "redis/redis_cluster.hpp"
 #include "redis/redis_keys.hpp"
 #include "support/redis_cluster.hpp"
 
@@ -58,6 +62,209 @@ TEST(RedisCluster, MovedWithoutClusterOptionIsNeverInDoubt) {
     }
   }
   EXPECT_EQ(moved, 4);  // 2 keys on each of the two other masters
+}
+
+// Each `make` opens a new client (its own connections), like another process would. Keys of the
+// suite land on all three masters.
+ConformanceCase ClusterCase(std::string name, std::string tail, std::size_t seeds) {
+  return ConformanceCase{
+      .name = std::move(name),
+      .make = [tail, seeds] { return lockkit::open(RedisCluster::shared().url(tail, seeds)); },
+      .advance = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
+      .expiry_ttl = 400ms,
+      .slack = 25ms,
+      .now = nullptr,
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(RedisCluster, LockApiConformance,
+                         ::testing::Values(ClusterCase("AllSeeds", "", 0),
+                                           ClusterCase("OneSeedPrefix", "&prefix=app:", 1)),
+                         CaseName);
+
+StoreCase ClusterStoreCase(std::string name, std::string tail) {
+  return StoreCase{
+      .name = std::move(name),
+      .make_store =
+          [tail] { return make_redis_store(parse_redis_url(RedisCluster::shared().url(tail))); },
+      .make_unreachable =
+          [] {
+            return make_redis_store(RedisOptions{.port = 1,
+                                                 .connect_timeout = 500ms,
+                                                 .command_timeout = 500ms,
+                                                 .cluster = true,
+                                                 .seeds = {{"127.0.0.1", 2}}});
+          },
+      .exclusive = true,
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(RedisCluster, LeaseStoreFaults,
+                         ::testing::Values(ClusterStoreCase("Plain", ""),
+                                           ClusterStoreCase("OneConnection", "&connections=1")),
+                         StoreCaseName);
+
+TEST(RedisClusterUrl, ParsesSeedsAndOptions) {
+  RedisOptions o = parse_redis_url(
+      "redis://a:7000,b:7001,c?cluster=1&wait_replicas=1&wait_timeout=80ms&connections=3");
+  EXPECT_TRUE(o.cluster);
+  EXPECT_EQ(o.host, "a");
+  EXPECT_EQ(o.port, 7000);
+  ASSERT_EQ(o.seeds.size(), 2u);
+  EXPECT_EQ(o.seeds[0].host, "b");
+  EXPECT_EQ(o.seeds[0].port, 7001);
+  EXPECT_EQ(o.seeds[1].port, 6379);
+  EXPECT_EQ(o.wait_replicas, 1u);
+  EXPECT_EQ(o.wait_timeout, 80ms);
+  EXPECT_TRUE(parse_redis_url("rediss://a:1,b:2?cluster=1&tls_ca_file=/x").tls.enabled);
+  EXPECT_THROW(parse_redis_url("redis://a:1,b:2"), std::invalid_argument);
+  EXPECT_THROW(parse_redis_url("redis://a:1/2?cluster=1"), std::invalid_argument);
+  EXPECT_THROW(parse_redis_url("redis://a?wait_replicas=1&wait_timeout=5s&command_timeout=1s"),
+               std::invalid_argument);
+}
+
+// Every key, its fence counter and holder record are on the master serving the lock key's slot.
+TEST(RedisCluster, RoutesEachKeyToItsSlotsMaster) {
+  RedisCluster& cluster = RedisCluster::shared();
+  auto api = lockkit::open(cluster.url("", 1));
+  std::set<std::size_t> masters;
+  std::vector<Lock> held;
+  for (const std::string& key : spread_keys(cluster, 3)) {
+    auto lock = api->try_acquire(key, 10s);
+    ASSERT_TRUE(lock.has_value()) << key;
+    std::size_t m = cluster.master_of(key_slot(key));
+    masters.insert(m);
+    EXPECT_EQ(cluster.node(m).cli({"exists", key}), "1") << key;
+    held.push_back(std::move(*lock));
+  }
+  EXPECT_EQ(masters.size(), 3u);
+  auto listed = api->list("spread/");
+  EXPECT_EQ(listed.size(), held.size());  // list covers every master
+  for (auto& lock : held) EXPECT_TRUE(lock.release());
+}
+
+// Slot `slot` moves from its master to another by hand (SETSLOT IMPORTING/MIGRATING, MIGRATE,
+// SETSLOT NODE) while eight threads take and release locks in it: nobody ever holds a key
+// another holds, fences per key only grow, and the client follows ASK and MOVED.
+TEST(RedisCluster, ReshardWhileLocksAreHeldAndTaken) {
+  RedisCluster& cluster = RedisCluster::shared();
+  const std::string tag = "{reshard}";
+  const std::uint16_t slot = key_slot(tag);
+  const std::size_t source = cluster.master_of(slot);
+  std::size_t target = source;
+  for (std::size_t m : cluster.masters()) {
+    if (m != source) target = m;
+  }
+  ASSERT_NE(source, target);
+  auto& counters = detail::redis::cluster_counters();
+  const std::uint64_t moved0 = counters.moved.load();
+  const std::uint64_t ask0 = counters.ask.load();
+
+  auto api = lockkit::open(cluster.url());
+  constexpr int kKeys = 6;
+  // Held throughout: these must survive the move.
+  std::vector<Lock> long_held;
+  for (int i = 0; i < 3; ++i) {
+    auto lock = api->try_acquire(tag + "held/" + std::to_string(i), 30s);
+    ASSERT_TRUE(lock.has_value());
+    long_held.push_back(std::move(*lock));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> holders[kKeys] = {};
+  std::mutex mu;
+  std::uint64_t last_fence[kKeys] = {};
+  std::atomic<int> violations{0}, grants{0}, errors{0}, refused{0}, attempts{0};
+  std::string first_error;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto client = lockkit::open(cluster.url());  // each thread its own client
+      for (int n = 0; !stop.load(); ++n) {
+        const int k = (t + n) % kKeys;
+        ++attempts;
+        try {
+          auto lock = client->try_acquire(tag + std::to_string(k), 5s);
+          if (!lock) continue;
+          ++grants;
+          if (holders[k].fetch_add(1) != 0) ++violations;
+          {
+            std::lock_guard<std::mutex> guard(mu);
+            if (lock->fence() <= last_fence[k]) ++violations;
+            last_fence[k] = lock->fence();
+          }
+          holders[k].fetch_sub(1);
+          lock->release();
+        } catch (const BackendError& e) {
+          // While a slot's keys are split between two nodes, Redis refuses scripts whose keys
+          // are not all on one side (TRYAGAIN): retried within the call's budget, then
+          // reported as unavailable. Anything else, in doubt above all, is a failure.
+          if (e.kind() == ErrorKind::kUnavailable &&
+              std::string(e.what()).find("TRYAGAIN") != std::string::npos) {
+            ++refused;
+            continue;
+          }
+          ++errors;
+          std::lock_guard<std::mutex> guard(mu);
+          if (first_error.empty()) first_error = e.what();
+        }
+      }
+    });
+  }
+  auto wait_grants = [&](int more) {
+    const int want = grants.load() + more;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (grants.load() < want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+  };
+  wait_grants(50);
+  RedisServer& src = cluster.node(source);
+  RedisServer& dst = cluster.node(target);
+  const std::string src_id = cluster.id(source);
+  const std::string dst_id = cluster.id(target);
+  const std::string s = std::to_string(slot);
+  ASSERT_EQ(dst.cli({"cluster", "setslot", s, "importing", src_id}), "OK");
+  ASSERT_EQ(src.cli({"cluster", "setslot", s, "migrating", dst_id}), "OK");
+  // Move the keys in small batches until the source may give the slot up (it refuses while it
+  // still holds keys of the slot, which the acquires keep creating until the counter moves).
+  std::string assigned;
+  for (int round = 0; round < 500; ++round) {
+    std::string keys = src.cli({"cluster", "getkeysinslot", s, "1000"});
+    if (!keys.empty()) {
+      std::vector<std::string> args{"migrate", "127.0.0.1", std::to_string(dst.port()), "", "0",
+                                    "5000",    "keys"};
+      std::istringstream in(keys);
+      for (std::string k; std::getline(in, k);) args.push_back(k);
+      src.cli(args);
+      continue;
+    }
+    assigned = dst.cli({"cluster", "setslot", s, "node", dst_id});
+    std::string on_src = src.cli({"cluster", "setslot", s, "node", dst_id});
+    if (on_src == "OK") break;
+  }
+  ASSERT_EQ(assigned, "OK");
+  for (std::size_t m : cluster.masters())
+    cluster.node(m).cli({"cluster", "setslot", s, "node", dst_id});
+  wait_grants(50);  // and against its new master
+  stop = true;
+  for (auto& t : threads) t.join();
+  cluster.wait_ok();
+
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_EQ(errors.load(), 0) << first_error;
+  EXPECT_EQ(cluster.master_of(slot), target);
+  const std::uint64_t moved = counters.moved.load() - moved0;
+  const std::uint64_t ask = counters.ask.load() - ask0;
+  std::printf("reshard: %d grants, %d refused (TRYAGAIN), %llu MOVED, %llu ASK followed\n",
+              grants.load(), refused.load(), static_cast<unsigned long long>(moved),
+              static_cast<unsigned long long>(ask));
+  EXPECT_GT(moved, 0u);
+  // The locks held across the move are still ours, now on the new master.
+  for (auto& lock : long_held) {
+    EXPECT_EQ(dst.cli({"exists", std::string(lock.key())}), "1");
+    EXPECT_TRUE(lock.extend(30s));
+    EXPECT_TRUE(lock.release());
+  }
 }
 
 }  // namespace
