@@ -2,6 +2,7 @@
 // redis:// against a real Redis Cluster (3 masters, 3 replicas): routing by slot, MOVED and ASK
 // during a reshard, failover, and redirections never reported as in doubt.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <atomic>
 #include <chrono>
@@ -265,6 +266,96 @@ TEST(RedisCluster, ReshardWhileLocksAreHeldAndTaken) {
     EXPECT_TRUE(lock.extend(30s));
     EXPECT_TRUE(lock.release());
   }
+}
+
+// A key on master `m` (a slot it serves), named `prefix` + a number.
+std::string key_on(RedisCluster& cluster, std::size_t m, const std::string& prefix) {
+  for (int i = 0;; ++i) {
+    std::string key = prefix + std::to_string(i);
+    if (cluster.master_of(key_slot(key)) == m) return key;
+  }
+}
+
+// Returns the index of `master`'s replica.
+std::size_t replica_of(RedisCluster& cluster, std::size_t master) {
+  const std::string id = cluster.id(master);
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    if (i != master && cluster.node(i).cli({"role"}).substr(0, 5) == "slave" &&
+        cluster.node(i).cli({"cluster", "nodes"}).find("myself,slave " + id) != std::string::npos) {
+      return i;
+    }
+  }
+  return cluster.size();
+}
+
+// With wait_replicas=1 a grant the replica does not confirm in time is released and reported
+// as unavailable; the cost is one more round trip per acquire.
+TEST(RedisCluster, WaitReplicasRefusesAGrantNoReplicaConfirmed) {
+  RedisCluster& cluster = RedisCluster::shared();
+  const std::size_t m = cluster.masters().front();
+  const std::size_t r = replica_of(cluster, m);
+  ASSERT_LT(r, cluster.size());
+  auto waiting = lockkit::open(cluster.url("&wait_replicas=1&wait_timeout=100ms"));
+  const std::string key = key_on(cluster, m, "wait/");
+  {
+    auto lock = waiting->try_acquire(key, 10s);
+    ASSERT_TRUE(lock.has_value());  // the replica confirmed it
+    EXPECT_TRUE(lock->release());
+  }
+  ASSERT_EQ(::kill(cluster.node(r).pid(), SIGSTOP), 0);  // the replica stops acknowledging
+  try {
+    auto lock = waiting->try_acquire(key, 10s);
+    ADD_FAILURE() << "granted without a replica";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUnavailable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("0 of 1 replicas"), std::string::npos) << e.what();
+  }
+  ::kill(cluster.node(r).pid(), SIGCONT);
+  EXPECT_FALSE(waiting->status(key).has_value());  // released again: nobody holds it
+}
+
+// A master is killed and its replica promoted (CLUSTER FAILOVER TAKEOVER). Redis replicates
+// asynchronously: a lock granted while the replica lagged (here: stopped) is gone on the new
+// master, so a second client gets it too; a lock the replica confirmed (wait_replicas=1)
+// survives. Both clients find the new master by themselves. Fences still grow.
+TEST(RedisCluster, FailoverLosesUnreplicatedLocksButNotConfirmedOnes) {
+  RedisCluster& cluster = RedisCluster::shared();
+  const std::size_t m = cluster.masters().back();
+  const std::size_t r = replica_of(cluster, m);
+  ASSERT_LT(r, cluster.size());
+  auto waiting = lockkit::open(cluster.url("&wait_replicas=1&wait_timeout=500ms"));
+  auto plain = lockkit::open(cluster.url());
+  auto other = lockkit::open(cluster.url());
+  const std::string confirmed_key = key_on(cluster, m, "failover/confirmed/");
+  const std::string lagging_key = key_on(cluster, m, "failover/lagging/");
+  auto confirmed = waiting->try_acquire(confirmed_key, 60s);
+  ASSERT_TRUE(confirmed.has_value());
+  // The replica falls behind: stopped, and cut off by the master (a stopped process would
+  // still find in its socket buffer whatever the master sent it before dying).
+  ASSERT_EQ(::kill(cluster.node(r).pid(), SIGSTOP), 0);
+  cluster.node(m).cli({"client", "kill", "type", "replica"});
+  auto lagging = plain->try_acquire(lagging_key, 60s);  // granted; the replica never sees it
+  ASSERT_TRUE(lagging.has_value());
+  const std::uint64_t refreshes0 = detail::redis::cluster_counters().refreshes.load();
+  cluster.node(m).kill();
+  ::kill(cluster.node(r).pid(), SIGCONT);
+  ASSERT_EQ(cluster.node(r).cli({"cluster", "failover", "takeover"}), "OK");
+  cluster.wait_ok();
+  ASSERT_EQ(cluster.master_of(key_slot(confirmed_key)), r);
+
+  // The confirmed lock is still held on the new master.
+  EXPECT_FALSE(other->try_acquire(confirmed_key, 1s).has_value());
+  // The unreplicated one was lost: another client takes it, with a larger fence.
+  auto second = other->try_acquire(lagging_key, 10s);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_GT(second->fence(), lagging->fence());
+  EXPECT_GT(detail::redis::cluster_counters().refreshes.load(), refreshes0);
+  EXPECT_TRUE(confirmed->release());
+  EXPECT_FALSE(lagging->release());  // not ours any more
+  EXPECT_TRUE(second->release());
+  // The old master comes back as a replica of the new one.
+  cluster.node(m).start();
+  cluster.wait_ok();
 }
 
 }  // namespace
