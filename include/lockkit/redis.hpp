@@ -73,7 +73,9 @@ struct RedisOptions {
 // The password comes from at most one place: the URL, `password_file=PATH` (the file's first
 // line) or `password_env=NAME` (an environment variable), so a URL need carry no secret.
 // Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
-// (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false). Throws
+// (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false), `cluster`
+// (true or false; then `redis://h1:p1,h2:p2,...` lists seed nodes), `wait_replicas` (0..16) and
+// `wait_timeout` (a duration). Throws
 // `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option, two
 // password sources, an unreadable password file or unset variable); the message never contains
 // the password.
@@ -117,6 +119,20 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // kind auth, naming OpenSSL's reason; a server that cannot be reached is kind unavailable or
 // timeout; one that does not speak TLS is kind protocol. A forked child drops its parent's TLS
 // sessions without a byte of I/O (no close_notify) and opens its own.
+//
+// Redis Cluster (`cluster`): the slot map comes from CLUSTER SLOTS of any node that answers
+// (`host:port`, then `seeds`); each master gets its own `connections`. A lock and its bookkeeping
+// share the slot of `prefix + key`, so each call is one script on one master. MOVED updates the
+// map and retries there, ASK sends ASKING and the command back to back to the importing node,
+// TRYAGAIN and CLUSTERDOWN are retried briefly, and a master that cannot be reached (nothing
+// sent) makes the store learn the map again and retry on its replacement; within about twice
+// `connect_timeout + command_timeout`, else `BackendError` kind unavailable with the server's
+// reply. Such replies mean nothing ran: never kind in-doubt. `list` scans every master.
+//
+// Failover: replication is asynchronous, so a promoted replica may lack a lock granted just
+// before its master died, and another client may take it. `wait_replicas` > 0 sends WAIT after
+// each grant; if fewer replicas confirm within `wait_timeout`, the lock is released and
+// acquire throws kind unavailable (kind in-doubt if that release fails too).
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
 // auth) within `connect_timeout + command_timeout`, name resolution included; nothing is
