@@ -117,6 +117,7 @@ void ClusterRouter::refresh(std::uint64_t seen, TimePoint deadline) {
   std::string request;
   append_command(request, {"CLUSTER", "SLOTS"});
   std::string last_error = "no node to ask";
+  ErrorKind last_kind = ErrorKind::kUnavailable;  // auth stays auth: a wrong password everywhere
   std::set<std::string> tried;
   for (const NodeAddress& candidate : candidates) {
     if (!tried.insert(node_name(candidate)).second) continue;
@@ -129,6 +130,7 @@ void ClusterRouter::refresh(std::uint64_t seen, TimePoint deadline) {
       reply = conn->call(request, std::min(deadline, now + base_.command_timeout));
     } catch (const StoreFailure& f) {
       last_error = node_name(candidate) + ": " + f.what();
+      last_kind = f.kind();
       continue;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -187,7 +189,7 @@ void ClusterRouter::refresh(std::uint64_t seen, TimePoint deadline) {
     version_.fetch_add(1, std::memory_order_acq_rel);
     return;
   }
-  throw StoreFailure(ErrorKind::kUnavailable,
+  throw StoreFailure(last_kind,
                      "cluster: no node told the slot map (CLUSTER SLOTS); last: " + last_error,
                      false);
 }

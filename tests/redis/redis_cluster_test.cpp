@@ -3,10 +3,13 @@
 // during a reshard, failover, and redirections never reported as in doubt.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -266,6 +269,66 @@ TEST(RedisCluster, ReshardWhileLocksAreHeldAndTaken) {
     EXPECT_TRUE(lock.extend(30s));
     EXPECT_TRUE(lock.release());
   }
+}
+
+// The password from password_file= reaches every master; a wrong one is kind auth.
+TEST(RedisCluster, PasswordFileAuthenticatesOnEveryMaster) {
+  RedisCluster& cluster = RedisCluster::shared();
+  const std::string dir = ::testing::TempDir();
+  const std::string good = dir + "/lockkit-cluster-pw";
+  const std::string bad = dir + "/lockkit-cluster-bad-pw";
+  std::ofstream(good) << RedisCluster::kAppPassword << "\n";
+  std::ofstream(bad) << "wrong\n";
+  std::string url = cluster.url("&password_file=" + good);
+  url.replace(url.find("redis://"), 8, "redis://app@");
+  auto api = lockkit::open(url);
+  for (const std::string& key : spread_keys(cluster, 1)) {
+    auto lock = api->try_acquire(key, 5s);
+    ASSERT_TRUE(lock.has_value()) << key;
+    EXPECT_TRUE(lock->release());
+  }
+  std::string wrong = cluster.url("&password_file=" + bad);
+  wrong.replace(wrong.find("redis://"), 8, "redis://app@");
+  try {
+    (void)lockkit::open(wrong)->try_acquire("pw/1", 5s);
+    ADD_FAILURE() << "a wrong password was accepted";
+  } catch (const BackendError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kAuth) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("wrong"), std::string::npos) << e.what();
+  }
+  std::remove(good.c_str());
+  std::remove(bad.c_str());
+}
+
+// A forked child uses the parent's cluster client (its slot map, fresh connections to every
+// master) while the parent keeps using it.
+TEST(RedisCluster, ForkedChildAndParentBothRoute) {
+  RedisCluster& cluster = RedisCluster::shared();
+  auto api = lockkit::open(cluster.url());
+  auto keys = spread_keys(cluster, 1);
+  for (const auto& key : keys) ASSERT_TRUE(api->try_acquire(key + "/warm", 5s).has_value());
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 0;
+    try {
+      for (const auto& key : keys) {
+        auto lock = api->try_acquire(key + "/child", 5s);
+        if (!lock || !lock->release()) code = 1;
+      }
+    } catch (...) {
+      code = 2;
+    }
+    ::_exit(code);
+  }
+  for (const auto& key : keys) {
+    auto lock = api->try_acquire(key + "/parent", 5s);
+    ASSERT_TRUE(lock.has_value());
+    EXPECT_TRUE(lock->release());
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 // A key on master `m` (a slot it serves), named `prefix` + a number.

@@ -19,14 +19,21 @@ bool running(RedisServer& node) {
 }  // namespace
 
 RedisCluster::RedisCluster(std::size_t masters, std::size_t replicas_per_master,
-                           std::vector<std::string> extra_args) {
+                           std::vector<std::string> extra_args, RedisTls tls) {
   // Replicas sync at once (the default waits 5 s for more replicas to share one transfer).
   std::vector<std::string> args{
       "--cluster-enabled",      "yes",  "--cluster-config-file",      "nodes.conf",
       "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0"};
+  // One argument per word: redis-server quotes each argument as one token of the directive.
+  args.insert(args.end(),
+              {"--user", "app", "on", std::string(">") + kAppPassword, "~*", "&*", "+@all"});
+  if (tls != RedisTls::kOff) {
+    args.insert(args.end(), {"--tls-cluster", "yes", "--tls-replication", "yes"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   const std::size_t total = masters * (1 + replicas_per_master);
-  for (std::size_t i = 0; i < total; ++i) nodes_.push_back(std::make_unique<RedisServer>(args));
+  for (std::size_t i = 0; i < total; ++i)
+    nodes_.push_back(std::make_unique<RedisServer>(args, tls));
   std::vector<std::string> create{"redis-cli", "--cluster", "create"};
   for (auto& n : nodes_) create.push_back("127.0.0.1:" + std::to_string(n->port()));
   create.insert(create.end(),
@@ -65,6 +72,17 @@ std::string RedisCluster::url(std::string_view tail, std::size_t seeds) const {
     out += "127.0.0.1:" + std::to_string(nodes_[i]->port());
   }
   out += "?cluster=1";
+  out += tail;
+  return out;
+}
+
+std::string RedisCluster::tls_url(std::string_view tail) const {
+  std::string out = "rediss://";
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (i > 0) out += ',';
+    out += "127.0.0.1:" + std::to_string(nodes_[i]->tls_port());
+  }
+  out += "?cluster=1&tls_ca_file=" + TestPki::shared().ca;
   out += tail;
   return out;
 }

@@ -22,8 +22,10 @@ namespace lockkit::testing {
 class RedisCluster {
  public:
   // Throws `std::runtime_error` with the reason if the cluster does not form in time.
+  // With `tls` other than kOff every node also listens for TLS (`tls-cluster` and
+  // `tls-replication` on). Every node has the ACL user "app" with password `kAppPassword`.
   explicit RedisCluster(std::size_t masters = 3, std::size_t replicas_per_master = 1,
-                        std::vector<std::string> extra_args = {});
+                        std::vector<std::string> extra_args = {}, RedisTls tls = RedisTls::kOff);
   ~RedisCluster();
   RedisCluster(const RedisCluster&) = delete;
   RedisCluster& operator=(const RedisCluster&) = delete;
@@ -33,6 +35,8 @@ class RedisCluster {
   // Returns "redis://127.0.0.1:<p1>,127.0.0.1:<p2>,...?cluster=1" (the first `seeds` nodes, all
   // when 0) followed by `tail` (e.g. "&prefix=x").
   std::string url(std::string_view tail = "", std::size_t seeds = 0) const;
+  // Returns "rediss://127.0.0.1:<tls ports>...?cluster=1&tls_ca_file=<the test CA>" + `tail`.
+  std::string tls_url(std::string_view tail = "") const;
   // Returns the index of the node currently serving `slot` as master, or size() if none does.
   std::size_t master_of(std::uint16_t slot);
   // Returns the indexes of the current masters.
@@ -46,6 +50,8 @@ class RedisCluster {
   // Returns the cluster shared by the whole test binary (3 masters, 3 replicas), started on
   // first use.
   static RedisCluster& shared();
+
+  static constexpr const char* kAppPassword = "app-secret-1";
 
  private:
   std::vector<std::unique_ptr<RedisServer>> nodes_;
