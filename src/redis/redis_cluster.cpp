@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <set>
+#include <thread>
 
 #include "redis/redis_keys.hpp"
 
@@ -103,7 +104,13 @@ std::vector<Pool*> ClusterRouter::masters(TimePoint deadline) {
 }
 
 void ClusterRouter::refresh(std::uint64_t seen, TimePoint deadline) {
-  std::unique_lock<std::timed_mutex> one_at_a_time(refresh_mu_, deadline);
+  // try_lock and short pauses, not a timed mutex: the wait stays bounded by `deadline`, also in
+  // a forked child whose parent held the lock, and sanitizers follow plain mutexes.
+  std::unique_lock<std::mutex> one_at_a_time(refresh_mu_, std::try_to_lock);
+  while (!one_at_a_time.owns_lock() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    one_at_a_time.try_lock();
+  }
   if (!one_at_a_time.owns_lock()) {
     throw StoreFailure(ErrorKind::kTimeout, "cluster: the slot map was not learned in time", false);
   }
@@ -189,9 +196,8 @@ void ClusterRouter::refresh(std::uint64_t seen, TimePoint deadline) {
     version_.fetch_add(1, std::memory_order_acq_rel);
     return;
   }
-  throw StoreFailure(last_kind,
-                     "cluster: no node told the slot map (CLUSTER SLOTS); last: " + last_error,
-                     false);
+  throw StoreFailure(
+      last_kind, "cluster: no node told the slot map (CLUSTER SLOTS); last: " + last_error, false);
 }
 
 }  // namespace lockkit::detail::redis

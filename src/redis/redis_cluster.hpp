@@ -73,9 +73,9 @@ class ClusterRouter {
   const ConnectConfig base_;
   const std::vector<NodeAddress> seeds_;
   const std::size_t connections_;
-  // One CLUSTER SLOTS at a time; held during I/O, never with mu_. Timed: waiting for it is
-  // bounded by the caller's deadline (also in a forked child whose parent held it).
-  std::timed_mutex refresh_mu_;
+  // One CLUSTER SLOTS at a time; held during I/O, never with mu_. Waiting for it is bounded by
+  // the caller's deadline (also in a forked child whose parent held it).
+  std::mutex refresh_mu_;
   std::mutex mu_;
   // By "host:port", never removed: `slots_` and callers point into it. Guarded by mu_.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
