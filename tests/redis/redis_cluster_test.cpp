@@ -147,6 +147,37 @@ TEST(RedisCluster, RoutesEachKeyToItsSlotsMaster) {
   for (auto& lock : held) EXPECT_TRUE(lock.release());
 }
 
+// Every key a script touches (lock, fence counter, holder record) is in the lock key's slot as
+// the server computes it (CLUSTER KEYSLOT), also for keys and prefixes with braces; and each
+// such lock works on the cluster (no CROSSSLOT).
+TEST(RedisCluster, ALocksKeysShareItsSlotOnTheServer) {
+  RedisCluster& cluster = RedisCluster::shared();
+  RedisServer& node = cluster.node(cluster.masters().front());
+  for (std::string prefix : {"", "app:", "app{", "a{b", "{t}:"}) {
+    detail::redis::KeyLayout layout(prefix);
+    std::string percent_prefix;
+    for (char c : prefix) {
+      if (c == '{' || c == '}') {
+        percent_prefix += c == '{' ? "%7B" : "%7D";
+      } else {
+        percent_prefix += c;
+      }
+    }
+    auto api = lockkit::open(cluster.url("&prefix=" + percent_prefix));
+    for (std::string key : {"k", "{x}y", "a}b{", "{}z", "jobs/{tenant7}/42"}) {
+      std::string lock, fence, holder;
+      layout.keys_of(key, lock, fence, holder);
+      const std::string slot = std::to_string(key_slot(lock));
+      EXPECT_EQ(node.cli({"cluster", "keyslot", lock}), slot) << prefix << key;
+      EXPECT_EQ(node.cli({"cluster", "keyslot", fence}), slot) << prefix << key;
+      EXPECT_EQ(node.cli({"cluster", "keyslot", holder}), slot) << prefix << key;
+      auto held = api->try_acquire(key, 5s);
+      ASSERT_TRUE(held.has_value()) << prefix << key;
+      EXPECT_TRUE(held->release());
+    }
+  }
+}
+
 // Slot `slot` moves from its master to another by hand (SETSLOT IMPORTING/MIGRATING, MIGRATE,
 // SETSLOT NODE) while eight threads take and release locks in it: nobody ever holds a key
 // another holds, fences per key only grow, and the client follows ASK and MOVED.
