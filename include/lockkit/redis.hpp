@@ -33,6 +33,12 @@ struct RedisTlsOptions {
   bool insecure_skip_verify = false;
 };
 
+// One Redis node's address (a Redis Cluster seed).
+struct RedisNode {
+  std::string host;
+  std::uint16_t port = 6379;
+};
+
 // Where and how to reach the Redis server. Every timeout is finite.
 struct RedisOptions {
   std::string host = "127.0.0.1";  // name or address of the server
@@ -51,6 +57,14 @@ struct RedisOptions {
   // True: accept that risk.
   bool allow_eviction = false;
   RedisTlsOptions tls{};  // off: plain TCP
+  // True: `host:port` (and `seeds`) are Redis Cluster nodes: each key goes to its slot's master,
+  // learned from the cluster (CLUSTER SLOTS), with `connections` connections per master.
+  bool cluster = false;
+  std::vector<RedisNode> seeds{};  // more nodes to learn the slot map from (cluster only)
+  // After a granted acquire, WAIT until this many replicas have the lock, for at most
+  // `wait_timeout`; fewer: the lock is released and acquire throws (kind unavailable). 0: no WAIT.
+  unsigned wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{50};  // WAIT's limit, 1ms..command_timeout
 };
 
 // Returns the options of a `redis://[user[:password]@]host[:port][/db][?option=value&...]` URL,
@@ -59,7 +73,9 @@ struct RedisOptions {
 // The password comes from at most one place: the URL, `password_file=PATH` (the file's first
 // line) or `password_env=NAME` (an environment variable), so a URL need carry no secret.
 // Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `connections`
-// (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false). Throws
+// (1..256), `prefix` (percent-encoded bytes), `allow_eviction` (true or false), `cluster`
+// (true or false; then `redis://h1:p1,h2:p2,...` lists seed nodes), `wait_replicas` (0..16) and
+// `wait_timeout` (a duration). Throws
 // `std::invalid_argument` naming the problem (empty host, bad port or db, unknown option, two
 // password sources, an unreadable password file or unset variable); the message never contains
 // the password.
@@ -103,6 +119,20 @@ LOCKKIT_EXPORT RedisOptions parse_redis_url(std::string_view url);
 // kind auth, naming OpenSSL's reason; a server that cannot be reached is kind unavailable or
 // timeout; one that does not speak TLS is kind protocol. A forked child drops its parent's TLS
 // sessions without a byte of I/O (no close_notify) and opens its own.
+//
+// Redis Cluster (`cluster`): the slot map comes from CLUSTER SLOTS of any node that answers
+// (`host:port`, then `seeds`); each master gets its own `connections`. A lock and its bookkeeping
+// share the slot of `prefix + key`, so each call is one script on one master. MOVED updates the
+// map and retries there, ASK sends ASKING and the command back to back to the importing node,
+// TRYAGAIN and CLUSTERDOWN are retried briefly, and a master that cannot be reached (nothing
+// sent) makes the store learn the map again and retry on its replacement; within about twice
+// `connect_timeout + command_timeout`, else `BackendError` kind unavailable with the server's
+// reply. Such replies mean nothing ran: never kind in-doubt. `list` scans every master.
+//
+// Failover: replication is asynchronous, so a promoted replica may lack a lock granted just
+// before its master died, and another client may take it. `wait_replicas` > 0 sends WAIT after
+// each grant; if fewer replicas confirm within `wait_timeout`, the lock is released and
+// acquire throws kind unavailable (kind in-doubt if that release fails too).
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
 // auth) within `connect_timeout + command_timeout`, name resolution included; nothing is

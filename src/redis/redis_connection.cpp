@@ -302,12 +302,19 @@ ErrorKind error_reply_kind(std::string_view text) noexcept {
     if (text.substr(0, auth.size()) == auth) return ErrorKind::kAuth;
   }
   if (text.find("invalid password") != std::string_view::npos) return ErrorKind::kAuth;
-  if (text.substr(0, 7) == "LOADING" || text.substr(0, 4) == "BUSY" ||
-      text.substr(0, 8) == "READONLY" || text.substr(0, 3) == "OOM" ||
-      text.substr(0, 8) == "TRYAGAIN" || text.substr(0, 8) == "MASTERDOWN") {
-    return ErrorKind::kUnavailable;
+  for (std::string_view refused :
+       {"LOADING", "BUSY", "READONLY", "OOM", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"}) {
+    if (text.substr(0, refused.size()) == refused) return ErrorKind::kUnavailable;
   }
   return ErrorKind::kProtocol;
+}
+
+bool refused_before_running(std::string_view text) noexcept {
+  if (error_reply_kind(text) != ErrorKind::kProtocol) return true;
+  for (std::string_view refused : {"MOVED ", "ASK ", "CROSSSLOT"}) {
+    if (text.substr(0, refused.size()) == refused) return true;
+  }
+  return false;
 }
 
 void append_array_header(std::string& out, std::size_t count) {
@@ -481,8 +488,14 @@ bool Connection::idle_peer_closed() noexcept {
 }
 
 Reply Connection::call(std::string_view request, TimePoint deadline) {
+  return call_after({}, request, deadline);
+}
+
+Reply Connection::call_after(std::string_view first, std::string_view request, TimePoint deadline) {
+  Waiter head;  // `first`'s reply, if any
   Waiter me;
   bool reader = false;
+  bool head_reader = false;  // the reader role came with `first`'s reply still to read
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (broken_.load(std::memory_order_relaxed)) {
@@ -498,6 +511,15 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
       throw StoreFailure(broken_kind_, broken_message_, false);
     }
     last_used_ = now;
+    if (!first.empty()) {
+      // Queued together under the mutex: no other caller's request can come between them.
+      head.offset = appended_;
+      out_.append(first);
+      appended_ += first.size();
+      pending_.push_back(&head);
+      head.queued = true;
+      ++queued_requests_;
+    }
     me.offset = appended_;
     out_.append(request);
     appended_ += request.size();
@@ -513,7 +535,18 @@ Reply Connection::call(std::string_view request, TimePoint deadline) {
     if (!reading_ && me.queued) {
       reading_ = true;
       reader = true;
+      head_reader = head.queued;
     }
+  }
+  if (!first.empty()) {
+    // Wait for `first`'s reply (perhaps as the reader), then for ours. Reading for `head` ends
+    // with the role released or handed on (possibly to `me`), so each is awaited the same way.
+    if (head_reader) {
+      read_loop(head, deadline);
+      reader = false;
+    }
+    await(head, deadline);
+    if (head.reply) freeReplyObject(head.reply);  // ASKING's +OK; an error shows in ours
   }
   if (reader) read_loop(me, deadline);
   await(me, deadline);

@@ -53,9 +53,15 @@ struct ConnectConfig {
 };
 
 // Returns the kind of a Redis error reply: NOAUTH, WRONGPASS, NOPERM -> auth; LOADING, BUSY,
-// READONLY, OOM, TRYAGAIN, MASTERDOWN -> unavailable (refused before running); anything
-// else -> protocol.
+// READONLY, OOM, TRYAGAIN, MASTERDOWN, CLUSTERDOWN -> unavailable (refused before running);
+// anything else -> protocol.
 ErrorKind error_reply_kind(std::string_view text) noexcept;
+
+// Returns true if the error reply `text` says the server refused the command before running
+// any of it: the kinds auth and unavailable above, and the cluster's redirections and key
+// checks (MOVED, ASK, CROSSSLOT). Any other error may come from inside a script, after some of
+// its writes.
+bool refused_before_running(std::string_view text) noexcept;
 
 // Append the parts of a RESP command: the array header for `count` arguments, one argument.
 void append_array_header(std::string& out, std::size_t count);
@@ -88,6 +94,9 @@ class Connection {
   // `deadline` must be now + the command timeout. Throws `StoreFailure` if the connection
   // breaks or no reply arrives by `deadline`.
   Reply call(std::string_view request, TimePoint deadline);
+  // Like `call`, but sends `first` (one RESP command, e.g. ASKING) immediately before `request`
+  // with no other caller's request between them, and returns `request`'s reply only.
+  Reply call_after(std::string_view first, std::string_view request, TimePoint deadline);
 
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
   // In a forked child: closes this process's copy of the socket without sending or receiving

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 
 #include "core/store_failure.hpp"
@@ -12,6 +13,7 @@
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
+#include "redis/redis_cluster.hpp"
 #include "redis/redis_connection.hpp"
 #include "redis/redis_keys.hpp"
 #include "redis/redis_scripts.hpp"
@@ -40,6 +42,28 @@ void validate(const RedisOptions& o) {
   }
   if (o.db > 65535)
     throw std::invalid_argument("db: must be 0..65535, got " + std::to_string(o.db));
+  if (o.cluster && o.db != 0) {
+    throw std::invalid_argument("db: a Redis Cluster has database 0 only, got " +
+                                std::to_string(o.db));
+  }
+  if (!o.cluster && !o.seeds.empty()) {
+    throw std::invalid_argument("seeds: more than one node needs cluster mode (cluster=1)");
+  }
+  for (const RedisNode& seed : o.seeds) {
+    if (seed.host.empty() || seed.port == 0) {
+      throw std::invalid_argument("seeds: each needs a host and a port 1..65535");
+    }
+  }
+  if (o.wait_replicas > 16) {
+    throw std::invalid_argument("wait_replicas: must be 0..16, got " +
+                                std::to_string(o.wait_replicas));
+  }
+  if (o.wait_replicas > 0 &&
+      (o.wait_timeout < milliseconds(1) || o.wait_timeout > o.command_timeout)) {
+    throw std::invalid_argument("wait_timeout: must be 1ms..command_timeout (" +
+                                format_duration(o.command_timeout) + "), got " +
+                                format_duration(o.wait_timeout));
+  }
   const RedisTlsOptions& tls = o.tls;
   if (!tls.enabled &&
       (!tls.ca_file.empty() || !tls.ca_dir.empty() || !tls.cert_file.empty() ||
@@ -114,32 +138,41 @@ class RedisStore final : public LeaseStore {
  public:
   explicit RedisStore(const RedisOptions& o)
       : layout_(o.prefix),
-        pool_(
-            detail::redis::ConnectConfig{
-                .host = o.host,
-                .port = o.port,
-                .user = o.user,
-                .password = o.password.empty() && o.user.empty()
-                                ? std::nullopt
-                                : std::optional<std::string>(o.password),
-                .db = o.db,
-                .connect_timeout = o.connect_timeout,
-                .command_timeout = o.command_timeout,
-                .scripts = {kAcquireScript, kReleaseScript, kExtendScript, kStatusScript},
-                .allow_eviction = o.allow_eviction,
-                .tls =
-                    detail::redis::TlsConfig{
-                        .enabled = o.tls.enabled,
-                        .ca_file = o.tls.ca_file,
-                        .ca_dir = o.tls.ca_dir,
-                        .cert_file = o.tls.cert_file,
-                        .key_file = o.tls.key_file,
-                        .server_name = o.tls.server_name,
-                        .insecure_skip_verify = o.tls.insecure_skip_verify,
-                    },
+        command_timeout_(o.command_timeout),
+        call_budget_(o.connect_timeout + o.command_timeout),
+        wait_replicas_(o.wait_replicas),
+        wait_timeout_(o.wait_timeout) {
+    detail::redis::ConnectConfig config{
+        .host = o.host,
+        .port = o.port,
+        .user = o.user,
+        .password = o.password.empty() && o.user.empty() ? std::nullopt
+                                                         : std::optional<std::string>(o.password),
+        .db = o.db,
+        .connect_timeout = o.connect_timeout,
+        .command_timeout = o.command_timeout,
+        .scripts = {kAcquireScript, kReleaseScript, kExtendScript, kStatusScript},
+        .allow_eviction = o.allow_eviction,
+        .tls =
+            detail::redis::TlsConfig{
+                .enabled = o.tls.enabled,
+                .ca_file = o.tls.ca_file,
+                .ca_dir = o.tls.ca_dir,
+                .cert_file = o.tls.cert_file,
+                .key_file = o.tls.key_file,
+                .server_name = o.tls.server_name,
+                .insecure_skip_verify = o.tls.insecure_skip_verify,
             },
-            o.connections),
-        command_timeout_(o.command_timeout) {}
+    };
+    if (!o.cluster) {
+      pool_ = std::make_unique<detail::redis::Pool>(std::move(config), o.connections);
+      return;
+    }
+    std::vector<detail::redis::NodeAddress> seeds{{o.host, o.port}};
+    for (const RedisNode& seed : o.seeds) seeds.push_back({seed.host, seed.port});
+    router_ = std::make_unique<detail::redis::ClusterRouter>(std::move(config), std::move(seeds),
+                                                             o.connections);
+  }
 
   std::string_view backend() const noexcept override { return "redis"; }
   milliseconds drift(milliseconds ttl) const noexcept override {
@@ -156,9 +189,12 @@ class RedisStore final : public LeaseStore {
     auto [ttl_end, ttl_ec] = std::to_chars(ttl_buf, ttl_buf + sizeof ttl_buf, ttl.count());
     (void)ttl_ec;  // a ttl of at most 7 days always fits
     Reply reply;
+    std::shared_ptr<detail::redis::Connection> used;
     try {
-      reply = exchange(kAcquire, {"3", lock_key, fence_key, holder_key, token,
-                                  std::string_view(ttl_buf, ttl_end - ttl_buf)});
+      reply = exchange(kAcquire, slot_of(lock_key),
+                       {"3", lock_key, fence_key, holder_key, token,
+                        std::string_view(ttl_buf, ttl_end - ttl_buf)},
+                       wait_replicas_ > 0 ? &used : nullptr);
     } catch (const StoreFailure& f) {
       if (!f.maybe_applied()) raise("try_acquire", key, f);
       // No retry: the SET may have been applied. The core releases our token and rethrows.
@@ -176,6 +212,7 @@ class RedisStore final : public LeaseStore {
     }
     std::uint64_t fence = to_uint(*reply, "try_acquire", key);
     if (fence == 0) return std::nullopt;
+    if (wait_replicas_ > 0) confirm_replicated(*used, key, token);
     return fence;
   }
 
@@ -185,7 +222,8 @@ class RedisStore final : public LeaseStore {
     auto& [lock_key, fence_key, holder_key] = scratch.get().keys;
     layout_.keys_of(key, lock_key, fence_key, holder_key);
     try {
-      return to_uint(*exchange(kRelease, {"2", lock_key, holder_key, token}), "release", key) == 1;
+      return to_uint(*exchange(kRelease, slot_of(lock_key), {"2", lock_key, holder_key, token}),
+                     "release", key) == 1;
     } catch (const StoreFailure& f) {
       raise("release", key, f);
     }
@@ -198,8 +236,9 @@ class RedisStore final : public LeaseStore {
     layout_.keys_of(key, lock_key, fence_key, holder_key);
     std::string ttl_ms = std::to_string(ttl.count());
     try {
-      return to_uint(*exchange(kExtend, {"2", lock_key, holder_key, token, ttl_ms}), "extend",
-                     key) == 1;
+      return to_uint(
+                 *exchange(kExtend, slot_of(lock_key), {"2", lock_key, holder_key, token, ttl_ms}),
+                 "extend", key) == 1;
     } catch (const StoreFailure& f) {
       raise("extend", key, f);
     }
@@ -215,34 +254,48 @@ class RedisStore final : public LeaseStore {
     // with a TTL (caches, sessions, other libraries' locks), even with an empty prefix.
     const std::string pattern = layout_.holder_pattern(prefix);
     std::vector<LockInfo> out;
-    std::string cursor = "0";
-    do {
-      Reply page;
+    // A cluster: every master's keyspace in turn (each holds the slots it serves).
+    std::vector<detail::redis::Pool*> nodes;
+    if (router_) {
       try {
-        page = exchange(std::nullopt, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+        nodes = router_->masters(std::chrono::steady_clock::now() + call_budget_);
       } catch (const StoreFailure& f) {
         raise("list", prefix, f);
       }
-      if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
-          page->element[0]->type != REDIS_REPLY_STRING ||
-          page->element[1]->type != REDIS_REPLY_ARRAY) {
-        throw BackendError("redis", ErrorKind::kProtocol,
-                           context("list", prefix) + "bad SCAN reply");
-      }
-      cursor.assign(page->element[0]->str, page->element[0]->len);
-      const redisReply& keys = *page->element[1];
-      for (std::size_t i = 0; i < keys.elements; ++i) {
-        std::string_view name(keys.element[i]->str, keys.element[i]->len);
-        std::string_view key = layout_.holder_key(name);
-        if (key.empty() || key.size() > kMaxKeyBytes || key.substr(0, prefix.size()) != prefix ||
-            layout_.reserved(key)) {
-          continue;
+    } else {
+      nodes.push_back(pool_.get());
+    }
+    for (detail::redis::Pool* node : nodes) {
+      std::string cursor = "0";
+      do {
+        Reply page;
+        try {
+          page = check(exchange_on(*node, std::nullopt,
+                                   {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, false));
+        } catch (const StoreFailure& f) {
+          raise("list", prefix, f);
         }
-        // A holder whose lock has gone, or was taken by someone else since, is left out.
-        auto info = status_unchecked(key);
-        if (info && info->fence != 0) out.push_back(std::move(*info));
-      }
-    } while (cursor != "0");
+        if (page->type != REDIS_REPLY_ARRAY || page->elements != 2 ||
+            page->element[0]->type != REDIS_REPLY_STRING ||
+            page->element[1]->type != REDIS_REPLY_ARRAY) {
+          throw BackendError("redis", ErrorKind::kProtocol,
+                             context("list", prefix) + "bad SCAN reply");
+        }
+        cursor.assign(page->element[0]->str, page->element[0]->len);
+        const redisReply& keys = *page->element[1];
+        for (std::size_t i = 0; i < keys.elements; ++i) {
+          std::string_view name(keys.element[i]->str, keys.element[i]->len);
+          std::string_view key = layout_.holder_key(name);
+          if (key.empty() || key.size() > kMaxKeyBytes || key.substr(0, prefix.size()) != prefix ||
+              layout_.reserved(key)) {
+            continue;
+          }
+          // A holder whose lock has gone, or was taken by someone else since, is left out.
+          auto info = status_unchecked(key);
+          if (info && info->fence != 0) out.push_back(std::move(*info));
+        }
+      } while (cursor != "0");
+    }
     std::sort(out.begin(), out.end(),
               [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
     out.erase(std::unique(out.begin(), out.end(),  // SCAN may return a key twice
@@ -252,20 +305,113 @@ class RedisStore final : public LeaseStore {
   }
 
  private:
-  // Sends one command and returns its reply: a script by EVALSHA (`script` set; `args` are
-  // numkeys, keys, argv) or a plain command. Retries once, on a fresh connection, only when
-  // the request was certainly not sent. Throws `StoreFailure`; a Redis error reply becomes one
-  // with `maybe_applied` (the script may have run in part).
-  Reply exchange(std::optional<Script> script, std::initializer_list<std::string_view> args) {
-    const std::size_t index = pool_.pick();
+  std::uint16_t slot_of(std::string_view lock_key) const noexcept {
+    return router_ ? detail::redis::key_slot(lock_key) : 0;
+  }
+
+  // Sends one command about `slot` and returns its reply (never an error reply): on one server,
+  // its pool; on a cluster, the slot's master, following MOVED (the map learns the new owner)
+  // and ASK (ASKING + the command on the importing node), retrying TRYAGAIN and CLUSTERDOWN
+  // briefly, and learning the map again when a node cannot be reached before anything was
+  // sent (a failover). All of it within `call_budget_` of the start, plus at most one
+  // connect and one command. `used`, if given, receives the connection that answered.
+  // Throws `StoreFailure`.
+  Reply exchange(std::optional<Script> script, std::uint16_t slot,
+                 std::initializer_list<std::string_view> args,
+                 std::shared_ptr<detail::redis::Connection>* used = nullptr) {
+    if (!router_) return check(exchange_on(*pool_, script, args, false, used));
+    using Clock = std::chrono::steady_clock;
+    auto& counters = detail::redis::cluster_counters();
+    const detail::redis::TimePoint budget = Clock::now() + call_budget_;
+    detail::redis::Pool* pool = &router_->route(slot, budget);
+    bool asking = false;
+    milliseconds pause(1);
+    for (int redirects = 0;; ++redirects) {
+      const std::uint64_t version = router_->version();
+      Reply reply;
+      try {
+        reply = exchange_on(*pool, script, args, asking, used);
+      } catch (const StoreFailure& f) {
+        // Sent (or perhaps sent): no retry, the caller decides (in doubt for an acquire). Not
+        // sent: the node may have failed over; a refreshed map may name its replacement.
+        if (f.maybe_applied() || Clock::now() >= budget) throw;
+        try {
+          router_->refresh(version, budget);
+        } catch (const StoreFailure&) {
+          throw f;  // the node's own failure says more than "nobody else answered"
+        }
+        detail::redis::Pool* next = &router_->route(slot, budget);
+        if (next == pool && !asking) throw;
+        pool = next;
+        asking = false;
+        continue;
+      }
+      asking = false;
+      if (reply->type != REDIS_REPLY_ERROR) return reply;
+      std::string_view text(reply->str, reply->len);
+      if (redirects >= kMaxRedirects || Clock::now() >= budget) {
+        if (detail::redis::parse_redirection(text)) {
+          // Refused, never run: unavailable (the cluster is moving slots), not in doubt.
+          throw StoreFailure(ErrorKind::kUnavailable,
+                             "server error: " + std::string(text) + " (still redirected after " +
+                                 std::to_string(redirects) + " tries)",
+                             false);
+        }
+        return check(std::move(reply));
+      }
+      if (auto to = detail::redis::parse_redirection(text)) {
+        if (to->ask) {
+          counters.ask.fetch_add(1, std::memory_order_relaxed);
+          pool = &router_->node(to->to);
+          asking = true;
+        } else {
+          counters.moved.fetch_add(1, std::memory_order_relaxed);
+          pool = &router_->moved(to->slot, to->to);
+        }
+        continue;
+      }
+      if ((text.substr(0, 8) == "TRYAGAIN" || text.substr(0, 11) == "CLUSTERDOWN") &&
+          Clock::now() + pause < budget) {
+        // A slot in mid-migration (our keys split between two nodes) or a failover under way:
+        // nothing ran. Retry on the slot's current master, after a short, growing pause.
+        counters.tryagain.fetch_add(1, std::memory_order_relaxed);
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, milliseconds(50));
+        if (text.substr(0, 11) == "CLUSTERDOWN") {
+          try {
+            router_->refresh(version, budget);
+          } catch (const StoreFailure&) {
+            return check(std::move(reply));
+          }
+        }
+        pool = &router_->route(slot, budget);
+        continue;
+      }
+      return check(std::move(reply));
+    }
+  }
+
+  // Runs one command on one pool and returns its reply, which may be an error reply. A script
+  // goes by EVALSHA (`args` are numkeys, keys, argv), else `args` are the command; `asking`
+  // sends ASKING right before it. Retries once, on a fresh connection, only when the request
+  // was certainly not sent. Throws `StoreFailure`.
+  Reply exchange_on(detail::redis::Pool& pool, std::optional<Script> script,
+                    std::initializer_list<std::string_view> args, bool asking,
+                    std::shared_ptr<detail::redis::Connection>* used = nullptr) {
+    const std::size_t index = pool.pick();
     // Reused per thread: the request is copied into the connection's buffer, so no
     // allocation per call once warm.
     Scratch scratch;
     std::string& request = scratch.get().request;
+    static const std::string kAsking = [] {
+      std::string out;
+      detail::redis::append_command(out, {"ASKING"});
+      return out;
+    }();
     Reply reply;
     for (int attempt = 0;; ++attempt) {
       // A failed connect is not retried: that would double the time a call may take.
-      auto conn = pool_.get(index);
+      auto conn = pool.get(index);
       try {
         auto deadline = std::chrono::steady_clock::now() + command_timeout_;
         auto build = [&](std::string_view verb, std::string_view head) {
@@ -278,29 +424,77 @@ class RedisStore final : public LeaseStore {
           for (std::string_view arg : args) detail::redis::append_bulk(request, arg);
         };
         build("EVALSHA", script ? std::string_view(conn->script_sha(*script)) : "");
-        reply = conn->call(request, deadline);
+        reply = conn->call_after(asking ? kAsking : std::string_view(), request, deadline);
         if (script && reply->type == REDIS_REPLY_ERROR &&
             std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
           // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
-          build("EVAL", pool_.config().scripts[*script]);
-          reply = conn->call(request, std::chrono::steady_clock::now() + command_timeout_);
+          build("EVAL", pool.config().scripts[*script]);
+          reply = conn->call_after(asking ? kAsking : std::string_view(), request,
+                                   std::chrono::steady_clock::now() + command_timeout_);
         }
-        break;
+        if (used) *used = std::move(conn);
+        return reply;
       } catch (const StoreFailure& f) {
         // Not sent: typically an idle connection the server closed (restart). One more try.
         if (!f.maybe_applied() && attempt == 0) continue;
         throw;
       }
     }
+  }
+
+  // Returns `reply` unless it is an error reply, which becomes a `StoreFailure` with
+  // `maybe_applied` unless the server refused before running anything.
+  static Reply check(Reply reply) {
     if (reply->type == REDIS_REPLY_ERROR) {
       std::string text(reply->str, reply->len);
       ErrorKind kind = detail::redis::error_reply_kind(text);
-      // Refused before running (ACL, loading, busy, read-only replica): nothing was applied.
-      // Anything else may have failed inside a script, after some of its writes.
-      bool maybe_applied = kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable;
+      // Refused before running (ACL, loading, busy, read-only replica, a cluster redirection):
+      // nothing was applied. Anything else may have failed inside a script, after some of its
+      // writes.
+      bool maybe_applied = !detail::redis::refused_before_running(text);
+      if (text.substr(0, 6) == "MOVED " || text.substr(0, 4) == "ASK ") {
+        text += " (a Redis Cluster node: connect with ?cluster=1 to follow redirections)";
+      }
       throw StoreFailure(kind, "server error: " + text, maybe_applied);
     }
     return reply;
+  }
+
+  // WAIT on the connection that granted the lock (WAIT covers that connection's writes), then
+  // release the lock again if fewer than `wait_replicas_` replicas confirmed it.
+  void confirm_replicated(detail::redis::Connection& conn, std::string_view key,
+                          std::string_view token) {
+    std::string request;
+    const std::string replicas = std::to_string(wait_replicas_);
+    const std::string timeout = std::to_string(wait_timeout_.count());
+    detail::redis::append_command(request, {"WAIT", replicas, timeout});
+    std::uint64_t confirmed = 0;
+    try {
+      confirmed = to_uint(*check(conn.call(request, std::chrono::steady_clock::now() +
+                                                        command_timeout_ + wait_timeout_)),
+                          "try_acquire", key);
+    } catch (const StoreFailure& f) {
+      throw BackendError("redis", ErrorKind::kInDoubt,
+                         context("try_acquire", key) + "granted, then WAIT failed: " + f.what() +
+                             "; the lock may be held (in doubt)");
+    }
+    if (confirmed >= wait_replicas_) return;
+    bool released = false;
+    try {
+      released = release(key, token);
+    } catch (const BackendError& e) {
+      throw BackendError("redis", ErrorKind::kInDoubt,
+                         context("try_acquire", key) + "granted, but only " +
+                             std::to_string(confirmed) + " of " + replicas +
+                             " replicas confirmed it within " + format_duration(wait_timeout_) +
+                             ", and releasing it failed: " + e.what() + " (in doubt)");
+    }
+    (void)released;  // false: it expired or was never ours after all; either way not held
+    throw BackendError("redis", ErrorKind::kUnavailable,
+                       context("try_acquire", key) + "granted, but only " +
+                           std::to_string(confirmed) + " of " + replicas +
+                           " replicas confirmed it within " + format_duration(wait_timeout_) +
+                           " (wait_replicas); released it");
   }
 
   std::optional<LockInfo> status_unchecked(std::string_view key) {
@@ -309,7 +503,7 @@ class RedisStore final : public LeaseStore {
     layout_.keys_of(key, lock_key, fence_key, holder_key);
     Reply reply;
     try {
-      reply = exchange(kStatus, {"2", lock_key, holder_key});
+      reply = exchange(kStatus, slot_of(lock_key), {"2", lock_key, holder_key});
     } catch (const StoreFailure& f) {
       raise("status", key, f);
     }
@@ -331,9 +525,17 @@ class RedisStore final : public LeaseStore {
     }
   }
 
+  // Bounds a redirection loop (a slot bouncing between two nodes); TRYAGAIN pauses keep a
+  // migration's ASK/TRYAGAIN cycles far below it within the budget.
+  static constexpr int kMaxRedirects = 1000;
+
   const detail::redis::KeyLayout layout_;
-  detail::redis::Pool pool_;
   const milliseconds command_timeout_;
+  const milliseconds call_budget_;  // cluster: redirections and map refreshes of one call
+  const unsigned wait_replicas_;
+  const milliseconds wait_timeout_;
+  std::unique_ptr<detail::redis::Pool> pool_;             // one server, or
+  std::unique_ptr<detail::redis::ClusterRouter> router_;  // a cluster
 };
 
 std::shared_ptr<LeaseStore> make_redis_store(RedisOptions options) {
@@ -352,9 +554,6 @@ RedisOptions parse_redis_url(std::string_view url) {
   }
   if (!parsed.has_authority || parsed.hosts.empty() || parsed.hosts.front().host.empty()) {
     detail::throw_bad_url(url, "empty host (use redis://host:port)");
-  }
-  if (parsed.hosts.size() > 1) {
-    detail::throw_bad_url(url, "one host only");
   }
   RedisOptions o;
   o.tls.enabled = parsed.scheme == "rediss";
@@ -381,6 +580,8 @@ RedisOptions parse_redis_url(std::string_view url) {
   if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
   if (auto v = options.take_uint("connections", 1, 256)) o.connections = *v;
   if (auto v = options.take("prefix")) o.prefix = *v;
+  if (auto v = options.take_uint("wait_replicas", 0, 16)) o.wait_replicas = *v;
+  if (auto v = options.take_duration("wait_timeout")) o.wait_timeout = *v;
   auto take_bool = [&](const char* name, bool& field) {
     if (auto v = options.take(name)) {
       if (*v == "true" || *v == "1") {
@@ -394,6 +595,15 @@ RedisOptions parse_redis_url(std::string_view url) {
     }
   };
   take_bool("allow_eviction", o.allow_eviction);
+  take_bool("cluster", o.cluster);
+  if (parsed.hosts.size() > 1) {
+    if (!o.cluster) detail::throw_bad_url(url, "several hosts need cluster=1 (seed nodes)");
+    for (std::size_t i = 1; i < parsed.hosts.size(); ++i) {
+      const auto& h = parsed.hosts[i];
+      if (h.host.empty()) detail::throw_bad_url(url, "empty host in the host list");
+      o.seeds.push_back(RedisNode{h.host, h.port ? *h.port : std::uint16_t{6379}});
+    }
+  }
   if (auto v = options.take("tls_ca_file")) o.tls.ca_file = *v;
   if (auto v = options.take("tls_ca_dir")) o.tls.ca_dir = *v;
   if (auto v = options.take("tls_cert")) o.tls.cert_file = *v;

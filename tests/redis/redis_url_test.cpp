@@ -70,7 +70,7 @@ TEST(RedisUrl, RejectsMalformedUrlsByName) {
   ExpectRejected("redis://127.0.0.1?command_timeout=5", "command_timeout");
   ExpectRejected("redis://127.0.0.1?connect_timeout=0ms", "connect_timeout");
   ExpectRejected("redis://127.0.0.1?prefix=%7B%7Dx", "prefix");
-  ExpectRejected("redis://h1:1,h2:2", "one host");
+  ExpectRejected("redis://h1:1,h2:2", "cluster=1");
 }
 
 TEST(RedisOptions, FactoryValidates) {

@@ -141,6 +141,13 @@ void RedisServer::kill() {
   running_ = false;
 }
 
+int RedisServer::pid() const {
+  if (!running_) return 0;
+  int pid = 0;
+  std::ifstream(dir_ + "/redis.pid") >> pid;
+  return pid;
+}
+
 std::string RedisServer::url(std::string_view tail) const {
   return "redis://127.0.0.1:" + std::to_string(port_) + std::string(tail);
 }

@@ -58,6 +58,8 @@ class RedisServer {
   void stop();
   void kill();
   void start();
+  // Returns the running server's pid (for SIGSTOP/SIGCONT in tests), 0 if it is not running.
+  int pid() const;
   // Runs redis-cli against the server and returns its output without the trailing newline.
   std::string cli(const std::vector<std::string>& args) const;
 
