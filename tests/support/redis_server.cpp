@@ -144,7 +144,7 @@ void RedisServer::kill() {
 int RedisServer::pid() const {
   if (!running_) return 0;
   int pid = 0;
-  std::ifstream(dir_ + "/redis.pid") >> pid;
+  std::ifstream(dir_.file("redis.pid")) >> pid;
   return pid;
 }
 
