@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
-// `Lock`: the move-only RAII handle of one held lease, its keep-alive and loss signal, and
-// `LeaseOps`, what it calls back into.
+// `Lock`: the move-only RAII handle of one held lease, and its keep-alive and loss signal.
 #ifndef LOCKKIT_LOCK_HPP_
 #define LOCKKIT_LOCK_HPP_
 
@@ -20,48 +19,13 @@
 
 namespace lockkit {
 
-// What a `Lock` calls back into to release or extend its lease. Implemented by the core for
-// every `LeaseStore` (lockkit/backend.hpp), which is what custom backends implement; the
-// `sqlite://`, `redis://` and `postgres://` backends implement it themselves. A `Lock` keeps its
-// `LeaseOps` alive through a `shared_ptr`, so a lock may outlive the `LockApi` that made it.
-// Thread safety: implementations must be safe to call from any thread.
-class LOCKKIT_EXPORT LeaseOps {
- public:
-  virtual ~LeaseOps() = default;
-
-  // Returns the backend's name, e.g. "redis"; used in messages.
-  virtual std::string_view backend() const noexcept = 0;
-  // Deletes the lease on `key` if its owner token is `token`. Returns false if it was no longer
-  // ours (expired, released, taken over). Throws `BackendError` if the store fails.
-  virtual bool release(std::string_view key, std::string_view token) = 0;
-  // Moves the lease's expiry to now + `ttl` (store clock) if its owner token is `token`.
-  // Returns false if it was no longer ours. Throws `BackendError` if the store fails.
-  virtual bool extend(std::string_view key, std::string_view token,
-                      std::chrono::milliseconds ttl) = 0;
-  // Returns the local time that `valid_until()` is measured against (steady clock by default;
-  // the injected clock for `memory:`).
-  virtual std::chrono::steady_clock::time_point now() const noexcept {
-    return std::chrono::steady_clock::now();
-  }
-  // Returns the safety margin subtracted from a lease of `ttl` for local validity: clock drift
-  // between this host and the store (0 by default; 1% of ttl + 2 ms for network stores).
-  virtual std::chrono::milliseconds drift(std::chrono::milliseconds /*ttl*/) const noexcept {
-    return std::chrono::milliseconds(0);
-  }
-  // Releases like `release`; `acquired` is when the lease was taken, by `now()` (the core
-  // reports the time held to observers). By default just `release(key, token)`.
-  virtual bool release_held(std::string_view key, std::string_view token,
-                            std::chrono::steady_clock::time_point /*acquired*/) {
-    return release(key, token);
-  }
-};
-
 namespace detail {
 // Opens the core's own `Lock` constructor; only the core makes one.
 struct CoreLockTag {
   explicit CoreLockTag() = default;
 };
 struct LeaseState;  // the keep-alive and stop state of a lease (src/core/keeper.hpp)
+class LeaseOps;     // what a Lock calls back into: the core's, over a LeaseStore
 }  // namespace detail
 
 // Thrown by `with_lock` when the lease was lost before the function returned: another holder may
@@ -106,18 +70,11 @@ struct KeepAliveOptions {
 // keep-alive runs on lockkit's own threads and never touches the handle, only shared state.
 class [[nodiscard]] LOCKKIT_EXPORT Lock {
  public:
-  // Made by backends after a successful acquisition. `valid_until` must be no later than the
-  // store's expiry (request start + ttl - drift). `token` is at most 32 bytes (`make_token`).
-  Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
-       std::chrono::steady_clock::time_point valid_until) noexcept;
-  // The same, remembering when the lease was taken (by `ops->now()`, before the request).
-  Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
-       std::chrono::steady_clock::time_point valid_until,
-       std::chrono::steady_clock::time_point acquired) noexcept;
+  // Locks are made by a `LockApi` (the core, over a backend's `LeaseStore`), never directly.
   // The core's: a lease of `ttl` taken at `acquired`; copies `key` and `token` (<= 32 bytes).
   // Not exported from the shared library: only the core, inside it, calls it.
-  LOCKKIT_NO_EXPORT Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view key,
-                         std::string_view token, std::uint64_t fence,
+  LOCKKIT_NO_EXPORT Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops,
+                         std::string_view key, std::string_view token, std::uint64_t fence,
                          std::chrono::steady_clock::time_point valid_until,
                          std::chrono::steady_clock::time_point acquired,
                          std::chrono::milliseconds ttl) noexcept;
@@ -190,7 +147,7 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   bool release_now();
   detail::LeaseState& state() const;
 
-  std::shared_ptr<LeaseOps> ops_;  // null once released, lost or moved from
+  std::shared_ptr<detail::LeaseOps> ops_;  // null once released, lost or moved from
   std::string key_;
   std::array<char, kMaxTokenBytes> token_{};
   std::uint8_t token_size_ = 0;

@@ -75,8 +75,8 @@ class LOCKKIT_EXPORT LockApi {
   // to `observer` (null detaches). Costs one pointer check per operation when none is
   // attached. A replaced observer is kept alive (once per distinct observer) until the `LockApi`
   // and every `Lock` it handed out are gone.
-  // Supported by `memory:`, `noop:` and every `make_lock_api` store; the other backends throw
-  // `BackendError` with `kUnsupported`.
+  // Every built-in backend and every `make_lock_api` store supports it; a `LockApi` of your
+  // own that does not throws `BackendError` with `kUnsupported` (the default).
   virtual void set_observer(std::shared_ptr<LockObserver> observer);
 
  protected:

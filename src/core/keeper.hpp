@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/lease_ops.hpp"
+
 #include "lockkit/backend.hpp"
 #include "lockkit/lock.hpp"
 

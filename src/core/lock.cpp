@@ -32,14 +32,6 @@ void report(std::string_view key, const std::exception& e) noexcept {
   }
 }
 
-// The lease length a backend's own Lock carries: from acquisition to valid_until, rounded up
-// (drift makes it a little shorter than the ttl asked for, so renewals ask a little less).
-std::chrono::milliseconds lease_length(Steady::time_point acquired,
-                                       Steady::time_point valid_until) {
-  auto ttl = std::chrono::ceil<std::chrono::milliseconds>(valid_until - acquired);
-  return std::max(ttl, std::chrono::milliseconds(1));
-}
-
 // Stops renewals of `s` and waits for one that is with the store: after this, the keeper sends
 // nothing more for it. A renewal counts only if it was sent in this process (see keeper_epoch).
 void stop_renewing(detail::LeaseState& s) {
@@ -56,30 +48,7 @@ void set_error_hook(ErrorHook hook) {
   g_hook = std::move(hook);
 }
 
-Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
-           std::chrono::steady_clock::time_point valid_until) noexcept
-    : ops_(std::move(ops)),
-      key_(std::move(key)),
-      fence_(fence),
-      valid_until_(valid_until),
-      acquired_(ops_ ? ops_->now() : valid_until),  // just after the grant: a little late
-      ttl_(lease_length(acquired_, valid_until)) {
-  set_token(token);
-}
-
-Lock::Lock(std::shared_ptr<LeaseOps> ops, std::string key, std::string token, std::uint64_t fence,
-           std::chrono::steady_clock::time_point valid_until,
-           std::chrono::steady_clock::time_point acquired) noexcept
-    : ops_(std::move(ops)),
-      key_(std::move(key)),
-      fence_(fence),
-      valid_until_(valid_until),
-      acquired_(acquired),
-      ttl_(lease_length(acquired, valid_until)) {
-  set_token(token);
-}
-
-Lock::Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view key,
+Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::string_view key,
            std::string_view token, std::uint64_t fence,
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
@@ -93,8 +62,7 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<LeaseOps> ops, std::string_view 
 }
 
 void Lock::set_token(std::string_view token) noexcept {
-  // Every token the library mints is 32 bytes (make_token); at most 32 is the constructors'
-  // documented precondition, and only the library's own backends call them.
+  // Every token the library mints is 32 bytes (make_token); only the core constructs a Lock.
   token_size_ = static_cast<std::uint8_t>(std::min(token.size(), kMaxTokenBytes));
   std::memcpy(token_.data(), token.data(), token_size_);
 }

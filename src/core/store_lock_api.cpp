@@ -115,7 +115,7 @@ void note_current_error(LockEvent& event) noexcept {
 // What Locks call back into. The LockApi keeps several, each with its own reference count, and
 // a thread hands out Locks from its own one: threads taking locks at the same time then never
 // write the same shared_ptr control block.
-class alignas(64) Stripe final : public LeaseOps, public detail::BatchRenewer {
+class alignas(64) Stripe final : public detail::LeaseOps, public detail::BatchRenewer {
  public:
   explicit Stripe(std::shared_ptr<Shared> shared)
       : shared_(std::move(shared)), store_(shared_->store.get()) {}

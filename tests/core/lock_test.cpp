@@ -7,6 +7,7 @@
 #include <atomic>
 #include <stdexcept>
 
+#include "core/lease_ops.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/lock_api.hpp"
 
@@ -15,8 +16,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Records calls; fails on demand. Stands in for a backend's LeaseOps, not for a store.
-class ScriptedOps final : public LeaseOps {
+// Records calls; fails on demand. Stands in for the core's LeaseOps, not for a store.
+class ScriptedOps final : public detail::LeaseOps {
  public:
   std::string_view backend() const noexcept override { return "scripted"; }
   bool release(std::string_view, std::string_view) override {
@@ -39,7 +40,8 @@ class ScriptedOps final : public LeaseOps {
 };
 
 Lock MakeLock(const std::shared_ptr<ScriptedOps>& ops) {
-  return Lock(ops, "k", "t", 7, std::chrono::steady_clock::now() + 10s);
+  auto now = std::chrono::steady_clock::now();
+  return Lock(detail::CoreLockTag{}, ops, "k", "t", 7, now + 10s, now, 10s);
 }
 
 TEST(Lock, ReleaseCallsTheStoreOnce) {
