@@ -18,29 +18,15 @@
 # and etcd's smallest lease TTL (1.5 election timeouts, rounded up to a second) is 1 s.
 set -euo pipefail
 
-die() { echo "etcd-server.sh: $*" >&2; exit 1; }
+readonly kName=etcd-server.sh kServer=etcd
+# die, is_gone, wait_gone, port_in_use: shared with the redis and postgres scripts.
+# shellcheck source=server-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-lib.sh"
 
 [ $# -ge 2 ] || die "usage: $0 start|stop|kill|pause|resume|restart DIR [...]"
 cmd=$1
 dir=$2
 shift 2
-
-# True once `pid` has exited (a zombie waiting for init counts as gone).
-is_gone() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 0
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-  [ "$state" = Z ] || [ -z "$state" ]
-}
-
-wait_gone() {
-  local pid=$1 i
-  for i in $(seq 1 250); do
-    is_gone "$pid" && return 0
-    sleep 0.02
-  done
-  return 1
-}
 
 signal_member() {
   local sig=$1 member=$2 pidfile pid
@@ -66,8 +52,6 @@ each_member() {
   fi
   for i in $(seq 0 $(( $(members) - 1 ))); do signal_member "$sig" "$i"; done
 }
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 client_port() { echo $(( $(cat "$dir/ports") + 2 * $1 )); }
 peer_port() { echo $(( $(cat "$dir/ports") + 2 * $1 + 1 )); }
