@@ -46,6 +46,11 @@ void validate(const RedisOptions& o) {
     throw std::invalid_argument("db: a Redis Cluster has database 0 only, got " +
                                 std::to_string(o.db));
   }
+  // Cluster routing is tested over plain connections only: over TLS it is refused rather than
+  // offered untested.
+  if (o.cluster && o.tls.enabled) {
+    throw std::invalid_argument("cluster: not supported over TLS (rediss://)");
+  }
   if (!o.cluster && !o.seeds.empty()) {
     throw std::invalid_argument("seeds: more than one node needs cluster mode (cluster=1)");
   }

@@ -120,7 +120,7 @@ TEST(RedisClusterUrl, ParsesSeedsAndOptions) {
   EXPECT_EQ(o.seeds[1].port, 6379);
   EXPECT_EQ(o.wait_replicas, 1u);
   EXPECT_EQ(o.wait_timeout, 80ms);
-  EXPECT_TRUE(parse_redis_url("rediss://a:1,b:2?cluster=1&tls_ca_file=/x").tls.enabled);
+  EXPECT_THROW(parse_redis_url("rediss://a:1,b:2?cluster=1&tls_ca_file=/x"), std::invalid_argument);
   EXPECT_THROW(parse_redis_url("redis://a:1,b:2"), std::invalid_argument);
   EXPECT_THROW(parse_redis_url("redis://a:1/2?cluster=1"), std::invalid_argument);
   EXPECT_THROW(parse_redis_url("redis://a?wait_replicas=1&wait_timeout=5s&command_timeout=1s"),
