@@ -13,7 +13,7 @@ bash scripts/setup.sh demo
 echo "== building lockkit (build/demo)" >&2
 cmake -S . -B build/demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOCKKIT_BUILD_TESTS=OFF \
   -DLOCKKIT_BUILD_EXAMPLES=OFF -DLOCKKIT_INSTALL=OFF -DLOCKKIT_WITH_REDIS=OFF \
-  -DLOCKKIT_WITH_POSTGRES=OFF -DLOCKKIT_BUILD_BENCH=OFF >/dev/null
+  -DLOCKKIT_WITH_POSTGRES=OFF -DLOCKKIT_WITH_ETCD=OFF -DLOCKKIT_BUILD_BENCH=OFF >/dev/null
 cmake --build build/demo --target lockkit_cli -j "$(nproc)" >/dev/null
 lockkit=$PWD/build/demo/cli/lockkit
 
