@@ -2,8 +2,10 @@
 # Warning flags, sanitizers and the one way a backend library is declared.
 
 if(LOCKKIT_SANITIZER)
-  # Applies to every target of this project (library, tests, tools), not to consumers.
-  add_compile_options(-fsanitize=${LOCKKIT_SANITIZER} -fno-omit-frame-pointer -g)
+  # Applies to every target of this project (library, tests, tools), not to consumers. Reports
+  # need at least line tables: build types without debug information get -g1.
+  add_compile_options(-fsanitize=${LOCKKIT_SANITIZER} -fno-omit-frame-pointer
+    $<$<NOT:$<CONFIG:Debug,RelWithDebInfo>>:-g1>)
   add_link_options(-fsanitize=${LOCKKIT_SANITIZER})
   if(LOCKKIT_SANITIZER MATCHES "undefined")
     add_compile_options(-fno-sanitize-recover=undefined)

@@ -12,14 +12,18 @@ jobs=$(nproc)
 out=${LOCKKIT_BUILD_ROOT:-build/test}
 configs=${LOCKKIT_TEST_CONFIGS:-"release asan tsan"}
 
+# Sanitizer builds: -O1 with line tables only (what the sanitizers' documentation recommends for
+# readable reports) compiles about twice as fast as -O2 -g, which is most of CI's time.
+sanitizer_flags=(-DLOCKKIT_INSTALL=OFF "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
 for config in $configs; do
   args=(-G Ninja -DLOCKKIT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo)
   run=()
   case $config in
     release) args+=(-DLOCKKIT_BUILD_BENCH=ON) ;;
-    asan) args+=(-DLOCKKIT_SANITIZER=address,undefined -DLOCKKIT_INSTALL=OFF) ;;
+    asan) args+=(-DLOCKKIT_SANITIZER=address,undefined "${sanitizer_flags[@]}") ;;
     tsan)
-      args+=(-DLOCKKIT_SANITIZER=thread -DLOCKKIT_INSTALL=OFF)
+      args+=(-DLOCKKIT_SANITIZER=thread "${sanitizer_flags[@]}")
       # TSan's shadow memory needs a fixed layout: run without address-space randomisation.
       run=(setarch "$(uname -m)" -R)
       ;;
