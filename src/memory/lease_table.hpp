@@ -101,7 +101,7 @@ inline std::uint64_t hash_key(std::string_view key, std::uint64_t seed) noexcept
 
 // One lease: trivially copyable, so that the table moves slots with memcpy. A key longer than
 // kInlineKeyBytes lives on the heap, owned by the slot.
-struct alignas(64) LeaseSlot {
+struct alignas(128) LeaseSlot {
   static constexpr std::size_t kTokenBytes = 32;
   static constexpr std::size_t kInlineKeyBytes = 128 - 8 - 8 - 8 - 4 - 1 - kTokenBytes;
 
