@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
 #include <set>
 #include <string>
 
@@ -112,6 +114,62 @@ TEST(LeaseTable, CollidingHashesAndLongKeysStayApart) {
   EXPECT_TRUE(shard.status(long_b, 7, now));
   EXPECT_TRUE(shard.status("short", 7, now));
   EXPECT_FALSE(shard.status(long_a, 7, now));
+}
+
+// Random acquires, releases and expiries on a few keys whose hashes collide in few slots (so
+// probe runs wrap around the table's end and removals shift entries), checked against a map.
+TEST(LeaseTable, MatchesAModelUnderRandomOperations) {
+  LeaseShard shard;
+  auto now = Steady::now();
+  std::mt19937 rng(12345);
+  struct Held {
+    std::uint64_t fence;
+    Steady::time_point expires;
+  };
+  std::map<std::string, Held> model;
+  std::map<std::string, std::uint64_t> last_fence;
+  // Seven hash values for forty keys: many share a home slot.
+  auto crowded_hash = [](const std::string& k) {
+    return ((std::hash<std::string>{}(k) % 7) << 1) | (std::uint64_t{1} << 40);
+  };
+  for (int step = 0; step < 200000; ++step) {
+    const std::string key = "k" + std::to_string(rng() % 40);
+    const std::uint64_t hash = crowded_hash(key);
+    switch (rng() % 4) {
+      case 0:
+      case 1: {
+        auto fence = shard.acquire(key, hash, kToken, now, 10ms);
+        auto it = model.find(key);
+        const bool free = it == model.end() || it->second.expires <= now;
+        ASSERT_EQ(fence.has_value(), free) << key << " step " << step;
+        if (fence) {
+          ASSERT_GT(*fence, last_fence[key]);
+          last_fence[key] = *fence;
+          model[key] = Held{*fence, now + 10ms};
+        }
+        break;
+      }
+      case 2: {
+        const bool ours = shard.release(key, hash, kToken, [&](auto t) { return t <= now; });
+        auto it = model.find(key);
+        ASSERT_EQ(ours, it != model.end() && it->second.expires > now) << key << " step " << step;
+        if (it != model.end()) model.erase(it);
+        break;
+      }
+      default:
+        now += std::chrono::milliseconds(rng() % 3);
+        break;
+    }
+    if (step % 1000 == 0) {
+      for (const auto& [k, held] : model) {
+        auto info = shard.status(k, crowded_hash(k), now);
+        ASSERT_EQ(info.has_value(), held.expires > now) << k;
+        if (info) {
+          ASSERT_EQ(info->fence, held.fence);
+        }
+      }
+    }
+  }
 }
 
 TEST(LeaseTable, HashNeverReturnsZeroAndDependsOnEveryByte) {
