@@ -19,7 +19,7 @@
 #include <vector>
 #include "bench_stats.hpp"
 
-#include "core/url.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/lockkit.hpp"
 
 namespace {
@@ -78,7 +78,7 @@ Config parse(int argc, char** argv) {
     else if (a == "--hot-keys")
       c.hot_keys = to_int(a, value(), 1, 100000000);
     else if (a == "--ttl")
-      c.ttl = lockkit::detail::parse_duration(value(), "--ttl");
+      c.ttl = lockkit::parse_duration(value(), "--ttl");
     else if (a == "--api-per-client")
       c.api_per_client = true;
     else if (a == "--json")

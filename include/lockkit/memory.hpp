@@ -16,8 +16,9 @@ namespace lockkit {
 struct MemoryOptions {
   std::shared_ptr<const Clock> clock;  // decides expiry; null = the real steady clock
   // Independent sub-tables (rounded up to a power of two, at most 4096). More shards: fewer
-  // cache lines shared by threads on different keys, about 256 bytes each.
-  std::size_t shards = 256;
+  // cache lines shared by threads on different keys; 64 bytes each, plus 128 bytes per slot
+  // once used (at least 4 slots).
+  std::size_t shards = 1024;
 };
 
 // Returns a `memory:` backend: locks shared by the threads of one process, the original
@@ -27,13 +28,14 @@ struct MemoryOptions {
 // `Lock::stop_token()`'s deadline (`ManualClock::advance` wakes the keeper).
 //   auto clock = std::make_shared<lockkit::ManualClock>();
 //   auto api = lockkit::make_memory_lock_api({.clock = clock});
-// Storage: keys hash to independent shards, each with its own mutex and fence counter, so
-// threads on different keys rarely meet. A released entry leaves its shard at once (its node is
-// kept for the next new key); expired ones are reclaimed by sweeps: a shard holds at most
-// max(64, 2 x its live leases at its previous sweep) entries, so memory follows the peak number
-// of live leases, never the number of keys ever used. Fences come from the shard's counter, so
-// they increase strictly per key across releases and expiries without keeping any per-key
-// state.
+// Storage: keys hash (with a per-store random seed) to independent shards, each a flat
+// open-addressing table under its own spinlock with its own fence counter, so threads on
+// different keys rarely meet. A lease is one 128-byte slot with its key inline (up to 67
+// bytes; a longer key costs one allocation). A released entry leaves its shard at once, with
+// no tombstone left behind; expired ones are dropped when their shard would otherwise grow, and
+// a shard shrinks when under 1/8 full, so memory follows the number of live leases, never the
+// number of keys ever used. Fences come from the shard's counter, so they increase strictly per
+// key across releases and expiries without keeping any per-key state.
 // When the store is unreachable: it never is; nothing here throws `BackendError`.
 // Thread safety: safe to share; calls may run concurrently.
 LOCKKIT_EXPORT std::shared_ptr<LockApi> make_memory_lock_api(MemoryOptions options = {});

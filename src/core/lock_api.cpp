@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "core/store_lock_api.hpp"
-#include "core/url.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 
 namespace lockkit {
@@ -20,7 +20,7 @@ void validate_key(std::string_view key) {
 
 void validate_ttl(std::chrono::milliseconds ttl) {
   if (ttl < kMinTtl || ttl > kMaxTtl) {
-    throw std::invalid_argument("ttl: must be 1ms..7d, got " + detail::format_duration(ttl));
+    throw std::invalid_argument("ttl: must be 1ms..7d, got " + format_duration(ttl));
   }
 }
 

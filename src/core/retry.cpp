@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/url.hpp"
+#include "lockkit/duration.hpp"
 
 namespace lockkit {
 namespace {
@@ -22,16 +22,16 @@ void validate_retry_policy(const RetryPolicy& policy) {
   using std::chrono::milliseconds;
   if (policy.max_wait < milliseconds(0) || policy.max_wait > std::chrono::hours(24 * 7)) {
     throw std::invalid_argument("max_wait: must be 0ms..7d, got " +
-                                detail::format_duration(policy.max_wait));
+                                format_duration(policy.max_wait));
   }
   if (policy.initial_delay < milliseconds(1)) {
     throw std::invalid_argument("initial_delay: must be at least 1ms, got " +
-                                detail::format_duration(policy.initial_delay));
+                                format_duration(policy.initial_delay));
   }
   if (policy.max_delay < policy.initial_delay) {
     throw std::invalid_argument("max_delay: must be at least initial_delay (" +
-                                detail::format_duration(policy.initial_delay) + "), got " +
-                                detail::format_duration(policy.max_delay));
+                                format_duration(policy.initial_delay) + "), got " +
+                                format_duration(policy.max_delay));
   }
 }
 

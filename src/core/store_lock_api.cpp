@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/clocked_store.hpp"
 #include "core/keeper.hpp"
 #include "core/token.hpp"
 #include "lockkit/backend.hpp"
@@ -236,7 +237,9 @@ unsigned thread_number() noexcept {
 class StoreLockApi final : public LockApi {
  public:
   explicit StoreLockApi(std::shared_ptr<LeaseStore> store)
-      : shared_(std::make_shared<Shared>(std::move(store))), store_(shared_->store.get()) {
+      : shared_(std::make_shared<Shared>(std::move(store))),
+        store_(shared_->store.get()),
+        clocked_(dynamic_cast<detail::ClockedStore*>(store_)) {
     for (auto& stripe : stripes_) stripe = std::make_shared<Stripe>(shared_);
   }
 
@@ -344,7 +347,8 @@ class StoreLockApi final : public LockApi {
     const Steady::time_point start = store_->now();
     std::optional<std::uint64_t> fence;
     try {
-      fence = store_->acquire(key, token, ttl);
+      fence = clocked_ ? clocked_->acquire_at(key, token, ttl, start)
+                       : store_->acquire(key, token, ttl);
     } catch (const BackendError& e) {
       // The grant may have been applied: take it back with our own token, so that no lease is
       // left that nobody owns, then say so.
@@ -368,6 +372,8 @@ class StoreLockApi final : public LockApi {
 
   const std::shared_ptr<Shared> shared_;
   LeaseStore* const store_;  // owned by shared_
+  // The same store when it can take the core's clock reading (memory:), else null.
+  detail::ClockedStore* const clocked_;
   std::array<std::shared_ptr<Stripe>, kStripes> stripes_;
 };
 

@@ -18,6 +18,12 @@ void fill_token(char* out);
 // 256 bytes, interleaved: bytes 16*i .. 16*i+15 are word i of each of the four blocks.
 void chacha20_four_blocks(const std::uint32_t* key, std::uint64_t counter, unsigned char* out);
 
+// The same for blocks `counter` .. `counter + 7`, 512 bytes (bytes 32*i .. 32*i+31 are word i of
+// each of the eight blocks), in AVX2 registers. Call only if `have_avx2()`.
+void chacha20_eight_blocks_avx2(const std::uint32_t* key, std::uint64_t counter,
+                                unsigned char* out);
+bool have_avx2() noexcept;
+
 }  // namespace lockkit::detail
 
 #endif  // LOCKKIT_SRC_CORE_TOKEN_HPP_

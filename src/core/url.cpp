@@ -15,6 +15,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "lockkit/duration.hpp"
 #include "lockkit/open.hpp"
 
 namespace lockkit {

@@ -11,15 +11,7 @@
 #include <utility>
 #include <vector>
 
-// Durations and key escaping live in their own files; included here for the backends that still
-// reach them through this header.
-#include "core/escape.hpp"
-#include "lockkit/duration.hpp"
-
 namespace lockkit::detail {
-
-using lockkit::format_duration;
-using lockkit::parse_duration;
 
 struct HostPort {
   std::string host;  // without IPv6 brackets

@@ -12,8 +12,10 @@
 #include <optional>
 #include <utility>
 
+#include "core/escape.hpp"
 #include "core/store_failure.hpp"
 #include "core/url.hpp"
+#include "lockkit/duration.hpp"
 #include "rpc.grpc.pb.h"
 
 namespace lockkit::detail::etcd {

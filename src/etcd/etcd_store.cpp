@@ -7,8 +7,10 @@
 #include <stdexcept>
 #include <utility>
 
+#include "core/escape.hpp"
 #include "core/store_failure.hpp"
 #include "core/url.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 
 namespace lockkit::detail::etcd {

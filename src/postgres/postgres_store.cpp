@@ -8,9 +8,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/escape.hpp"
 #include "core/store_failure.hpp"
 #include "core/url.hpp"
 #include "lockkit/backend.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/postgres.hpp"
 #include "postgres/pg_connection.hpp"
@@ -255,7 +257,7 @@ class PostgresStore final : public LeaseStore {
     auto check_timeout = [](std::string_view name, std::chrono::milliseconds t) {
       if (t < std::chrono::milliseconds(1) || t > kMaxTimeout) {
         throw std::invalid_argument(std::string(name) + ": must be 1ms..1h, got " +
-                                    detail::format_duration(t));
+                                    format_duration(t));
       }
     };
     check_timeout("connect_timeout", o.connect_timeout);
@@ -281,13 +283,13 @@ class PostgresStore final : public LeaseStore {
     } catch (const StoreFailure& e) {
       std::string message = e.what();
       if (message.rfind("resolve ", 0) == 0) {
-        message = "connect " + target_ + ": " + message +
-                  (e.kind() == ErrorKind::kTimeout
-                       ? " after " + detail::format_duration(options_.connect_timeout)
-                       : "");
+        message =
+            "connect " + target_ + ": " + message +
+            (e.kind() == ErrorKind::kTimeout ? " after " + format_duration(options_.connect_timeout)
+                                             : "");
       } else if (e.kind() == ErrorKind::kTimeout) {
-        message = "connect " + target_ + " timed out after " +
-                  detail::format_duration(options_.connect_timeout);
+        message =
+            "connect " + target_ + " timed out after " + format_duration(options_.connect_timeout);
       } else {
         message = "connect " + target_ + ": " + message;
       }
@@ -309,12 +311,11 @@ class PostgresStore final : public LeaseStore {
     const std::string message = e.what();
     bool own_context = message.rfind("connect ", 0) == 0;  // names target and timeout itself
     if (e.kind() == ErrorKind::kTimeout && message.rfind("all ", 0) == 0) {
-      return message + " for " + detail::format_duration(options_.command_timeout);
+      return message + " for " + format_duration(options_.command_timeout);
     }
     // Our own deadline (no SQLSTATE), not the server's statement_timeout or lock_timeout.
     if (e.kind() == ErrorKind::kTimeout && !own_context && e.server_code().empty()) {
-      return message + " from " + target_ + " within " +
-             detail::format_duration(options_.command_timeout);
+      return message + " from " + target_ + " within " + format_duration(options_.command_timeout);
     }
     return own_context ? message : message + " (" + target_ + ")";
   }

@@ -12,6 +12,7 @@
 
 #include "core/url.hpp"
 #include "lockkit/backend.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/postgres.hpp"
 
 namespace lockkit {
@@ -100,7 +101,7 @@ PostgresOptions parse_postgres_url(std::string_view url) {
     try {
       options.connect_timeout = digits && t->size() < 7
                                     ? std::chrono::milliseconds(std::stoll(*t) * 1000)
-                                    : detail::parse_duration(*t, "connect_timeout");
+                                    : parse_duration(*t, "connect_timeout");
     } catch (const std::invalid_argument& e) {
       detail::throw_bad_url(url, e.what());
     }

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "core/url.hpp"
+#include "lockkit/duration.hpp"
 
 namespace lockkit::detail::redis {
 

@@ -7,9 +7,11 @@
 #include <thread>
 #include <tuple>
 
+#include "core/escape.hpp"
 #include "core/store_failure.hpp"
 #include "core/url.hpp"
 #include "lockkit/backend.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/redis.hpp"
@@ -21,7 +23,6 @@
 namespace lockkit {
 namespace {
 
-using detail::format_duration;
 using detail::StoreFailure;
 using detail::redis::kAcquireScript;
 using detail::redis::kExtendScript;

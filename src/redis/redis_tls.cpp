@@ -18,6 +18,7 @@
 
 #include "core/store_failure.hpp"
 #include "core/url.hpp"
+#include "lockkit/duration.hpp"
 
 namespace lockkit::detail::redis {
 namespace {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/escape.hpp"
 #include "core/store_failure.hpp"
 #include "core/url.hpp"
 #include "lockkit/backend.hpp"

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "core/url.hpp"
+#include "lockkit/duration.hpp"
 
 namespace lockkit::detail::sqlite {
 namespace {

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/escape.hpp"
 #include "core/url.hpp"
 #include "lockkit/errors.hpp"
 #include "sqlite/sqlite_connection.hpp"

@@ -4,6 +4,7 @@
 
 #include "core/url.hpp"
 #include "lockkit/backend.hpp"
+#include "lockkit/duration.hpp"
 #include "lockkit/open.hpp"
 #include "lockkit/sqlite.hpp"
 
@@ -37,8 +38,8 @@ SqliteOptions parse_sqlite_url(std::string_view url) {
   detail::QueryOptions query(url, parsed);
   if (auto timeout = query.take_duration("busy_timeout")) {
     if (*timeout < std::chrono::milliseconds(1) || *timeout > std::chrono::minutes(10)) {
-      detail::throw_bad_url(
-          url, "busy_timeout: must be 1ms..10m, got " + detail::format_duration(*timeout));
+      detail::throw_bad_url(url,
+                            "busy_timeout: must be 1ms..10m, got " + format_duration(*timeout));
     }
     options.busy_timeout = *timeout;
   }

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: MIT
+// Internal: one shard of the memory: store, an open-addressing table of leases with inline keys.
+//
+// Why not std::unordered_map<std::string, ...>: every new key cost a node allocation (and a
+// second one for keys longer than the small-string buffer), every lookup chased a bucket
+// pointer to a node, and insert/erase wrote the table header. Here a lease is one 128-byte slot
+// in a flat array (its key inline up to kInlineKeyBytes), found by linear probing from its
+// hash, and removed at once by backward-shift deletion (no tombstones, so a table that has seen
+// a million fresh keys is as short as one that has seen ten). The lock is a spinlock: the
+// critical sections are a few dozen instructions, and unlocking is a plain store.
+#ifndef LOCKKIT_SRC_MEMORY_LEASE_TABLE_HPP_
+#define LOCKKIT_SRC_MEMORY_LEASE_TABLE_HPP_
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "lockkit/backend.hpp"
+
+namespace lockkit::detail {
+
+// A test-and-set lock for critical sections of a few dozen instructions. A waiter spins
+// briefly, then yields its core, so that a holder preempted on an oversubscribed machine gets
+// to finish.
+class SpinLock {
+ public:
+  void lock() noexcept {
+    if (!locked_.exchange(true, std::memory_order_acquire)) return;
+    lock_slow();
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  void lock_slow() noexcept {
+    for (unsigned spins = 0;; ++spins) {
+      if (!locked_.load(std::memory_order_relaxed) &&
+          !locked_.exchange(true, std::memory_order_acquire)) {
+        return;
+      }
+      if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+  std::atomic<bool> locked_{false};
+};
+
+// Hashes a key with a per-store seed: 8 bytes at a time, a multiply-xorshift mix per word
+// (the tail read as whole words, overlapping, as wyhash does).
+// Never returns 0 (the empty-slot marker).
+inline std::uint64_t hash_key(std::string_view key, std::uint64_t seed) noexcept {
+  constexpr std::uint64_t kMul = 0x9e3779b97f4a7c15ull;
+  auto mix = [](std::uint64_t h) noexcept {
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return h;
+  };
+  const auto* p = reinterpret_cast<const unsigned char*>(key.data());
+  const std::size_t size = key.size();
+  auto load64 = [](const unsigned char* q) noexcept {
+    std::uint64_t w;
+    std::memcpy(&w, q, 8);
+    return w;
+  };
+  auto load32 = [](const unsigned char* q) noexcept {
+    std::uint32_t w;
+    std::memcpy(&w, q, 4);
+    return std::uint64_t{w};
+  };
+  std::uint64_t h = seed ^ (size * kMul);
+  if (size >= 8) {
+    std::size_t i = 0;
+    for (; i + 8 <= size; i += 8) h = mix((h ^ load64(p + i)) * kMul);
+    // The last, partial word: the key's last 8 bytes (overlapping), one load, no byte loop.
+    if (i < size) h = mix((h ^ load64(p + size - 8)) * kMul);
+  } else if (size >= 4) {
+    h = mix((h ^ ((load32(p) << 32) | load32(p + size - 4))) * kMul);
+  } else if (size > 0) {
+    const std::uint64_t w = (std::uint64_t{p[0]} << 16) | (std::uint64_t{p[size / 2]} << 8) |
+                            std::uint64_t{p[size - 1]};
+    h = mix((h ^ w) * kMul);
+  }
+  h = mix(h * kMul);
+  return h == 0 ? 1 : h;
+}
+
+// One lease: trivially copyable, so that the table moves slots with memcpy. A key longer than
+// kInlineKeyBytes lives on the heap, owned by the slot.
+struct alignas(128) LeaseSlot {
+  static constexpr std::size_t kTokenBytes = 32;
+  static constexpr std::size_t kInlineKeyBytes = 128 - 8 - 8 - 8 - 4 - 1 - kTokenBytes;
+
+  std::uint64_t hash;  // 0: empty
+  std::chrono::steady_clock::time_point expires;
+  std::uint64_t fence;
+  std::uint32_t key_size;
+  std::uint8_t token_size;
+  char token[kTokenBytes];
+  char key_bytes[kInlineKeyBytes];  // the key, or a char* to it when longer
+
+  bool inline_key() const noexcept { return key_size <= kInlineKeyBytes; }
+  const char* key_data() const noexcept {
+    if (inline_key()) return key_bytes;
+    const char* heap;
+    std::memcpy(&heap, key_bytes, sizeof(heap));
+    return heap;
+  }
+  std::string_view key() const noexcept { return {key_data(), key_size}; }
+
+  void set_key(std::string_view k) {
+    key_size = static_cast<std::uint32_t>(k.size());
+    if (inline_key()) {
+      std::memcpy(key_bytes, k.data(), k.size());
+    } else {
+      char* heap = new char[k.size()];
+      std::memcpy(heap, k.data(), k.size());
+      std::memcpy(key_bytes, &heap, sizeof(heap));
+    }
+  }
+  void free_key() noexcept {
+    if (!inline_key()) delete[] key_data();
+  }
+
+  void set_token(std::string_view t) noexcept {
+    std::memcpy(token, t.data(), t.size());
+    token_size = static_cast<std::uint8_t>(t.size());
+  }
+  bool owned_by(std::string_view t) const noexcept {
+    return t.size() == token_size && std::memcmp(t.data(), token, token_size) == 0;
+  }
+};
+static_assert(sizeof(LeaseSlot) == 128);
+
+// One shard: a spinlock, a fence counter and the slot array, the header on one cache line.
+// Fences come from the shard's counter, so they increase strictly per key (a key always hashes
+// to the same shard) across releases and expiries without any state kept for released keys.
+// Capacity follows the live entries: the table grows when an insert would fill it beyond 3/4
+// (first dropping expired entries, so expired-but-never-released leases are reclaimed then),
+// and shrinks when a removal leaves it under 1/8 full.
+class alignas(64) LeaseShard {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  LeaseShard() = default;
+  LeaseShard(const LeaseShard&) = delete;
+  LeaseShard& operator=(const LeaseShard&) = delete;
+  ~LeaseShard() {
+    for (std::size_t i = 0; i < capacity(); ++i) {
+      if (slots_[i].hash) slots_[i].free_key();
+    }
+  }
+
+  // Grants `key` (hash `hash`) to `token` (1..32 bytes) until now + ttl unless an unexpired
+  // lease holds it; returns the new fence.
+  std::optional<std::uint64_t> acquire(std::string_view key, std::uint64_t hash,
+                                       std::string_view token, TimePoint now,
+                                       std::chrono::milliseconds ttl) {
+    std::lock_guard<SpinLock> guard(lock_);
+    LeaseSlot* slot = find(key, hash);
+    if (slot) {
+      if (slot->expires > now) return std::nullopt;
+    } else {
+      slot = insert(key, hash, now);
+    }
+    slot->fence = ++fences_;
+    slot->set_token(token);
+    slot->expires = now + ttl;
+    return slot->fence;
+  }
+
+  // Removes `key`'s lease if `token` holds it; returns whether it was still unexpired, as
+  // `expired(expires)` says (asked only when the token matches).
+  template <class Expired>
+  bool release(std::string_view key, std::uint64_t hash, std::string_view token,
+               Expired&& expired) {
+    std::lock_guard<SpinLock> guard(lock_);
+    LeaseSlot* slot = find(key, hash);
+    if (!slot || !slot->owned_by(token)) return false;
+    const bool ours = !expired(slot->expires);
+    erase(static_cast<std::size_t>(slot - slots_.get()));
+    return ours;
+  }
+
+  bool extend(std::string_view key, std::uint64_t hash, std::string_view token, TimePoint now,
+              std::chrono::milliseconds ttl) {
+    std::lock_guard<SpinLock> guard(lock_);
+    LeaseSlot* slot = find(key, hash);
+    if (!slot || slot->expires <= now || !slot->owned_by(token)) return false;
+    slot->expires = now + ttl;
+    return true;
+  }
+
+  std::optional<LockInfo> status(std::string_view key, std::uint64_t hash, TimePoint now) {
+    std::lock_guard<SpinLock> guard(lock_);
+    const LeaseSlot* slot = find(key, hash);
+    if (!slot || slot->expires <= now) return std::nullopt;
+    return info(*slot, now);
+  }
+
+  void collect(std::string_view prefix, TimePoint now, std::vector<LockInfo>& out) {
+    std::lock_guard<SpinLock> guard(lock_);
+    for (std::size_t i = 0; i < capacity(); ++i) {
+      const LeaseSlot& s = slots_[i];
+      if (s.hash && s.expires > now && s.key().substr(0, prefix.size()) == prefix) {
+        out.push_back(info(s, now));
+      }
+    }
+  }
+
+  // Entries held, live or expired but not yet reclaimed.
+  std::size_t size() {
+    std::lock_guard<SpinLock> guard(lock_);
+    return size_;
+  }
+  std::size_t capacity_for_tests() {
+    std::lock_guard<SpinLock> guard(lock_);
+    return capacity();
+  }
+
+ private:
+  static constexpr std::size_t kMinCapacity = 4;
+
+  struct SlotsDeleter {
+    void operator()(LeaseSlot* p) const noexcept {
+      ::operator delete[](p, std::align_val_t(alignof(LeaseSlot)));
+    }
+  };
+  using Slots = std::unique_ptr<LeaseSlot[], SlotsDeleter>;
+
+  static Slots allocate(std::size_t n) {
+    auto* p = static_cast<LeaseSlot*>(
+        ::operator new[](n * sizeof(LeaseSlot), std::align_val_t(alignof(LeaseSlot))));
+    for (std::size_t i = 0; i < n; ++i) p[i].hash = 0;
+    return Slots(p);
+  }
+
+  std::size_t capacity() const noexcept { return slots_ ? mask_ + 1 : 0; }
+
+  LeaseSlot* find(std::string_view key, std::uint64_t hash) noexcept {
+    if (!slots_) return nullptr;
+    for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      LeaseSlot& s = slots_[i];
+      if (s.hash == 0) return nullptr;
+      if (s.hash == hash && s.key_size == key.size() &&
+          std::memcmp(s.key_data(), key.data(), key.size()) == 0) {
+        return &s;
+      }
+    }
+  }
+
+  // Returns a fresh slot for `key`, known to be absent; its lease fields are for the caller.
+  LeaseSlot* insert(std::string_view key, std::uint64_t hash, TimePoint now) {
+    if (4 * (size_ + 1) > 3 * capacity()) {
+      // Full: drop what has expired, then size for what is left.
+      rehash(&now);
+    }
+    std::size_t i = hash & mask_;
+    while (slots_[i].hash != 0) i = (i + 1) & mask_;
+    LeaseSlot& s = slots_[i];
+    s.set_key(key);  // may throw bad_alloc: the slot is still empty then
+    s.hash = hash;
+    ++size_;
+    return &s;
+  }
+
+  // Backward-shift deletion: moves later entries of the probe run up, so no tombstone is left.
+  void erase(std::size_t i) noexcept {
+    slots_[i].free_key();
+    --size_;
+    for (std::size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+      LeaseSlot& s = slots_[j];
+      if (s.hash == 0) break;
+      const std::size_t home = s.hash & mask_;
+      // s may move to i if i lies (cyclically) between its home and j.
+      const bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
+      if (movable) {
+        std::memcpy(static_cast<void*>(&slots_[i]), &s, sizeof(LeaseSlot));
+        i = j;
+      }
+    }
+    slots_[i].hash = 0;
+    if (capacity() > kMinCapacity && 8 * size_ < capacity()) {
+      try {
+        rehash(nullptr);
+      } catch (...) {  // out of memory: the table stays as large as it was
+      }
+    }
+  }
+
+  // Moves every entry (but those expired by `*now`, if given) into the smallest table, a power
+  // of two, that holds it at most half full.
+  void rehash(const TimePoint* now) {
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < capacity(); ++i) {
+      const LeaseSlot& s = slots_[i];
+      if (s.hash && !(now && s.expires <= *now)) ++live;
+    }
+    std::size_t n = kMinCapacity;
+    while (n < 2 * (live + 1)) n *= 2;
+    Slots fresh = allocate(n);
+    const std::size_t mask = n - 1;
+    for (std::size_t i = 0; i < capacity(); ++i) {
+      LeaseSlot& s = slots_[i];
+      if (!s.hash) continue;
+      if (now && s.expires <= *now) {
+        s.free_key();
+        continue;
+      }
+      std::size_t j = s.hash & mask;
+      while (fresh[j].hash != 0) j = (j + 1) & mask;
+      std::memcpy(static_cast<void*>(&fresh[j]), &s, sizeof(LeaseSlot));
+    }
+    slots_ = std::move(fresh);
+    mask_ = n - 1;
+    size_ = live;
+  }
+
+  static LockInfo info(const LeaseSlot& s, TimePoint now) {
+    return LockInfo{std::string(s.key()), s.fence,
+                    std::chrono::ceil<std::chrono::milliseconds>(s.expires - now)};
+  }
+
+  SpinLock lock_;
+  std::uint64_t fences_ = 0;  // guarded by lock_
+  std::size_t size_ = 0;      // guarded by lock_
+  std::size_t mask_ = 0;      // guarded by lock_; capacity - 1 once slots_ is allocated
+  Slots slots_;               // guarded by lock_
+};
+
+}  // namespace lockkit::detail
+
+#endif  // LOCKKIT_SRC_MEMORY_LEASE_TABLE_HPP_
