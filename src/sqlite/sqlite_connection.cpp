@@ -35,12 +35,14 @@ constexpr milliseconds kMaxBusyTimeout = std::chrono::minutes(10);
 constexpr int kAutoCheckpointFrames = 1000;
 // Closing a connection does not checkpoint (a `lockkit run` would pay two more fdatasyncs for
 // every run), unless the WAL has grown past this: each process that opens the file first
-// re-reads the whole WAL to rebuild its index, ~3 µs a frame, so a short-lived process leaves
-// at most ~0.5 MiB behind (about 40 runs of `lockkit run`, 3 frames each). A connection's first
-// commit that finds the WAL that long cuts it too: processes that never close their
-// connections (killed, or exiting with a kept-alive lease's store still referenced) would
-// otherwise let it grow to the 1000-frame checkpoint, and every new process re-read it all.
-constexpr int kShortWalFrames = 128;
+// re-reads the whole WAL to rebuild its index, 3-5 µs a frame. Cutting the WAL costs two
+// fdatasyncs (~1-2 ms), so for processes that come and go (3 frames per `lockkit run`) the
+// sum of both per process is least at about this length (a cut every 16th run, 24 frames
+// re-read on average); it leaves at most ~200 KiB behind. A connection's first commit that
+// finds the WAL that long cuts it too: processes that never close their connections (killed,
+// or exiting with a kept-alive lease's store still referenced) would otherwise let it grow to
+// the 1000-frame checkpoint, and every new process re-read it all.
+constexpr int kShortWalFrames = 48;
 
 // Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
 // (unusable there) without a getpid() system call on every call.
