@@ -48,12 +48,17 @@ int exit_status(const Result& result) noexcept {
   return 71;
 }
 
+std::string format_diagnostic(std::string_view message) {
+  std::string line = "lockkit: ";
+  for (char c : message) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  line.push_back('\n');
+  return line;
+}
+
 void diagnose(std::string_view message) noexcept {
   try {
-    std::string line = "lockkit: ";
-    for (char c : message) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    line.push_back('\n');
+    std::string line = format_diagnostic(message);
     // One write(2), so that concurrent lockkit processes never interleave within a line.
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
   } catch (...) {

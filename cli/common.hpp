@@ -56,6 +56,8 @@ class UsageError : public std::runtime_error {
 
 // Prints `lockkit: <message>` as one line on stderr (newlines folded into spaces).
 void diagnose(std::string_view message) noexcept;
+// Returns the line `diagnose` writes for `message`, newline included.
+std::string format_diagnostic(std::string_view message);
 
 // Options every subcommand has.
 struct Common {

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -168,6 +169,66 @@ std::optional<bool> release_until(std::function<bool()> release, Clock::time_poi
   return call->ours;
 }
 
+// What the SIGALRM handler of `ExitDeadline` writes and exits with; set before it is armed.
+const char* g_deadline_message = nullptr;
+std::size_t g_deadline_message_size = 0;
+int g_deadline_status = 0;
+
+void exit_at_deadline(int) {
+  // Async-signal-safe only: whatever the interrupted thread was doing is abandoned.
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, g_deadline_message, g_deadline_message_size);
+  ::_exit(g_deadline_status);
+}
+
+// Ends lockkit with `status`, after printing `message` (one diagnostic line), if it is still
+// running at `deadline`. For a call made on this thread that must not outlast the lease (a
+// store can hang): a timer signal instead of a thread of its own, so that the common case, a
+// call that returns at once, costs no thread start and no switch to and from it.
+// Thread safety: one at a time, on the event loop's thread.
+class ExitDeadline {
+ public:
+  ExitDeadline(Clock::time_point deadline, int status, std::string_view message)
+      : message_(format_diagnostic(message)) {
+    g_deadline_message = message_.data();
+    g_deadline_message_size = message_.size();
+    g_deadline_status = status;
+    struct sigaction action {};
+    action.sa_handler = &exit_at_deadline;
+    sigemptyset(&action.sa_mask);
+    if (::sigaction(SIGALRM, &action, &old_action_) != 0) {
+      throw std::runtime_error("sigaction failed");
+    }
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    ::pthread_sigmask(SIG_UNBLOCK, &alarm, &old_mask_);  // it may have been blocked at start
+    // At least 1 µs: a zero value would disarm the timer instead of firing it at once.
+    auto left = std::max(std::chrono::ceil<std::chrono::microseconds>(deadline - Clock::now()),
+                         std::chrono::microseconds(1));
+    itimerval timer{};
+    timer.it_value.tv_sec = static_cast<time_t>(left.count() / 1'000'000);
+    timer.it_value.tv_usec = static_cast<suseconds_t>(left.count() % 1'000'000);
+    if (::setitimer(ITIMER_REAL, &timer, nullptr) != 0) {
+      ::sigaction(SIGALRM, &old_action_, nullptr);
+      ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+      throw std::runtime_error("setitimer failed");
+    }
+  }
+  ~ExitDeadline() {
+    itimerval off{};
+    ::setitimer(ITIMER_REAL, &off, nullptr);
+    ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+    ::sigaction(SIGALRM, &old_action_, nullptr);
+  }
+  ExitDeadline(const ExitDeadline&) = delete;
+  ExitDeadline& operator=(const ExitDeadline&) = delete;
+
+ private:
+  std::string message_;
+  struct sigaction old_action_ {};
+  sigset_t old_mask_{};
+};
+
 int status_of(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
@@ -194,8 +255,28 @@ struct Spawned {
   int exec_errno = 0;  // non-zero: the command could not be executed
 };
 
+// The child of `spawn`, until exec. It shares lockkit's memory (vfork): system calls only, no
+// allocation; a failed exec's errno goes to `error_fd`.
+[[noreturn]] void exec_child(char* const* argv, const sigset_t& mask, pid_t parent, bool terminal,
+                             int error_fd) noexcept {
+  ::setpgid(0, 0);
+  // If lockkit is killed (even by SIGKILL), so is the command: nobody would stop it before
+  // the lease runs out otherwise.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(70);               // lockkit died before the line above
+  if (terminal) ::tcsetpgrp(STDIN_FILENO, ::getpid());  // SIGTTOU is blocked here
+  ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+  ::execvp(argv[0], argv);
+  int err = errno;
+  [[maybe_unused]] auto n = ::write(error_fd, &err, sizeof err);
+  ::_exit(127);
+}
+
 // Starts `argv` in its own process group with the signal mask lockkit started with, killed if
 // lockkit dies. With `terminal`, the child's group becomes the terminal's foreground group.
+// vfork, not fork: lockkit is suspended only until the child has called exec, and neither
+// copies its page tables nor runs fork handlers for a child that execs at once. (Under
+// ThreadSanitizer vfork is a fork; the pipe tells a failed exec either way.)
 Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask, bool terminal) {
   std::vector<char*> argv;
   for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -204,22 +285,9 @@ Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask, boo
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   Fd read_end(fds[0]), write_end(fds[1]);
   const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    // Child: async-signal-safe calls only until exec.
-    ::setpgid(0, 0);
-    // If lockkit is killed (even by SIGKILL), so is the command: nobody would stop it before
-    // the lease runs out otherwise.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(70);
-    if (terminal) ::tcsetpgrp(STDIN_FILENO, ::getpid());  // SIGTTOU is blocked here
-    ::sigprocmask(SIG_SETMASK, &mask, nullptr);
-    ::execvp(argv[0], argv.data());
-    int err = errno;
-    [[maybe_unused]] auto n = ::write(write_end.get(), &err, sizeof err);
-    ::_exit(127);
-  }
+  pid_t pid = ::vfork();
+  if (pid < 0) throw std::runtime_error(std::string("vfork: ") + std::strerror(errno));
+  if (pid == 0) exec_child(argv.data(), mask, parent, terminal, write_end.get());
   ::setpgid(pid, pid);  // also here: whichever runs first, the group exists before we signal it
   if (terminal) ::tcsetpgrp(STDIN_FILENO, pid);
   write_end.reset();
@@ -308,8 +376,12 @@ Result run(const RunArgs& args) {
     }
   } reaper{child.pid};
 
-  if (!args.no_renew) state->keep_alive(max_hold.value_or(milliseconds(0)));
   const auto acquired = Clock::now();
+  // The keep-alive (and with it the library's renewal threads) starts once the command has run
+  // for ttl/6 (at most 100 ms), well before the first renewal is due at ttl/3: a command that
+  // is done by then never needed one, and its run stays on this one thread.
+  const auto keep_alive_from = acquired + std::min<Clock::duration>(ttl / 6, milliseconds(100));
+  bool keep_alive_started = args.no_renew;  // or never to be started
 
   const KillSchedule schedule(ttl);
   bool stopping = false;  // we sent SIGTERM because the lease is (about to be) lost
@@ -356,6 +428,11 @@ Result run(const RunArgs& args) {
         reaper.armed = false;
         break;
       }
+    }
+
+    if (!keep_alive_started && !stopping && now >= keep_alive_from) {
+      state->keep_alive(max_hold.value_or(milliseconds(0)));
+      keep_alive_started = true;
     }
 
     auto valid_until = state->lock->valid_until();
@@ -413,6 +490,7 @@ Result run(const RunArgs& args) {
     long long timeout_ms = -1;
     if (!stopping || !killed) {
       auto next = stopping ? kill_at : term_at;
+      if (!keep_alive_started && !stopping) next = std::min(next, keep_alive_from);
       timeout_ms = std::chrono::ceil<milliseconds>(next - now).count();
     }
     // Once the command has exited, its group's last member may be a process whose end we are
@@ -437,25 +515,28 @@ Result run(const RunArgs& args) {
   // waits for a renewal under way), but never wait for a hanging store longer than the lease
   // could still be ours (after that, releasing is pointless).
   const auto valid_until = state->lock->valid_until();
-  std::function<bool()> release_call = [state] { return state->lock->release(); };
-  // The lock is released (or, past its end, dropped) on a thread of its own in every case: a
-  // kept-alive Lock first waits for a renewal under way, which must not hold up the exit.
   if (stopping) {
-    // A lease known lost has nothing to give back: drop it without waiting.
+    // On a thread of its own: a lease known lost has nothing to give back, so it is dropped
+    // without waiting (a kept-alive Lock first waits for a renewal under way).
     const auto until = state->lost.load() ? Clock::now() : std::max(Clock::now(), valid_until);
     try {
-      release_until(std::move(release_call), until);
+      release_until([state] { return state->lock->release(); }, until);
     } catch (const std::exception&) {  // ours or not, nothing is left to protect
     }
     return {Outcome::kLeaseLost};
   }
+  const int status = status_of(leader_status);
   try {
-    std::optional<bool> ours;
-    ours = release_until(std::move(release_call), std::max(Clock::now(), valid_until));
+    bool ours = false;
+    {
+      // Past the lease's end lockkit exits with CMD's status whatever the release is doing.
+      ExitDeadline deadline(valid_until, status,
+                            "run: warning: the store did not confirm the release of \"" +
+                                display_key(key) +
+                                "\" before the lease's own end; it ends by itself");
+      ours = state->lock->release();
+    }
     if (!ours) {
-      diagnose("run: warning: the store did not confirm the release of \"" + display_key(key) +
-               "\" before the lease's own end; it ends by itself");
-    } else if (!*ours) {
       diagnose("run: warning: the lease on \"" + display_key(key) +
                "\" had already ended when the command exited");
     }
@@ -463,7 +544,7 @@ Result run(const RunArgs& args) {
     diagnose(std::string("run: warning: release failed, the lease ends by itself within ") +
              format_remaining(ttl) + ": " + e.what());
   }
-  return {Outcome::kChild, status_of(leader_status)};
+  return {Outcome::kChild, status};
 }
 
 }  // namespace lockkit::cli

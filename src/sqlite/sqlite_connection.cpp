@@ -36,9 +36,14 @@ constexpr milliseconds kMaxBusyTimeout = std::chrono::minutes(10);
 constexpr int kAutoCheckpointFrames = 1000;
 // Closing a connection does not checkpoint (a `lockkit run` would pay two more fdatasyncs for
 // every run), unless the WAL has grown past this: each process that opens the file first
-// re-reads the whole WAL to rebuild its index, ~3 µs a frame, so a short-lived process leaves
-// at most ~0.5 MiB behind (about 40 runs of `lockkit run`, 3 frames each).
-constexpr int kCloseCheckpointFrames = 128;
+// re-reads the whole WAL to rebuild its index, 3-5 µs a frame. Cutting the WAL costs two
+// fdatasyncs (~1-2 ms), so for processes that come and go (3 frames per `lockkit run`) the
+// sum of both per process is least at about this length (a cut every 16th run, 24 frames
+// re-read on average); it leaves at most ~200 KiB behind. A connection's first commit that
+// finds the WAL that long cuts it too: processes that never close their connections (killed,
+// or exiting with a kept-alive lease's store still referenced) would otherwise let it grow to
+// the 1000-frame checkpoint, and every new process re-read it all.
+constexpr int kShortWalFrames = 48;
 
 // Counts fork()s in this process's ancestry, so that a child can tell connections it inherited
 // (unusable there) without a getpid() system call on every call.
@@ -189,12 +194,35 @@ int busy_handler(void* arg, int count) noexcept {
   return 1;
 }
 
-// After each commit in WAL mode: remembers the WAL's length for the close, and checkpoints
-// once it is long (what sqlite3_wal_autocheckpoint would do; that one cannot say how long).
+// Copies the WAL into the database and cuts it to zero bytes: a new process's first open
+// rebuilds the WAL's index from the frames, and learns nothing from it about which were copied
+// already, so without the cut the WAL would never start over. Best effort and without waiting
+// (the busy handler gives up at once): if another connection is busy, the WAL stays for the
+// next attempt or the auto-checkpoint.
+void cut_wal(SqliteConnection& conn, const char* name) noexcept {
+  const auto deadline = conn.busy_deadline;
+  conn.busy_deadline = steady_clock::now();
+  if (sqlite3_wal_checkpoint_v2(conn.db.get(), name, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                nullptr) == SQLITE_OK) {
+    conn.wal_frames = 0;
+  }
+  conn.busy_deadline = deadline;
+}
+
+// After each commit in WAL mode: remembers the WAL's length for the close, cuts a long WAL at
+// the connection's first commit, and checkpoints once it is very long (what
+// sqlite3_wal_autocheckpoint would do; that one cannot say how long). The commit is done
+// whatever happens here: a failed checkpoint is retried by a later one.
 int wal_hook(void* arg, sqlite3* db, const char* name, int frames) noexcept {
-  static_cast<SqliteConnection*>(arg)->wal_frames = frames;
-  // The commit is done whatever happens here: a failed checkpoint is retried by the next one.
-  if (frames >= kAutoCheckpointFrames) (void)sqlite3_wal_checkpoint(db, name);
+  auto* conn = static_cast<SqliteConnection*>(arg);
+  const bool first = !conn->committed;
+  conn->committed = true;
+  conn->wal_frames = frames;
+  if (frames >= kAutoCheckpointFrames) {
+    (void)sqlite3_wal_checkpoint(db, name);
+  } else if (first && frames >= kShortWalFrames) {
+    cut_wal(*conn, name);
+  }
   return SQLITE_OK;
 }
 
@@ -275,15 +303,7 @@ SqliteConnection::~SqliteConnection() {
   if (!db && !registered) return;
   InsideSqlite inside;
   for (auto& stmt : stmts) stmt.reset();
-  if (db && wal_frames >= kCloseCheckpointFrames) {
-    // Copies the WAL into the database and cuts it to zero bytes: a new process's first
-    // open rebuilds the WAL's index from the frames, and learns nothing from it about which
-    // were copied already, so without the cut the WAL would never start over. Best effort
-    // and without waiting (the busy handler gives up at once): if another connection is
-    // busy, the WAL stays for the next close or auto-checkpoint.
-    busy_deadline = steady_clock::now();
-    (void)sqlite3_wal_checkpoint_v2(db.get(), "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-  }
+  if (db && wal_frames >= kShortWalFrames) cut_wal(*this, "main");
   db.reset();
   if (registered) unregister_connection(file);
 }

@@ -131,6 +131,7 @@ struct SqliteConnection {
   std::chrono::steady_clock::time_point busy_deadline;
   unsigned fork_generation = 0;  // `fork_generation()` when opened
   int wal_frames = 0;            // frames in the WAL after this connection's last commit
+  bool committed = false;        // it has committed a write (the WAL hook ran)
 };
 
 // The connections of one store to its file: idle ones kept for reuse, new ones opened (and the

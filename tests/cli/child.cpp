@@ -11,6 +11,7 @@
 //   child stamp FILE              write the CLOCK_MONOTONIC time in ns to FILE
 //   child exit N                  exit with status N
 //   child raise SIG               kill itself with signal SIG
+//   child no-alarm PROGRAM ARGS... exec PROGRAM with SIGALRM blocked and ignored
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -120,6 +121,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (mode == "exit" && argc == 3) return std::atoi(argv[2]);
+  if (mode == "no-alarm" && argc >= 3) {
+    signal(SIGALRM, SIG_IGN);
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    sigprocmask(SIG_BLOCK, &alarm, nullptr);
+    execv(argv[2], argv + 2);
+    return 96;
+  }
   if (mode == "raise" && argc == 3) {
     int sig = std::atoi(argv[2]);
     signal(sig, SIG_DFL);
