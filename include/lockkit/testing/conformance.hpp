@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -119,6 +120,8 @@ class FaultyStore final : public LeaseStore {
   bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
   std::optional<LockInfo> status(std::string_view key) override;
   std::vector<LockInfo> list(std::string_view prefix) override;
+  // Forwards the batch (`kUnreachable`: throws for the whole round, before reaching the store).
+  void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out) override;
   std::chrono::steady_clock::time_point now() const noexcept override { return inner_->now(); }
   std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
     return inner_->drift(ttl);
