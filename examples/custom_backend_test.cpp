@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The MapStore of custom_backend.hpp passes the conformance kit: the whole contract suite on a
-// fake clock and on the real one, and the store fault cases.
+// fake clock and on the real one, the store fault cases and the keep-alive cases.
 #include <lockkit/testing/conformance.hpp>
 
 #include <thread>
@@ -11,6 +11,8 @@
 namespace {
 
 using lockkit::testing::ConformanceCase;
+using lockkit::testing::KeepAliveCase;
+using lockkit::testing::KeepAliveConformance;
 using lockkit::testing::LeaseStoreFaults;
 using lockkit::testing::LockApiConformance;
 using lockkit::testing::StoreCase;
@@ -47,5 +49,22 @@ INSTANTIATE_TEST_SUITE_P(MapStore, LeaseStoreFaults,
                              .make_unreachable = nullptr,
                              .exclusive = true}),
                          lockkit::testing::StoreCaseName);
+
+// Keep-alive on the real clock: the store renews through the default `extend_many`.
+INSTANTIATE_TEST_SUITE_P(MapStore, KeepAliveConformance,
+                         ::testing::Values(KeepAliveCase{
+                             .name = "RealClock",
+                             .make =
+                                 [store = std::make_shared<example::MapStore>()] {
+                                   return lockkit::make_lock_api(store);
+                                 },
+                             .ttl = std::chrono::milliseconds(200),
+                             .slack = std::chrono::milliseconds(0),
+                             .remove = nullptr,
+                             .pause = nullptr,
+                             .resume = nullptr,
+                             .make_impatient = nullptr,
+                             .call_limit = std::chrono::milliseconds(0)}),
+                         lockkit::testing::KeepAliveCaseName);
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <new>
 #include <queue>
 #include <thread>
 #include <utility>
@@ -68,7 +69,20 @@ struct Group {
   std::vector<std::shared_ptr<LeaseState>> pending;  // due: for the next round
   unsigned rounds = 0;                               // rounds queued or under way
   std::size_t members = 0;                           // states registered here
+  // The rounds under way, by number: a forked child finds their leases here.
+  std::map<std::uint64_t, std::vector<std::shared_ptr<LeaseState>>> flying;
 };
+
+// Reads a priority queue's container, to visit its entries without popping them.
+template <class Queue>
+const typename Queue::container_type& entries_of(const Queue& q) {
+  struct Access : Queue {
+    static const typename Queue::container_type& of(const Queue& queue) {
+      return queue.*(&Access::c);
+    }
+  };
+  return Access::of(q);
+}
 
 struct Notice {
   std::shared_ptr<LeaseState> state;
@@ -111,6 +125,24 @@ class Keeper {
   }
 
   explicit Keeper(std::uint64_t epoch) : epoch_(epoch) {}
+
+  // fork(): the parent holds the keeper's mutex across it, so that a child finds every lease's
+  // entry in place (the keeper never holds it during a store call or a callback).
+  void lock_for_fork() { mu_.lock(); }
+  void unlock_after_fork() { mu_.unlock(); }
+
+  // In a forked child, on the one thread there is (this keeper's mutex is still held by it, from
+  // `lock_for_fork`): calls `f` with each lease this keeper knew of, duplicates included.
+  template <class F>
+  void for_each_state_in_child(F f) {
+    for (auto& [key, g] : groups_) {
+      for (const Entry& e : entries_of(g->timers)) f(e.state);
+      for (const auto& sp : g->pending) f(sp);
+      for (const auto& [round, batch] : g->flying) {
+        for (const auto& sp : batch) f(sp);
+      }
+    }
+  }
 
  private:
   void wake_locked() {
@@ -172,7 +204,7 @@ class Keeper {
       notices.push_back(Notice{e.state, loss_reason(s, now)});
       return;
     }
-    if (s.kept_alive && !s.queued && !s.sending && now >= s.renew_at) {
+    if (s.renewed_here() && !s.queued && !s.sending && now >= s.renew_at) {
       if (now < s.hold_until) {
         s.queued = true;
         g.pending.push_back(e.state);
@@ -185,6 +217,10 @@ class Keeper {
   }
 
   static std::string loss_reason(const LeaseState& s, Steady::time_point now) {
+    if (s.inherited()) {
+      return "the lease belongs to the process that forked this one, which renews it; this "
+             "process's copy is not renewed and its end is near";
+    }
     if (!s.kept_alive) return "the lease was not renewed and its end is near (no keep-alive)";
     if (now >= s.hold_until || s.renew_at >= s.hold_until) {
       return "max_hold was reached: the lease was not renewed any more and its end is near";
@@ -231,6 +267,8 @@ class Keeper {
       const auto cut = g->pending.end() - static_cast<std::ptrdiff_t>(take);
       batch.assign(cut, g->pending.end());
       g->pending.erase(cut, g->pending.end());
+      const std::uint64_t round_id = ++rounds_started_;
+      g->flying.emplace(round_id, batch);
       std::shared_ptr<LeaseOps> ops = g->ops;
       BatchRenewer* renewer = g->batch;
       lk.unlock();
@@ -239,6 +277,7 @@ class Keeper {
       round(ops, renewer, batch, next, notices);
       lk.lock();
       for (auto& e : next) g->timers.push(std::move(e));
+      g->flying.erase(round_id);
       --g->rounds;
       dispatch(*g);
       woken_ = true;
@@ -264,7 +303,7 @@ class Keeper {
       {
         std::lock_guard<std::mutex> guard(s.mu);
         s.queued = false;
-        if (s.phase != LeaseState::Phase::kHeld || !s.kept_alive || s.sending) continue;
+        if (s.phase != LeaseState::Phase::kHeld || !s.renewed_here() || s.sending) continue;
         ask = s.options.should_renew;
       }
       bool wanted = true;
@@ -275,7 +314,7 @@ class Keeper {
         }
       }
       std::lock_guard<std::mutex> guard(s.mu);
-      if (s.phase != LeaseState::Phase::kHeld || !s.kept_alive || s.sending) continue;
+      if (s.phase != LeaseState::Phase::kHeld || !s.renewed_here() || s.sending) continue;
       const Steady::time_point now = ops->now();
       if (!wanted || now >= s.hold_until) {
         // Not wanted now: asked again shortly. Past max_hold (the round started late): never.
@@ -374,36 +413,90 @@ class Keeper {
   bool woken_ = false;                                    // guarded by mu_
   unsigned workers_ = 0;                                  // guarded by mu_
   unsigned idle_ = 0;                                     // guarded by mu_
+  std::uint64_t rounds_started_ = 0;                      // guarded by mu_
   const std::uint64_t epoch_;
 };
 
 // Never destroyed: its threads may run until the process exits.
 std::atomic<Keeper*> g_keeper{nullptr};
 std::mutex g_keeper_mu;
+// In a forked child: the parent's keeper, whose leases the child's keeper has yet to watch.
+std::atomic<Keeper*> g_inherited{nullptr};
+
+void before_fork() noexcept {
+  g_keeper_mu.lock();
+  if (Keeper* k = g_keeper.load()) k->lock_for_fork();
+}
+
+void after_fork_in_parent() noexcept {
+  if (Keeper* k = g_keeper.load()) k->unlock_after_fork();
+  g_keeper_mu.unlock();
+}
 
 void reset_in_child() noexcept {
-  // The child has none of the parent's threads: it starts an empty keeper of its own (the old
-  // one, whose mutex may be held by a thread that no longer exists, is left alone). Leases the
-  // parent keeps alive are the parent's: the child's copies are not renewed.
+  // The child has none of the parent's threads: it starts a keeper of its own (the old one is
+  // left alone; its mutex stays held). The parent's leases stay the parent's: the child
+  // renews none of them (`LeaseState::inherited`). A lease's mutex may have been held by a
+  // thread that does not exist here: each is made afresh while this is the only thread.
+  Keeper* old = g_keeper.load();
+  if (old) {
+    old->for_each_state_in_child([](const std::shared_ptr<LeaseState>& sp) {
+      new (&sp->mu) std::mutex;
+      new (&sp->cv) std::condition_variable;
+    });
+  }
   const std::uint64_t epoch = g_epoch.fetch_add(1) + 1;
+  g_inherited.store(old);
   g_keeper.store(new Keeper(epoch));
   new (&g_keeper_mu) std::mutex;
 }
 
+Keeper& keeper();
+
+// In a forked child, on first use of its keeper: watches the parent's leases until their
+// deadlines (no thread is started before the child asks for anything: a child that only calls
+// exec starts none).
+void adopt_inherited(Keeper& k) {
+  Keeper* old = g_inherited.exchange(nullptr);
+  if (!old) return;
+  std::vector<std::shared_ptr<LeaseState>> states;
+  old->for_each_state_in_child(
+      [&](const std::shared_ptr<LeaseState>& sp) { states.push_back(sp); });
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+  for (const auto& sp : states) {
+    LeaseState& s = *sp;
+    std::uint64_t seq;
+    Steady::time_point at;
+    {
+      std::lock_guard<std::mutex> guard(s.mu);
+      if (s.phase != LeaseState::Phase::kHeld) continue;
+      s.queued = false;
+      s.registered_epoch = 0;
+      seq = ++s.seq;
+      at = next_wake(s);
+    }
+    k.schedule(sp, at, seq);
+  }
+}
+
 Keeper& keeper() {
   Keeper* k = g_keeper.load(std::memory_order_acquire);
-  if (k) return *k;
-  std::lock_guard<std::mutex> guard(g_keeper_mu);
-  k = g_keeper.load();
   if (!k) {
-    static const bool installed = [] {
-      pthread_atfork(nullptr, nullptr, &reset_in_child);
-      return true;
-    }();
-    (void)installed;
-    k = new Keeper(g_epoch.load());
-    g_keeper.store(k, std::memory_order_release);
+    std::lock_guard<std::mutex> guard(g_keeper_mu);
+    k = g_keeper.load();
+    if (!k) {
+      static const bool installed = [] {
+        pthread_atfork(&before_fork, &after_fork_in_parent, &reset_in_child);
+        return true;
+      }();
+      (void)installed;
+      k = new Keeper(g_epoch.load());
+      g_keeper.store(k, std::memory_order_release);
+    }
   }
+  if (g_inherited.load(std::memory_order_acquire)) [[unlikely]]
+    adopt_inherited(*k);
   return *k;
 }
 
@@ -413,6 +506,10 @@ std::uint64_t keeper_epoch() noexcept {
   return g_epoch.load(std::memory_order_relaxed);
 }
 
+void keeper_watch_inherited() {
+  if (g_inherited.load(std::memory_order_acquire)) (void)keeper();
+}
+
 void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                      std::uint64_t seq) {
   keeper().schedule(state, at, seq);
@@ -420,7 +517,7 @@ void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_poin
 
 Steady::time_point next_wake(const LeaseState& s) {
   Steady::time_point at = s.deadline();
-  if (s.kept_alive && !s.queued && !s.sending && s.renew_at < s.hold_until) {
+  if (s.renewed_here() && !s.queued && !s.sending && s.renew_at < s.hold_until) {
     at = std::min(at, s.renew_at);
   }
   return at;
@@ -435,6 +532,7 @@ bool mark_lost(LeaseState& s) {
 
 void notify_lost(LeaseState& s, std::string_view reason) noexcept {
   s.stop.request_stop();
+  if (s.inherited()) return;  // a forked child: `on_lost` is the parent's, about its own lease
   std::function<void(std::string_view)> on_lost;
   {
     std::lock_guard<std::mutex> guard(s.mu);

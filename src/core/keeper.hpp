@@ -38,6 +38,10 @@ class BatchRenewer {
   ~BatchRenewer() = default;
 };
 
+// The keeper's generation: changes in a forked child, whose keeper starts with the parent's
+// leases to watch but renews none of them.
+std::uint64_t keeper_epoch() noexcept;
+
 // What a `Lock` and the keeper share about one lease. Made on the first `keep_alive()` or
 // `stop_token()`. Lock order: the keeper's mutex before `mu`; callbacks run with neither held.
 struct LeaseState {
@@ -47,6 +51,7 @@ struct LeaseState {
              std::string_view lease_token, std::chrono::milliseconds lease_ttl,
              Steady::time_point acquired_at, Steady::time_point valid)
       : ops(std::move(lease_ops)),
+        epoch(keeper_epoch()),
         key(lease_key),
         token(lease_token),
         acquired(acquired_at),
@@ -55,6 +60,7 @@ struct LeaseState {
         valid_until(valid) {}
 
   const std::shared_ptr<LeaseOps> ops;
+  const std::uint64_t epoch;  // `keeper_epoch()` of the process that made it
   const std::string key;
   const std::string token;
   const Steady::time_point acquired;
@@ -80,10 +86,12 @@ struct LeaseState {
 
   // Returns the moment the lease counts as lost without a confirmed renewal.
   Steady::time_point deadline() const { return valid_until - loss_margin(ttl); }
+  // Returns true in a forked child for a lease of an ancestor: it is that process's lease, so
+  // this one neither renews nor releases it.
+  bool inherited() const noexcept { return epoch != keeper_epoch(); }
+  // Returns true if this process renews the lease (mu held).
+  bool renewed_here() const noexcept { return kept_alive && !inherited(); }
 };
-
-// The keeper's generation: changes in a forked child, whose keeper starts empty.
-std::uint64_t keeper_epoch() noexcept;
 
 // Puts `state`'s next wake-up at `at` (by its store's clock) under number `seq` (the value of
 // `state->seq` the caller just set, without holding `state->mu` now).
@@ -98,6 +106,10 @@ Steady::time_point next_wake(const LeaseState& state);
 bool mark_lost(LeaseState& state);
 // Requests the stop and calls `on_lost` (taken from the state) with `reason`.
 void notify_lost(LeaseState& state, std::string_view reason) noexcept;
+
+// In a forked child: makes the keeper watch the leases inherited from the parent (their stop
+// tokens are then requested at their deadlines); nothing otherwise.
+void keeper_watch_inherited();
 
 // Wakes the scheduler (an injected clock moved).
 void wake_keeper() noexcept;

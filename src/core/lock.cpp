@@ -117,6 +117,12 @@ void Lock::release_quietly() noexcept {
 
 bool Lock::release_now() {
   if (state_) stop_renewing(*state_);
+  if (state_ && state_->inherited()) {
+    // A forked child's copy of a lease its parent keeps alive or watches: the parent's, which
+    // goes on renewing and using it. The child neither renews nor releases it.
+    ops_.reset();
+    return false;
+  }
   bool ours =
       ops_->release_held(key_, token(), acquired_);  // on throw, ops_ stays: the caller may retry
   if (state_) {
@@ -229,6 +235,7 @@ std::stop_token Lock::stop_token() const {
   }
   const bool fresh = !state_;
   detail::LeaseState& s = state();
+  if (!fresh && s.inherited()) detail::keeper_watch_inherited();
   if (fresh) {
     std::uint64_t seq;
     Steady::time_point wake;

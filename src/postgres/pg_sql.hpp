@@ -23,6 +23,9 @@ struct Sql {
   std::string acquire;  // ($1, $2, $3) -> fence, or no row if held by someone else
   std::string release;  // ($1, $2) -> one row (still unexpired?) if the token owned the row
   std::string extend;   // ($1, $2, $3) -> one row if extended
+  // ($1 keys in hex text[], $2 tokens text[], $3 ttls in ms int8[]) -> the 1-based position of
+  // each lease extended, like `extend` for each
+  std::string extend_many;
   std::string status;   // ($1) -> fence, remaining ms
   std::string list;     // ($1 lowest key, $2 first key past the prefix or NULL) -> key, fence, ms
   std::string exists;   // simple query: true if every object of the schema exists

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/escape.hpp"
 #include "core/store_failure.hpp"
@@ -41,8 +43,15 @@ constexpr Oid kTextOid = 25;
 constexpr Oid kAcquireTypes[] = {kByteaOid, kTextOid, kInt8Oid};
 constexpr Oid kKeyTokenTypes[] = {kByteaOid, kTextOid};
 constexpr Oid kKeyTypes[] = {kByteaOid, kByteaOid};
+constexpr Oid kTextArrayOid = 1009;
+constexpr Oid kInt8ArrayOid = 1016;
+constexpr Oid kExtendManyTypes[] = {kTextArrayOid, kTextArrayOid, kInt8ArrayOid};
 
-enum StatementId { kAcquire, kRelease, kExtend, kStatus, kList };
+enum StatementId { kAcquire, kRelease, kExtend, kStatus, kList, kExtendMany };
+
+// Renewals per statement: one round trip and one commit each; a statement of this size still
+// runs in a few milliseconds, far inside any command timeout.
+constexpr std::size_t kExtendChunk = 1000;
 
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 
@@ -142,7 +151,8 @@ class PostgresStore final : public LeaseStore {
                     Statement{kRelease, &sql_.release, 2, kKeyTokenTypes},
                     Statement{kExtend, &sql_.extend, 3, kAcquireTypes},
                     Statement{kStatus, &sql_.status, 1, kKeyTypes},
-                    Statement{kList, &sql_.list, 2, kKeyTypes}},
+                    Statement{kList, &sql_.list, 2, kKeyTypes},
+                    Statement{kExtendMany, &sql_.extend_many, 3, kExtendManyTypes}},
         params_(explicit_params(parse_conninfo(options_.conninfo).get())),
         session_{guard_sql(options_),
                  std::min(options_.command_timeout, std::chrono::milliseconds(1000))},
@@ -202,6 +212,23 @@ class PostgresStore final : public LeaseStore {
     params.add(ttl_ms, false);
     ResultPtr r = run_or_raise("extend", key, kExtend, params);
     return PQntuples(r.get()) == 1;
+  }
+
+  // One statement per round (per `kExtendChunk` renewals): one round trip and one commit.
+  void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out) override {
+    const std::size_t n = std::min(requests.size(), out.size());
+    for (std::size_t begin = 0; begin < n; begin += kExtendChunk) {
+      const std::size_t end = std::min(n, begin + kExtendChunk);
+      try {
+        extend_chunk(requests, out, begin, end);
+      } catch (const BackendError&) {
+        if (begin == 0) throw;  // nothing done yet: the round failed as a whole
+        // The store is failing: the rest would only wait out the same timeouts.
+        std::fill(out.begin() + static_cast<std::ptrdiff_t>(begin),
+                  out.begin() + static_cast<std::ptrdiff_t>(n), ExtendOutcome::kFailed);
+        return;
+      }
+    }
   }
 
   std::optional<LockInfo> status(std::string_view key) override {
@@ -320,6 +347,65 @@ class PostgresStore final : public LeaseStore {
     return own_context ? message : message + " (" + target_ + ")";
   }
 
+  // Renews `requests[begin, end)` in one statement and sets their outcomes. Throws
+  // `BackendError` if the statement failed.
+  void extend_chunk(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out,
+                    std::size_t begin, std::size_t end) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    // Array literals in text form: keys as hex (no quoting needed), tokens quoted.
+    std::string keys = "{", tokens = "{", ttls = "{";
+    std::vector<std::size_t> sent;
+    for (std::size_t i = begin; i < end; ++i) {
+      const ExtendRequest& r = requests[i];
+      out[i] = ExtendOutcome::kNotOurs;
+      if (!plausible_token(r.token)) continue;  // owns nothing, as `extend` says
+      if (!sent.empty()) {
+        keys += ',';
+        tokens += ',';
+        ttls += ',';
+      }
+      for (unsigned char c : r.key) {
+        keys += kHex[c >> 4];
+        keys += kHex[c & 15];
+      }
+      tokens += '"';
+      for (char c : r.token) {
+        if (c == '"' || c == '\\') tokens += '\\';
+        tokens += c;
+      }
+      tokens += '"';
+      ttls += std::to_string(r.ttl.count());
+      sent.push_back(i);
+    }
+    if (sent.empty()) return;
+    keys += '}';
+    tokens += '}';
+    ttls += '}';
+    Params params;
+    params.add(keys, false);
+    params.add(tokens, false);
+    params.add(ttls, false);
+    ResultPtr r;
+    try {
+      r = run(kExtendMany, params);
+    } catch (const StoreFailure& e) {
+      throw BackendError(
+          "postgres", e.kind(),
+          "extend " + std::to_string(sent.size()) + " leases in one statement: " + describe(e));
+    }
+    const int rows = PQntuples(r.get());
+    for (int row = 0; row < rows; ++row) {
+      const std::int64_t at =
+          checked([&] { return read_int8(r.get(), row, 0); }, "extend", requests[sent[0]].key);
+      if (at < 1 || static_cast<std::size_t>(at) > sent.size()) {
+        throw BackendError("postgres", ErrorKind::kProtocol,
+                           "extend " + std::to_string(sent.size()) +
+                               " leases in one statement: position out of range");
+      }
+      out[sent[static_cast<std::size_t>(at - 1)]] = ExtendOutcome::kExtended;
+    }
+  }
+
   [[noreturn]] void raise(std::string_view op, std::string_view key, const StoreFailure& e) const {
     throw BackendError("postgres", e.kind(),
                        std::string(op) + " \"" + detail::escape_key(key) + "\": " + describe(e));
@@ -401,7 +487,7 @@ class PostgresStore final : public LeaseStore {
   const PostgresOptions options_;
   const std::string target_;
   const detail::pg::Sql sql_;
-  const Statement statements_[5];
+  const Statement statements_[6];
   const ConnParams params_;  // the conninfo's keywords
   const Session session_;
   Pool pool_;

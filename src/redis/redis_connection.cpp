@@ -555,6 +555,61 @@ Reply Connection::call_after(std::string_view first, std::string_view request, T
   return Reply(me.reply);
 }
 
+std::vector<Reply> Connection::call_many(std::span<const std::string> requests, TimePoint deadline,
+                                         std::optional<StoreFailure>& failure) {
+  const std::size_t n = requests.size();
+  std::vector<Reply> replies(n);
+  if (n == 0) return replies;
+  // Not movable (an atomic each): one array, alive until every reply is in or failed.
+  std::unique_ptr<Waiter[]> waiters(new Waiter[n]);
+  std::size_t reader_for = n;  // the waiter for whom this caller took the reader role, if any
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (broken_.load(std::memory_order_relaxed)) {
+      throw StoreFailure(broken_kind_, broken_message_, false);
+    }
+    const TimePoint now = deadline - command_timeout_;
+    if (pending_.empty() && !writing_ && !reading_ && now - last_used_ >= milliseconds(5) &&
+        idle_peer_closed()) {
+      fail_locked(ErrorKind::kUnavailable, "connection closed by the server");
+      throw StoreFailure(broken_kind_, broken_message_, false);
+    }
+    last_used_ = now;
+    for (std::size_t i = 0; i < n; ++i) {
+      Waiter& w = waiters[i];
+      w.offset = appended_;
+      out_.append(requests[i]);
+      appended_ += requests[i].size();
+      pending_.push_back(&w);
+      w.queued = true;
+      ++queued_requests_;
+    }
+    if (!writing_ && !(reading_ && sent_requests_ > answered_)) flush_locked(lock, deadline);
+    if (!reading_) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (waiters[i].queued) {
+          reading_ = true;
+          reader_for = i;
+          break;
+        }
+      }
+    }
+  }
+  // Reading for one of ours ends with the role released or handed on, perhaps to the next of
+  // ours (`await` then reads for it).
+  if (reader_for < n) read_loop(waiters[reader_for], deadline);
+  for (std::size_t i = 0; i < n; ++i) {
+    Waiter& w = waiters[i];
+    await(w, deadline);
+    if (w.failed) {
+      if (!failure) failure.emplace(w.kind, w.message, w.maybe_sent);
+      continue;
+    }
+    replies[i].reset(w.reply);
+  }
+  return replies;
+}
+
 void Connection::await(Waiter& me, TimePoint deadline) {
   while (true) {
     std::uint32_t state = me.state.load(std::memory_order_acquire);

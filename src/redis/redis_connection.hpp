@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -97,6 +98,14 @@ class Connection {
   // Like `call`, but sends `first` (one RESP command, e.g. ASKING) immediately before `request`
   // with no other caller's request between them, and returns `request`'s reply only.
   Reply call_after(std::string_view first, std::string_view request, TimePoint deadline);
+
+  // Sends `requests` (RESP commands) back to back, with no other caller's request between them,
+  // in as few sends as the socket takes, and returns their replies in order: one round trip for
+  // all. A request whose reply did not come (the connection broke, or `deadline` passed) gets a
+  // null reply, and `failure` the first such failure. Throws `StoreFailure` (never sent) if the
+  // connection was already unusable.
+  std::vector<Reply> call_many(std::span<const std::string> requests, TimePoint deadline,
+                               std::optional<StoreFailure>& failure);
 
   bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
   // In a forked child: closes this process's copy of the socket without sending or receiving

@@ -2,6 +2,7 @@
 // The redis:// store: Lua scripts for acquire/release/extend/status, URL parsing, registration.
 #include <algorithm>
 #include <charconv>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -250,6 +251,54 @@ class RedisStore final : public LeaseStore {
     }
   }
 
+  // One pipelined round per server: every renewal's script goes out back to back on one
+  // connection and the replies are matched in order; on a cluster, one such round per master
+  // (grouped by the slot map), and a renewal redirected there goes again on its own through
+  // `extend`, which follows redirections.
+  void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out) override {
+    std::fill(out.begin(), out.end(), ExtendOutcome::kFailed);
+    std::optional<StoreFailure> failure;
+    std::vector<std::size_t> redirected;
+    std::vector<std::pair<detail::redis::Pool*, std::vector<std::size_t>>> rounds;
+    const detail::redis::TimePoint budget = std::chrono::steady_clock::now() + call_budget_;
+    std::string lock_key, fence_key, holder_key;
+    for (std::size_t i = 0; i < requests.size() && i < out.size(); ++i) {
+      if (layout_.reserved(requests[i].key)) continue;  // `extend` would refuse it: kFailed
+      detail::redis::Pool* pool = pool_.get();
+      if (router_) {
+        try {
+          layout_.keys_of(requests[i].key, lock_key, fence_key, holder_key);
+          pool = &router_->route(detail::redis::key_slot(lock_key), budget);
+        } catch (const StoreFailure& f) {
+          if (!failure) failure = f;
+          continue;
+        }
+      }
+      auto it = std::find_if(rounds.begin(), rounds.end(),
+                             [&](const auto& r) { return r.first == pool; });
+      if (it == rounds.end()) it = rounds.insert(rounds.end(), {pool, {}});
+      it->second.push_back(i);
+    }
+    for (auto& [pool, indices] : rounds) {
+      extend_round(*pool, requests, indices, out, failure, redirected);
+    }
+    for (std::size_t i : redirected) {
+      try {
+        out[i] = extend(requests[i].key, requests[i].token, requests[i].ttl)
+                     ? ExtendOutcome::kExtended
+                     : ExtendOutcome::kNotOurs;
+      } catch (const BackendError&) {  // kFailed, as for any other failure of one renewal
+      }
+    }
+    const bool none = std::all_of(out.begin(), out.end(),
+                                  [](ExtendOutcome o) { return o == ExtendOutcome::kFailed; });
+    if (failure && none) {
+      throw BackendError(
+          "redis", failure->kind(),
+          "extend " + std::to_string(requests.size()) + " leases in one round: " + failure->what());
+    }
+  }
+
   std::optional<LockInfo> status(std::string_view key) override {
     check_key(key);
     return status_unchecked(key);
@@ -445,6 +494,91 @@ class RedisStore final : public LeaseStore {
         if (!f.maybe_applied() && attempt == 0) continue;
         throw;
       }
+    }
+  }
+
+  // Renews `requests[indices]` on `pool` in one pipelined round and sets their outcomes.
+  // A reply that is an error counts for its own request only; a cluster redirection puts the
+  // request in `redirected`. Retries once, on a fresh connection, only when nothing was sent.
+  void extend_round(detail::redis::Pool& pool, std::span<const ExtendRequest> requests,
+                    const std::vector<std::size_t>& indices, std::span<ExtendOutcome> out,
+                    std::optional<StoreFailure>& failure, std::vector<std::size_t>& redirected) {
+    const std::size_t index = pool.pick();
+    std::string lock_key, fence_key, holder_key;
+    std::vector<std::string> wire(indices.size());
+    auto build = [&](std::size_t k, std::string_view verb, std::string_view head) {
+      const ExtendRequest& r = requests[indices[k]];
+      layout_.keys_of(r.key, lock_key, fence_key, holder_key);
+      const std::string ttl_ms = std::to_string(r.ttl.count());
+      std::string& request = wire[k];
+      request.clear();
+      detail::redis::append_array_header(request, 7);
+      for (std::string_view arg :
+           {verb, head, std::string_view("2"), std::string_view(lock_key),
+            std::string_view(holder_key), r.token, std::string_view(ttl_ms)}) {
+        detail::redis::append_bulk(request, arg);
+      }
+    };
+    for (int attempt = 0;; ++attempt) {
+      std::vector<Reply> replies;
+      std::optional<StoreFailure> lost;
+      try {
+        // A failed connect is not retried: that would double the time a round may take.
+        auto conn = pool.get(index);
+        for (std::size_t k = 0; k < indices.size(); ++k) {
+          build(k, "EVALSHA", conn->script_sha(kExtend));
+        }
+        replies = conn->call_many(wire, std::chrono::steady_clock::now() + command_timeout_, lost);
+        // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
+        std::vector<std::size_t> again;
+        for (std::size_t k = 0; k < replies.size(); ++k) {
+          const Reply& r = replies[k];
+          if (r && r->type == REDIS_REPLY_ERROR &&
+              std::string_view(r->str, r->len).substr(0, 8) == "NOSCRIPT") {
+            again.push_back(k);
+          }
+        }
+        if (!again.empty()) {
+          std::vector<std::string> retry_wire;
+          for (std::size_t k : again) {
+            build(k, "EVAL", pool.config().scripts[kExtend]);
+            retry_wire.push_back(std::move(wire[k]));
+          }
+          auto second = conn->call_many(retry_wire,
+                                        std::chrono::steady_clock::now() + command_timeout_, lost);
+          for (std::size_t j = 0; j < again.size(); ++j) replies[again[j]] = std::move(second[j]);
+        }
+      } catch (const StoreFailure& f) {
+        // Thrown before anything was sent: an idle connection the server closed (restart).
+        if (attempt == 0 && !f.maybe_applied() && replies.empty()) continue;
+        if (!failure) failure = f;
+        return;
+      }
+      if (lost && !failure) failure = std::move(lost);
+      for (std::size_t k = 0; k < replies.size(); ++k) {
+        const Reply& r = replies[k];
+        const std::size_t i = indices[k];
+        if (!r) continue;  // no reply: kFailed
+        if (r->type == REDIS_REPLY_INTEGER) {
+          out[i] = r->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
+          continue;
+        }
+        if (r->type != REDIS_REPLY_ERROR) {
+          if (!failure) failure.emplace(ErrorKind::kProtocol, "unexpected reply", true);
+          continue;
+        }
+        const std::string_view text(r->str, r->len);
+        if (router_ && (detail::redis::parse_redirection(text) || text.substr(0, 8) == "TRYAGAIN" ||
+                        text.substr(0, 11) == "CLUSTERDOWN")) {
+          redirected.push_back(i);
+          continue;
+        }
+        if (!failure) {
+          failure.emplace(detail::redis::error_reply_kind(text),
+                          "server error: " + std::string(text), true);
+        }
+      }
+      return;
     }
   }
 

@@ -3,11 +3,13 @@
 // the lease table, run through the connection pool; and the factories.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +29,9 @@ using std::chrono::nanoseconds;
 
 // Every this many acquisitions (by fence), the acquiring transaction deletes all expired rows.
 constexpr std::int64_t kSweepEvery = 64;
+// Renewals per transaction in `extend_many`: the file's write lock is held for a few
+// milliseconds at most, so other processes' calls are not held up for long.
+constexpr std::size_t kExtendChunk = 1000;
 
 // Whether a row's lease is over, seen by this process. ?10 our boot id, ?11 the host's
 // CLOCK_MONOTONIC, ?12 the furthest monotonic expiry a live lease can have, ?13 CLOCK_REALTIME.
@@ -92,6 +97,7 @@ class SqliteStore final : public LeaseStore {
                                        milliseconds ttl) override;
   bool release(std::string_view key, std::string_view token) override;
   bool extend(std::string_view key, std::string_view token, milliseconds ttl) override;
+  void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out) override;
   std::optional<LockInfo> status(std::string_view key) override;
   std::vector<LockInfo> list(std::string_view prefix) override;
 
@@ -170,6 +176,42 @@ bool SqliteStore::extend(std::string_view key, std::string_view token, milliseco
   pool_.file().bind_clocks(stmt, now);
   if (s.step(stmt)) s.unexpected_row();
   return sqlite3_changes(s.db()) > 0;
+}
+
+// One transaction (one commit: one WAL append and, in the durable modes, one sync) per
+// `kExtendChunk` renewals, each the same statement as `extend`, against one clock reading
+// taken once the write lock is ours.
+void SqliteStore::extend_many(std::span<const ExtendRequest> requests,
+                              std::span<ExtendOutcome> out) {
+  const std::size_t n = std::min(requests.size(), out.size());
+  for (std::size_t begin = 0; begin < n; begin += kExtendChunk) {
+    const std::size_t end = std::min(n, begin + kExtendChunk);
+    try {
+      SqliteSession s(pool_, "extend", end - begin == 1 ? requests[begin].key : "(a batch)");
+      s.exec(kBegin);
+      const Now now = pool_.file().clocks();
+      sqlite3_stmt* stmt = s.stmt(kExtend);
+      for (std::size_t i = begin; i < end; ++i) {
+        ResetGuard reset(stmt);
+        bind_blob(stmt, 1, requests[i].key);
+        bind_blob(stmt, 2, requests[i].token);
+        sqlite3_bind_int64(stmt, 3, now.mono + to_ns(requests[i].ttl));
+        sqlite3_bind_int64(stmt, 4, now.wall + to_ns(requests[i].ttl) + to_ns(kWallMargin));
+        pool_.file().bind_clocks(stmt, now);
+        if (s.step(stmt)) s.unexpected_row();
+        out[i] = sqlite3_changes(s.db()) > 0 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
+      }
+      sqlite3_stmt* commit = s.stmt(kCommit);
+      ResetGuard reset(commit);
+      int rc = sqlite3_step(commit);
+      if (rc != SQLITE_DONE) s.fail(rc);
+    } catch (const BackendError&) {
+      std::fill(out.begin() + static_cast<std::ptrdiff_t>(begin),
+                out.begin() + static_cast<std::ptrdiff_t>(n), ExtendOutcome::kFailed);
+      if (begin == 0) throw;  // nothing done: the round failed as a whole
+      return;                 // the file is failing: the rest would wait out the same timeout
+    }
+  }
 }
 
 std::optional<LockInfo> SqliteStore::status(std::string_view key) {

@@ -3,6 +3,8 @@
 // "busy" or "not ours", and an in-doubt acquire leaves no lease that nobody owns.
 #include <set>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "lockkit/errors.hpp"
 #include "lockkit/testing/conformance.hpp"
@@ -44,6 +46,12 @@ bool FaultyStore::extend(std::string_view key, std::string_view token,
                          std::chrono::milliseconds ttl) {
   fail_if(fault_.load() == Fault::kUnreachable);
   return inner_->extend(key, token, ttl);
+}
+
+void FaultyStore::extend_many(std::span<const ExtendRequest> requests,
+                              std::span<ExtendOutcome> out) {
+  fail_if(fault_.load() == Fault::kUnreachable);
+  inner_->extend_many(requests, out);
 }
 
 std::optional<LockInfo> FaultyStore::status(std::string_view key) {
@@ -109,6 +117,96 @@ TEST_P(LeaseStoreFaults, StoreGrantsOnceAndChecksTokens) {
   ASSERT_TRUE(second);
   EXPECT_GT(*second, *first) << "fences must increase across releases";
   EXPECT_TRUE(store_->release(key, b));
+}
+
+// `extend_many` says per request what `extend` would have: a lease still ours is extended,
+// while another holder's, an expired, a released and a free key are left alone.
+TEST_P(LeaseStoreFaults, ExtendManyGivesEachRequestItsOwnOutcome) {
+  if (!GetParam().exclusive) GTEST_SKIP() << GetParam().name << " grants every request";
+  std::vector<ExtendOutcome> none;
+  store_->extend_many({}, none);  // an empty round is no error
+  // One lease runs out first, so that the others keep most of their ttl.
+  const auto expired = Key("expired");
+  const auto expired_token = make_token();
+  ASSERT_TRUE(store_->acquire(expired, expired_token, 50ms));
+  // A store on a fake clock never gets there: its lease is released instead (also not ours).
+  const auto wait_start = std::chrono::steady_clock::now();
+  const auto store_start = store_->now();
+  while (store_->status(expired)) {
+    const auto waited = std::chrono::steady_clock::now() - wait_start;
+    if (waited > 3s || (waited > 100ms && store_->now() == store_start)) {
+      ASSERT_TRUE(store_->release(expired, expired_token));
+      break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  constexpr auto kShort = 5s;
+  const auto ours = Key("ours"), theirs = Key("theirs"), released = Key("released"),
+             free = Key("free"), ours_too = Key("ours-too");
+  const auto a = make_token(), b = make_token(), c = make_token(), d = make_token();
+  ASSERT_TRUE(store_->acquire(ours, a, kShort));
+  auto their_fence = store_->acquire(theirs, b, kShort);
+  ASSERT_TRUE(their_fence);
+  ASSERT_TRUE(store_->acquire(released, c, kShort));
+  ASSERT_TRUE(store_->release(released, c));
+  ASSERT_TRUE(store_->acquire(ours_too, d, kShort));
+  const std::vector<ExtendRequest> requests = {
+      {ours, a, kLong},     {theirs, a, kLong}, {expired, expired_token, kLong},
+      {released, c, kLong}, {free, a, kLong},   {ours_too, d, kLong},
+  };
+  std::vector<ExtendOutcome> out(requests.size(), ExtendOutcome::kFailed);
+  store_->extend_many(requests, out);
+  const std::vector<ExtendOutcome> expected = {
+      ExtendOutcome::kExtended, ExtendOutcome::kNotOurs, ExtendOutcome::kNotOurs,
+      ExtendOutcome::kNotOurs,  ExtendOutcome::kNotOurs, ExtendOutcome::kExtended,
+  };
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(static_cast<int>(out[i]), static_cast<int>(expected[i]))
+        << "request " << i << " (" << requests[i].key << ")";
+  }
+  auto info = store_->status(ours);
+  ASSERT_TRUE(info);
+  EXPECT_GT(info->remaining, kShort) << "reported extended but still on its old ttl";
+  info = store_->status(theirs);
+  ASSERT_TRUE(info) << "someone else's lease was touched";
+  EXPECT_EQ(info->fence, *their_fence);
+  EXPECT_LE(info->remaining, kShort) << "someone else's lease was extended";
+  EXPECT_FALSE(store_->status(expired)) << "an expired lease came back";
+  EXPECT_FALSE(store_->status(released)) << "a released lease came back";
+  EXPECT_FALSE(store_->status(free));
+  EXPECT_TRUE(store_->release(ours, a));
+  EXPECT_TRUE(store_->release(theirs, b));
+  EXPECT_TRUE(store_->release(ours_too, d));
+}
+
+// A round against a store that cannot be reached fails as a whole (`BackendError`) or request
+// by request (`kFailed`), within the store's timeouts; never "not ours".
+TEST_P(LeaseStoreFaults, ExtendManyOnUnreachableStoreFailsEveryRequest) {
+  if (!GetParam().make_unreachable) {
+    GTEST_SKIP() << GetParam().name << " gives no StoreCase::make_unreachable";
+  }
+  std::shared_ptr<LeaseStore> dead;
+  try {
+    dead = GetParam().make_unreachable();
+  } catch (const BackendError&) {
+    return;
+  }
+  ASSERT_NE(dead, nullptr);
+  const auto k1 = Key("1"), k2 = Key("2"), k3 = Key("3");
+  const auto token = make_token();
+  const std::vector<ExtendRequest> requests = {
+      {k1, token, kLong}, {k2, token, kLong}, {k3, token, kLong}};
+  std::vector<ExtendOutcome> out(requests.size(), ExtendOutcome::kExtended);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    dead->extend_many(requests, out);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      EXPECT_EQ(static_cast<int>(out[i]), static_cast<int>(ExtendOutcome::kFailed))
+          << "request " << i << ": a store that cannot be reached said something about it";
+    }
+  } catch (const BackendError&) {  // the round failed as a whole
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "blocked past the store's timeouts";
 }
 
 TEST_P(LeaseStoreFaults, UnreachableStoreThrowsBackendErrorNeverEmpty) {

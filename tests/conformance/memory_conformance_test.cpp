@@ -68,5 +68,19 @@ INSTANTIATE_TEST_SUITE_P(
                                 .make_unreachable = nullptr}),
     StoreCaseName);
 
+// Keep-alive on the real clock (the keeper runs on the store's clock; these cases sleep).
+INSTANTIATE_TEST_SUITE_P(Memory, KeepAliveConformance,
+                         ::testing::Values(KeepAliveCase{
+                             .name = "RealClock",
+                             .make = [store = make_memory_store()] { return make_lock_api(store); },
+                             .ttl = std::chrono::milliseconds(200),
+                             .slack = std::chrono::milliseconds(0),
+                             .remove = nullptr,
+                             .pause = nullptr,
+                             .resume = nullptr,
+                             .make_impatient = nullptr,
+                             .call_limit = std::chrono::milliseconds(0)}),
+                         KeepAliveCaseName);
+
 }  // namespace
 }  // namespace lockkit::testing

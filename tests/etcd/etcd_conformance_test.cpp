@@ -53,5 +53,20 @@ INSTANTIATE_TEST_SUITE_P(Etcd, LeaseStoreFaults,
                              .exclusive = true}),
                          StoreCaseName);
 
+// Keep-alive: etcd leases count whole seconds, so 1 s is the shortest ttl.
+INSTANTIATE_TEST_SUITE_P(
+    Etcd, KeepAliveConformance,
+    ::testing::Values(KeepAliveCase{
+        .name = "DefaultPrefix",
+        .make = [] { return lockkit::open(EtcdServer::shared().url("?command_timeout=10s")); },
+        .ttl = 1s,
+        .slack = 800ms,  // the leader's pass over expired leases, then the revoke through raft
+        .remove = nullptr,
+        .pause = nullptr,
+        .resume = nullptr,
+        .make_impatient = nullptr,
+        .call_limit = 0ms}),
+    KeepAliveCaseName);
+
 }  // namespace
 }  // namespace lockkit::testing

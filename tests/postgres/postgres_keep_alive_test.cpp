@@ -1,28 +1,25 @@
 // SPDX-License-Identifier: MIT
-// Lock::keep_alive on a real PostgreSQL: long holds, DELETE behind the holder's back, a SIGSTOPped
-// server, max_hold.
+// Lock::keep_alive on a real PostgreSQL: the kit's keep-alive cases, with an SQL DELETE behind the
+// holder's back and a SIGSTOPped server.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "lockkit/open.hpp"
-#include "support/keep_alive_cases.hpp"
+#include "lockkit/testing/conformance.hpp"
 #include "support/postgres_server.hpp"
+#include "support/sanitizers.hpp"
 
 namespace lockkit::testing {
 namespace {
 
 using namespace std::chrono_literals;
-using namespace keep_alive;
 
 constexpr const char* kSchema = "keep_alive";
-
-std::string unique(std::string_view stem) {
-  return "keep-alive/" + std::string(stem) + "/" + make_token().substr(0, 8);
-}
 
 std::string url(std::string_view extra = "") {
   return PostgresServer::shared().url(std::string("schema=") + kSchema + std::string(extra));
@@ -59,39 +56,36 @@ class Paused {
   bool paused_ = false;
 };
 
-TEST(PostgresKeepAlive, KeptAliveForFiveTtlsNobodyElseTakesIt) {
-  auto api = lockkit::open(url());
-  auto other = lockkit::open(url());
-  KeptAliveForFiveTtls(*api, *other, unique("five"), 1s);
+// The kit's keep-alive cases: SQL DELETE behind the holder's back, SIGSTOP of the server.
+KeepAliveCase PostgresKeepAliveCase() {
+  static std::optional<Paused> paused;
+  return KeepAliveCase{
+      .name = "RealServer",
+      .make = [] { return lockkit::open(url()); },
+      // Each renewal is a transaction that waits for its WAL flush; a sanitizer build is slower.
+      .ttl = kSanitizerBuild ? 1000ms : 600ms,
+      .slack = 0ms,
+      .remove =
+          [](const std::string& key) {
+            EXPECT_EQ(exec(std::string("DELETE FROM ") + kSchema +
+                           ".leases WHERE key = convert_to('" + key + "', 'UTF8')"),
+                      "1");
+          },
+      .pause =
+          [] {
+            paused.emplace();
+            paused->pause();
+          },
+      .resume = [] { paused.reset(); },
+      .make_impatient =
+          [] { return lockkit::open(url("&connect_timeout=300ms&command_timeout=300ms")); },
+      // A call may wait for a pool slot, connect, run its statement and confirm a cancel.
+      .call_limit = 3s,
+  };
 }
 
-TEST(PostgresKeepAlive, DeleteBehindTheHoldersBackIsNoticedWithinARenewalPeriod) {
-  auto api = lockkit::open(url());
-  std::string key = unique("delete");
-  DeletedBehindTheBackIsNoticed(*api, key, 900ms, [&] {
-    EXPECT_EQ(exec(std::string("DELETE FROM ") + kSchema + ".leases WHERE key = convert_to('" +
-                   key + "', 'UTF8')"),
-              "1");
-  });
-}
-
-TEST(PostgresKeepAlive, StoppedServerSignalsLossBeforeValidUntilAndNothingIsRenewedAfter) {
-  Paused paused;
-  auto api = lockkit::open(url("&connect_timeout=300ms&command_timeout=300ms"));
-  auto other = lockkit::open(url());
-  auto key = unique("stop");
-  (void)other->status(key);  // connected before the pause
-  // A call may wait for a pool slot, connect, run its statement and confirm a cancel.
-  PausedStoreSignalsBeforeTheDeadline(
-      *api, *other, key, 1200ms, 3s + kSchedulingSlack, [&] { paused.pause(); },
-      [&] { paused.resume(); });
-}
-
-TEST(PostgresKeepAlive, MaxHoldStopsRenewalAndAnotherClientGetsTheKey) {
-  auto api = lockkit::open(url());
-  auto other = lockkit::open(url());
-  MaxHoldRunsOut(*api, *other, unique("max-hold"), 900ms);
-}
+INSTANTIATE_TEST_SUITE_P(Postgres, KeepAliveConformance, ::testing::Values(PostgresKeepAliveCase()),
+                         KeepAliveCaseName);
 
 }  // namespace
 }  // namespace lockkit::testing

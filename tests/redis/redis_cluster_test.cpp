@@ -108,6 +108,59 @@ INSTANTIATE_TEST_SUITE_P(RedisCluster, LeaseStoreFaults,
                                            ClusterStoreCase("OneConnection", "&connections=1")),
                          StoreCaseName);
 
+// One extend_many round over leases on every master: each renewal reaches its own master (one
+// pipelined round per master), and a stranger's request is answered "not ours" there.
+TEST(RedisClusterExtendMany, ARoundSpanningEveryMasterRenewsEachLease) {
+  auto& cluster = RedisCluster::shared();
+  auto store = make_redis_store(parse_redis_url(cluster.url()));
+  const std::string prefix = "extend-many/" + make_token().substr(0, 8) + "/";
+  std::vector<std::string> keys, tokens;
+  std::map<std::size_t, int> per_master;
+  for (int i = 0; keys.size() < 3 * cluster.masters().size(); ++i) {
+    std::string key = prefix + std::to_string(i);
+    if (per_master[cluster.master_of(key_slot(key))]++ >= 3) continue;
+    keys.push_back(key);
+    tokens.push_back(make_token());
+    ASSERT_TRUE(store->acquire(keys.back(), tokens.back(), 5s));
+  }
+  std::set<std::size_t> masters;
+  for (const auto& key : keys) masters.insert(cluster.master_of(key_slot(key)));
+  EXPECT_EQ(masters.size(), cluster.masters().size()) << "the round does not span every master";
+  const std::string stranger = make_token();
+  std::vector<ExtendRequest> requests;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    requests.push_back({keys[i], i == 1 ? std::string_view(stranger) : tokens[i], 30s});
+  }
+  std::vector<ExtendOutcome> out(requests.size(), ExtendOutcome::kFailed);
+  store->extend_many(requests, out);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(static_cast<int>(out[i]),
+              static_cast<int>(i == 1 ? ExtendOutcome::kNotOurs : ExtendOutcome::kExtended))
+        << keys[i];
+    auto info = store->status(keys[i]);
+    ASSERT_TRUE(info) << keys[i];
+    if (i == 1) {
+      EXPECT_LE(info->remaining, 5s);
+    } else {
+      EXPECT_GT(info->remaining, 10s) << keys[i];
+    }
+  }
+}
+
+// Keep-alive across the masters: renewals of one round go to each lease's master.
+INSTANTIATE_TEST_SUITE_P(RedisCluster, KeepAliveConformance,
+                         ::testing::Values(KeepAliveCase{
+                             .name = "Plain",
+                             .make = [] { return lockkit::open(RedisCluster::shared().url("")); },
+                             .ttl = 300ms,
+                             .slack = 0ms,
+                             .remove = nullptr,
+                             .pause = nullptr,
+                             .resume = nullptr,
+                             .make_impatient = nullptr,
+                             .call_limit = 0ms}),
+                         KeepAliveCaseName);
+
 TEST(RedisClusterUrl, ParsesSeedsAndOptions) {
   RedisOptions o = parse_redis_url(
       "redis://a:7000,b:7001,c?cluster=1&wait_replicas=1&wait_timeout=80ms&connections=3");

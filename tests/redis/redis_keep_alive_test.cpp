@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
-// Lock::keep_alive on a real redis-server: long holds, DEL behind the holder's back, SIGSTOP,
-// max_hold, and 10,000 kept-alive locks in one process.
+// Lock::keep_alive on a real redis-server: the kit's keep-alive cases (with DEL behind the
+// holder's back and SIGSTOP), plain and over TLS, and 10,000 kept-alive locks in one process.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <optional>
 #include <string>
 
 #include "lockkit/open.hpp"
+#include "lockkit/testing/conformance.hpp"
 #include "support/keep_alive_cases.hpp"
 #include "support/redis_server.hpp"
 #include "support/sanitizers.hpp"
@@ -45,38 +47,41 @@ class Paused {
   bool paused_ = false;
 };
 
-TEST(RedisKeepAlive, KeptAliveForFiveTtlsNobodyElseTakesIt) {
-  auto& server = RedisServer::shared();
-  auto api = lockkit::open(server.url());
-  auto other = lockkit::open(server.url());
-  KeptAliveForFiveTtls(*api, *other, unique("five"), 300ms);
+// The kit's keep-alive cases: DEL behind the holder's back, SIGSTOP of the shared server.
+KeepAliveCase RedisKeepAliveCase(std::string name, bool tls) {
+  auto server = [tls]() -> RedisServer& {
+    return tls ? RedisServer::shared_tls() : RedisServer::shared();
+  };
+  auto url = [server, tls](std::string_view tail) {
+    return tls ? server().tls_url(tail.empty() ? "" : "&" + std::string(tail.substr(1)))
+               : server().url(tail);
+  };
+  static std::optional<Paused> paused;
+  return KeepAliveCase{
+      .name = std::move(name),
+      .make = [url] { return lockkit::open(url("")); },
+      .ttl = 300ms,
+      .slack = 0ms,
+      .remove =
+          [server](const std::string& key) {
+            EXPECT_EQ(server().cli({"DEL", key}), "1");
+          },
+      .pause =
+          [server] {
+            paused.emplace(server());
+            paused->pause();
+          },
+      .resume = [] { paused.reset(); },
+      .make_impatient =
+          [url] { return lockkit::open(url("?connect_timeout=300ms&command_timeout=300ms")); },
+      .call_limit = 2s,
+  };
 }
 
-TEST(RedisKeepAlive, DelBehindTheHoldersBackIsNoticedWithinARenewalPeriod) {
-  auto& server = RedisServer::shared();
-  auto api = lockkit::open(server.url());
-  std::string key = unique("del");
-  DeletedBehindTheBackIsNoticed(*api, key, 600ms, [&] {
-    EXPECT_EQ(server.cli({"DEL", key}), "1");
-  });
-}
-
-TEST(RedisKeepAlive, StoppedServerSignalsLossBeforeValidUntilAndNothingIsRenewedAfter) {
-  RedisServer server;  // its own: SIGSTOP must not stall the other tests' server
-  Paused paused(server);
-  auto api = lockkit::open(server.url("?connect_timeout=300ms&command_timeout=300ms"));
-  auto other = lockkit::open(server.url());
-  PausedStoreSignalsBeforeTheDeadline(
-      *api, *other, unique("stop"), 900ms, 2s + kSchedulingSlack, [&] { paused.pause(); },
-      [&] { paused.resume(); });
-}
-
-TEST(RedisKeepAlive, MaxHoldStopsRenewalAndAnotherClientGetsTheKey) {
-  auto& server = RedisServer::shared();
-  auto api = lockkit::open(server.url());
-  auto other = lockkit::open(server.url());
-  MaxHoldRunsOut(*api, *other, unique("max-hold"), 600ms);
-}
+INSTANTIATE_TEST_SUITE_P(Redis, KeepAliveConformance,
+                         ::testing::Values(RedisKeepAliveCase("Plain", false),
+                                           RedisKeepAliveCase("Tls", true)),
+                         KeepAliveCaseName);
 
 TEST(RedisKeepAlive, TenThousandLocksInOneProcess) {
   auto& server = RedisServer::shared();

@@ -16,6 +16,9 @@
 //   INSTANTIATE_TEST_SUITE_P(Mine, LeaseStoreFaults, ::testing::Values(lockkit::testing::
 //       StoreCase{.name = "MyStore", .make_store = [] { return std::make_shared<MyStore>(); }}),
 //       lockkit::testing::StoreCaseName);
+//   INSTANTIATE_TEST_SUITE_P(Mine, KeepAliveConformance, ::testing::Values(lockkit::testing::
+//       KeepAliveCase{.name = "MyStore", .make = [store] { return lockkit::make_lock_api(store);
+//       }}), lockkit::testing::KeepAliveCaseName);
 // Link `lockkit::testing` and GoogleTest's main; the tests come with this header.
 #ifndef LOCKKIT_TESTING_CONFORMANCE_HPP_
 #define LOCKKIT_TESTING_CONFORMANCE_HPP_
@@ -27,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -65,11 +69,36 @@ struct StoreCase {
   bool exclusive = true;
 };
 
+// One store under test by the `KeepAliveConformance` suite. Its cases run on real time (the
+// steady clock and real sleeps), so `make` must give clients of a store on the real clock.
+struct KeepAliveCase {
+  std::string name;  // PascalCase
+  // Returns a client of the store under test; every call must reach the same store.
+  std::function<std::shared_ptr<LockApi>()> make;
+  // The ttl of the leases kept alive: a few hundred ms (1 s for a store counting whole seconds).
+  std::chrono::milliseconds ttl{300};
+  // How much later than its ttl the store may still show a lease that ran out.
+  std::chrono::milliseconds slack{0};
+  // Optional: deletes `key`'s lease behind the holder's back, as another program would (SQL
+  // DELETE, redis-cli DEL). Null: another client releases it with the holder's token.
+  std::function<void(const std::string& key)> remove;
+  // Optional, all three or none (else that case is skipped): make the store stop answering and
+  // answer again (SIGSTOP and SIGCONT its server), and a client of it whose every call ends
+  // within `call_limit` (short connect and command timeouts).
+  std::function<void()> pause;
+  std::function<void()> resume;
+  std::function<std::shared_ptr<LockApi>()> make_impatient;
+  std::chrono::milliseconds call_limit{0};
+};
+
 // Prints a case by name in failure messages.
 inline void PrintTo(const ConformanceCase& c, std::ostream* os) {
   *os << c.name;
 }
 inline void PrintTo(const StoreCase& c, std::ostream* os) {
+  *os << c.name;
+}
+inline void PrintTo(const KeepAliveCase& c, std::ostream* os) {
   *os << c.name;
 }
 
@@ -79,6 +108,10 @@ inline std::string CaseName(const ::testing::TestParamInfo<ConformanceCase>& inf
 }
 // Names instantiations after `StoreCase::name`.
 inline std::string StoreCaseName(const ::testing::TestParamInfo<StoreCase>& info) {
+  return info.param.name;
+}
+// Names instantiations after `KeepAliveCase::name`.
+inline std::string KeepAliveCaseName(const ::testing::TestParamInfo<KeepAliveCase>& info) {
   return info.param.name;
 }
 
@@ -119,6 +152,8 @@ class FaultyStore final : public LeaseStore {
   bool extend(std::string_view key, std::string_view token, std::chrono::milliseconds ttl) override;
   std::optional<LockInfo> status(std::string_view key) override;
   std::vector<LockInfo> list(std::string_view prefix) override;
+  // Forwards the batch (`kUnreachable`: throws for the whole round, before reaching the store).
+  void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out) override;
   std::chrono::steady_clock::time_point now() const noexcept override { return inner_->now(); }
   std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
     return inner_->drift(ttl);
@@ -142,13 +177,28 @@ class LeaseStoreFaults : public ::testing::TestWithParam<StoreCase> {
   std::shared_ptr<LeaseStore> store_;
 };
 
+// `Lock::keep_alive` and `Lock::stop_token` on the store, on real time: a kept-alive lease
+// outlives many ttls with nobody else getting it; a lease deleted behind the holder's back, or
+// capped by `max_hold`, is signalled lost (once, before `valid_until()`); a store that stops
+// answering is signalled lost before `valid_until()` and nothing is renewed after that; many
+// leases are kept by a few threads; a forked child's copies are not renewed while the parent's
+// lease stays.
+class KeepAliveConformance : public ::testing::TestWithParam<KeepAliveCase> {
+ protected:
+  void SetUp() override;
+  std::string Key(std::string_view suffix = "k") const;
+  std::shared_ptr<LockApi> api_;    // the holder's client
+  std::shared_ptr<LockApi> other_;  // another client of the same store
+};
+
 // Keeps the suites' object file in a test binary that includes this header (a static
 // library's unreferenced test registrations would otherwise be dropped by the linker).
 void link_conformance_suite() noexcept;
 void link_fault_suite() noexcept;
+void link_keep_alive_suite() noexcept;
 namespace {
 [[maybe_unused]] const bool kConformanceSuitesLinked =
-    (link_conformance_suite(), link_fault_suite(), true);
+    (link_conformance_suite(), link_fault_suite(), link_keep_alive_suite(), true);
 }  // namespace
 
 }  // namespace lockkit::testing
