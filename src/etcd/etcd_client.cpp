@@ -28,6 +28,7 @@ struct Endpoint {
   std::unique_ptr<etcdserverpb::KV::Stub> kv;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease;
   std::unique_ptr<etcdserverpb::Auth::Stub> auth;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch;
 };
 
 // The one translation of a gRPC status. `write`: the request changes the store, so a reply
@@ -116,6 +117,7 @@ struct Client::Impl {
       e.kv = etcdserverpb::KV::NewStub(e.channel);
       e.lease = etcdserverpb::Lease::NewStub(e.channel);
       e.auth = etcdserverpb::Auth::NewStub(e.channel);
+      e.watch = etcdserverpb::Watch::NewStub(e.channel);
       endpoints->push_back(std::move(e));
     }
   }
@@ -310,7 +312,7 @@ std::int64_t Client::lease_time_to_live(std::int64_t id) {
 }
 
 std::optional<std::int64_t> Client::create(std::string_view key, std::string_view value,
-                                           std::int64_t lease) {
+                                           std::int64_t lease, std::int64_t* busy_at) {
   etcdserverpb::TxnRequest request;
   auto* compare = request.add_compare();
   compare->set_key(key.data(), key.size());
@@ -325,7 +327,10 @@ std::optional<std::int64_t> Client::create(std::string_view key, std::string_vie
   impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
-  if (!response.succeeded()) return std::nullopt;
+  if (!response.succeeded()) {
+    if (busy_at) *busy_at = response.header().revision();
+    return std::nullopt;
+  }
   // The put ran at the transaction's revision, which is the key's create revision.
   return response.header().revision();
 }
@@ -375,6 +380,55 @@ bool Client::move_if(std::string_view key, std::string_view value, std::int64_t 
     return e.kv->Txn(&c, request, &response);
   });
   return response.succeeded();
+}
+
+Client::WatchEnd Client::watch_deletion(std::string_view key, std::int64_t start_revision,
+                                        std::chrono::steady_clock::time_point until,
+                                        std::int64_t* deleted_at) noexcept {
+  try {
+    impl_->check_process();
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             until - std::chrono::steady_clock::now());
+    if (deadline <= Clock::now()) return WatchEnd::kTimedOut;
+    Endpoint& e = (*impl_->endpoints)[impl_->connected(deadline)];
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    // A member cut off from the leader cancels the watch instead of keeping it silent.
+    context.AddMetadata("hasleader", "true");
+    if (!impl_->config.user.empty()) context.AddMetadata("token", impl_->token(e, false));
+    auto stream = e.watch->Watch(&context);
+    etcdserverpb::WatchRequest request;
+    auto* create = request.mutable_create_request();
+    create->set_key(key.data(), key.size());
+    create->set_start_revision(start_revision);
+    create->add_filters(etcdserverpb::WatchCreateRequest::NOPUT);
+    WatchEnd end = WatchEnd::kFailed;
+    if (stream->Write(request)) {
+      etcdserverpb::WatchResponse response;
+      while (stream->Read(&response)) {
+        if (response.canceled()) break;  // compacted past start_revision, or lost its leader
+        bool deleted = false;
+        for (const auto& event : response.events()) {
+          if (event.type() != mvccpb::Event::DELETE) continue;
+          deleted = true;
+          *deleted_at = std::max(*deleted_at, event.kv().mod_revision());
+        }
+        if (deleted) {
+          end = WatchEnd::kDeleted;
+          break;
+        }
+      }
+    }
+    // Ends the stream at once, whatever state it is in; Finish then returns promptly.
+    context.TryCancel();
+    grpc::Status status = stream->Finish();
+    if (end == WatchEnd::kFailed && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      end = WatchEnd::kTimedOut;
+    }
+    return end;
+  } catch (...) {  // no member, no auth token: the caller falls back to its own deadline
+    return WatchEnd::kFailed;
+  }
 }
 
 std::optional<Entry> Client::get(std::string_view key) {

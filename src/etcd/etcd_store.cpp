@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "core/store_failure.hpp"
@@ -13,6 +14,20 @@
 
 namespace lockkit::detail::etcd {
 namespace {
+
+// How many waiters of this process one deletion wakes: one to take the key, one more in case
+// the first gives up or loses it to another process. The others keep waiting (or retry at the
+// end of their own backoff), so a release never sends every waiter to the cluster at once.
+constexpr int kWakePerRelease = 2;
+
+// The last acquire this thread saw refused: the etcd key and the revision at which it was
+// held. A watch from the next revision cannot miss a release that came before it started.
+struct Refused {
+  const void* store = nullptr;
+  std::string key;
+  std::int64_t revision = 0;
+};
+thread_local Refused t_refused;
 
 using std::chrono::milliseconds;
 
@@ -99,8 +114,9 @@ std::optional<std::uint64_t> EtcdStore::acquire(std::string_view key, std::strin
     }
   }
   std::optional<std::int64_t> revision;
+  std::int64_t busy_at = 0;
   try {
-    revision = client_.create(k, token, grant.id);
+    revision = client_.create(k, token, grant.id, &busy_at);
   } catch (const StoreFailure& f) {
     if (!f.maybe_applied()) {
       revoke_quietly(grant.id);
@@ -123,6 +139,9 @@ std::optional<std::uint64_t> EtcdStore::acquire(std::string_view key, std::strin
   if (!revision) {
     // Busy: the lease we granted for it must not linger until it expires.
     revoke_quietly(grant.id);
+    t_refused.store = this;
+    t_refused.key = k;
+    t_refused.revision = busy_at;
     return std::nullopt;
   }
   return static_cast<std::uint64_t>(*revision);
@@ -177,6 +196,58 @@ bool EtcdStore::extend(std::string_view key, std::string_view token, millisecond
   } catch (const StoreFailure& f) {
     raise("extend", key, f);
   }
+}
+
+// One watch per key per process, run by one of the waiting threads while the others wait on a
+// condition variable; a deletion wakes the first kWakePerRelease waiters in arrival order. The
+// watch starts right after the revision at which this thread saw the key held (or after the
+// last deletion already handed out), so a release between the refused attempt and the watch
+// is not missed. When the watch fails (no member, no leader), the waiter sleeps out its backoff.
+void EtcdStore::wait_for_release(std::string_view key,
+                                 std::chrono::steady_clock::time_point until) {
+  using Steady = std::chrono::steady_clock;
+  const std::string k = etcd_key(key);
+  std::int64_t from = 0;
+  if (t_refused.store == this && t_refused.key == k) from = t_refused.revision + 1;
+  bool woken = false;
+  bool failed = false;
+  std::unique_lock<std::mutex> lock(waiters_mu_);
+  auto found = waiters_.find(k);
+  if (found == waiters_.end()) found = waiters_.emplace(k, std::make_shared<Waiters>()).first;
+  const std::shared_ptr<Waiters> w = found->second;
+  const auto me = w->queue.insert(w->queue.end(), &woken);
+  while (!woken && !failed && Steady::now() < until) {
+    if (w->watching) {
+      w->cv.wait_until(lock, until);
+      continue;
+    }
+    w->watching = true;
+    const std::int64_t start =
+        w->deleted > 0 ? std::max(from, w->deleted + 1) : from;  // 0: from now on
+    lock.unlock();
+    std::int64_t deleted_at = 0;
+    const auto end = client_.watch_deletion(k, start, until, &deleted_at);
+    lock.lock();
+    w->watching = false;
+    if (end == Client::WatchEnd::kDeleted) {
+      w->deleted = std::max(w->deleted, deleted_at);
+      int n = 0;
+      for (bool* flag : w->queue) {
+        if (n == kWakePerRelease) break;
+        if (!*flag) {
+          *flag = true;
+          ++n;
+        }
+      }
+    } else if (end == Client::WatchEnd::kFailed) {
+      failed = true;
+    }
+    w->cv.notify_all();  // the woken, and someone to take the watch over
+  }
+  w->queue.erase(me);
+  if (w->queue.empty() && !w->watching) waiters_.erase(k);
+  lock.unlock();
+  if (failed) std::this_thread::sleep_until(until);
 }
 
 std::optional<LockInfo> EtcdStore::status(std::string_view key) {
