@@ -53,11 +53,14 @@ LOCKKIT_EXPORT EtcdOptions parse_etcd_url(std::string_view url);
 // for; another TTL moves the key to a new lease in one transaction.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout` per request (twice that when a call loses
-// the cluster after its first request and cleans up). A holder may keep acting until its
-// `valid_until()`, which lies before the cluster's expiry, but may not assume it can release or
-// extend. If the acquire transaction was sent but its answer lost, the backend revokes the
-// lease it granted for it (which deletes the key if the transaction was applied) and throws
+// auth) within `connect_timeout + command_timeout` per request (three times that when an
+// acquire loses its answer and settles it). A request refused for want of a leader, a read, and
+// a lease request are repeated on another member within that time; a transaction whose answer
+// was lost is not. A holder may keep acting until its `valid_until()`, which lies before the
+// cluster's expiry, but may not assume it can release or extend. If the acquire transaction
+// was sent but its answer lost, the backend reads the key through another member: its own
+// token there means granted; otherwise it revokes the lease it granted for it (so that the
+// transaction cannot apply late) and reports busy or unavailable; if even that fails it throws
 // kind in-doubt. gRPC does not survive `fork()`: in a child of a process that has used
 // etcd://, every call and every new etcd:// `LockApi` throws kind unsupported (the parent keeps
 // working); such a child must exec a new program to use etcd.

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "core/store_failure.hpp"
@@ -18,6 +19,13 @@
 
 namespace lockkit::detail::etcd {
 namespace {
+
+// What repeating a request on another member would do.
+enum class Op : std::uint8_t {
+  kRead,        // nothing
+  kIdempotent,  // the same as doing it once (or leave a lease without a key, which expires)
+  kWrite,       // maybe apply it twice: a lost answer makes it in doubt
+};
 
 using Clock = std::chrono::system_clock;  // gRPC deadlines are system_clock time points
 using std::chrono::milliseconds;
@@ -201,13 +209,17 @@ struct Client::Impl {
 
   // Runs one call `rpc(endpoint, context)` with a deadline, the auth token, and etcd's
   // require-leader flag: a member cut off from its leader refuses at once instead of waiting.
-  // Another member is tried (within connect_timeout + command_timeout in all) when the request
-  // was certainly not applied: a read, or a request refused for want of a leader.
+  // Within connect_timeout + command_timeout in all, the call is repeated on the next member
+  // when that is safe: always after a refusal for want of a leader (nothing was applied; the
+  // cluster may be electing one), and for `op` other than kWrite after a broken connection or
+  // a member that did not answer in time. A member that failed so is passed over by the next
+  // calls, so a stopped (SIGSTOP) member costs one command_timeout, not one per call.
   template <class Rpc>
-  void call(std::string_view what, bool write, Rpc&& rpc) {
+  void call(std::string_view what, Op op, Rpc&& rpc) {
     check_process();
     const auto start = Clock::now();
     const auto overall = start + config.connect_timeout + config.command_timeout;
+    const std::size_t n = endpoints->size();
     bool refreshed = false;
     for (std::size_t tries = 1;; ++tries) {
       std::size_t index = connected(std::min(Clock::now() + config.connect_timeout, overall));
@@ -222,15 +234,24 @@ struct Client::Impl {
         refreshed = true;
         continue;
       }
-      const bool unavailable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
-      const bool no_leader =
-          unavailable && status.error_message().find("no leader") != std::string::npos;
-      if (unavailable && (!write || no_leader) && tries < endpoints->size() &&
-          Clock::now() < overall) {
-        current.store((index + 1) % endpoints->size(), std::memory_order_relaxed);
-        continue;
+      const auto code = status.error_code();
+      const bool lost =
+          code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
+      const bool no_leader = code == grpc::StatusCode::UNAVAILABLE &&
+                             status.error_message().find("no leader") != std::string::npos;
+      if (lost && n > 1) {
+        // Pass over this member: the next call, and the next try, start with the one after.
+        std::size_t expected = index;
+        current.compare_exchange_strong(expected, (index + 1) % n, std::memory_order_relaxed);
       }
-      fail(status, what, e.address, write && !no_leader);
+      if (lost && (no_leader || op != Op::kWrite)) {
+        if (tries % n == 0) {
+          // Every member tried: an election takes about one election timeout.
+          std::this_thread::sleep_until(std::min(Clock::now() + milliseconds(50), overall));
+        }
+        if (Clock::now() < overall) continue;
+      }
+      fail(status, what, e.address, op == Op::kWrite && !no_leader);
     }
   }
 
@@ -253,7 +274,8 @@ Grant Client::lease_grant(std::int64_t ttl_seconds) {
   etcdserverpb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);
   etcdserverpb::LeaseGrantResponse response;
-  impl_->call("LeaseGrant", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  // Repeated after a lost answer at worst leaves an unused lease, which expires by itself.
+  impl_->call("LeaseGrant", Op::kIdempotent, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.lease->LeaseGrant(&c, request, &response);
   });
   if (!response.error().empty()) {
@@ -267,7 +289,7 @@ bool Client::lease_revoke(std::int64_t id) {
   request.set_id(id);
   etcdserverpb::LeaseRevokeResponse response;
   try {
-    impl_->call("LeaseRevoke", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    impl_->call("LeaseRevoke", Op::kIdempotent, [&](Endpoint& e, grpc::ClientContext& c) {
       grpc::Status status = e.lease->LeaseRevoke(&c, request, &response);
       // "etcdserver: requested lease not found": expired or revoked already.
       if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
@@ -287,7 +309,7 @@ std::int64_t Client::lease_keep_alive(std::int64_t id) {
   request.set_id(id);
   etcdserverpb::LeaseKeepAliveResponse response;
   bool answered = false;
-  impl_->call("LeaseKeepAlive", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("LeaseKeepAlive", Op::kIdempotent, [&](Endpoint& e, grpc::ClientContext& c) {
     auto stream = e.lease->LeaseKeepAlive(&c);
     // etcd answers each request in order before it reads the end of the stream.
     answered = stream->Write(request) && stream->Read(&response);
@@ -305,7 +327,7 @@ std::int64_t Client::lease_time_to_live(std::int64_t id) {
   etcdserverpb::LeaseTimeToLiveRequest request;
   request.set_id(id);
   etcdserverpb::LeaseTimeToLiveResponse response;
-  impl_->call("LeaseTimeToLive", false, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("LeaseTimeToLive", Op::kRead, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.lease->LeaseTimeToLive(&c, request, &response);
   });
   return response.ttl();
@@ -324,7 +346,7 @@ std::optional<std::int64_t> Client::create(std::string_view key, std::string_vie
   put->set_value(value.data(), value.size());
   put->set_lease(lease);
   etcdserverpb::TxnResponse response;
-  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Txn", Op::kWrite, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
   if (!response.succeeded()) {
@@ -346,7 +368,7 @@ std::optional<std::int64_t> Client::erase_if(std::string_view key, std::string_v
   erase->set_key(key.data(), key.size());
   erase->set_prev_kv(true);
   etcdserverpb::TxnResponse response;
-  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Txn", Op::kWrite, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
   if (!response.succeeded()) return std::nullopt;
@@ -376,7 +398,7 @@ bool Client::move_if(std::string_view key, std::string_view value, std::int64_t 
   put->set_value(value.data(), value.size());
   put->set_lease(to);
   etcdserverpb::TxnResponse response;
-  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Txn", Op::kWrite, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
   return response.succeeded();
@@ -435,7 +457,7 @@ std::optional<Entry> Client::get(std::string_view key) {
   etcdserverpb::RangeRequest request;
   request.set_key(key.data(), key.size());
   etcdserverpb::RangeResponse response;
-  impl_->call("Range", false, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Range", Op::kRead, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Range(&c, request, &response);
   });
   if (response.kvs_size() == 0) return std::nullopt;
@@ -447,7 +469,7 @@ std::vector<Entry> Client::list(std::string_view prefix) {
   etcdserverpb::RangeRequest request;
   set_range_end_for_prefix(prefix, request.mutable_key(), request.mutable_range_end());
   etcdserverpb::RangeResponse response;
-  impl_->call("Range", false, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Range", Op::kRead, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Range(&c, request, &response);
   });
   std::vector<Entry> out;

@@ -122,15 +122,32 @@ std::optional<std::uint64_t> EtcdStore::acquire(std::string_view key, std::strin
       revoke_quietly(grant.id);
       raise("try_acquire", key, f);
     }
-    // The key, if the transaction put it, is attached to this lease: revoking the lease takes
-    // the grant back either way.
+    // The answer was lost (a member died or the leader changed under the request). Whether the
+    // transaction was applied can be read: the key holds our token on our lease only if it
+    // was. Otherwise revoking our lease settles it: etcd refuses a put on a revoked lease, so
+    // the transaction can no longer apply late, and if it applied after the read the key goes
+    // with the lease.
     std::string outcome;
     try {
+      auto entry = client_.get(k);
+      if (entry && entry->value == token && entry->lease == grant.id) {
+        return static_cast<std::uint64_t>(entry->create_revision);
+      }
       (void)client_.lease_revoke(grant.id);
-      outcome = "revoked the lease granted for it, so nothing is held";
+      if (entry) return std::nullopt;  // someone else holds it
+      throw BackendError("etcd", f.kind(),
+                         context("try_acquire", key) + f.what() +
+                             "; the transaction was not applied (checked on another member)");
+    } catch (const StoreFailure& g) {
+      outcome = std::string("could not settle it (") + g.what() + ")";
+    }
+    // Still in doubt: revoking the lease takes the grant back either way.
+    try {
+      (void)client_.lease_revoke(grant.id);
+      outcome += "; revoked the lease granted for it, so nothing is held";
     } catch (const std::exception& e) {
-      outcome = "could not revoke its lease (" + std::string(e.what()) + "); it expires within " +
-                std::to_string(grant.ttl) + "s";
+      outcome += "; could not revoke its lease (" + std::string(e.what()) +
+                 "); it expires within " + std::to_string(grant.ttl) + "s";
     }
     throw BackendError(
         "etcd", ErrorKind::kInDoubt,

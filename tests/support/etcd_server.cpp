@@ -102,6 +102,38 @@ void EtcdServer::restart(int i) {
   script({"restart", dir_, std::to_string(i)});
 }
 
+void EtcdServer::pause(int i) {
+  script({"pause", dir_, std::to_string(i)});
+}
+
+void EtcdServer::resume(int i) {
+  script({"resume", dir_, std::to_string(i)});
+}
+
+int EtcdServer::leader() const {
+  for (int i = 0;; ++i) {
+    std::string endpoint;
+    try {
+      endpoint = this->endpoint(i);
+    } catch (const std::out_of_range&) {
+      return -1;
+    }
+    // "127.0.0.1:P, <id>, <version>, <db size>, <is leader>, <is learner>, ..."
+    std::string out;
+    try {
+      out = trim(run_command({"env", "ETCDCTL_API=3", "etcdctl", "--endpoints=" + endpoint,
+                              "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "status"}));
+    } catch (const std::runtime_error&) {
+      continue;  // down or paused
+    }
+    std::istringstream fields(out);
+    std::string field;
+    for (int n = 0; std::getline(fields, field, ','); ++n) {
+      if (n == 4 && field == " true") return i;
+    }
+  }
+}
+
 std::string EtcdServer::etcdctl(const std::vector<std::string>& args) const {
   std::vector<std::string> argv{"env",
                                 "ETCDCTL_API=3",

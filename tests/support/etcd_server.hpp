@@ -33,6 +33,12 @@ class EtcdServer {
   void stop(int i = -1);
   void kill(int i = -1);
   void restart(int i);
+  // Stops member `i` with SIGSTOP (a hung process: its connections stay open, nothing answers)
+  // and lets it go on with SIGCONT.
+  void pause(int i);
+  void resume(int i);
+  // Returns the index of the member that is the leader, asking each member; -1 if none says so.
+  int leader() const;
   // Runs etcdctl (API v3) against every endpoint and returns its output without the trailing
   // newline. Throws `std::runtime_error` if it fails.
   std::string etcdctl(const std::vector<std::string>& args) const;
