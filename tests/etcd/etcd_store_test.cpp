@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,8 +16,10 @@
 #include "lockkit/etcd.hpp"
 #include "lockkit/open.hpp"
 #include "support/etcd_server.hpp"
+#include "support/process.hpp"
 #include "support/redis_server.hpp"  // run_command
 #include "support/secrets.hpp"
+#include "support/temp_dir.hpp"
 
 namespace lockkit {
 namespace {
@@ -223,6 +226,34 @@ TEST(EtcdStore, ManyThreadsNeverOverlapAndFencesFollowGrantOrder) {
   EXPECT_EQ(overlaps.load(), 0);
   ASSERT_EQ(fences.size(), static_cast<std::size_t>(kThreads * kRounds));
   for (std::size_t i = 1; i < fences.size(); ++i) EXPECT_GT(fences[i], fences[i - 1]);
+}
+
+TEST(EtcdProcesses, ProcessesNeverOverlapAndFencesIncreaseAcrossThem) {
+  testing::TempDir dir("lockkit-etcd-contend-");
+  const std::string url = EtcdServer::shared().url("?command_timeout=10s");
+  const std::string key = UniqueKey("processes");
+  constexpr int kProcesses = 4;
+  constexpr int kRounds = 15;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < kProcesses; ++p) {
+    pids.push_back(
+        testing::spawn_process({ETCD_CONTENDER, url, key, std::to_string(kRounds), dir.string()}));
+  }
+  for (pid_t pid : pids) {
+    EXPECT_EQ(testing::wait_exit(pid, 120s), 0)
+        << "2: not taken, 3: two processes held the lock at once, 4: lost, 6: BackendError";
+  }
+  long count = 0;
+  std::ifstream(dir.file("count")) >> count;
+  EXPECT_EQ(count, kProcesses * kRounds) << "an update was lost: the lock let two writers in";
+  std::ifstream fences(dir.file("fences"));
+  std::uint64_t previous = 0;
+  int n = 0;
+  for (std::uint64_t fence = 0; fences >> fence; ++n) {
+    EXPECT_GT(fence, previous) << "grant " << n;
+    previous = fence;
+  }
+  EXPECT_EQ(n, kProcesses * kRounds);
 }
 
 TEST(EtcdStore, ChildAfterForkGetsUnsupportedNotAHang) {
