@@ -117,11 +117,20 @@ struct Client::Impl {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                 static_cast<int>(std::min<std::int64_t>(config.connect_timeout.count(), 1 << 30)));
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (config.tls) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = config.ca_pem;
+      ssl.pem_cert_chain = config.cert_pem;
+      ssl.pem_private_key = config.key_pem;
+      credentials = grpc::SslCredentials(ssl);
+      if (!config.server_name.empty()) args.SetSslTargetNameOverride(config.server_name);
+    }
     endpoints = std::make_unique<std::vector<Endpoint>>();
     for (const auto& address : config.endpoints) {
       Endpoint e;
       e.address = address;
-      e.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+      e.channel = grpc::CreateCustomChannel(address, credentials, args);
       e.kv = etcdserverpb::KV::NewStub(e.channel);
       e.lease = etcdserverpb::Lease::NewStub(e.channel);
       e.auth = etcdserverpb::Auth::NewStub(e.channel);
@@ -177,9 +186,35 @@ struct Client::Impl {
     }
     std::string names;
     for (const auto& e : list) names += (names.empty() ? "" : ",") + e.address;
-    throw StoreFailure(ErrorKind::kUnavailable, "could not connect to any etcd member (" + names +
-                                                    ") within " +
-                                                    format_duration(config.connect_timeout));
+    std::string message = "could not connect to any etcd member (" + names + ") within " +
+                          format_duration(config.connect_timeout);
+    ErrorKind kind = ErrorKind::kUnavailable;
+    if (config.tls) {
+      // gRPC tells why a channel failed only to a call: ask one member, without waiting.
+      const std::string why = last_error(list[first]);
+      if (why.find("andshake") != std::string::npos ||
+          why.find("CERTIFICATE") != std::string::npos ||
+          why.find("certificate") != std::string::npos) {
+        // The member's certificate was refused, or ours: retrying will not help.
+        kind = ErrorKind::kAuth;
+        message +=
+            ": TLS handshake failed (is tls_ca_file the CA that signed the members' "
+            "certificates, and tls_server_name a name they carry?)";
+      }
+      if (!why.empty()) message += ": " + why;
+    }
+    throw StoreFailure(kind, message);
+  }
+
+  // Returns the error a call on `e` gets at once while its channel is down ("" if none).
+  std::string last_error(Endpoint& e) {
+    etcdserverpb::RangeRequest request;
+    request.set_key("\0", 1);
+    etcdserverpb::RangeResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(Clock::now() + milliseconds(200));
+    grpc::Status status = e.kv->Range(&context, request, &response);
+    return status.ok() ? std::string() : status.error_message();
   }
 
   // The auth token for `e`, fetched on first use and after etcd said it went stale.

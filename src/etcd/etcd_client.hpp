@@ -21,6 +21,11 @@ struct ClientConfig {
   std::string password;
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{2000};
+  bool tls = false;         // TLS to every endpoint
+  std::string ca_pem;       // trusted CAs (PEM); empty: gRPC's default roots
+  std::string cert_pem;     // client certificate chain (PEM); empty: none
+  std::string key_pem;      // its private key (PEM)
+  std::string server_name;  // the name the certificates must carry; empty: the host
 };
 
 // One key as etcd stores it.

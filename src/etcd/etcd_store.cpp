@@ -4,6 +4,8 @@
 #include "etcd/etcd_store.hpp"
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -39,13 +41,31 @@ std::string context(std::string_view op, std::string_view key) {
   throw BackendError("etcd", f.kind(), context(op, key) + f.what());
 }
 
+// Returns the file's contents. Throws `std::invalid_argument` naming the option if it cannot be
+// read (a caller's mistake, like a bad path in the URL); the contents never go in a message.
+std::string read_pem(std::string_view option, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) in.setstate(std::ios::failbit);
+  if (!in || text.empty()) {
+    throw std::invalid_argument(std::string(option) + ": cannot read " + path);
+  }
+  return text;
+}
+
 ClientConfig client_config(const EtcdOptions& o) {
   validate(o);
-  return ClientConfig{.endpoints = o.endpoints,
-                      .user = o.user,
-                      .password = o.password,
-                      .connect_timeout = o.connect_timeout,
-                      .command_timeout = o.command_timeout};
+  return ClientConfig{
+      .endpoints = o.endpoints,
+      .user = o.user,
+      .password = o.password,
+      .connect_timeout = o.connect_timeout,
+      .command_timeout = o.command_timeout,
+      .tls = o.tls.enabled,
+      .ca_pem = o.tls.ca_file.empty() ? "" : read_pem("tls_ca_file", o.tls.ca_file),
+      .cert_pem = o.tls.cert_file.empty() ? "" : read_pem("tls_cert", o.tls.cert_file),
+      .key_pem = o.tls.key_file.empty() ? "" : read_pem("tls_key", o.tls.key_file),
+      .server_name = o.tls.server_name};
 }
 
 }  // namespace
@@ -61,6 +81,13 @@ void validate(const EtcdOptions& o) {
       throw std::invalid_argument(std::string(name) + ": must be 1ms..1h, got " +
                                   format_duration(value));
     }
+  }
+  if (o.tls.cert_file.empty() != o.tls.key_file.empty()) {
+    throw std::invalid_argument("tls_cert, tls_key: give both or neither");
+  }
+  if (!o.tls.enabled &&
+      (!o.tls.ca_file.empty() || !o.tls.cert_file.empty() || !o.tls.server_name.empty())) {
+    throw std::invalid_argument("tls: TLS files or a server name given with TLS off");
   }
   if (o.password.empty() == false && o.user.empty()) {
     throw std::invalid_argument("password: given without a user");

@@ -10,14 +10,19 @@
 
 namespace lockkit::testing {
 
+// Whether the members' client ports speak TLS (with `TestPki::shared()`'s server certificate)
+// and whether they require a client certificate signed by its CA.
+enum class EtcdTls { kOff, kOn, kClientCertRequired };
+
 // An etcd cluster of `members` members on free loopback ports in its own temporary directory.
 // Every member is stopped (by pid) when this is destroyed, or by a watchdog if the test binary
 // dies first. Thread safety: one thread at a time.
 class EtcdServer {
  public:
-  // Starts the members with `extra_args` for every etcd. Throws `std::runtime_error` with the
-  // script's reason if they cannot start.
-  explicit EtcdServer(int members = 1, std::vector<std::string> extra_args = {});
+  // Starts the members with `extra_args` for every etcd, and TLS on the client ports unless
+  // `tls` is kOff. Throws `std::runtime_error` with the script's reason if they cannot start.
+  explicit EtcdServer(int members = 1, std::vector<std::string> extra_args = {},
+                      EtcdTls tls = EtcdTls::kOff);
   ~EtcdServer();
   EtcdServer(const EtcdServer&) = delete;
   EtcdServer& operator=(const EtcdServer&) = delete;
@@ -49,8 +54,11 @@ class EtcdServer {
  private:
   std::string script(const std::vector<std::string>& args) const;
 
+  std::vector<std::string> etcdctl_tls() const;
+
   std::string dir_;
   std::string endpoints_;
+  EtcdTls tls_ = EtcdTls::kOff;
 };
 
 }  // namespace lockkit::testing
