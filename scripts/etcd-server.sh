@@ -4,12 +4,18 @@
 # loopback only, free ports, its own directory; members are stopped by the pid they were started
 # with (never by name).
 #
-#   scripts/etcd-server.sh start DIR [--members N] [--port P] [--owner-pid PID] [-- EXTRA ARGS]
+#   scripts/etcd-server.sh start DIR [--members N] [--port P] [--owner-pid PID]
+#                                    [--tls CERT KEY CA [--client-cert-auth CCERT CKEY]]
+#                                    [-- EXTRA ARGS]
 #       Starts N members (default 1) in DIR/m0, DIR/m1, ...; member i listens for clients on
 #       127.0.0.1:P+2i and for peers on P+2i+1 (P: free and below the ephemeral range unless
 #       given; DIR/ports remembers it, so a later start reuses it). Prints the client endpoints,
 #       comma-separated, once every member answers. With --owner-pid, a watchdog stops the
 #       members once PID is gone. EXTRA ARGS go to every etcd (e.g. --auth-token=simple).
+#       --tls: the client ports speak TLS with certificate CERT and key KEY (PEM files; peers
+#       stay plaintext on loopback); with --client-cert-auth they also require a client
+#       certificate signed by CA. The script's own etcdctl checks trust CA and, with
+#       --client-cert-auth, present the client certificate CCERT with its key CKEY.
 #   scripts/etcd-server.sh stop DIR [I]     SIGTERM (SIGKILL after 5 s) to every member, or member I
 #   scripts/etcd-server.sh kill DIR [I]     SIGKILL at once (a crash)
 #   scripts/etcd-server.sh pause DIR I      SIGSTOP member I; `resume DIR I` sends SIGCONT
@@ -53,6 +59,30 @@ each_member() {
   for i in $(seq 0 $(( $(members) - 1 ))); do signal_member "$sig" "$i"; done
 }
 
+# The client URL scheme and etcdctl's TLS flags, from DIR/tls ("CERT\nKEY\nCA\nCCERT\nCKEY";
+# the last two only with --client-cert-auth).
+tls_file() { sed -n "$1p" "$dir/tls" 2>/dev/null; }
+client_scheme() { [ -s "$dir/tls" ] && echo https || echo http; }
+etcdctl_tls() {
+  [ -s "$dir/tls" ] || return 0
+  echo "--cacert=$(tls_file 3)"
+  if [ -n "$(tls_file 4)" ]; then
+    echo "--cert=$(tls_file 4)"
+    echo "--key=$(tls_file 5)"
+  fi
+  return 0
+}
+etcd_tls() {
+  [ -s "$dir/tls" ] || return 0
+  echo "--cert-file=$(tls_file 1)"
+  echo "--key-file=$(tls_file 2)"
+  if [ -n "$(tls_file 4)" ]; then
+    echo "--client-cert-auth"
+    echo "--trusted-ca-file=$(tls_file 3)"
+  fi
+  return 0
+}
+
 client_port() { echo $(( $(cat "$dir/ports") + 2 * $1 )); }
 peer_port() { echo $(( $(cat "$dir/ports") + 2 * $1 + 1 )); }
 
@@ -78,17 +108,18 @@ launch() {
   local i=$1 mdir=$dir/m$1 pid
   mkdir -p "$mdir"
   [ -f "$mdir/pid" ] && die "member $i of $dir is already running (pid $(cat "$mdir/pid"))"
-  local extra=()
+  local extra=() tls=()
   [ -f "$dir/extra" ] && mapfile -t extra <"$dir/extra"
+  mapfile -t tls < <(etcd_tls)
   etcd --name "m$i" --data-dir "$mdir/data" \
-    --listen-client-urls "http://127.0.0.1:$(client_port "$i")" \
-    --advertise-client-urls "http://127.0.0.1:$(client_port "$i")" \
+    --listen-client-urls "$(client_scheme)://127.0.0.1:$(client_port "$i")" \
+    --advertise-client-urls "$(client_scheme)://127.0.0.1:$(client_port "$i")" \
     --listen-peer-urls "http://127.0.0.1:$(peer_port "$i")" \
     --initial-advertise-peer-urls "http://127.0.0.1:$(peer_port "$i")" \
     --initial-cluster "$(initial_cluster)" --initial-cluster-state new \
     --initial-cluster-token "$(cat "$dir/token")" \
     --heartbeat-interval 50 --election-timeout 500 \
-    --logger zap --log-outputs "$mdir/etcd.log" "${extra[@]}" \
+    --logger zap --log-outputs "$mdir/etcd.log" "${tls[@]}" "${extra[@]}" \
     </dev/null >/dev/null 2>&1 &
   pid=$!
   echo "$pid" >"$mdir/pid"
@@ -96,12 +127,13 @@ launch() {
 
 # Waits until member `i` answers (up to 10 s); false if it exited or never answered.
 wait_ready() {
-  local i=$1 pid n
+  local i=$1 pid n tls=()
   pid=$(cat "$dir/m$i/pid")
+  mapfile -t tls < <(etcdctl_tls)
   for n in $(seq 1 200); do
     is_gone "$pid" && return 1
     # /health needs a leader; a plain TCP answer is enough for a member that is coming back.
-    if ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$(client_port "$i")" \
+    if ETCDCTL_API=3 etcdctl "${tls[@]}" --endpoints="127.0.0.1:$(client_port "$i")" \
          --dial-timeout=1s --command-timeout=1s endpoint health >/dev/null 2>&1; then
       return 0
     fi
@@ -126,9 +158,11 @@ watchdog() {
 
 case $cmd in
   start)
-    port="" n=1 owner=""
+    port="" n=1 owner="" tls=""
     while [ $# -gt 0 ]; do
       case $1 in
+        --tls) tls="$2"$'\n'"$3"$'\n'"$4"; shift 4 ;;
+        --client-cert-auth) tls+=$'\n'"$2"$'\n'"$3"; shift 3 ;;
         --port) port=$2; shift 2 ;;
         --members) n=$2; shift 2 ;;
         --owner-pid) owner=$2; shift 2 ;;
@@ -141,6 +175,7 @@ case $cmd in
     mkdir -p "$dir"
     [ -z "$port" ] && [ -f "$dir/ports" ] && port=$(cat "$dir/ports")
     echo "$n" >"$dir/members"
+    if [ -n "$tls" ]; then echo "$tls" >"$dir/tls"; else rm -f "$dir/tls"; fi
     printf '%s\n' "$@" | sed '/^$/d' >"$dir/extra"
     fixed=$port
     # Below the kernel's ephemeral range: while a member is down, no client socket can take its

@@ -71,6 +71,15 @@ class LOCKKIT_EXPORT LeaseStore {
   // `kFailed`. May throw `BackendError` for a round that failed as a whole (then every request
   // counts as `kFailed`).
   virtual void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out);
+  // Blocks until `key` may have become free or `until` has come, whichever is first.
+  // `LockApi::acquire` calls it between two attempts on a busy key, instead of sleeping until
+  // `until` (the end of the jittered backoff delay, never past the policy's `max_wait`). A
+  // store that can watch keys returns as soon as the key is released or its lease expires, so
+  // that a waiter does not sleep out a long backoff; returning early without a release is
+  // harmless (the caller tries again and waits again). Must not return long after `until`;
+  // should not throw (a failing store is reported by the next attempt). The default sleeps
+  // until `until`.
+  virtual void wait_for_release(std::string_view key, std::chrono::steady_clock::time_point until);
   // Returns the local time `Lock::valid_until()` is measured on: the steady clock by default.
   virtual std::chrono::steady_clock::time_point now() const noexcept;
   // Returns the margin subtracted from a lease of `ttl` for local validity (clock drift between

@@ -16,6 +16,16 @@
 
 namespace lockkit {
 
+// TLS to the members' client ports: the member's certificate is verified (against gRPC's
+// default roots, or `ca_file`) and so is its name (`server_name`, else the endpoint's host).
+struct EtcdTlsOptions {
+  bool enabled = false;       // true: speak TLS to every endpoint
+  std::string ca_file{};      // PEM file of the CAs to trust instead of the default roots
+  std::string cert_file{};    // client certificate chain (PEM), for --client-cert-auth members
+  std::string key_file{};     // the client certificate's private key (PEM); with `cert_file`
+  std::string server_name{};  // the name the certificate must carry; empty = the host
+};
+
 // Where and how to reach the etcd cluster. Every timeout is finite.
 struct EtcdOptions {
   // Client endpoints of the cluster's members, "host:port" ("[::1]:2379" for IPv6); a call
@@ -27,13 +37,15 @@ struct EtcdOptions {
   std::string prefix = "lockkit/";
   std::chrono::milliseconds connect_timeout{2000};  // to reach a member when none is connected
   std::chrono::milliseconds command_timeout{2000};  // from sending a request to its answer
+  EtcdTlsOptions tls{};                             // off: plaintext
 };
 
 // Returns the options of an `etcd://[user:password@]host:port[,host:port...][?option=value&...]`
 // URL. Options: `connect_timeout`, `command_timeout` (durations like 500ms or 2s), `prefix`
 // (percent-encoded bytes), `password_file=PATH` or `password_env=NAME` (the password from a
-// file or an environment variable instead of the URL). The port defaults to 2379. Throws
-// `std::invalid_argument` naming the problem; the message never contains the password.
+// file or an environment variable instead of the URL), `tls=1` and `tls_ca_file`, `tls_cert`,
+// `tls_key`, `tls_server_name` (TLS; any `tls_*` option turns TLS on). The port defaults to 2379.
+// Throws `std::invalid_argument` naming the problem; the message never contains the password.
 LOCKKIT_EXPORT EtcdOptions parse_etcd_url(std::string_view url);
 
 // Leased locks on an etcd cluster.
@@ -53,11 +65,14 @@ LOCKKIT_EXPORT EtcdOptions parse_etcd_url(std::string_view url);
 // for; another TTL moves the key to a new lease in one transaction.
 //
 // When the store is unreachable: every call throws `BackendError` (kind unavailable, timeout or
-// auth) within `connect_timeout + command_timeout` per request (twice that when a call loses
-// the cluster after its first request and cleans up). A holder may keep acting until its
-// `valid_until()`, which lies before the cluster's expiry, but may not assume it can release or
-// extend. If the acquire transaction was sent but its answer lost, the backend revokes the
-// lease it granted for it (which deletes the key if the transaction was applied) and throws
+// auth) within `connect_timeout + command_timeout` per request (three times that when an
+// acquire loses its answer and settles it). A request refused for want of a leader, a read, and
+// a lease request are repeated on another member within that time; a transaction whose answer
+// was lost is not. A holder may keep acting until its `valid_until()`, which lies before the
+// cluster's expiry, but may not assume it can release or extend. If the acquire transaction
+// was sent but its answer lost, the backend reads the key through another member: its own
+// token there means granted; otherwise it revokes the lease it granted for it (so that the
+// transaction cannot apply late) and reports busy or unavailable; if even that fails it throws
 // kind in-doubt. gRPC does not survive `fork()`: in a child of a process that has used
 // etcd://, every call and every new etcd:// `LockApi` throws kind unsupported (the parent keeps
 // working); such a child must exec a new program to use etcd.

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/store_lock_api.hpp"
+#include "lockkit/backend.hpp"
 #include "lockkit/duration.hpp"
 #include "lockkit/errors.hpp"
 
@@ -24,10 +25,14 @@ void validate_ttl(std::chrono::milliseconds ttl) {
   }
 }
 
+void LeaseStore::wait_for_release(std::string_view, std::chrono::steady_clock::time_point until) {
+  std::this_thread::sleep_until(until);
+}
+
 namespace detail {
 
 std::optional<Lock> acquire_loop(LockApi& api, std::string_view key, std::chrono::milliseconds ttl,
-                                 const RetryPolicy& policy, unsigned& attempts) {
+                                 const RetryPolicy& policy, unsigned& attempts, LeaseStore* store) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + policy.max_wait;
   for (unsigned attempt = 0;; ++attempt) {
@@ -37,7 +42,16 @@ std::optional<Lock> acquire_loop(LockApi& api, std::string_view key, std::chrono
     if (now >= deadline) return std::nullopt;
     auto delay = std::chrono::duration_cast<Clock::duration>(backoff_delay(policy, attempt));
     if (delay > deadline - now) delay = deadline - now;  // the last try lands on the deadline
-    std::this_thread::sleep_for(delay);
+    const auto until = now + delay;
+    if (store == nullptr) {
+      std::this_thread::sleep_until(until);
+      continue;
+    }
+    try {
+      store->wait_for_release(key, until);
+    } catch (...) {  // only a hint: the backoff still holds, and the next attempt reports failures
+      std::this_thread::sleep_until(until);
+    }
   }
 }
 

@@ -275,12 +275,12 @@ class StoreLockApi final : public LockApi {
     validate_ttl(ttl);
     unsigned attempts = 0;
     LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
-    if (!observer) return detail::acquire_loop(*this, key, ttl, policy, attempts);
+    if (!observer) return detail::acquire_loop(*this, key, ttl, policy, attempts, store_);
     LockEvent event = make_event(LockOperation::kAcquire, store_->backend(), key);
     auto start = Steady::now();
     std::optional<Lock> lock;
     try {
-      lock = detail::acquire_loop(*this, key, ttl, policy, attempts);
+      lock = detail::acquire_loop(*this, key, ttl, policy, attempts, store_);
     } catch (...) {
       event.latency = Steady::now() - start;
       event.attempts = attempts;

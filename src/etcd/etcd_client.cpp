@@ -10,6 +10,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "core/escape.hpp"
@@ -21,6 +22,13 @@
 namespace lockkit::detail::etcd {
 namespace {
 
+// What repeating a request on another member would do.
+enum class Op : std::uint8_t {
+  kRead,        // nothing
+  kIdempotent,  // the same as doing it once (or leave a lease without a key, which expires)
+  kWrite,       // maybe apply it twice: a lost answer makes it in doubt
+};
+
 using Clock = std::chrono::system_clock;  // gRPC deadlines are system_clock time points
 using std::chrono::milliseconds;
 
@@ -30,6 +38,7 @@ struct Endpoint {
   std::unique_ptr<etcdserverpb::KV::Stub> kv;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease;
   std::unique_ptr<etcdserverpb::Auth::Stub> auth;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch;
 };
 
 // The one translation of a gRPC status. `write`: the request changes the store, so a reply
@@ -110,14 +119,24 @@ struct Client::Impl {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                 static_cast<int>(std::min<std::int64_t>(config.connect_timeout.count(), 1 << 30)));
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (config.tls) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = config.ca_pem;
+      ssl.pem_cert_chain = config.cert_pem;
+      ssl.pem_private_key = config.key_pem;
+      credentials = grpc::SslCredentials(ssl);
+      if (!config.server_name.empty()) args.SetSslTargetNameOverride(config.server_name);
+    }
     endpoints = std::make_unique<std::vector<Endpoint>>();
     for (const auto& address : config.endpoints) {
       Endpoint e;
       e.address = address;
-      e.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+      e.channel = grpc::CreateCustomChannel(address, credentials, args);
       e.kv = etcdserverpb::KV::NewStub(e.channel);
       e.lease = etcdserverpb::Lease::NewStub(e.channel);
       e.auth = etcdserverpb::Auth::NewStub(e.channel);
+      e.watch = etcdserverpb::Watch::NewStub(e.channel);
       endpoints->push_back(std::move(e));
     }
   }
@@ -169,9 +188,35 @@ struct Client::Impl {
     }
     std::string names;
     for (const auto& e : list) names += (names.empty() ? "" : ",") + e.address;
-    throw StoreFailure(ErrorKind::kUnavailable, "could not connect to any etcd member (" + names +
-                                                    ") within " +
-                                                    format_duration(config.connect_timeout));
+    std::string message = "could not connect to any etcd member (" + names + ") within " +
+                          format_duration(config.connect_timeout);
+    ErrorKind kind = ErrorKind::kUnavailable;
+    if (config.tls) {
+      // gRPC tells why a channel failed only to a call: ask one member, without waiting.
+      const std::string why = last_error(list[first]);
+      if (why.find("andshake") != std::string::npos ||
+          why.find("CERTIFICATE") != std::string::npos ||
+          why.find("certificate") != std::string::npos) {
+        // The member's certificate was refused, or ours: retrying will not help.
+        kind = ErrorKind::kAuth;
+        message +=
+            ": TLS handshake failed (is tls_ca_file the CA that signed the members' "
+            "certificates, and tls_server_name a name they carry?)";
+      }
+      if (!why.empty()) message += ": " + why;
+    }
+    throw StoreFailure(kind, message);
+  }
+
+  // Returns the error a call on `e` gets at once while its channel is down ("" if none).
+  std::string last_error(Endpoint& e) {
+    etcdserverpb::RangeRequest request;
+    request.set_key("\0", 1);
+    etcdserverpb::RangeResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(Clock::now() + milliseconds(200));
+    grpc::Status status = e.kv->Range(&context, request, &response);
+    return status.ok() ? std::string() : status.error_message();
   }
 
   // The auth token for `e`, fetched on first use and after etcd said it went stale.
@@ -201,13 +246,17 @@ struct Client::Impl {
 
   // Runs one call `rpc(endpoint, context)` with a deadline, the auth token, and etcd's
   // require-leader flag: a member cut off from its leader refuses at once instead of waiting.
-  // Another member is tried (within connect_timeout + command_timeout in all) when the request
-  // was certainly not applied: a read, or a request refused for want of a leader.
+  // Within connect_timeout + command_timeout in all, the call is repeated on the next member
+  // when that is safe: always after a refusal for want of a leader (nothing was applied; the
+  // cluster may be electing one), and for `op` other than kWrite after a broken connection or
+  // a member that did not answer in time. A member that failed so is passed over by the next
+  // calls, so a stopped (SIGSTOP) member costs one command_timeout, not one per call.
   template <class Rpc>
-  void call(std::string_view what, bool write, Rpc&& rpc) {
+  void call(std::string_view what, Op op, Rpc&& rpc) {
     check_process();
     const auto start = Clock::now();
     const auto overall = start + config.connect_timeout + config.command_timeout;
+    const std::size_t n = endpoints->size();
     bool refreshed = false;
     for (std::size_t tries = 1;; ++tries) {
       std::size_t index = connected(std::min(Clock::now() + config.connect_timeout, overall));
@@ -222,15 +271,24 @@ struct Client::Impl {
         refreshed = true;
         continue;
       }
-      const bool unavailable = status.error_code() == grpc::StatusCode::UNAVAILABLE;
-      const bool no_leader =
-          unavailable && status.error_message().find("no leader") != std::string::npos;
-      if (unavailable && (!write || no_leader) && tries < endpoints->size() &&
-          Clock::now() < overall) {
-        current.store((index + 1) % endpoints->size(), std::memory_order_relaxed);
-        continue;
+      const auto code = status.error_code();
+      const bool lost =
+          code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
+      const bool no_leader = code == grpc::StatusCode::UNAVAILABLE &&
+                             status.error_message().find("no leader") != std::string::npos;
+      if (lost && n > 1) {
+        // Pass over this member: the next call, and the next try, start with the one after.
+        std::size_t expected = index;
+        current.compare_exchange_strong(expected, (index + 1) % n, std::memory_order_relaxed);
       }
-      fail(status, what, e.address, write && !no_leader);
+      if (lost && (no_leader || op != Op::kWrite)) {
+        if (tries % n == 0) {
+          // Every member tried: an election takes about one election timeout.
+          std::this_thread::sleep_until(std::min(Clock::now() + milliseconds(50), overall));
+        }
+        if (Clock::now() < overall) continue;
+      }
+      fail(status, what, e.address, op == Op::kWrite && !no_leader);
     }
   }
 
@@ -253,7 +311,8 @@ Grant Client::lease_grant(std::int64_t ttl_seconds) {
   etcdserverpb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);
   etcdserverpb::LeaseGrantResponse response;
-  impl_->call("LeaseGrant", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  // Repeated after a lost answer at worst leaves an unused lease, which expires by itself.
+  impl_->call("LeaseGrant", Op::kIdempotent, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.lease->LeaseGrant(&c, request, &response);
   });
   if (!response.error().empty()) {
@@ -267,7 +326,7 @@ bool Client::lease_revoke(std::int64_t id) {
   request.set_id(id);
   etcdserverpb::LeaseRevokeResponse response;
   try {
-    impl_->call("LeaseRevoke", true, [&](Endpoint& e, grpc::ClientContext& c) {
+    impl_->call("LeaseRevoke", Op::kIdempotent, [&](Endpoint& e, grpc::ClientContext& c) {
       grpc::Status status = e.lease->LeaseRevoke(&c, request, &response);
       // "etcdserver: requested lease not found": expired or revoked already.
       if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
@@ -287,7 +346,7 @@ std::int64_t Client::lease_keep_alive(std::int64_t id) {
   request.set_id(id);
   etcdserverpb::LeaseKeepAliveResponse response;
   bool answered = false;
-  impl_->call("LeaseKeepAlive", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("LeaseKeepAlive", Op::kIdempotent, [&](Endpoint& e, grpc::ClientContext& c) {
     auto stream = e.lease->LeaseKeepAlive(&c);
     // etcd answers each request in order before it reads the end of the stream.
     answered = stream->Write(request) && stream->Read(&response);
@@ -305,14 +364,14 @@ std::int64_t Client::lease_time_to_live(std::int64_t id) {
   etcdserverpb::LeaseTimeToLiveRequest request;
   request.set_id(id);
   etcdserverpb::LeaseTimeToLiveResponse response;
-  impl_->call("LeaseTimeToLive", false, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("LeaseTimeToLive", Op::kRead, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.lease->LeaseTimeToLive(&c, request, &response);
   });
   return response.ttl();
 }
 
 std::optional<std::int64_t> Client::create(std::string_view key, std::string_view value,
-                                           std::int64_t lease) {
+                                           std::int64_t lease, std::int64_t* busy_at) {
   etcdserverpb::TxnRequest request;
   auto* compare = request.add_compare();
   compare->set_key(key.data(), key.size());
@@ -324,10 +383,13 @@ std::optional<std::int64_t> Client::create(std::string_view key, std::string_vie
   put->set_value(value.data(), value.size());
   put->set_lease(lease);
   etcdserverpb::TxnResponse response;
-  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Txn", Op::kWrite, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
-  if (!response.succeeded()) return std::nullopt;
+  if (!response.succeeded()) {
+    if (busy_at) *busy_at = response.header().revision();
+    return std::nullopt;
+  }
   // The put ran at the transaction's revision, which is the key's create revision.
   return response.header().revision();
 }
@@ -343,7 +405,7 @@ std::optional<std::int64_t> Client::erase_if(std::string_view key, std::string_v
   erase->set_key(key.data(), key.size());
   erase->set_prev_kv(true);
   etcdserverpb::TxnResponse response;
-  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Txn", Op::kWrite, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
   if (!response.succeeded()) return std::nullopt;
@@ -373,17 +435,66 @@ bool Client::move_if(std::string_view key, std::string_view value, std::int64_t 
   put->set_value(value.data(), value.size());
   put->set_lease(to);
   etcdserverpb::TxnResponse response;
-  impl_->call("Txn", true, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Txn", Op::kWrite, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Txn(&c, request, &response);
   });
   return response.succeeded();
+}
+
+Client::WatchEnd Client::watch_deletion(std::string_view key, std::int64_t start_revision,
+                                        std::chrono::steady_clock::time_point until,
+                                        std::int64_t* deleted_at) noexcept {
+  try {
+    impl_->check_process();
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             until - std::chrono::steady_clock::now());
+    if (deadline <= Clock::now()) return WatchEnd::kTimedOut;
+    Endpoint& e = (*impl_->endpoints)[impl_->connected(deadline)];
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    // A member cut off from the leader cancels the watch instead of keeping it silent.
+    context.AddMetadata("hasleader", "true");
+    if (!impl_->config.user.empty()) context.AddMetadata("token", impl_->token(e, false));
+    auto stream = e.watch->Watch(&context);
+    etcdserverpb::WatchRequest request;
+    auto* create = request.mutable_create_request();
+    create->set_key(key.data(), key.size());
+    create->set_start_revision(start_revision);
+    create->add_filters(etcdserverpb::WatchCreateRequest::NOPUT);
+    WatchEnd end = WatchEnd::kFailed;
+    if (stream->Write(request)) {
+      etcdserverpb::WatchResponse response;
+      while (stream->Read(&response)) {
+        if (response.canceled()) break;  // compacted past start_revision, or lost its leader
+        bool deleted = false;
+        for (const auto& event : response.events()) {
+          if (event.type() != mvccpb::Event::DELETE) continue;
+          deleted = true;
+          *deleted_at = std::max(*deleted_at, event.kv().mod_revision());
+        }
+        if (deleted) {
+          end = WatchEnd::kDeleted;
+          break;
+        }
+      }
+    }
+    // Ends the stream at once, whatever state it is in; Finish then returns promptly.
+    context.TryCancel();
+    grpc::Status status = stream->Finish();
+    if (end == WatchEnd::kFailed && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      end = WatchEnd::kTimedOut;
+    }
+    return end;
+  } catch (...) {  // no member, no auth token: the caller falls back to its own deadline
+    return WatchEnd::kFailed;
+  }
 }
 
 std::optional<Entry> Client::get(std::string_view key) {
   etcdserverpb::RangeRequest request;
   request.set_key(key.data(), key.size());
   etcdserverpb::RangeResponse response;
-  impl_->call("Range", false, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Range", Op::kRead, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Range(&c, request, &response);
   });
   if (response.kvs_size() == 0) return std::nullopt;
@@ -395,7 +506,7 @@ std::vector<Entry> Client::list(std::string_view prefix) {
   etcdserverpb::RangeRequest request;
   set_range_end_for_prefix(prefix, request.mutable_key(), request.mutable_range_end());
   etcdserverpb::RangeResponse response;
-  impl_->call("Range", false, [&](Endpoint& e, grpc::ClientContext& c) {
+  impl_->call("Range", Op::kRead, [&](Endpoint& e, grpc::ClientContext& c) {
     return e.kv->Range(&c, request, &response);
   });
   std::vector<Entry> out;

@@ -21,6 +21,11 @@ struct ClientConfig {
   std::string password;
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{2000};
+  bool tls = false;         // TLS to every endpoint
+  std::string ca_pem;       // trusted CAs (PEM); empty: gRPC's default roots
+  std::string cert_pem;     // client certificate chain (PEM); empty: none
+  std::string key_pem;      // its private key (PEM)
+  std::string server_name;  // the name the certificates must carry; empty: the host
 };
 
 // One key as etcd stores it.
@@ -62,9 +67,10 @@ class Client {
   std::int64_t lease_time_to_live(std::int64_t id);
 
   // Txn: if `key` does not exist, puts `value` attached to `lease`. Returns the revision of the
-  // put (the key's create revision), or empty if the key existed (nothing was written).
+  // put (the key's create revision), or empty if the key existed (nothing was written); then
+  // `*busy_at` (if given) is the revision at which it existed.
   std::optional<std::int64_t> create(std::string_view key, std::string_view value,
-                                     std::int64_t lease);
+                                     std::int64_t lease, std::int64_t* busy_at = nullptr);
   // Txn: if `key` holds `value`, deletes it. Returns the lease it was attached to, or empty if
   // the key was absent or held something else.
   std::optional<std::int64_t> erase_if(std::string_view key, std::string_view value);
@@ -75,6 +81,19 @@ class Client {
   std::optional<Entry> get(std::string_view key);
   // Linearizable Range of every key starting with `prefix` (every key for an empty prefix).
   std::vector<Entry> list(std::string_view prefix);
+
+  // How a watch for a deletion ended.
+  enum class WatchEnd : std::uint8_t {
+    kDeleted,   // `key` was deleted (released, revoked or expired) at or after the start revision
+    kTimedOut,  // nothing happened before the deadline
+    kFailed,    // the watch could not be set up or broke (no member, no leader, compacted)
+  };
+  // Watches `key` for a deletion at revision `start_revision` or later (0: from now on) until
+  // `until`; `*deleted_at` is then the revision of the deletion. Never throws: a watch is only
+  // a hint.
+  WatchEnd watch_deletion(std::string_view key, std::int64_t start_revision,
+                          std::chrono::steady_clock::time_point until,
+                          std::int64_t* deleted_at) noexcept;
 
   // Returns the endpoints as given, for messages.
   const std::vector<std::string>& endpoints() const noexcept;

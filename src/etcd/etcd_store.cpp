@@ -4,7 +4,10 @@
 #include "etcd/etcd_store.hpp"
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "core/escape.hpp"
@@ -16,6 +19,20 @@
 namespace lockkit::detail::etcd {
 namespace {
 
+// How many waiters of this process one deletion wakes: one to take the key, one more in case
+// the first gives up or loses it to another process. The others keep waiting (or retry at the
+// end of their own backoff), so a release never sends every waiter to the cluster at once.
+constexpr int kWakePerRelease = 2;
+
+// The last acquire this thread saw refused: the etcd key and the revision at which it was
+// held. A watch from the next revision cannot miss a release that came before it started.
+struct Refused {
+  const void* store = nullptr;
+  std::string key;
+  std::int64_t revision = 0;
+};
+thread_local Refused t_refused;
+
 using std::chrono::milliseconds;
 
 std::string context(std::string_view op, std::string_view key) {
@@ -26,13 +43,31 @@ std::string context(std::string_view op, std::string_view key) {
   throw BackendError("etcd", f.kind(), context(op, key) + f.what());
 }
 
+// Returns the file's contents. Throws `std::invalid_argument` naming the option if it cannot be
+// read (a caller's mistake, like a bad path in the URL); the contents never go in a message.
+std::string read_pem(std::string_view option, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) in.setstate(std::ios::failbit);
+  if (!in || text.empty()) {
+    throw std::invalid_argument(std::string(option) + ": cannot read " + path);
+  }
+  return text;
+}
+
 ClientConfig client_config(const EtcdOptions& o) {
   validate(o);
-  return ClientConfig{.endpoints = o.endpoints,
-                      .user = o.user,
-                      .password = o.password,
-                      .connect_timeout = o.connect_timeout,
-                      .command_timeout = o.command_timeout};
+  return ClientConfig{
+      .endpoints = o.endpoints,
+      .user = o.user,
+      .password = o.password,
+      .connect_timeout = o.connect_timeout,
+      .command_timeout = o.command_timeout,
+      .tls = o.tls.enabled,
+      .ca_pem = o.tls.ca_file.empty() ? "" : read_pem("tls_ca_file", o.tls.ca_file),
+      .cert_pem = o.tls.cert_file.empty() ? "" : read_pem("tls_cert", o.tls.cert_file),
+      .key_pem = o.tls.key_file.empty() ? "" : read_pem("tls_key", o.tls.key_file),
+      .server_name = o.tls.server_name};
 }
 
 }  // namespace
@@ -48,6 +83,13 @@ void validate(const EtcdOptions& o) {
       throw std::invalid_argument(std::string(name) + ": must be 1ms..1h, got " +
                                   format_duration(value));
     }
+  }
+  if (o.tls.cert_file.empty() != o.tls.key_file.empty()) {
+    throw std::invalid_argument("tls_cert, tls_key: give both or neither");
+  }
+  if (!o.tls.enabled &&
+      (!o.tls.ca_file.empty() || !o.tls.cert_file.empty() || !o.tls.server_name.empty())) {
+    throw std::invalid_argument("tls: TLS files or a server name given with TLS off");
   }
   if (o.password.empty() == false && o.user.empty()) {
     throw std::invalid_argument("password: given without a user");
@@ -101,22 +143,40 @@ std::optional<std::uint64_t> EtcdStore::acquire(std::string_view key, std::strin
     }
   }
   std::optional<std::int64_t> revision;
+  std::int64_t busy_at = 0;
   try {
-    revision = client_.create(k, token, grant.id);
+    revision = client_.create(k, token, grant.id, &busy_at);
   } catch (const StoreFailure& f) {
     if (!f.maybe_applied()) {
       revoke_quietly(grant.id);
       raise("try_acquire", key, f);
     }
-    // The key, if the transaction put it, is attached to this lease: revoking the lease takes
-    // the grant back either way.
+    // The answer was lost (a member died or the leader changed under the request). Whether the
+    // transaction was applied can be read: the key holds our token on our lease only if it
+    // was. Otherwise revoking our lease settles it: etcd refuses a put on a revoked lease, so
+    // the transaction can no longer apply late, and if it applied after the read the key goes
+    // with the lease.
     std::string outcome;
     try {
+      auto entry = client_.get(k);
+      if (entry && entry->value == token && entry->lease == grant.id) {
+        return static_cast<std::uint64_t>(entry->create_revision);
+      }
       (void)client_.lease_revoke(grant.id);
-      outcome = "revoked the lease granted for it, so nothing is held";
+      if (entry) return std::nullopt;  // someone else holds it
+      throw BackendError("etcd", f.kind(),
+                         context("try_acquire", key) + f.what() +
+                             "; the transaction was not applied (checked on another member)");
+    } catch (const StoreFailure& g) {
+      outcome = std::string("could not settle it (") + g.what() + ")";
+    }
+    // Still in doubt: revoking the lease takes the grant back either way.
+    try {
+      (void)client_.lease_revoke(grant.id);
+      outcome += "; revoked the lease granted for it, so nothing is held";
     } catch (const std::exception& e) {
-      outcome = "could not revoke its lease (" + std::string(e.what()) + "); it expires within " +
-                std::to_string(grant.ttl) + "s";
+      outcome += "; could not revoke its lease (" + std::string(e.what()) +
+                 "); it expires within " + std::to_string(grant.ttl) + "s";
     }
     throw BackendError(
         "etcd", ErrorKind::kInDoubt,
@@ -125,6 +185,9 @@ std::optional<std::uint64_t> EtcdStore::acquire(std::string_view key, std::strin
   if (!revision) {
     // Busy: the lease we granted for it must not linger until it expires.
     revoke_quietly(grant.id);
+    t_refused.store = this;
+    t_refused.key = k;
+    t_refused.revision = busy_at;
     return std::nullopt;
   }
   return static_cast<std::uint64_t>(*revision);
@@ -179,6 +242,58 @@ bool EtcdStore::extend(std::string_view key, std::string_view token, millisecond
   } catch (const StoreFailure& f) {
     raise("extend", key, f);
   }
+}
+
+// One watch per key per process, run by one of the waiting threads while the others wait on a
+// condition variable; a deletion wakes the first kWakePerRelease waiters in arrival order. The
+// watch starts right after the revision at which this thread saw the key held (or after the
+// last deletion already handed out), so a release between the refused attempt and the watch
+// is not missed. When the watch fails (no member, no leader), the waiter sleeps out its backoff.
+void EtcdStore::wait_for_release(std::string_view key,
+                                 std::chrono::steady_clock::time_point until) {
+  using Steady = std::chrono::steady_clock;
+  const std::string k = etcd_key(key);
+  std::int64_t from = 0;
+  if (t_refused.store == this && t_refused.key == k) from = t_refused.revision + 1;
+  bool woken = false;
+  bool failed = false;
+  std::unique_lock<std::mutex> lock(waiters_mu_);
+  auto found = waiters_.find(k);
+  if (found == waiters_.end()) found = waiters_.emplace(k, std::make_shared<Waiters>()).first;
+  const std::shared_ptr<Waiters> w = found->second;
+  const auto me = w->queue.insert(w->queue.end(), &woken);
+  while (!woken && !failed && Steady::now() < until) {
+    if (w->watching) {
+      w->cv.wait_until(lock, until);
+      continue;
+    }
+    w->watching = true;
+    const std::int64_t start =
+        w->deleted > 0 ? std::max(from, w->deleted + 1) : from;  // 0: from now on
+    lock.unlock();
+    std::int64_t deleted_at = 0;
+    const auto end = client_.watch_deletion(k, start, until, &deleted_at);
+    lock.lock();
+    w->watching = false;
+    if (end == Client::WatchEnd::kDeleted) {
+      w->deleted = std::max(w->deleted, deleted_at);
+      int n = 0;
+      for (bool* flag : w->queue) {
+        if (n == kWakePerRelease) break;
+        if (!*flag) {
+          *flag = true;
+          ++n;
+        }
+      }
+    } else if (end == Client::WatchEnd::kFailed) {
+      failed = true;
+    }
+    w->cv.notify_all();  // the woken, and someone to take the watch over
+  }
+  w->queue.erase(me);
+  if (w->queue.empty() && !w->watching) waiters_.erase(k);
+  lock.unlock();
+  if (failed) std::this_thread::sleep_until(until);
 }
 
 std::optional<LockInfo> EtcdStore::status(std::string_view key) {

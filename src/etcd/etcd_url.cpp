@@ -32,6 +32,25 @@ EtcdOptions parse_etcd_url(std::string_view url) {
   if (auto v = options.take_duration("connect_timeout")) o.connect_timeout = *v;
   if (auto v = options.take_duration("command_timeout")) o.command_timeout = *v;
   if (auto v = options.take("prefix")) o.prefix = *v;
+  bool tls_off = false;
+  if (auto v = options.take("tls")) {
+    if (*v == "1" || *v == "true") {
+      o.tls.enabled = true;
+    } else if (*v == "0" || *v == "false") {
+      tls_off = true;
+    } else {
+      detail::throw_bad_url(url, "tls: must be 1, true, 0 or false");
+    }
+  }
+  for (auto [name, field] :
+       {std::pair{"tls_ca_file", &o.tls.ca_file}, std::pair{"tls_cert", &o.tls.cert_file},
+        std::pair{"tls_key", &o.tls.key_file}, std::pair{"tls_server_name", &o.tls.server_name}}) {
+    if (auto v = options.take(name)) {
+      if (tls_off) detail::throw_bad_url(url, std::string(name) + ": given with tls=0");
+      *field = *v;
+      o.tls.enabled = true;
+    }
+  }
   options.finish();
   try {
     detail::etcd::validate(o);

@@ -28,6 +28,25 @@ TEST(EtcdUrl, ParsesEndpointsUserAndOptions) {
   EXPECT_EQ(o.prefix, "jobs/");
 }
 
+TEST(EtcdUrl, ParsesTlsOptions) {
+  EXPECT_FALSE(parse_etcd_url("etcd://h").tls.enabled);
+  EXPECT_TRUE(parse_etcd_url("etcd://h?tls=1").tls.enabled);
+  EXPECT_FALSE(parse_etcd_url("etcd://h?tls=false").tls.enabled);
+  auto o = parse_etcd_url(
+      "etcd://h?tls_ca_file=%2Fca.pem&tls_cert=%2Fc.pem&tls_key=%2Fk.pem&tls_server_name=etcd.lan");
+  EXPECT_TRUE(o.tls.enabled) << "a tls_* option turns TLS on";
+  EXPECT_EQ(o.tls.ca_file, "/ca.pem");
+  EXPECT_EQ(o.tls.cert_file, "/c.pem");
+  EXPECT_EQ(o.tls.key_file, "/k.pem");
+  EXPECT_EQ(o.tls.server_name, "etcd.lan");
+  EXPECT_THROW((void)parse_etcd_url("etcd://h?tls=maybe"), std::invalid_argument);
+  EXPECT_THROW((void)parse_etcd_url("etcd://h?tls_cert=%2Fc.pem"), std::invalid_argument)
+      << "a certificate without its key";
+  EXPECT_THROW((void)parse_etcd_url("etcd://h?tls=0&tls_ca_file=%2Fca.pem"), std::invalid_argument);
+  EXPECT_THROW((void)lockkit::open("etcd://h?tls_ca_file=%2Fno%2Fsuch%2Ffile.pem"),
+               std::invalid_argument);
+}
+
 TEST(EtcdUrl, DefaultsAreFiniteAndPrefixed) {
   auto o = parse_etcd_url("etcd://127.0.0.1");
   EXPECT_EQ(o.endpoints, std::vector<std::string>{"127.0.0.1:2379"});
