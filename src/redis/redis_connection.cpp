@@ -554,61 +554,6 @@ Reply Connection::call_after(std::string_view first, std::string_view request, T
   return Reply(me.reply);
 }
 
-void Connection::send_owned(std::string_view data, TimePoint deadline) {
-  TlsFailure tls_failure;
-  while (!data.empty()) {
-    ssize_t n = transmit(data.data(), data.size(), tls_failure);
-    if (n > 0) {
-      data.remove_prefix(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (Clock::now() < deadline) continue;
-      throw StoreFailure(ErrorKind::kTimeout,
-                         "send timed out after " + format_duration(command_timeout_), true);
-    }
-    if (tls_ && errno == EPROTO) {
-      throw StoreFailure(tls_failure.kind, "send: " + tls_failure.message, true);
-    }
-    throw StoreFailure(ErrorKind::kUnavailable, "send: " + errno_text(errno), true);
-  }
-}
-
-void Connection::receive_owned(std::vector<Reply>& out) {
-  char buf[16384];
-  TlsFailure tls_failure;
-  while (true) {
-    ssize_t n = receive(buf, sizeof buf, /*dont_wait=*/true, tls_failure);
-    if (n > 0) {
-      if (redisReaderFeed(reader_.get(), buf, static_cast<std::size_t>(n)) != REDIS_OK) {
-        throw StoreFailure(ErrorKind::kProtocol, std::string("bad reply: ") + reader_->errstr,
-                           true);
-      }
-      while (true) {
-        void* reply = nullptr;
-        if (redisReaderGetReply(reader_.get(), &reply) != REDIS_OK) {
-          throw StoreFailure(ErrorKind::kProtocol, std::string("bad reply: ") + reader_->errstr,
-                             true);
-        }
-        if (reply == nullptr) break;
-        out.emplace_back(static_cast<redisReply*>(reply));
-      }
-      // A short read means the socket is drained: spare the call that would say EAGAIN.
-      if (!tls_ && static_cast<std::size_t>(n) < sizeof buf) return;
-      continue;
-    }
-    if (n == 0)
-      throw StoreFailure(ErrorKind::kUnavailable, "connection closed by the server", true);
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    if (tls_ && errno == EPROTO) {
-      throw StoreFailure(tls_failure.kind, "receive: " + tls_failure.message, true);
-    }
-    throw StoreFailure(ErrorKind::kUnavailable, "receive: " + errno_text(errno), true);
-  }
-}
-
 void Connection::await(Waiter& me, TimePoint deadline) {
   while (true) {
     std::uint32_t state = me.state.load(std::memory_order_acquire);

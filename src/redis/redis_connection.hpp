@@ -107,21 +107,6 @@ class Connection {
   // Returns the SHA1 of `ConnectConfig::scripts[i]` as the server reported it.
   const std::string& script_sha(std::size_t i) const { return shas_[i]; }
 
-  // Owned use: a connection that one caller at a time owns outright (never shared through
-  // `call`) may send requests and collect replies without waiting, so that one thread can
-  // have requests out on several connections and poll their sockets together.
-  // Returns the socket to poll for replies.
-  int fd() const noexcept { return fd_; }
-  // Sends all of `data` (one or more RESP commands) by `deadline`. Throws `StoreFailure`
-  // (maybe applied: some bytes may have left) if the connection breaks or the send times out.
-  void send_owned(std::string_view data, TimePoint deadline);
-  // Appends every reply that has arrived to `out`, without waiting. Throws `StoreFailure`
-  // (maybe applied) if the server closed the connection or sent something unreadable.
-  void receive_owned(std::vector<Reply>& out);
-  // Returns true if the server closed this idle owned connection or sent bytes nobody asked
-  // for: it must not be used.
-  bool idle_closed() noexcept { return idle_peer_closed(); }
-
  private:
   struct Waiter;
 
