@@ -37,6 +37,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::RedisServer;
+using testing::RedisTls;
 
 // Three servers of this test's own (each test kills or restarts some).
 struct Trio {
@@ -464,6 +465,27 @@ TEST(Redlock, ContendsWithNpmRedlock) {
   std::filesystem::remove_all(dir);
 }
 
+// tls=1: every node speaks TLS (rediss://), verified against tls_ca_file; the lock is the
+// same one the plain ports show.
+TEST(Redlock, TlsNodesHoldTheSameLock) {
+  std::vector<std::unique_ptr<RedisServer>> servers;
+  std::string url = "redlock://";
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(std::make_unique<RedisServer>(std::vector<std::string>{}, RedisTls::kOn));
+    url += (i ? ",127.0.0.1:" : "127.0.0.1:") + std::to_string(servers.back()->tls_port());
+  }
+  auto api = lockkit::open(url + "?tls=1&tls_ca_file=" + testing::TestPki::shared().ca);
+  auto lock = api->try_acquire("tls-lock", 30s);
+  ASSERT_TRUE(lock);
+  for (auto& s : servers) EXPECT_EQ(s->cli({"GET", "tls-lock"}), lock->token());
+  EXPECT_TRUE(lock->extend(30s));
+  EXPECT_TRUE(lock->release());
+  for (auto& s : servers) EXPECT_EQ(s->cli({"EXISTS", "tls-lock"}), "0");
+  // Verification is on: without the test CA, no node is trusted.
+  auto untrusted = lockkit::open(url + "?tls=1&connect_timeout=2s");
+  EXPECT_THROW((void)untrusted->try_acquire("tls-lock", 30s), BackendError);
+}
+
 TEST(RedlockUrl, ParsesNodesAndSharedOptions) {
   auto o =
       parse_redlock_url("redlock://u:pw@h1:7001,h2,[::1]:7003/2?prefix=app:&command_timeout=1s");
@@ -495,6 +517,11 @@ TEST(RedlockUrl, RejectsBadUrlsWithoutTheirPassword) {
   }
   EXPECT_THROW((void)make_redlock_store({}), std::invalid_argument);
   EXPECT_THROW((void)lockkit::open("redlock://h1?threads=0"), std::invalid_argument);
+  EXPECT_THROW((void)lockkit::open("redlock://h1?tls=maybe"), std::invalid_argument);
+  EXPECT_THROW((void)lockkit::open("redlock://h1?tls_ca_file=/x"), std::invalid_argument);
+  EXPECT_TRUE(parse_redlock_url("redlock://h1,h2?tls=1&prefix=p:").nodes[1].tls.enabled);
+  EXPECT_EQ(parse_redlock_url("redlock://h1,h2?tls=1&prefix=p:").nodes[1].prefix, "p:");
+  EXPECT_FALSE(parse_redlock_url("redlock://h1?tls=0").nodes[0].tls.enabled);
 }
 
 }  // namespace
