@@ -18,12 +18,13 @@ lockkit_bench=$build/bench/lockkit-bench
   { echo "redlock_compare.sh: npm redlock missing (scripts/setup.sh)" >&2; exit 1; }
 
 dirs=() ports=()
-cleanup() { for d in "${dirs[@]}"; do bash scripts/redis-server.sh stop "$d" || true; rm -rf "$d"; done; }
+cleanup() { for d in "${dirs[@]}"; do bash scripts/redis-server.sh destroy "$d" || true; done; }
 trap cleanup EXIT
 for _ in 1 2 3; do
-  d=$(mktemp -d)
-  dirs+=("$d")
-  ports+=("$(bash scripts/redis-server.sh start "$d")")
+  info=$(bash scripts/redis-server.sh start --owner-pid $$)
+  eval "$info"
+  dirs+=("$SERVER_DIR")
+  ports+=("$SERVER_PORT")
 done
 url="redlock://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
 portlist="${ports[0]},${ports[1]},${ports[2]}"

@@ -171,8 +171,9 @@ struct RedlockOptions {
 
 // Returns the options of a `redlock://[user[:password]@]host1[:port1],host2[:port2],...[/db]`
 // `[?option=value&...]` URL: the nodes share the credentials, database and every `redis://`
-// option (plain TCP only). Throws `std::invalid_argument` naming the problem (no host, more
-// than 64, a bad port or option); the message never contains the password.
+// option. `tls=1` makes every node a `rediss://` node (TLS, verified), with the `tls_*` options
+// of `rediss://`. Throws `std::invalid_argument` naming the problem (no host, more than 64, a
+// bad port or option); the message never contains the password.
 LOCKKIT_EXPORT RedlockOptions parse_redlock_url(std::string_view url);
 
 // Returns a `LeaseStore` over `options.nodes`, one Redis server each (see docs/redlock.md):

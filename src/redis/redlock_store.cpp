@@ -181,7 +181,16 @@ detail::redis::ConnectConfig connect_config(const RedisOptions& o) {
       .scripts = {kRedlockAcquireScript, kReleaseScript, kExtendScript, kStatusScript,
                   kRedlockSettleScript},
       .allow_eviction = o.allow_eviction,
-      .tls = TlsConfig{},
+      .tls =
+          TlsConfig{
+              .enabled = o.tls.enabled,
+              .ca_file = o.tls.ca_file,
+              .ca_dir = o.tls.ca_dir,
+              .cert_file = o.tls.cert_file,
+              .key_file = o.tls.key_file,
+              .server_name = o.tls.server_name,
+              .insecure_skip_verify = o.tls.insecure_skip_verify,
+          },
   };
 }
 
@@ -208,10 +217,25 @@ class Node {
   // Runs one command (a script by EVALSHA with `args` = numkeys, keys, argv; or a plain one).
   // Throws `StoreFailure`; a node backing off fails at once without I/O.
   Reply exchange(std::optional<Script> script, const std::vector<std::string>& args) {
-    const auto now = Steady::now();
-    if (now.time_since_epoch().count() < down_until_.load(std::memory_order_acquire)) {
-      throw StoreFailure(ErrorKind::kUnavailable, "node skipped after a recent failure");
+    bool probe = false;
+    if (failures_.load(std::memory_order_acquire) != 0) {
+      const auto now = Steady::now();
+      if (now.time_since_epoch().count() < down_until_.load(std::memory_order_acquire)) {
+        throw StoreFailure(ErrorKind::kUnavailable, "node skipped after a recent failure");
+      }
+      // The backoff is over: exactly one request probes the node (and may pay its connect
+      // timeout); the others keep counting it as "no" without I/O until the probe ends.
+      if (probing_.exchange(true, std::memory_order_acq_rel)) {
+        throw StoreFailure(ErrorKind::kUnavailable, "node skipped while another call probes it");
+      }
+      probe = true;
     }
+    struct EndProbe {
+      std::atomic<bool>* flag;
+      ~EndProbe() {
+        if (flag != nullptr) flag->store(false, std::memory_order_release);
+      }
+    } end_probe{probe ? &probing_ : nullptr};
     try {
       Reply r = exchange_once(script, args);
       if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0);
@@ -332,6 +356,7 @@ class Node {
   const milliseconds max_backoff_;
   std::atomic<Steady::rep> down_until_{0};
   std::atomic<unsigned> failures_{0};
+  std::atomic<bool> probing_{false};  // a request is probing the node after its backoff
 
  public:
   Executor exec;  // last: joined first, while the rest is still alive
@@ -910,7 +935,6 @@ std::shared_ptr<LeaseStore> make_redlock_store(RedlockOptions options) {
     throw std::invalid_argument("backoff: must be >= 1ms and <= max_backoff");
   }
   for (RedisOptions& node : options.nodes) {
-    if (node.tls.enabled) throw std::invalid_argument("nodes: TLS is not supported by redlock");
     (void)make_redis_store(node);  // checks the node's options the way redis:// does
   }
   return std::make_shared<RedlockStore>(options);
@@ -931,7 +955,30 @@ RedlockOptions parse_redlock_url(std::string_view url) {
   std::string_view rest = url.substr(url.find("://") + 3);
   const std::size_t end = std::min(rest.find('/'), rest.find('?'));
   std::string_view authority = rest.substr(0, end);
-  std::string_view tail = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+  std::string tail(end == std::string_view::npos ? std::string_view() : rest.substr(end));
+  // `tls=1` makes every node a `rediss://` URL (the tls_* options then apply to each node as
+  // for rediss://); it is redlock's own option, so it leaves the query here.
+  bool tls = false;
+  if (auto q = tail.find('?'); q != std::string::npos) {
+    std::string kept;
+    std::string_view query = std::string_view(tail).substr(q + 1);
+    while (!query.empty()) {
+      const std::size_t amp = query.find('&');
+      std::string_view item = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      if (item.substr(0, 4) == "tls=") {
+        if (item == "tls=1" || item == "tls=true") {
+          tls = true;
+        } else if (item != "tls=0" && item != "tls=false") {
+          detail::throw_bad_url(url, "tls: must be 1, true, 0 or false");
+        }
+        continue;
+      }
+      kept += kept.empty() ? "?" : "&";
+      kept += item;
+    }
+    tail = tail.substr(0, q) + kept;
+  }
   std::string userinfo;
   if (auto at = authority.rfind('@'); at != std::string_view::npos) {
     userinfo = std::string(authority.substr(0, at + 1));
@@ -943,7 +990,7 @@ RedlockOptions parse_redlock_url(std::string_view url) {
     std::size_t comma = authority.find(',', start);
     std::string_view host = authority.substr(start, comma - start);
     if (host.empty()) detail::throw_bad_url(url, "empty host in the host list");
-    std::string node_url = "redis://" + userinfo + std::string(host) + std::string(tail);
+    std::string node_url = (tls ? "rediss://" : "redis://") + userinfo + std::string(host) + tail;
     try {
       out.nodes.push_back(parse_redis_url(node_url));
     } catch (const std::invalid_argument& e) {

@@ -2,8 +2,11 @@
 // redlock:// against real redis-servers that die, restart empty or from a stale snapshot, or
 // stop answering; several processes contending; the fence write-back; URL parsing.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +37,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::RedisServer;
+using testing::RedisTls;
 
 // Three servers of this test's own (each test kills or restarts some).
 struct Trio {
@@ -233,6 +237,90 @@ TEST(Redlock, StoppedNodeDoesNotDelayTheQuorum) {
   EXPECT_LT(worst, 1s) << "a call waited for the stopped node";
 }
 
+// A TCP port that completes the handshake (the kernel queues the connection) but whose
+// "server" never accepts or answers, like a hung host: a connect attempt there costs the whole
+// connect timeout. `attempts()` counts the connections queued so far.
+class SilentPort {
+ public:
+  SilentPort() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 128) != 0) {
+      throw std::runtime_error("SilentPort: cannot listen");
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentPort() { ::close(fd_); }
+  SilentPort(const SilentPort&) = delete;
+  SilentPort& operator=(const SilentPort&) = delete;
+  std::uint16_t port() const { return port_; }
+  // For a listening socket, Linux reports its accept queue's length as tcpi_unacked.
+  unsigned attempts() const {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    ::getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &info, &len);
+    return info.tcpi_unacked;
+  }
+
+ private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
+
+// A node that hangs in the connect handshake: once its backoff is over, exactly one call
+// probes it (and even that one does not wait for it); every other call counts it as "no"
+// without trying, so many concurrent callers neither pay its connect timeout nor flood it.
+TEST(Redlock, OneProberPerDeadNodeAfterItsBackoff) {
+  Trio trio(2);
+  SilentPort silent;
+  RedlockOptions options = parse_redlock_url(trio.url("?connect_timeout=500ms"));
+  options.nodes.push_back(options.nodes[0]);
+  options.nodes.back().port = silent.port();
+  options.backoff = 50ms;
+  options.max_backoff = 50ms;
+  auto api = make_redlock_lock_api(options);
+  ASSERT_TRUE(api->try_acquire("warm", 5s));
+  // Until the first attempts time out, the node is not known to be dead.
+  while (silent.attempts() == 0) std::this_thread::yield();
+  std::this_thread::sleep_for(600ms);  // a timeout running out: no event to wait for
+  const unsigned before = silent.attempts();
+  constexpr int kThreads = 16;
+  const auto start = Clock::now();
+  std::atomic<long long> worst_ns{0};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; Clock::now() - start < 1200ms; ++i) {
+        const auto begin = Clock::now();
+        try {
+          auto lock = api->try_acquire("probe/" + std::to_string(t) + "/" + std::to_string(i), 5s);
+          if (!lock || !lock->release()) failures.fetch_add(1);
+        } catch (const BackendError&) {
+          failures.fetch_add(1);
+        }
+        const long long ns = (Clock::now() - begin).count();
+        long long seen = worst_ns.load();
+        while (ns > seen && !worst_ns.compare_exchange_weak(seen, ns)) {
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto elapsed = Clock::now() - start;
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_LT(std::chrono::nanoseconds(worst_ns.load()), 250ms)
+      << "a call waited for the silent node's connect timeout";
+  // One attempt at a time, each taking the 500 ms connect timeout (then a 50 ms backoff).
+  const unsigned allowed = static_cast<unsigned>(elapsed / 500ms) + 1;
+  EXPECT_LE(silent.attempts() - before, allowed)
+      << "several callers probed the silent node at once";
+}
+
 // A and C are held by someone else, B grants: the attempt fails and B's grant is gone when the
 // call returns, not left until its ttl.
 TEST(Redlock, PartialWinIsUndoneInTheSameCall) {
@@ -377,6 +465,27 @@ TEST(Redlock, ContendsWithNpmRedlock) {
   std::filesystem::remove_all(dir);
 }
 
+// tls=1: every node speaks TLS (rediss://), verified against tls_ca_file; the lock is the
+// same one the plain ports show.
+TEST(Redlock, TlsNodesHoldTheSameLock) {
+  std::vector<std::unique_ptr<RedisServer>> servers;
+  std::string url = "redlock://";
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(std::make_unique<RedisServer>(std::vector<std::string>{}, RedisTls::kOn));
+    url += (i ? ",127.0.0.1:" : "127.0.0.1:") + std::to_string(servers.back()->tls_port());
+  }
+  auto api = lockkit::open(url + "?tls=1&tls_ca_file=" + testing::TestPki::shared().ca);
+  auto lock = api->try_acquire("tls-lock", 30s);
+  ASSERT_TRUE(lock);
+  for (auto& s : servers) EXPECT_EQ(s->cli({"GET", "tls-lock"}), lock->token());
+  EXPECT_TRUE(lock->extend(30s));
+  EXPECT_TRUE(lock->release());
+  for (auto& s : servers) EXPECT_EQ(s->cli({"EXISTS", "tls-lock"}), "0");
+  // Verification is on: without the test CA, no node is trusted.
+  auto untrusted = lockkit::open(url + "?tls=1&connect_timeout=2s");
+  EXPECT_THROW((void)untrusted->try_acquire("tls-lock", 30s), BackendError);
+}
+
 TEST(RedlockUrl, ParsesNodesAndSharedOptions) {
   auto o =
       parse_redlock_url("redlock://u:pw@h1:7001,h2,[::1]:7003/2?prefix=app:&command_timeout=1s");
@@ -408,6 +517,11 @@ TEST(RedlockUrl, RejectsBadUrlsWithoutTheirPassword) {
   }
   EXPECT_THROW((void)make_redlock_store({}), std::invalid_argument);
   EXPECT_THROW((void)lockkit::open("redlock://h1?threads=0"), std::invalid_argument);
+  EXPECT_THROW((void)lockkit::open("redlock://h1?tls=maybe"), std::invalid_argument);
+  EXPECT_THROW((void)lockkit::open("redlock://h1?tls_ca_file=/x"), std::invalid_argument);
+  EXPECT_TRUE(parse_redlock_url("redlock://h1,h2?tls=1&prefix=p:").nodes[1].tls.enabled);
+  EXPECT_EQ(parse_redlock_url("redlock://h1,h2?tls=1&prefix=p:").nodes[1].prefix, "p:");
+  EXPECT_FALSE(parse_redlock_url("redlock://h1?tls=0").nodes[0].tls.enabled);
 }
 
 }  // namespace
