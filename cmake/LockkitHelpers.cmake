@@ -113,6 +113,7 @@ function(lockkit_install_pkgconfig)
   foreach(extra IN LISTS LOCKKIT_BUILT_EXTRAS)
     set(LOCKKIT_PC_EXTRA ${extra})
     set(LOCKKIT_PC_EXTRA_WHAT "${LOCKKIT_EXTRA_${extra}_WHAT}")
+    set(LOCKKIT_PC_EXTRA_PRIVATE "${LOCKKIT_EXTRA_${extra}_PC}")
     configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-extra.pc.in ${out}/lockkit-${extra}.pc
       @ONLY)
     list(APPEND files ${out}/lockkit-${extra}.pc)

@@ -69,10 +69,16 @@ struct PairLoop {
   std::vector<double>* latency_us;
   long* pairs;
   long* errors;
+  int* running;
+  asio::io_context* io;
   std::optional<lockkit::Lock> lock;
 
   void next() {
-    if (Clock::now() >= deadline) return;
+    if (Clock::now() >= deadline) {
+      // The native redis:// connection keeps the io_context busy: stop it with the last loop.
+      if (--*running == 0) io->stop();
+      return;
+    }
     started = Clock::now();
     locks->async_try_acquire(
         stem + std::to_string(i++ % 1000), 30s,
@@ -99,7 +105,7 @@ struct PairLoop {
 };
 
 int run_pairs(const Config& cfg) {
-  asio::io_context io(1);
+  asio::io_context io;
   lockkit::AsyncLockApi locks(io.get_executor(), lockkit::open(cfg.url));
   std::vector<double> latency;
   latency.reserve(1 << 20);
@@ -107,6 +113,7 @@ int run_pairs(const Config& cfg) {
   long errors = 0;
   const std::string run = "abench" + lockkit::make_token().substr(0, 6) + "/";
   std::vector<std::unique_ptr<PairLoop>> loops;
+  int running = cfg.inflight;
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(cfg.seconds));
@@ -118,6 +125,8 @@ int run_pairs(const Config& cfg) {
                                                         .latency_us = &latency,
                                                         .pairs = &pairs,
                                                         .errors = &errors,
+                                                        .running = &running,
+                                                        .io = &io,
                                                         .lock = std::nullopt}));
     loops.back()->next();
   }
@@ -135,7 +144,7 @@ int run_waiters(const Config& cfg) {
   const std::string stem = "wbench" + lockkit::make_token().substr(0, 6) + "/";
   std::vector<std::optional<lockkit::Lock>> holders;
   for (int k = 0; k < keys; ++k) holders.push_back(api->try_acquire(stem + std::to_string(k), 60s));
-  asio::io_context io(1);
+  asio::io_context io;
   lockkit::AsyncLockApi locks(io.get_executor(), api);
   std::vector<Clock::time_point> released_at(keys);
   std::vector<double> handoff_ms;

@@ -76,6 +76,7 @@ class LOCKKIT_EXPORT AsyncEngine {
                            std::chrono::milliseconds ttl, std::unique_ptr<AsyncBoolSink> sink);
 
   struct Native;  // the store's own async path, if it has one
+  const std::shared_ptr<Native>& native() const noexcept { return native_; }
 
  private:
   asio::any_io_executor ex_;

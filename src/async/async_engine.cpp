@@ -10,27 +10,32 @@
 #include <system_error>
 #include <utility>
 
+#include "async/blocking_pool.hpp"
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+#include "async/redis_native_client.hpp"
+#endif
 #include "lockkit/async.hpp"
 
 namespace lockkit {
 
 namespace detail {
 
-struct AsyncEngine::Native {};
-
-namespace {
-
-using Steady = std::chrono::steady_clock;
-
-// Store calls of stores without a native async path block a thread each. They share these
-// few threads, whatever the number of AsyncLockApis and pending operations: a waiting acquire
-// holds none (it waits on a timer), only an attempt in flight does.
-constexpr std::size_t kBlockingThreads = 4;
-
 asio::thread_pool& blocking_pool() {
   static asio::thread_pool pool(kBlockingThreads);
   return pool;
 }
+
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+struct AsyncEngine::Native {
+  std::shared_ptr<RedisNativeClient> redis;
+};
+#else
+struct AsyncEngine::Native {};
+#endif
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
 
 std::exception_ptr aborted() {
   return std::make_exception_ptr(
@@ -91,6 +96,17 @@ class AsyncAcquireOperation {
       }
       ++self->attempts_;
     }
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+    if (const auto& native = self->engine_->native()) {
+      auto& op = *self;
+      native_try_acquire(
+          native->redis, op.key_, op.ttl_,
+          [self = std::move(self)](std::exception_ptr error, std::optional<Lock> lock) mutable {
+            on_attempt(std::move(self), std::move(error), std::move(lock));
+          });
+      return;
+    }
+#endif
     // Only out of memory makes post throw; noexcept then ends the program.
     asio::post(blocking_pool(),
                [self = std::move(self)]() mutable { attempt_blocking(std::move(self)); });
@@ -122,7 +138,10 @@ class AsyncAcquireOperation {
       guard.unlock();
       // Granted after the cancellation: give it back before saying "aborted", so that the
       // caller never finds a lease of its own left on the store.
-      if (lock) release_quietly(*lock);
+      if (lock) {
+        give_back(std::move(self), std::move(*lock));
+        return;
+      }
       finish(std::move(self), aborted(), std::nullopt);
       return;
     }
@@ -152,11 +171,29 @@ class AsyncAcquireOperation {
     });
   }
 
-  static void release_quietly(Lock& lock) noexcept {
-    try {
-      (void)lock.release();
-    } catch (...) {  // the destructor tries once more; the lease then expires by its TTL
+  // Releases a grant that came after the cancellation, then completes with "aborted". Never
+  // blocks the executor: natively, or on the pool.
+  static void give_back(Ptr self, Lock lock) noexcept {
+    auto held = std::make_shared<Lock>(std::move(lock));
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+    if (const auto& native = self->engine_->native()) {
+      Ptr keep = self;
+      if (native_release(native->redis, *held,
+                         [self = std::move(self), held](std::exception_ptr, bool) mutable {
+                           finish(std::move(self), aborted(), std::nullopt);
+                         })) {
+        return;
+      }
+      self = std::move(keep);
     }
+#endif
+    asio::post(blocking_pool(), [self = std::move(self), held]() mutable {
+      try {
+        (void)held->release();
+      } catch (...) {  // the destructor tries once more; the lease then expires by its TTL
+      }
+      finish(std::move(self), aborted(), std::nullopt);
+    });
   }
 
   static void finish(Ptr self, std::exception_ptr error, std::optional<Lock> lock) noexcept {
@@ -193,9 +230,18 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
     : ex_(std::move(ex)), api_(std::move(api)) {
   if (!api_) throw std::invalid_argument("api: must not be null");
   if (!ex_) throw std::invalid_argument("ex: must be a valid executor");
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+  if (auto redis = make_redis_native(ex_, api_)) {
+    native_ = std::make_shared<Native>(Native{std::move(redis)});
+  }
+#endif
 }
 
-AsyncEngine::~AsyncEngine() = default;
+AsyncEngine::~AsyncEngine() {
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+  if (native_) native_shutdown(native_->redis);
+#endif
+}
 
 std::shared_ptr<AsyncAcquireOperation> AsyncEngine::make_acquire(
     const std::shared_ptr<AsyncEngine>& engine, std::string key, std::chrono::milliseconds ttl,
@@ -213,6 +259,17 @@ void AsyncEngine::cancel(const std::shared_ptr<AsyncAcquireOperation>& op) noexc
 }
 
 namespace {
+
+class ForwardBoolSink final : public AsyncBoolSink {
+ public:
+  explicit ForwardBoolSink(std::shared_ptr<AsyncBoolSink> to) : to_(std::move(to)) {}
+  void complete(std::exception_ptr error, bool ours) noexcept override {
+    to_->complete(std::move(error), ours);
+  }
+
+ private:
+  std::shared_ptr<AsyncBoolSink> to_;
+};
 
 // Runs `call` (returning bool) on the pool and hands its outcome to `sink`.
 template <class Call>
@@ -236,8 +293,21 @@ void run_bool(std::unique_ptr<AsyncBoolSink> sink, Call call) {
 
 }  // namespace
 
-void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>&, Lock& lock,
+void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
                                 std::unique_ptr<AsyncBoolSink> sink) {
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+  if (engine->native_) {
+    std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
+    if (native_release(engine->native_->redis, lock, [shared](std::exception_ptr error, bool ours) {
+          shared->complete(std::move(error), ours);
+        })) {
+      return;
+    }
+    sink.reset(new ForwardBoolSink(std::move(shared)));
+  }
+#else
+  (void)engine;
+#endif
   run_bool(std::move(sink), [&lock] { return lock.release(); });
 }
 
