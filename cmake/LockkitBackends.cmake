@@ -55,3 +55,14 @@ set(LOCKKIT_BACKEND_etcd_PC "Requires.private: grpc++ protobuf")
 set(LOCKKIT_BACKEND_etcd_DEV libgrpc++-dev libprotobuf-dev)
 set(LOCKKIT_BACKEND_etcd_RUNTIME "libgrpc\\+\\+[0-9.]+" "libprotobuf[0-9]+")
 set(LOCKKIT_BACKEND_etcd_TOOL module)  # gRPC brings abseil, re2, c-ares, OpenSSL, ...
+
+# Components that are not backends (no URL scheme, not part of the tool), with what each needs:
+#   LOCKKIT_EXTRA_x_WHAT    words for option and .pc descriptions
+#   LOCKKIT_EXTRA_x_HEADER  a header of its header-only dependency (found with find_path, also
+#                           by the installed lockkitConfig.cmake: consumers include it too)
+#   LOCKKIT_EXTRA_x_DEV     the Debian package with that header
+set(LOCKKIT_EXTRAS async)
+
+set(LOCKKIT_EXTRA_async_WHAT "AsyncLockApi on asio (futures, coroutines, callbacks)")
+set(LOCKKIT_EXTRA_async_HEADER asio.hpp)
+set(LOCKKIT_EXTRA_async_DEV libasio-dev)

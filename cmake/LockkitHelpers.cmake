@@ -94,7 +94,7 @@ function(lockkit_add_backend name)
   endif()
 endfunction()
 
-# lockkit.pc plus lockkit-<backend>.pc per built backend, in ${libdir}/pkgconfig. The files find
+# lockkit.pc plus lockkit-<backend>.pc per built backend (and lockkit-async.pc), in ${libdir}/pkgconfig. The files find
 # their prefix relative to themselves, so an installed tree may be moved. A backend's own
 # dependency is private (added by `pkg-config --static`, for static archives).
 function(lockkit_install_pkgconfig)
@@ -111,6 +111,14 @@ function(lockkit_install_pkgconfig)
     configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-backend.pc.in ${out}/lockkit-${backend}.pc
       @ONLY)
     list(APPEND files ${out}/lockkit-${backend}.pc)
+  endforeach()
+  foreach(extra IN LISTS LOCKKIT_BUILT_EXTRAS)
+    set(LOCKKIT_PC_EXTRA ${extra})
+    set(LOCKKIT_PC_EXTRA_WHAT "${LOCKKIT_EXTRA_${extra}_WHAT}")
+    set(LOCKKIT_PC_EXTRA_PRIVATE "${LOCKKIT_EXTRA_${extra}_PC}")
+    configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-extra.pc.in ${out}/lockkit-${extra}.pc
+      @ONLY)
+    list(APPEND files ${out}/lockkit-${extra}.pc)
   endforeach()
   install(FILES ${files} DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT Development)
 endfunction()

@@ -18,6 +18,7 @@ full=(
   libhiredis-dev redis-server redis-tools     # redis:// backend, test server, redis-benchmark
   libssl-dev openssl                          # rediss:// (TLS); the tests' certificates
   libpq-dev postgresql postgresql-client      # postgres:// backend, test server, pgbench
+  libasio-dev                                 # lockkit::async (AsyncLockApi; standalone asio)
   libgrpc++-dev libprotobuf-dev               # etcd:// backend (gRPC, protobuf)
   protobuf-compiler protobuf-compiler-grpc    # protoc and grpc_cpp_plugin for etcd's .proto
   etcd-server etcd-client                     # etcd test server and etcdctl

@@ -234,7 +234,7 @@ unsigned thread_number() noexcept {
   return n;
 }
 
-class StoreLockApi final : public LockApi {
+class StoreLockApi final : public LockApi, public detail::NativeGrants {
  public:
   explicit StoreLockApi(std::shared_ptr<LeaseStore> store)
       : shared_(std::make_shared<Shared>(std::move(store))),
@@ -319,6 +319,28 @@ class StoreLockApi final : public LockApi {
     std::sort(out.begin(), out.end(),
               [](const LockInfo& a, const LockInfo& b) { return a.key < b.key; });
     return out;
+  }
+
+  LeaseStore& grant_store() noexcept override { return *store_; }
+
+  std::shared_ptr<detail::LeaseOps> grant_ops() override { return stripe(); }
+
+  Lock adopt_grant(std::string_view key, std::string_view token, std::uint64_t fence,
+                   Steady::time_point start, std::chrono::milliseconds ttl,
+                   std::shared_ptr<detail::LeaseOps> ops) override {
+    return Lock(detail::CoreLockTag{}, std::move(ops), key, token, fence,
+                start + ttl - store_->drift(ttl), start, ttl);
+  }
+
+  void observe(LockOperation operation, std::string_view key, LockOutcome outcome,
+               std::uint64_t fence, std::chrono::nanoseconds latency) noexcept override {
+    LockObserver* observer = shared_->observer.load(std::memory_order_acquire);
+    if (!observer) return;
+    LockEvent event = make_event(operation, store_->backend(), key);
+    event.outcome = outcome;
+    event.fence = fence;
+    event.latency = latency;
+    notify(observer, event);
   }
 
   void set_observer(std::shared_ptr<LockObserver> observer) override {

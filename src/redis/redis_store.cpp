@@ -19,6 +19,7 @@
 #include "redis/redis_cluster.hpp"
 #include "redis/redis_connection.hpp"
 #include "redis/redis_keys.hpp"
+#include "redis/redis_native.hpp"
 #include "redis/redis_scripts.hpp"
 
 namespace lockkit {
@@ -141,7 +142,7 @@ class Scratch {
 
 // One Redis server as a `LeaseStore`: each call is one script run by EVALSHA on a pipelined,
 // shared connection. Thread safety: safe to share; calls may run concurrently.
-class RedisStore final : public LeaseStore {
+class RedisStore final : public LeaseStore, public detail::redis::NativeAsyncSource {
  public:
   explicit RedisStore(const RedisOptions& o)
       : layout_(o.prefix),
@@ -171,6 +172,15 @@ class RedisStore final : public LeaseStore {
                 .insecure_skip_verify = o.tls.insecure_skip_verify,
             },
     };
+    if (!o.cluster && !o.tls.enabled && o.wait_replicas == 0) {
+      native_ = detail::redis::NativeTarget{.host = o.host,
+                                            .port = o.port,
+                                            .user = o.user,
+                                            .password = config.password,
+                                            .db = o.db,
+                                            .connect_timeout = o.connect_timeout,
+                                            .command_timeout = o.command_timeout};
+    }
     if (!o.cluster) {
       pool_ = std::make_unique<detail::redis::Pool>(std::move(config), o.connections);
       return;
@@ -182,6 +192,14 @@ class RedisStore final : public LeaseStore {
   }
 
   std::string_view backend() const noexcept override { return "redis"; }
+
+  std::optional<detail::redis::NativeTarget> native_target() const override { return native_; }
+  void native_check_key(std::string_view key) const override { check_key(key); }
+  void native_keys_of(std::string_view key, std::string& lock, std::string& fence,
+                      std::string& holder) const override {
+    layout_.keys_of(key, lock, fence, holder);
+  }
+
   milliseconds drift(milliseconds ttl) const noexcept override {
     return ttl / 100 + milliseconds(2);  // clock drift between us and Redis, as Redlock does
   }
@@ -669,6 +687,7 @@ class RedisStore final : public LeaseStore {
   // migration's ASK/TRYAGAIN cycles far below it within the budget.
   static constexpr int kMaxRedirects = 1000;
 
+  std::optional<detail::redis::NativeTarget> native_;  // plain TCP, one server: the async path
   const detail::redis::KeyLayout layout_;
   const milliseconds command_timeout_;
   const milliseconds call_budget_;  // cluster: redirections and map refreshes of one call

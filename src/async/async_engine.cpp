@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MIT
+// AsyncLockApi's engine: acquires as state machines on the executor (timers between attempts),
+// store calls on a small shared pool.
+#include <asio/error.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+#include <mutex>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include "async/blocking_pool.hpp"
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+#include "async/redis_native_client.hpp"
+#endif
+#include "lockkit/async.hpp"
+
+namespace lockkit {
+
+namespace detail {
+
+asio::thread_pool& blocking_pool() {
+  static asio::thread_pool pool(kBlockingThreads);
+  return pool;
+}
+
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+struct AsyncEngine::Native {
+  std::shared_ptr<RedisNativeClient> redis;
+};
+#else
+struct AsyncEngine::Native {};
+#endif
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+std::exception_ptr aborted() {
+  return std::make_exception_ptr(
+      std::system_error(asio::error::make_error_code(asio::error::operation_aborted)));
+}
+
+}  // namespace
+
+// One async_try_acquire or async_acquire: attempts on the pool, backoff waits on a timer of the
+// executor. Every step runs under mu_, so a cancellation from any thread sees one state.
+// Ownership: exactly one step holds the reference that keeps the operation alive (the queued
+// attempt, the timer wait, and at the end the posted handler), so that the operation, and its
+// timer, die on the handler's executor, never on a pool thread after the handler ran.
+class AsyncAcquireOperation {
+ public:
+  using Ptr = std::shared_ptr<AsyncAcquireOperation>;
+
+  AsyncAcquireOperation(std::shared_ptr<AsyncEngine> engine, std::string key,
+                        std::chrono::milliseconds ttl, std::optional<RetryPolicy> policy,
+                        std::unique_ptr<AsyncAcquireSink> sink)
+      : engine_(std::move(engine)),
+        key_(std::move(key)),
+        ttl_(ttl),
+        policy_(policy),
+        sink_(std::move(sink)),
+        timer_(engine_->executor()) {}
+
+  static void start(Ptr self) noexcept {
+    try {
+      if (self->policy_) validate_retry_policy(*self->policy_);
+      validate_key(self->key_);
+      validate_ttl(self->ttl_);
+    } catch (...) {
+      finish(std::move(self), std::current_exception(), std::nullopt);
+      return;
+    }
+    if (self->policy_) self->deadline_ = Steady::now() + self->policy_->max_wait;
+    attempt(std::move(self));
+  }
+
+  void cancel() noexcept {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (finished_ || cancelled_) return;
+    cancelled_ = true;
+    // A wait ends now (the timer's handler completes the operation); an attempt in flight
+    // completes it when it returns, after releasing what it may have been granted.
+    if (waiting_) timer_.cancel();
+  }
+
+ private:
+  static void attempt(Ptr self) noexcept {
+    {
+      std::unique_lock<std::mutex> lock(self->mu_);
+      if (self->cancelled_) {
+        lock.unlock();
+        finish(std::move(self), aborted(), std::nullopt);
+        return;
+      }
+      ++self->attempts_;
+    }
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+    if (const auto& native = self->engine_->native()) {
+      auto& op = *self;
+      native_try_acquire(
+          native->redis, op.key_, op.ttl_,
+          [self = std::move(self)](std::exception_ptr error, std::optional<Lock> lock) mutable {
+            on_attempt(std::move(self), std::move(error), std::move(lock));
+          });
+      return;
+    }
+#endif
+    // Only out of memory makes post throw; noexcept then ends the program.
+    asio::post(blocking_pool(),
+               [self = std::move(self)]() mutable { attempt_blocking(std::move(self)); });
+  }
+
+  // On a pool thread.
+  static void attempt_blocking(Ptr self) noexcept {
+    {
+      std::unique_lock<std::mutex> guard(self->mu_);
+      if (self->cancelled_) {  // cancelled while queued: nothing was sent
+        guard.unlock();
+        finish(std::move(self), aborted(), std::nullopt);
+        return;
+      }
+    }
+    std::optional<Lock> lock;
+    std::exception_ptr error;
+    try {
+      lock = self->engine_->api()->try_acquire(self->key_, self->ttl_);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    on_attempt(std::move(self), std::move(error), std::move(lock));
+  }
+
+  static void on_attempt(Ptr self, std::exception_ptr error, std::optional<Lock> lock) noexcept {
+    std::unique_lock<std::mutex> guard(self->mu_);
+    if (self->cancelled_) {
+      guard.unlock();
+      // Granted after the cancellation: give it back before saying "aborted", so that the
+      // caller never finds a lease of its own left on the store.
+      if (lock) {
+        give_back(std::move(self), std::move(*lock));
+        return;
+      }
+      finish(std::move(self), aborted(), std::nullopt);
+      return;
+    }
+    if (error || lock || !self->policy_) {
+      guard.unlock();
+      finish(std::move(self), std::move(error), std::move(lock));
+      return;
+    }
+    const auto now = Steady::now();
+    if (now >= self->deadline_) {
+      guard.unlock();
+      finish(std::move(self), nullptr, std::nullopt);
+      return;
+    }
+    auto delay = std::chrono::duration_cast<Steady::duration>(
+        backoff_delay(*self->policy_, self->attempts_ - 1));
+    if (delay > self->deadline_ - now) delay = self->deadline_ - now;  // lands on the deadline
+    self->timer_.expires_after(delay);
+    self->waiting_ = true;
+    auto& timer = self->timer_;
+    timer.async_wait([self = std::move(self)](const std::error_code&) mutable {
+      {
+        std::lock_guard<std::mutex> guard(self->mu_);
+        self->waiting_ = false;
+      }
+      attempt(std::move(self));  // sees a cancellation that came meanwhile
+    });
+  }
+
+  // Releases a grant that came after the cancellation, then completes with "aborted". Never
+  // blocks the executor: natively, or on the pool.
+  static void give_back(Ptr self, Lock lock) noexcept {
+    auto held = std::make_shared<Lock>(std::move(lock));
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+    if (const auto& native = self->engine_->native()) {
+      Ptr keep = self;
+      if (native_release(native->redis, *held,
+                         [self = std::move(self), held](std::exception_ptr, bool) mutable {
+                           finish(std::move(self), aborted(), std::nullopt);
+                         })) {
+        return;
+      }
+      self = std::move(keep);
+    }
+#endif
+    asio::post(blocking_pool(), [self = std::move(self), held]() mutable {
+      try {
+        (void)held->release();
+      } catch (...) {  // the destructor tries once more; the lease then expires by its TTL
+      }
+      finish(std::move(self), aborted(), std::nullopt);
+    });
+  }
+
+  static void finish(Ptr self, std::exception_ptr error, std::optional<Lock> lock) noexcept {
+    std::unique_ptr<AsyncAcquireSink> sink;
+    {
+      std::lock_guard<std::mutex> guard(self->mu_);
+      if (self->finished_) return;
+      self->finished_ = true;
+      sink = std::move(self->sink_);
+    }
+    AsyncAcquireSink& target = *sink;
+    // The sink goes with the handler: nothing of the operation is left on this thread.
+    std::shared_ptr<void> keep(
+        new std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>(std::move(self), std::move(sink)),
+        [](void* p) { delete static_cast<std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>*>(p); });
+    target.complete(std::move(error), std::move(lock), std::move(keep));
+  }
+
+  const std::shared_ptr<AsyncEngine> engine_;
+  const std::string key_;
+  const std::chrono::milliseconds ttl_;
+  const std::optional<RetryPolicy> policy_;
+  Steady::time_point deadline_{};
+  std::mutex mu_;
+  std::unique_ptr<AsyncAcquireSink> sink_;  // guarded by mu_; null once finished
+  asio::steady_timer timer_;                // guarded by mu_
+  unsigned attempts_ = 0;                   // guarded by mu_
+  bool waiting_ = false;                    // guarded by mu_
+  bool cancelled_ = false;                  // guarded by mu_
+  bool finished_ = false;                   // guarded by mu_
+};
+
+AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
+    : ex_(std::move(ex)), api_(std::move(api)) {
+  if (!api_) throw std::invalid_argument("api: must not be null");
+  if (!ex_) throw std::invalid_argument("ex: must be a valid executor");
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+  if (auto redis = make_redis_native(ex_, api_)) {
+    native_ = std::make_shared<Native>(Native{std::move(redis)});
+  }
+#endif
+}
+
+AsyncEngine::~AsyncEngine() {
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+  if (native_) native_shutdown(native_->redis);
+#endif
+}
+
+std::shared_ptr<AsyncAcquireOperation> AsyncEngine::make_acquire(
+    const std::shared_ptr<AsyncEngine>& engine, std::string key, std::chrono::milliseconds ttl,
+    std::optional<RetryPolicy> policy, std::unique_ptr<AsyncAcquireSink> sink) {
+  return std::make_shared<AsyncAcquireOperation>(engine, std::move(key), ttl, policy,
+                                                 std::move(sink));
+}
+
+void AsyncEngine::start(std::shared_ptr<AsyncAcquireOperation> op) {
+  AsyncAcquireOperation::start(std::move(op));
+}
+
+void AsyncEngine::cancel(const std::shared_ptr<AsyncAcquireOperation>& op) noexcept {
+  op->cancel();
+}
+
+namespace {
+
+class ForwardBoolSink final : public AsyncBoolSink {
+ public:
+  explicit ForwardBoolSink(std::shared_ptr<AsyncBoolSink> to) : to_(std::move(to)) {}
+  void complete(std::exception_ptr error, bool ours) noexcept override {
+    to_->complete(std::move(error), ours);
+  }
+
+ private:
+  std::shared_ptr<AsyncBoolSink> to_;
+};
+
+// Runs `call` (returning bool) on the pool and hands its outcome to `sink`.
+template <class Call>
+void run_bool(std::unique_ptr<AsyncBoolSink> sink, Call call) {
+  std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
+  try {
+    asio::post(blocking_pool(), [shared, call = std::move(call)]() mutable noexcept {
+      bool ours = false;
+      std::exception_ptr error;
+      try {
+        ours = call();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      shared->complete(std::move(error), ours);
+    });
+  } catch (...) {
+    shared->complete(std::current_exception(), false);
+  }
+}
+
+}  // namespace
+
+void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
+                                std::unique_ptr<AsyncBoolSink> sink) {
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
+  if (engine->native_) {
+    std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
+    if (native_release(engine->native_->redis, lock, [shared](std::exception_ptr error, bool ours) {
+          shared->complete(std::move(error), ours);
+        })) {
+      return;
+    }
+    sink.reset(new ForwardBoolSink(std::move(shared)));
+  }
+#else
+  (void)engine;
+#endif
+  run_bool(std::move(sink), [&lock] { return lock.release(); });
+}
+
+void AsyncEngine::start_extend(const std::shared_ptr<AsyncEngine>&, Lock& lock,
+                               std::chrono::milliseconds ttl, std::unique_ptr<AsyncBoolSink> sink) {
+  run_bool(std::move(sink), [&lock, ttl] { return lock.extend(ttl); });
+}
+
+}  // namespace detail
+
+AsyncLockApi::AsyncLockApi(executor_type ex, std::shared_ptr<LockApi> api)
+    : engine_(std::make_shared<detail::AsyncEngine>(std::move(ex), std::move(api))) {}
+
+}  // namespace lockkit

@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: MIT
+// AsyncLockApi's native redis:// path: requests are written and replies completed by the
+// executor, many in flight on one pipelined connection, with the sync store's scripts and keys.
+#include "async/redis_native_client.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <asio/bind_executor.hpp>
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/write.hpp>
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "async/blocking_pool.hpp"
+#include "core/escape.hpp"
+#include "core/keeper.hpp"
+#include "core/lease_ops.hpp"
+#include "core/store_lock_api.hpp"
+#include "lockkit/errors.hpp"
+#include "redis/redis_native.hpp"
+#include "redis/redis_scripts.hpp"
+
+namespace lockkit::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using asio::ip::tcp;
+
+enum Script : int { kNoScript = -1, kAcquire = 0, kRelease = 1 };
+constexpr const char* kScripts[] = {redis::kAcquireScript, redis::kReleaseScript};
+
+void append_bulk(std::string& out, std::string_view s) {
+  out += '$';
+  out += std::to_string(s.size());
+  out += "\r\n";
+  out.append(s.data(), s.size());
+  out += "\r\n";
+}
+
+std::string context(std::string_view op, std::string_view key) {
+  return std::string(op) + " \"" + escape_key(key) + "\": ";
+}
+
+class NativeLeaseOps;
+
+// Natively granted locks by token, for `native_release` to find their `NativeLeaseOps`.
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<std::string, std::weak_ptr<NativeLeaseOps>> by_token;  // guarded by mu
+};
+
+// The `LeaseOps` of a natively granted `Lock`: forwards to the core's, except that a release
+// done natively is settled here first, so that the `Lock` then releases without I/O.
+class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
+ public:
+  NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
+                 std::string token)
+      : inner_(std::move(inner)),
+        batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
+        registry_(std::move(registry)),
+        token_(std::move(token)) {}
+  ~NativeLeaseOps() override {
+    if (auto registry = registry_.lock()) {
+      std::lock_guard<std::mutex> guard(registry->mu);
+      auto it = registry->by_token.find(token_);
+      if (it != registry->by_token.end() && it->second.expired()) registry->by_token.erase(it);
+    }
+  }
+
+  // The outcome of the native release (true: it was ours).
+  void settle(bool ours) noexcept { settled_.store(ours ? 1 : 0); }
+
+  std::string_view backend() const noexcept override { return inner_->backend(); }
+  bool release(std::string_view key, std::string_view token) override {
+    const int settled = settled_.exchange(-1);
+    if (settled >= 0) return settled == 1;
+    return inner_->release(key, token);
+  }
+  bool release_held(std::string_view key, std::string_view token,
+                    Clock::time_point acquired) override {
+    const int settled = settled_.exchange(-1);
+    if (settled >= 0) return settled == 1;
+    return inner_->release_held(key, token, acquired);
+  }
+  bool extend(std::string_view key, std::string_view token,
+              std::chrono::milliseconds ttl) override {
+    return inner_->extend(key, token, ttl);
+  }
+  Clock::time_point now() const noexcept override { return inner_->now(); }
+  std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
+    return inner_->drift(ttl);
+  }
+
+  // Keep-alive renewals join the core's batches for the same store.
+  const void* batch_key() const noexcept override {
+    return batch_ ? batch_->batch_key() : static_cast<const void*>(this);
+  }
+  std::string renew_many(std::span<const ExtendRequest> requests,
+                         std::span<ExtendOutcome> out) noexcept override {
+    if (batch_) return batch_->renew_many(requests, out);
+    std::string error;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      try {
+        out[i] = inner_->extend(requests[i].key, requests[i].token, requests[i].ttl)
+                     ? ExtendOutcome::kExtended
+                     : ExtendOutcome::kNotOurs;
+      } catch (const std::exception& e) {
+        out[i] = ExtendOutcome::kFailed;
+        error = e.what();
+      }
+    }
+    return error;
+  }
+
+ private:
+  const std::shared_ptr<LeaseOps> inner_;
+  BatchRenewer* const batch_;
+  const std::weak_ptr<Registry> registry_;
+  const std::string token_;
+  std::atomic<int> settled_{-1};  // -1: not released natively
+};
+
+}  // namespace
+
+// One connection, touched only on `strand_`. Requests queue while it connects; once ready, each
+// is appended to the output buffer and written in batches (one write in flight), and replies,
+// which Redis sends in order, complete the oldest request first.
+class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient> {
+ public:
+  using Done = std::function<void(std::exception_ptr, redisReply*)>;
+
+  struct Request {
+    Script script = kNoScript;
+    std::vector<std::string> args;  // EVALSHA's numkeys, keys, argv; or a whole command
+    bool maybe_write = false;       // a lost reply leaves it in doubt
+    bool eval = false;              // send the script's text (after NOSCRIPT)
+    Done done;
+    Clock::time_point deadline{};
+  };
+
+  RedisNativeClient(const asio::any_io_executor& ex, std::shared_ptr<LockApi> api,
+                    NativeGrants& grants, redis::NativeAsyncSource& source,
+                    redis::NativeTarget target)
+      : api_(std::move(api)),
+        grants_(grants),
+        source_(source),
+        target_(std::move(target)),
+        strand_(asio::make_strand(ex)),
+        socket_(strand_),
+        resolver_(strand_),
+        connect_timer_(strand_),
+        reply_timer_(strand_),
+        registry_(std::make_shared<Registry>()) {}
+
+  ~RedisNativeClient() {
+    if (reader_) redisReaderFree(reader_);
+  }
+
+  NativeGrants& grants() noexcept { return grants_; }
+  redis::NativeAsyncSource& source() noexcept { return source_; }
+  const std::shared_ptr<Registry>& registry() const noexcept { return registry_; }
+  const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
+
+  // Any thread.
+  void submit(Request request) {
+    asio::post(strand_, [self = shared_from_this(), request = std::move(request)]() mutable {
+      self->submit_here(std::move(request));
+    });
+  }
+
+  void shutdown() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->fail(ErrorKind::kUnavailable, "the AsyncLockApi is gone");
+    });
+  }
+
+ private:
+  enum class State { kIdle, kConnecting, kHandshake, kReady };
+
+  void submit_here(Request request) {
+    if (state_ == State::kReady) {
+      write(std::move(request));
+      return;
+    }
+    queued_.push_back(std::move(request));
+    if (state_ == State::kIdle) connect();
+  }
+
+  // The first connection goes through the blocking store once, so that the checks it makes at
+  // connect (eviction policy, credentials) apply here too; then our own socket.
+  void connect() {
+    state_ = State::kConnecting;
+    const std::uint64_t generation = ++generation_;
+    if (!probed_) {
+      asio::post(blocking_pool(), [self = shared_from_this(), generation]() mutable {
+        std::exception_ptr error;
+        try {
+          (void)self->grants_.grant_store().status("lockkit-async-probe");
+        } catch (...) {
+          error = std::current_exception();
+        }
+        auto& strand = self->strand_;
+        asio::post(strand, [self = std::move(self), generation, error]() mutable {
+          if (generation != self->generation_) return;
+          if (error) {
+            self->fail_with(error);
+            return;
+          }
+          self->probed_ = true;
+          self->resolve(generation);
+        });
+      });
+      return;
+    }
+    resolve(generation);
+  }
+
+  void resolve(std::uint64_t generation) {
+    connect_timer_.expires_after(target_.connect_timeout);
+    connect_timer_.async_wait([self = shared_from_this(), generation](const std::error_code& ec) {
+      if (ec || generation != self->generation_ || self->state_ != State::kConnecting) return;
+      self->fail(ErrorKind::kTimeout, "connect " + self->address() + " timed out after " +
+                                          std::to_string(self->target_.connect_timeout.count()) +
+                                          "ms");
+    });
+    resolver_.async_resolve(
+        target_.host, std::to_string(target_.port),
+        [self = shared_from_this(), generation](const std::error_code& ec,
+                                                tcp::resolver::results_type results) {
+          if (generation != self->generation_) return;
+          if (ec) {
+            self->fail(ErrorKind::kUnavailable, "resolve " + self->address() + ": " + ec.message());
+            return;
+          }
+          asio::async_connect(self->socket_, results,
+                              [self, generation](const std::error_code& cec, const tcp::endpoint&) {
+                                if (generation != self->generation_) return;
+                                if (cec) {
+                                  self->fail(ErrorKind::kUnavailable,
+                                             "connect " + self->address() + ": " + cec.message());
+                                  return;
+                                }
+                                self->connect_timer_.cancel();
+                                self->handshake(generation);
+                              });
+        });
+  }
+
+  std::string address() const { return target_.host + ":" + std::to_string(target_.port); }
+
+  void handshake(std::uint64_t generation) {
+    std::error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    if (reader_) redisReaderFree(reader_);
+    reader_ = redisReaderCreate();
+    state_ = State::kHandshake;
+    read(generation);
+    // Credentials and database first; then the scripts' SHA1s, which every later EVALSHA needs.
+    if (target_.password) {
+      Request auth;
+      auth.args = target_.user.empty()
+                      ? std::vector<std::string>{"AUTH", *target_.password}
+                      : std::vector<std::string>{"AUTH", target_.user, *target_.password};
+      auth.done = handshake_step(generation, ErrorKind::kAuth, "AUTH refused");
+      write(std::move(auth));
+    }
+    if (target_.db != 0) {
+      Request select;
+      select.args = {"SELECT", std::to_string(target_.db)};
+      select.done = handshake_step(generation, ErrorKind::kProtocol, "SELECT refused");
+      write(std::move(select));
+    }
+    // A name for CLIENT LIST: operators (and the tests) see which connection is ours.
+    Request name;
+    name.args = {"CLIENT", "SETNAME", "lockkit-async"};
+    name.done = [](std::exception_ptr, redisReply*) {};
+    write(std::move(name));
+    for (int script : {kAcquire, kRelease}) {
+      Request load;
+      load.args = {"SCRIPT", "LOAD", kScripts[script]};
+      load.done = [self = shared_from_this(), generation, script](std::exception_ptr error,
+                                                                  redisReply* reply) {
+        if (error || generation != self->generation_) return;
+        if (reply->type != REDIS_REPLY_STRING) {
+          self->fail(ErrorKind::kProtocol, "SCRIPT LOAD refused");
+          return;
+        }
+        self->sha_[script].assign(reply->str, reply->len);
+        if (script == kRelease) self->ready();
+      };
+      write(std::move(load));
+    }
+  }
+
+  Done handshake_step(std::uint64_t generation, ErrorKind kind, std::string what) {
+    return [self = shared_from_this(), generation, kind, what](std::exception_ptr error,
+                                                               redisReply* reply) {
+      if (error || generation != self->generation_) return;
+      if (reply->type == REDIS_REPLY_ERROR) self->fail(kind, what);
+    };
+  }
+
+  void ready() {
+    state_ = State::kReady;
+    auto queued = std::move(queued_);
+    queued_.clear();
+    for (auto& request : queued) write(std::move(request));
+  }
+
+  // Appends `request` to the output and starts a write unless one is under way.
+  void write(Request request) {
+    std::size_t parts = request.args.size() + (request.script == kNoScript ? 0 : 2);
+    out_ += '*';
+    out_ += std::to_string(parts);
+    out_ += "\r\n";
+    if (request.script != kNoScript) {
+      append_bulk(out_, request.eval ? "EVAL" : "EVALSHA");
+      append_bulk(out_, request.eval ? std::string_view(kScripts[request.script])
+                                     : std::string_view(sha_[request.script]));
+    }
+    for (const auto& arg : request.args) append_bulk(out_, arg);
+    request.deadline = Clock::now() + target_.command_timeout;
+    inflight_.push_back(std::move(request));
+    ++unsent_;
+    if (!writing_) flush();
+    arm_reply_timer();
+  }
+
+  void flush() {
+    writing_buf_.swap(out_);
+    out_.clear();
+    unsent_ = 0;
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(writing_buf_),
+                      [self = shared_from_this(), generation = generation_](
+                          const std::error_code& ec, std::size_t) {
+                        if (generation != self->generation_) return;
+                        self->writing_ = false;
+                        if (ec) {
+                          self->fail(ErrorKind::kUnavailable, "write: " + ec.message());
+                          return;
+                        }
+                        if (!self->out_.empty()) self->flush();
+                      });
+  }
+
+  void read(std::uint64_t generation) {
+    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this(), generation](
+                                                    const std::error_code& ec, std::size_t n) {
+      if (generation != self->generation_) return;
+      if (ec) {
+        self->fail(ErrorKind::kUnavailable, ec == asio::error::eof
+                                                ? "connection closed by the server"
+                                                : "read: " + ec.message());
+        return;
+      }
+      if (redisReaderFeed(self->reader_, self->buf_.data(), n) != REDIS_OK) {
+        self->fail(ErrorKind::kProtocol, "unreadable reply");
+        return;
+      }
+      for (;;) {
+        void* raw = nullptr;
+        if (redisReaderGetReply(self->reader_, &raw) != REDIS_OK) {
+          self->fail(ErrorKind::kProtocol, "unreadable reply");
+          return;
+        }
+        if (!raw) break;
+        std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
+                                                           freeReplyObject);
+        if (self->inflight_.empty()) {
+          self->fail(ErrorKind::kProtocol, "a reply nobody asked for");
+          return;
+        }
+        Request request = std::move(self->inflight_.front());
+        self->inflight_.pop_front();
+        if (reply->type == REDIS_REPLY_ERROR && request.script != kNoScript && !request.eval &&
+            std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
+          // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
+          request.eval = true;
+          self->write(std::move(request));
+          continue;
+        }
+        request.done(nullptr, reply.get());
+        if (generation != self->generation_) return;  // the callback failed the connection
+      }
+      self->arm_reply_timer();
+      self->read(generation);
+    });
+  }
+
+  // One timer for the oldest request: replies come in order, so if it has none by its deadline
+  // the connection is stuck, and everything on it fails.
+  void arm_reply_timer() {
+    if (timer_armed_ || inflight_.empty()) return;
+    timer_armed_ = true;
+    reply_timer_.expires_at(inflight_.front().deadline);
+    reply_timer_.async_wait(
+        [self = shared_from_this(), generation = generation_](const std::error_code& ec) {
+          if (generation != self->generation_) return;
+          self->timer_armed_ = false;
+          if (ec) return;
+          if (!self->inflight_.empty() && self->inflight_.front().deadline <= Clock::now()) {
+            self->fail(
+                ErrorKind::kTimeout,
+                "no reply within " + std::to_string(self->target_.command_timeout.count()) + "ms");
+            return;
+          }
+          self->arm_reply_timer();
+        });
+  }
+
+  // Ends the connection; every request on it or waiting for it fails. A request that was
+  // (perhaps) sent and may write is in doubt.
+  void fail(ErrorKind kind, const std::string& what) {
+    ++generation_;
+    state_ = State::kIdle;
+    timer_armed_ = false;
+    writing_ = false;
+    std::error_code ignored;
+    socket_.close(ignored);
+    resolver_.cancel();
+    connect_timer_.cancel();
+    reply_timer_.cancel();
+    out_.clear();
+    auto inflight = std::move(inflight_);
+    auto queued = std::move(queued_);
+    inflight_.clear();
+    queued_.clear();
+    const std::size_t sent = inflight.size() - std::min(unsent_, inflight.size());
+    unsent_ = 0;
+    std::size_t i = 0;
+    for (auto& request : inflight) {
+      const bool doubt = i++ < sent && request.maybe_write;
+      request.done(std::make_exception_ptr(BackendError(
+                       "redis", doubt ? ErrorKind::kInDoubt : kind,
+                       doubt ? what + "; the lock may have been taken (in doubt)" : what)),
+                   nullptr);
+    }
+    for (auto& request : queued) {
+      request.done(std::make_exception_ptr(BackendError("redis", kind, what)), nullptr);
+    }
+  }
+
+  void fail_with(std::exception_ptr error) {
+    ++generation_;
+    state_ = State::kIdle;
+    auto queued = std::move(queued_);
+    queued_.clear();
+    for (auto& request : queued) request.done(error, nullptr);
+  }
+
+  const std::shared_ptr<LockApi> api_;  // keeps grants_ and source_ alive
+  NativeGrants& grants_;
+  redis::NativeAsyncSource& source_;
+  const redis::NativeTarget target_;
+  asio::strand<asio::any_io_executor> strand_;
+  tcp::socket socket_;
+  tcp::resolver resolver_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer reply_timer_;
+  const std::shared_ptr<Registry> registry_;
+  // The rest only on strand_.
+  State state_ = State::kIdle;
+  std::uint64_t generation_ = 0;  // one per connection attempt; stale handlers see a change
+  bool probed_ = false;
+  bool writing_ = false;
+  bool timer_armed_ = false;
+  std::deque<Request> queued_;    // before the connection is ready
+  std::deque<Request> inflight_;  // in the output buffer or sent, oldest first
+  std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
+  std::string out_;
+  std::string writing_buf_;
+  std::string sha_[2];
+  redisReader* reader_ = nullptr;
+  std::array<char, 64 * 1024> buf_{};
+};
+
+std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,
+                                                     const std::shared_ptr<LockApi>& api) {
+  auto* grants = dynamic_cast<NativeGrants*>(api.get());
+  if (!grants) return nullptr;
+  auto* source = dynamic_cast<redis::NativeAsyncSource*>(&grants->grant_store());
+  if (!source) return nullptr;
+  auto target = source->native_target();
+  if (!target) return nullptr;
+  return std::make_shared<RedisNativeClient>(ex, api, *grants, *source, std::move(*target));
+}
+
+void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
+                        std::chrono::milliseconds ttl,
+                        std::function<void(std::exception_ptr, std::optional<Lock>)> done) {
+  try {
+    client->source().native_check_key(key);
+  } catch (...) {
+    done(std::current_exception(), std::nullopt);
+    return;
+  }
+  RedisNativeClient::Request request;
+  std::string lock_key, fence_key, holder_key;
+  client->source().native_keys_of(key, lock_key, fence_key, holder_key);
+  std::string token = make_token();
+  request.script = kAcquire;
+  request.args = {"3",   std::move(lock_key),        fence_key, holder_key,
+                  token, std::to_string(ttl.count())};
+  request.maybe_write = true;
+  // The local clock is read before the request is sent: valid_until can only be earlier than
+  // the server's expiry, as for the blocking path.
+  const auto start = client->grants().grant_store().now();
+  const auto sent = Clock::now();
+  request.done = [client, key = std::move(key), token, ttl, start, sent, fence_key, holder_key,
+                  done = std::move(done)](std::exception_ptr error, redisReply* reply) mutable {
+    auto& grants = client->grants();
+    if (error) {
+      bool doubt = false;
+      try {
+        std::rethrow_exception(error);
+      } catch (const BackendError& e) {
+        doubt = e.kind() == ErrorKind::kInDoubt;
+        error = std::make_exception_ptr(
+            BackendError("redis", e.kind(), context("try_acquire", key) + (e.what() + 7)));
+      } catch (...) {
+      }
+      grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kError, 0, Clock::now() - sent);
+      if (!doubt) {
+        done(error, std::nullopt);
+        return;
+      }
+      // As the core does after an in-doubt acquire: take it back with our own token, then say
+      // so. The release blocks, so it runs on the pool.
+      asio::post(blocking_pool(), [client, key = std::move(key), token = std::move(token), error,
+                                   done = std::move(done)]() mutable {
+        try {
+          (void)client->grants().grant_store().release(key, token);
+        } catch (...) {  // the caller learns kInDoubt either way; the lease expires by its TTL
+        }
+        auto& strand = client->strand();
+        asio::post(strand,
+                   [error, done = std::move(done)]() mutable { done(error, std::nullopt); });
+      });
+      return;
+    }
+    long long fence = -2;
+    if (reply->type == REDIS_REPLY_INTEGER) fence = reply->integer;
+    if (fence == -1) {
+      done(std::make_exception_ptr(BackendError(
+               "redis", ErrorKind::kProtocol,
+               context("try_acquire", key) + "\"" + escape_key(fence_key) + "\" or \"" +
+                   escape_key(holder_key) +
+                   "\" holds a key that is not lockkit's; names containing \"lockkit:{\" are "
+                   "reserved for lockkit")),
+           std::nullopt);
+      return;
+    }
+    if (fence < 0) {
+      std::string what = reply->type == REDIS_REPLY_ERROR
+                             ? "server error: " + std::string(reply->str, reply->len)
+                             : std::string("unexpected reply");
+      done(std::make_exception_ptr(
+               BackendError("redis", ErrorKind::kProtocol, context("try_acquire", key) + what)),
+           std::nullopt);
+      return;
+    }
+    const auto latency = Clock::now() - sent;
+    if (fence == 0) {
+      grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kBusy, 0, latency);
+      done(nullptr, std::nullopt);
+      return;
+    }
+    std::optional<Lock> lock;
+    try {
+      auto ops = std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token);
+      {
+        std::lock_guard<std::mutex> guard(client->registry()->mu);
+        client->registry()->by_token[token] = ops;
+      }
+      lock.emplace(grants.adopt_grant(key, token, static_cast<std::uint64_t>(fence), start, ttl,
+                                      std::move(ops)));
+    } catch (...) {
+      done(std::current_exception(), std::nullopt);  // out of memory; the lease runs out
+      return;
+    }
+    grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kOk,
+                   static_cast<std::uint64_t>(fence), latency);
+    done(nullptr, std::move(lock));
+  };
+  client->submit(std::move(request));
+}
+
+bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock,
+                    std::function<void(std::exception_ptr, bool)> done) {
+  if (!lock.held()) return false;
+  std::shared_ptr<NativeLeaseOps> ops;
+  {
+    std::lock_guard<std::mutex> guard(client->registry()->mu);
+    auto it = client->registry()->by_token.find(std::string(lock.token()));
+    if (it != client->registry()->by_token.end()) ops = it->second.lock();
+  }
+  if (!ops) return false;
+  RedisNativeClient::Request request;
+  std::string lock_key, fence_key, holder_key;
+  client->source().native_keys_of(lock.key(), lock_key, fence_key, holder_key);
+  request.script = kRelease;
+  request.args = {"2", std::move(lock_key), std::move(holder_key), std::string(lock.token())};
+  const auto sent = Clock::now();
+  request.done = [client, &lock, ops, sent, done = std::move(done)](std::exception_ptr error,
+                                                                    redisReply* reply) {
+    auto& grants = client->grants();
+    if (error) {
+      grants.observe(LockOperation::kRelease, lock.key(), LockOutcome::kError, 0,
+                     Clock::now() - sent);
+      done(error, false);  // the lock stays releasable
+      return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+      done(std::make_exception_ptr(BackendError(
+               "redis", ErrorKind::kProtocol, context("release", lock.key()) + "unexpected reply")),
+           false);
+      return;
+    }
+    const bool ours = reply->integer == 1;
+    grants.observe(LockOperation::kRelease, lock.key(),
+                   ours ? LockOutcome::kOk : LockOutcome::kNotOurs, 0, Clock::now() - sent);
+    // The Lock learns the outcome without another round trip: its release asks `ops`, which
+    // answers with what the server said.
+    ops->settle(ours);
+    bool released = false;
+    try {
+      released = lock.release();
+    } catch (...) {
+    }
+    done(nullptr, released);
+  };
+  client->submit(std::move(request));
+  return true;
+}
+
+void native_shutdown(const std::shared_ptr<RedisNativeClient>& client) noexcept {
+  try {
+    client->shutdown();
+  } catch (...) {
+  }
+}
+
+}  // namespace lockkit::detail

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+// Internal: AsyncLockApi's native redis:// path: one pipelined connection driven by the executor.
+#ifndef LOCKKIT_SRC_ASYNC_REDIS_NATIVE_CLIENT_HPP_
+#define LOCKKIT_SRC_ASYNC_REDIS_NATIVE_CLIENT_HPP_
+
+#include <asio/any_io_executor.hpp>
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "lockkit/lock.hpp"
+#include "lockkit/lock_api.hpp"
+
+namespace lockkit::detail {
+
+class RedisNativeClient;
+
+// Returns the native client for `api` when it is the core's LockApi over a plain-TCP, single
+// server redis:// store (in a static build), else null: the caller then uses the blocking pool.
+std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,
+                                                     const std::shared_ptr<LockApi>& api);
+
+// Starts one acquire attempt; `done` runs once, on the client's strand (the executor) or, for a
+// refused key, on the calling thread.
+void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
+                        std::chrono::milliseconds ttl,
+                        std::function<void(std::exception_ptr, std::optional<Lock>)> done);
+
+// Releases `lock` natively if it was granted natively and is still held, and returns true;
+// `done` then runs once on the strand. Returns false (and never calls `done`) otherwise.
+bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock,
+                    std::function<void(std::exception_ptr, bool)> done);
+
+// Closes the connection; pending operations fail. For the engine's destructor.
+void native_shutdown(const std::shared_ptr<RedisNativeClient>& client) noexcept;
+
+}  // namespace lockkit::detail
+
+#endif  // LOCKKIT_SRC_ASYNC_REDIS_NATIVE_CLIENT_HPP_
