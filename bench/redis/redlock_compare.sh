@@ -3,8 +3,11 @@
 # redlock:// (lockkit-bench) against npm redlock v5 (bench/redis/redlock_npm_bench.js) on the
 # same three throwaway redis-servers, 1 and 64 concurrent clients, distinct keys and 8 hot keys.
 # Prints a Markdown table with lockkit/npm ratios (best of REPEATS runs each, interleaved).
+# With REDIS_PLUS_PLUS_DIR set to an install prefix of redis-plus-plus (include/, lib/), its
+# Redlock (bench/redis/redlock_rpp_bench.cpp, compiled here against it and Debian's hiredis)
+# runs in the same rounds and gets a column of its own. Never part of the build or of CI.
 #
-#   bench/redis/redlock_compare.sh [BUILD_DIR] [SECONDS] [REPEATS]
+#   [REDIS_PLUS_PLUS_DIR=/prefix] bench/redis/redlock_compare.sh [BUILD_DIR] [SECONDS] [REPEATS]
 # BUILD_DIR must be configured with -DLOCKKIT_BUILD_BENCH=ON and built; npm redlock comes from
 # tests/redis/node (scripts/setup.sh installs it).
 set -euo pipefail
@@ -16,6 +19,15 @@ lockkit_bench=$build/bench/lockkit-bench
 [ -x "$lockkit_bench" ] || { echo "redlock_compare.sh: $lockkit_bench not built" >&2; exit 1; }
 [ -d tests/redis/node/node_modules/redlock ] ||
   { echo "redlock_compare.sh: npm redlock missing (scripts/setup.sh)" >&2; exit 1; }
+
+rpp=""
+if [ -n "${REDIS_PLUS_PLUS_DIR:-}" ]; then
+  rpp=$build/redlock_rpp_bench
+  rpp_lib=$(ls "$REDIS_PLUS_PLUS_DIR"/lib*/libredis++.a 2>/dev/null | head -1)
+  [ -n "$rpp_lib" ] || { echo "redlock_compare.sh: no libredis++.a under $REDIS_PLUS_PLUS_DIR" >&2; exit 1; }
+  g++ -O2 -std=c++17 -pthread -I"$REDIS_PLUS_PLUS_DIR/include" bench/redis/redlock_rpp_bench.cpp \
+    "$rpp_lib" -lhiredis -o "$rpp"
+fi
 
 dirs=() ports=()
 cleanup() { for d in "${dirs[@]}"; do bash scripts/redis-server.sh destroy "$d" || true; done; }
@@ -31,20 +43,31 @@ portlist="${ports[0]},${ports[1]},${ports[2]}"
 field() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p"; }
 
 best() { sort -n | tail -1; }
-echo "| clients | keys | redlock:// pairs/s | npm redlock v5 pairs/s | ratio |"
-echo "|---|---|---|---|---|"
+if [ -n "$rpp" ]; then
+  echo "| clients | keys | redlock:// pairs/s | npm redlock v5 pairs/s | ratio | redis-plus-plus pairs/s | ratio |"
+  echo "|---|---|---|---|---|---|---|"
+else
+  echo "| clients | keys | redlock:// pairs/s | npm redlock v5 pairs/s | ratio |"
+  echo "|---|---|---|---|---|"
+fi
 for clients in 1 64; do
   for hot in 0 8; do
     hotarg=() keys=distinct
     [ "$hot" -gt 0 ] && hotarg=(--hot-keys "$hot") && keys="8 hot"
-    l=() n=()
+    l=() n=() r=(0)
     for _ in $(seq "$repeats"); do
       l+=("$("$lockkit_bench" --backend "$url" --clients "$clients" --seconds "$secs" "${hotarg[@]}" | field pairs/s)")
       n+=("$(node bench/redis/redlock_npm_bench.js "$portlist" "$clients" "$secs" "$hot" | field pairs/s)")
+      [ -n "$rpp" ] && r+=("$("$rpp" "$portlist" "$clients" "$secs" "$hot" | field pairs/s)")
     done
     lb=$(printf '%s\n' "${l[@]}" | best)
     nb=$(printf '%s\n' "${n[@]}" | best)
-    ratio=$(awk -v a="$lb" -v b="$nb" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    echo "| $clients | $keys | $lb | $nb | ${ratio}× |"
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+    if [ -n "$rpp" ]; then
+      rb=$(printf '%s\n' "${r[@]}" | best)
+      echo "| $clients | $keys | $lb | $nb | $(ratio "$lb" "$nb")× | $rb | $(ratio "$lb" "$rb")× |"
+    else
+      echo "| $clients | $keys | $lb | $nb | $(ratio "$lb" "$nb")× |"
+    fi
   done
 done
