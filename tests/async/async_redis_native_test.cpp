@@ -30,9 +30,10 @@ std::string Unique(std::string_view stem) {
 class IoThread {
  public:
   IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  // Lets run() return by itself once every operation is done (the AsyncLockApis, declared
+  // after this, are gone by then).
   ~IoThread() {
     work_.reset();
-    io_.stop();
     thread_.join();
   }
   asio::io_context& io() { return io_; }
