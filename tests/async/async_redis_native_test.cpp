@@ -169,6 +169,10 @@ TEST(AsyncRedisNative, ConnectionLossFailsEveryPendingOperation) {
   }
   auto release = locks.async_release(*held, asio::use_future);
   std::this_thread::sleep_for(100ms);  // let the requests reach the stopped server's socket
+  // SIGKILL while stopped: it dies without answering (the fixture's kill would let it run
+  // first, SIGCONT, and answer some).
+  const int pid = server.pid();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
   server.kill();
   int in_doubt = 0;
   for (auto& f : pending) {
