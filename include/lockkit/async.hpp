@@ -85,8 +85,9 @@ class LOCKKIT_EXPORT AsyncEngine {
 };
 
 // Holds the handler and a work guard on its executor; completes by posting the handler there,
-// so it never runs on the thread that finished the store call. Nothing here touches the
-// executor after the post: the handler may run, and its io_context go away, at once.
+// so it never runs on the thread that finished the store call. The guard is held until the
+// post has returned, so that the executor's context cannot run out of work (and be torn down)
+// while this thread is still inside it.
 template <class Handler, class... Args>
 class HandlerSink {
  public:
@@ -98,8 +99,11 @@ class HandlerSink {
         handler_(std::move(handler)) {}
 
   void finish(std::shared_ptr<void> keep, Args... args) noexcept {
-    Executor ex = work_.get_executor();
-    asio::post(std::move(ex), [handler = std::move(handler_), slot = slot_, work = std::move(work_),
+    // Locals only from here: `keep` may own this sink, and the handler may have run (and
+    // destroyed it) before post returns.
+    asio::executor_work_guard<Executor> work(std::move(work_));
+    Executor ex = work.get_executor();
+    asio::post(std::move(ex), [handler = std::move(handler_), slot = slot_, work,
                                keep = std::move(keep), ... values = std::move(args)]() mutable {
       // The operation is over: its cancellation handler must not run any more.
       if (slot.is_connected()) slot.clear();
@@ -225,6 +229,10 @@ struct InitiateExtend {
 // later). `async_release` and `async_extend` are not cancellable: they complete when the store
 // has answered, within its command timeout.
 //
+// Lifetime: every operation keeps its handler's executor busy (outstanding work) until it has
+// completed; let `run()` return by itself (rather than `stop()`) before destroying the
+// io_context, and destroy the `AsyncLockApi` first: a native `redis://` connection keeps
+// `run()` busy while the `AsyncLockApi` exists.
 // Thread safety: safe to share; operations may be started from any thread. A `Lock` passed to
 // `async_release` or `async_extend` must stay alive and untouched until the handler runs.
 class LOCKKIT_EXPORT AsyncLockApi {

@@ -2,6 +2,7 @@
 // AsyncLockApi's engine: acquires as state machines on the executor (timers between attempts),
 // store calls on a small shared pool.
 #include <asio/error.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
@@ -56,7 +57,8 @@ class AsyncAcquireOperation {
   AsyncAcquireOperation(std::shared_ptr<AsyncEngine> engine, std::string key,
                         std::chrono::milliseconds ttl, std::optional<RetryPolicy> policy,
                         std::unique_ptr<AsyncAcquireSink> sink)
-      : engine_(std::move(engine)),
+      : io_work_(asio::make_work_guard(engine->executor())),
+        engine_(std::move(engine)),
         key_(std::move(key)),
         ttl_(ttl),
         policy_(policy),
@@ -212,6 +214,10 @@ class AsyncAcquireOperation {
     target.complete(std::move(error), std::move(lock), std::move(keep));
   }
 
+  // Keeps the executor's context running until this operation, its timer and (through
+  // engine_) a native connection are gone, wherever the last reference drops (a handler bound
+  // to another executor, e.g. use_future's): destroyed last.
+  asio::executor_work_guard<asio::any_io_executor> io_work_;
   const std::shared_ptr<AsyncEngine> engine_;
   const std::string key_;
   const std::chrono::milliseconds ttl_;

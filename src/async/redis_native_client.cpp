@@ -451,12 +451,28 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
     }
   }
 
-  void fail_with(std::exception_ptr error) {
+  // Fails the requests waiting for a connection with the blocking store's error. Each gets an
+  // exception of its own: nothing a handler sees is shared with this thread.
+  void fail_with(const std::exception_ptr& error) {
     ++generation_;
     state_ = State::kIdle;
+    ErrorKind kind = ErrorKind::kUnavailable;
+    std::string what = "connect failed";
+    try {
+      std::rethrow_exception(error);
+    } catch (const BackendError& e) {
+      kind = e.kind();
+      what = e.what();
+      if (what.starts_with("redis: ")) what.erase(0, 7);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
     auto queued = std::move(queued_);
     queued_.clear();
-    for (auto& request : queued) request.done(error, nullptr);
+    for (auto& request : queued) {
+      request.done(std::make_exception_ptr(BackendError("redis", kind, what)), nullptr);
+    }
   }
 
   const std::shared_ptr<LockApi> api_;  // keeps grants_ and source_ alive
@@ -532,20 +548,21 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       }
       grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kError, 0, Clock::now() - sent);
       if (!doubt) {
-        done(error, std::nullopt);
+        done(std::move(error), std::nullopt);
         return;
       }
       // As the core does after an in-doubt acquire: take it back with our own token, then say
       // so. The release blocks, so it runs on the pool.
-      asio::post(blocking_pool(), [client, key = std::move(key), token = std::move(token), error,
-                                   done = std::move(done)]() mutable {
+      asio::post(blocking_pool(), [client, key = std::move(key), token = std::move(token),
+                                   error = std::move(error), done = std::move(done)]() mutable {
         try {
           (void)client->grants().grant_store().release(key, token);
         } catch (...) {  // the caller learns kInDoubt either way; the lease expires by its TTL
         }
         auto& strand = client->strand();
-        asio::post(strand,
-                   [error, done = std::move(done)]() mutable { done(error, std::nullopt); });
+        asio::post(strand, [error = std::move(error), done = std::move(done)]() mutable {
+          done(std::move(error), std::nullopt);
+        });
       });
       return;
     }
@@ -613,12 +630,12 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
   request.args = {"2", std::move(lock_key), std::move(holder_key), std::string(lock.token())};
   const auto sent = Clock::now();
   request.done = [client, &lock, ops, sent, done = std::move(done)](std::exception_ptr error,
-                                                                    redisReply* reply) {
+                                                                    redisReply* reply) mutable {
     auto& grants = client->grants();
     if (error) {
       grants.observe(LockOperation::kRelease, lock.key(), LockOutcome::kError, 0,
                      Clock::now() - sent);
-      done(error, false);  // the lock stays releasable
+      done(std::move(error), false);  // the lock stays releasable
       return;
     }
     if (reply->type != REDIS_REPLY_INTEGER) {

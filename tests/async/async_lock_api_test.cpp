@@ -95,9 +95,10 @@ class IoThread {
   IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {
     id_ = thread_.get_id();
   }
+  // Lets run() return by itself once every operation is done (the AsyncLockApis, declared
+  // after this, are gone by then).
   ~IoThread() {
     work_.reset();
-    io_.stop();
     thread_.join();
   }
   asio::io_context& io() { return io_; }
@@ -277,8 +278,13 @@ TEST_P(AsyncLockApiTest, CancellationRacingAGrantNeverLeavesALease) {
     const auto type = i % 3 == 0   ? asio::cancellation_type::terminal
                       : i % 3 == 1 ? asio::cancellation_type::partial
                                    : asio::cancellation_type::total;
-    asio::post(io_.io(), [&signal, type] { signal.emit(type); });
+    std::promise<void> emitted;
+    asio::post(io_.io(), [&signal, &emitted, type] {
+      signal.emit(type);
+      emitted.set_value();
+    });
     auto [error, lock] = done.get_future().get();
+    emitted.get_future().wait();  // the signal outlives its emit
     if (while_held) {
       EXPECT_TRUE(error) << "granted while held";
       ASSERT_TRUE(holder->release());

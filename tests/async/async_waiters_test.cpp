@@ -55,7 +55,8 @@ void RunWaiters(const std::string& url) {
   }
 
   asio::io_context io(1);
-  AsyncLockApi locks(io.get_executor(), api);
+  auto owned = std::make_unique<AsyncLockApi>(io.get_executor(), api);
+  AsyncLockApi& locks = *owned;
   // Per key, touched only by handlers, which all run on the one io thread.
   std::vector<bool> held(keys, false);
   std::vector<std::uint64_t> last_fence(keys, 0);
@@ -128,7 +129,9 @@ void RunWaiters(const std::string& url) {
   std::printf(
       "all granted in turn %.2f s after the holders released\n",
       std::chrono::duration<double>(std::chrono::steady_clock::now() - released_at).count());
-  io.stop();
+  // run() returns once nothing is pending, the native connection closed with the AsyncLockApi.
+  if (!all_finished) io.stop();
+  owned.reset();
   io_thread.join();
   ASSERT_TRUE(all_finished) << granted << " of " << waiters << " granted";
   EXPECT_EQ(errors, 0);
