@@ -131,7 +131,13 @@ void renewal_cost(lockkit::LockApi& api, CountingStore* counted, int count,
   for (int i = 0; i < count; ++i) {
     auto lock = api.try_acquire(p + std::to_string(i), ttl);
     if (!lock) throw std::runtime_error("busy: " + p + std::to_string(i));
-    lock->keep_alive({.on_lost = [&lost](std::string_view) { lost.fetch_add(1); },
+    lock->keep_alive({.on_lost =
+                          [&lost](std::string_view why) {
+                            if (lost.fetch_add(1) < 3) {
+                              std::fprintf(stderr, "lost: %.*s\n", static_cast<int>(why.size()),
+                                           why.data());
+                            }
+                          },
                       .max_hold = 0ms,
                       .should_renew =
                           [&renewals] {

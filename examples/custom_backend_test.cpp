@@ -58,7 +58,7 @@ INSTANTIATE_TEST_SUITE_P(MapStore, KeepAliveConformance,
                                  [store = std::make_shared<example::MapStore>()] {
                                    return lockkit::make_lock_api(store);
                                  },
-                             .ttl = std::chrono::milliseconds(200),
+                             .ttl = std::chrono::milliseconds(400),
                              .slack = std::chrono::milliseconds(0),
                              .remove = nullptr,
                              .pause = nullptr,

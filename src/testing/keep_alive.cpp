@@ -321,7 +321,6 @@ TEST_P(KeepAliveConformance, ForkedChildNeitherRenewsNorReleasesTheParentsLease)
     while (!token.stop_requested() && Steady::now() < limit) std::this_thread::sleep_for(1ms);
     if (!token.stop_requested()) status |= 1;  // never told that its copy is not kept
     if (lock->held()) status |= 2;
-    if (Steady::now() >= lock->valid_until()) status |= 4;     // told too late
     if (probe.renewal_count() != renewed_before) status |= 8;  // renewed in the child
     if (probe.loss_count() != 0) status |= 16;                 // the parent's on_lost ran here
     if (lock->release()) status |= 32;                         // released the parent's lease
@@ -332,8 +331,8 @@ TEST_P(KeepAliveConformance, ForkedChildNeitherRenewsNorReleasesTheParentsLease)
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << "the child died of a signal";
   EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "child: 1 no stop, 2 still held, 4 stop after valid_until, 8 renewed, 16 on_lost ran, "
-         "32 released the lease";
+      << "child: 1 no stop within a ttl, 2 still held, 8 renewed, 16 on_lost ran, 32 released "
+         "the lease";
   while (Steady::now() < forked + 3 * ttl) {
     ASSERT_FALSE(other_->try_acquire(key, ttl)) << "the parent's lease was lost after the fork";
     std::this_thread::sleep_for(ttl / 4);

@@ -73,7 +73,7 @@ INSTANTIATE_TEST_SUITE_P(Memory, KeepAliveConformance,
                          ::testing::Values(KeepAliveCase{
                              .name = "RealClock",
                              .make = [store = make_memory_store()] { return make_lock_api(store); },
-                             .ttl = std::chrono::milliseconds(200),
+                             .ttl = std::chrono::milliseconds(400),
                              .slack = std::chrono::milliseconds(0),
                              .remove = nullptr,
                              .pause = nullptr,

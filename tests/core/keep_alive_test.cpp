@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -154,6 +155,64 @@ TEST_F(KeepAliveFakeClock, RenewsAtAThirdOfTheTtl) {
   EXPECT_EQ(store_->inner().status("k")->remaining, 3s);
   EXPECT_TRUE(lock->held());
   EXPECT_FALSE(lock->stop_token().stop_requested());
+}
+
+// Leases whose renewals fall due a few ms apart are renewed together from the second renewal on
+// (their schedule snaps to a grid of a tenth of the period), so a store gets one round for many.
+TEST(KeepAliveRounds, RenewalsDueWithinATenthOfAPeriodShareOneRound) {
+  struct RoundCounter final : LeaseStore {
+    std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+    std::shared_ptr<LeaseStore> inner = make_memory_store(MemoryOptions{.clock = clock});
+    std::atomic<int> rounds{0}, renewals{0};
+    std::string_view backend() const noexcept override { return "counted"; }
+    std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
+                                         std::chrono::milliseconds ttl) override {
+      return inner->acquire(key, token, ttl);
+    }
+    bool release(std::string_view key, std::string_view token) override {
+      return inner->release(key, token);
+    }
+    bool extend(std::string_view key, std::string_view token,
+                std::chrono::milliseconds ttl) override {  // a round of one
+      rounds.fetch_add(1);
+      renewals.fetch_add(1);
+      return inner->extend(key, token, ttl);
+    }
+    void extend_many(std::span<const ExtendRequest> requests,
+                     std::span<ExtendOutcome> out) override {
+      rounds.fetch_add(1);
+      renewals.fetch_add(static_cast<int>(requests.size()));
+      inner->extend_many(requests, out);
+    }
+    std::optional<LockInfo> status(std::string_view key) override { return inner->status(key); }
+    std::vector<LockInfo> list(std::string_view prefix) override { return inner->list(prefix); }
+    Steady::time_point now() const noexcept override { return inner->now(); }
+  };
+  auto store = std::make_shared<RoundCounter>();
+  auto api = make_lock_api(store);
+  std::vector<Lock> locks;
+  for (int i = 0; i < 10; ++i) {  // acquired 7 ms apart: first renewals 7 ms apart
+    auto lock = api->try_acquire("k" + std::to_string(i), 3s);
+    ASSERT_TRUE(lock);
+    lock->keep_alive();
+    locks.push_back(std::move(*lock));
+    store->clock->advance(7ms);
+  }
+  // Walks the clock through both renewals of every lease in 7 ms steps, letting the keeper act
+  // on each step. A keeper slower than that only merges more rounds.
+  auto walk = [&](Steady::duration span, int renewals) {
+    for (Steady::duration t{}; t < span; t += 7ms) {
+      store->clock->advance(7ms);
+      std::this_thread::sleep_for(3ms);
+    }
+    ASSERT_TRUE(await([&] { return store->renewals.load() >= renewals; }));
+  };
+  walk(1s, 10);  // the first renewals: one per lock, each at its own moment
+  const int first_rounds = store->rounds.load();
+  walk(1s, 20);  // the second ones, on the grid
+  EXPECT_EQ(store->renewals.load(), 20);
+  EXPECT_LE(store->rounds.load() - first_rounds, 2)
+      << "renewals due within a tenth of a period went to the store one by one";
 }
 
 TEST_F(KeepAliveFakeClock, RetriesQuicklyAfterAFailedRenewal) {
