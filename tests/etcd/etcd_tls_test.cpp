@@ -64,7 +64,7 @@ TEST(EtcdTls, WrongCaOrNameIsAuthWithAClearMessageAndNoSecret) {
   for (const std::string& tail : {"?tls_ca_file=" + pki.other_ca,
                                   "?tls_ca_file=" + pki.ca + "&tls_server_name=wrong.example"}) {
     auto api = lockkit::open("etcd://root:" + password + "@" + server.endpoints() + tail +
-                             "&connect_timeout=1s");
+                             "&connect_timeout=500ms");
     const auto start = Steady::now();
     auto error = ExpectBackendError([&] { (void)api->try_acquire(Key("wrong"), 30s); });
     EXPECT_LT(Steady::now() - start, 1s + 1s + 1s) << "took longer than its timeouts";
@@ -77,7 +77,7 @@ TEST(EtcdTls, WrongCaOrNameIsAuthWithAClearMessageAndNoSecret) {
 }
 
 TEST(EtcdTls, PlaintextClientGetsNoLock) {
-  auto api = lockkit::open(TlsServer().url("?connect_timeout=1s&command_timeout=1s"));
+  auto api = lockkit::open(TlsServer().url("?connect_timeout=500ms&command_timeout=1s"));
   auto error = ExpectBackendError([&] { (void)api->try_acquire(Key("plain"), 30s); });
   EXPECT_TRUE(error.kind() == ErrorKind::kUnavailable || error.kind() == ErrorKind::kProtocol)
       << error.what();
@@ -94,7 +94,7 @@ TEST(EtcdTls, ClientCertificateIsRequiredAndAccepted) {
   for (const std::string& tail : {"?tls_ca_file=" + pki.ca,  // no client certificate
                                   "?tls_ca_file=" + pki.ca + "&tls_cert=" + pki.stranger_cert +
                                       "&tls_key=" + pki.stranger_key}) {
-    auto refused = lockkit::open(server.url(tail + "&connect_timeout=1s&command_timeout=1s"));
+    auto refused = lockkit::open(server.url(tail + "&connect_timeout=500ms&command_timeout=1s"));
     auto error = ExpectBackendError([&] { (void)refused->try_acquire(Key("refused"), 30s); });
     EXPECT_TRUE(error.kind() == ErrorKind::kAuth || error.kind() == ErrorKind::kUnavailable)
         << error.what();
