@@ -365,6 +365,12 @@ TEST(KeepAlive, HangingRenewalDelaysNeitherItsDeadlineNorOtherStores) {
   auto b = make_lock_api(healthy)->try_acquire("b", 300ms);
   ASSERT_TRUE(a && b);
   hanging->hang(true);
+  // A failed assertion below returns while a renewal hangs: the store must let it go first, or
+  // the lock's destructor would wait for that renewal for ever.
+  struct Unhang {
+    ScriptedStore& store;
+    ~Unhang() { store.hang(false); }
+  } unhang{*hanging};
   LossLog lost;
   a->keep_alive(lost.options());
   b->keep_alive();
