@@ -388,7 +388,11 @@ struct Round {
   std::uint64_t fence = 0;      // guarded by mu: the lock's fence, once granted
 };
 
+// The last `now()` this thread read, and from which store: the core reads it just before it
+// calls that store's `acquire`. Consumed by that `acquire`, so a direct caller of the store (or
+// another store's reading) never makes a later attempt look older than it is.
 thread_local Steady::time_point t_last_now{};
+thread_local const void* t_last_now_store = nullptr;
 
 }  // namespace
 
@@ -407,6 +411,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   Steady::time_point now() const noexcept override {
     auto t = Steady::now();
     t_last_now = t;
+    t_last_now_store = this;
     return t;
   }
   milliseconds drift(milliseconds ttl) const noexcept override {
@@ -417,7 +422,8 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
                                        milliseconds ttl) override {
     check_key(key);
     auto start = Steady::now();
-    if (start - t_last_now < milliseconds(100)) start = t_last_now;
+    if (t_last_now_store == this && start - t_last_now < milliseconds(100)) start = t_last_now;
+    t_last_now_store = nullptr;
     const std::size_t n = nodes_.size();
     auto round = std::make_shared<Round>(n);
     round->pending = n;

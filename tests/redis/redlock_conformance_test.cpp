@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The contract suite and the store kit on redlock:// over 1, 3 and 5 real redis-servers.
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,13 +16,34 @@ namespace {
 
 using namespace std::chrono_literals;
 
+std::string AllNodesUrl(const std::vector<std::unique_ptr<RedisServer>>& servers) {
+  std::string url = "redlock://";
+  for (const auto& s : servers) url += "127.0.0.1:" + std::to_string(s->port()) + ",";
+  url.pop_back();
+  return url;
+}
+
 // Five servers shared by the binary; an N-node case uses the first N, the one-node case the
-// last. (A node lockkit has not seen yet gives no vote while it is younger than the longest ttl
-// the others recorded, so the suite first meets a majority of fresh nodes together.)
+// last. A node lockkit has not seen yet gives no vote while it is younger than the longest ttl
+// the others recorded (lock-delay), so whichever case runs first, all five are met together
+// once, with a short ttl, before any case runs: from then on every node's history is known.
 std::vector<std::unique_ptr<RedisServer>>& Servers() {
   static auto* servers = [] {
     auto* v = new std::vector<std::unique_ptr<RedisServer>>();
     for (int i = 0; i < 5; ++i) v->push_back(std::make_unique<RedisServer>());
+    {
+      auto api = lockkit::open(AllNodesUrl(*v));
+      auto lock = api->try_acquire("conformance/meet-the-nodes", 100ms);
+      if (!lock) throw std::runtime_error("five fresh redis-servers refused a first lock");
+      (void)lock->release();
+    }
+    // Each node records that its lock-delay is over in the background: wait for all five.
+    for (const auto& s : *v) {
+      for (int tries = 0; s->cli({"HGET", "lockkit:{redlock}", "run"}).empty(); ++tries) {
+        if (tries == 500) throw std::runtime_error("a node never recorded its run");
+        std::this_thread::sleep_for(10ms);
+      }
+    }
     return v;
   }();
   return *servers;
