@@ -35,6 +35,7 @@
 #include "support/redis_server.hpp"
 #endif
 #ifdef LOCKKIT_ASYNC_TEST_POSTGRES
+#include "support/io_thread.hpp"
 #include "support/postgres_server.hpp"
 #endif
 
@@ -89,27 +90,7 @@ std::vector<std::string> Backends() {
   return out;
 }
 
-// An io_context run by one thread of its own for the whole test.
-class IoThread {
- public:
-  IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {
-    id_ = thread_.get_id();
-  }
-  // Lets run() return by itself once every operation is done (the AsyncLockApis, declared
-  // after this, are gone by then).
-  ~IoThread() {
-    work_.reset();
-    thread_.join();
-  }
-  asio::io_context& io() { return io_; }
-  std::thread::id id() const { return id_; }
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-  std::thread::id id_;
-};
+using testing::IoThread;
 
 bool IsAborted(const std::exception_ptr& e) {
   try {

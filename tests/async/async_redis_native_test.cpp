@@ -15,6 +15,7 @@
 #include "lockkit/async.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
+#include "support/io_thread.hpp"
 #include "support/redis_server.hpp"
 
 namespace lockkit {
@@ -27,22 +28,7 @@ std::string Unique(std::string_view stem) {
   return "native/" + std::string(stem) + "/" + make_token().substr(0, 8);
 }
 
-class IoThread {
- public:
-  IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  // Lets run() return by itself once every operation is done (the AsyncLockApis, declared
-  // after this, are gone by then).
-  ~IoThread() {
-    work_.reset();
-    thread_.join();
-  }
-  asio::io_context& io() { return io_; }
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+using testing::IoThread;
 
 // Stops `pid` and waits until it is really stopped (state T): kill() returns before that.
 void StopProcess(int pid) {

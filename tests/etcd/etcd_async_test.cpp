@@ -19,6 +19,7 @@
 #include "lockkit/open.hpp"
 #include "lockkit/retry.hpp"
 #include "support/etcd_server.hpp"
+#include "support/io_thread.hpp"
 
 namespace lockkit {
 namespace {
@@ -26,22 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::EtcdServer;
 
-// An io_context run by one thread of its own; run() returns by itself once the work guard is
-// gone and every operation is done (the AsyncLockApi, declared after this, is gone by then).
-class IoThread {
- public:
-  IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    thread_.join();
-  }
-  asio::io_context& io() { return io_; }
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+using testing::IoThread;
 
 TEST(EtcdAsync, FuturesAndCallbacksGrantRefuseAndRelease) {
   IoThread io;
