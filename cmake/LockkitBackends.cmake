@@ -66,3 +66,5 @@ set(LOCKKIT_EXTRAS async)
 set(LOCKKIT_EXTRA_async_WHAT "AsyncLockApi on asio (futures, coroutines, callbacks)")
 set(LOCKKIT_EXTRA_async_HEADER asio.hpp)
 set(LOCKKIT_EXTRA_async_DEV libasio-dev)
+# Compile flags every consumer needs (see src/async/CMakeLists.txt).
+set(LOCKKIT_EXTRA_async_CFLAGS -DASIO_DISABLE_STD_ALIGNED_ALLOC)

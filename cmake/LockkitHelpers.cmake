@@ -116,6 +116,7 @@ function(lockkit_install_pkgconfig)
     set(LOCKKIT_PC_EXTRA ${extra})
     set(LOCKKIT_PC_EXTRA_WHAT "${LOCKKIT_EXTRA_${extra}_WHAT}")
     set(LOCKKIT_PC_EXTRA_PRIVATE "${LOCKKIT_EXTRA_${extra}_PC}")
+    set(LOCKKIT_PC_EXTRA_CFLAGS "${LOCKKIT_EXTRA_${extra}_CFLAGS}")
     configure_file(${PROJECT_SOURCE_DIR}/cmake/lockkit-extra.pc.in ${out}/lockkit-${extra}.pc
       @ONLY)
     list(APPEND files ${out}/lockkit-${extra}.pc)
