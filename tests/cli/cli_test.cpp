@@ -1109,7 +1109,10 @@ TEST_F(Cli, RedlockBackendOverThreeServers) {
   Finished ok = lockkit(
       {"run", "--key", "rl", "--ttl", "5s", "--", "sh", "-c", "test -n \"$LOCKKIT_FENCE\""});
   EXPECT_EQ(ok.status, 0) << ok.err;
-  Finished held = lockkit({"acquire", "--key", "rl2", "--ttl", "30s"});
+  // The first call records a 5 s ttl on the fresh nodes and settles their lock-delay in the
+  // background; a process that exits at once may have settled only some of them, and then the
+  // others give no vote until their uptime passes 5 s: wait for that, as a user would.
+  Finished held = lockkit({"acquire", "--key", "rl2", "--ttl", "30s", "--wait", "10s"});
   ASSERT_EQ(held.status, 0) << held.err;
   Finished busy = lockkit({"acquire", "--key", "rl2", "--ttl", "30s"});
   EXPECT_NE(busy.status, 0) << "a second holder through another process";
