@@ -76,6 +76,7 @@ struct Later {
 
 // The leases of one store (one clock, one batch).
 struct Group {
+  const void* key = nullptr;  // in Keeper::groups_
   std::shared_ptr<LeaseOps> ops;
   BatchRenewer* batch = nullptr;  // null: renew with `ops->extend`, one by one
   std::priority_queue<Entry, std::vector<Entry>, Later> timers;
@@ -107,13 +108,13 @@ class Keeper {
   void schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                 std::uint64_t seq) {
     std::lock_guard<std::mutex> guard(mu_);
-    auto* batch = dynamic_cast<BatchRenewer*>(state->ops.get());
-    const void* key = batch ? batch->batch_key() : state->ops.get();
+    const void* key = group_key(*state);
     auto& slot = groups_[key];
     if (!slot) {
       slot = std::make_unique<Group>();
+      slot->key = key;
       slot->ops = state->ops;
-      slot->batch = batch;
+      slot->batch = dynamic_cast<BatchRenewer*>(state->ops.get());
     }
     {
       std::lock_guard<std::mutex> state_guard(state->mu);
@@ -124,6 +125,24 @@ class Keeper {
     }
     slot->timers.push(Entry{at, seq, state});
     wake_locked();
+  }
+
+  // `state` (released: its phase is no longer kHeld) stops counting in its store's group, and
+  // the group goes if that was its last lease: the store is then referenced only by its owners
+  // and closes when they let go (a process that exits right after a release still closes its
+  // store). What is left of the group's released and lost leases goes with it; in a group that
+  // stays, their wake-ups are dropped when they come (no search through the heap here). A
+  // round under way keeps the group until it returns; the worker then drops it.
+  void forget(const std::shared_ptr<LeaseState>& state) {
+    std::unique_ptr<Group> dead;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      auto it = groups_.find(group_key(*state));
+      if (it == groups_.end()) return;
+      unregister(*it->second, *state);
+      dead = take_if_idle(it);
+    }
+    // `dead` (and with it maybe the store) goes here, with no keeper lock held.
   }
 
   void wake() noexcept {
@@ -158,6 +177,37 @@ class Keeper {
   }
 
  private:
+  // Leases with the same key are renewed together: one store, one batch.
+  static const void* group_key(const LeaseState& state) {
+    auto* batch = dynamic_cast<BatchRenewer*>(state.ops.get());
+    return batch ? batch->batch_key() : state.ops.get();
+  }
+
+  // `state` no longer counts in `g` (keeper mutex held; takes the state's).
+  void unregister(Group& g, LeaseState& state) {
+    std::lock_guard<std::mutex> guard(state.mu);
+    unregister_locked(g, state);
+  }
+  // The same with the state's mutex held.
+  void unregister_locked(Group& g, LeaseState& state) {
+    if (state.registered_epoch != epoch_) return;
+    state.registered_epoch = 0;
+    --g.members;
+  }
+
+  // Returns true if `g` has nothing left to do: no lease counts in it (its wake-ups and pending
+  // renewals, if any, are of released or lost leases) and no round is under way.
+  static bool idle(const Group& g) { return g.members == 0 && g.rounds == 0; }
+
+  // Removes the group at `it` if it is idle, and returns it for the caller to destroy once the
+  // keeper mutex is released (its `ops` may be the store's last reference).
+  std::unique_ptr<Group> take_if_idle(std::map<const void*, std::unique_ptr<Group>>::iterator it) {
+    if (!idle(*it->second)) return {};
+    std::unique_ptr<Group> dead = std::move(it->second);
+    groups_.erase(it);
+    return dead;
+  }
+
   void wake_locked() {
     if (!timer_started_) {
       timer_started_ = true;
@@ -182,7 +232,7 @@ class Keeper {
         }
         if (!g.timers.empty()) sleep = std::min(sleep, g.timers.top().at - now);
         dispatch(g);
-        if (g.members == 0 && g.timers.empty() && g.rounds == 0 && g.pending.empty()) {
+        if (idle(g)) {
           it = groups_.erase(it);
         } else {
           ++it;
@@ -206,14 +256,12 @@ class Keeper {
     std::lock_guard<std::mutex> guard(s.mu);
     if (e.seq != s.seq) return;  // superseded by a later schedule
     if (s.phase != LeaseState::Phase::kHeld) {
-      s.registered_epoch = 0;
-      --g.members;
+      unregister_locked(g, s);
       return;
     }
     if (now >= s.deadline()) {
       mark_lost(s);
-      s.registered_epoch = 0;
-      --g.members;
+      unregister_locked(g, s);
       notices.push_back(Notice{e.state, loss_reason(s, now)});
       return;
     }
@@ -292,16 +340,29 @@ class Keeper {
       std::vector<Entry> next;
       std::vector<Notice> notices;
       round(ops, renewer, batch, next, notices);
+      // Only the group holds the store now (it stays while this round counts in `rounds`).
+      ops.reset();
+      batch.clear();
       lk.lock();
-      for (auto& e : next) g->timers.push(std::move(e));
+      for (auto& e : next) {
+        std::lock_guard<std::mutex> state_guard(e.state->mu);
+        // Released since the round looked at it: nothing more to do for it.
+        if (e.state->phase == LeaseState::Phase::kReleased) continue;
+        g->timers.push(std::move(e));
+      }
       g->flying.erase(round_id);
       --g->rounds;
       dispatch(*g);
       woken_ = true;
       timer_cv_.notify_one();
-      if (!notices.empty()) {
+      // The round of a lease released meanwhile may have been its group's last business.
+      std::unique_ptr<Group> dead = take_if_idle(groups_.find(g->key));
+      if (!notices.empty() || dead) {
         lk.unlock();
         for (auto& n : notices) notify_lost(*n.state, n.reason);
+        notices.clear();
+        next.clear();
+        dead.reset();  // maybe the store's last reference: destroyed with no keeper lock held
         lk.lock();
       }
     }
@@ -530,6 +591,11 @@ void keeper_watch_inherited() {
 void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                      std::uint64_t seq) {
   keeper().schedule(state, at, seq);
+}
+
+void keeper_forget(const std::shared_ptr<LeaseState>& state) {
+  // No keeper yet (or only a forked child's new one): nothing of `state` is there.
+  if (Keeper* k = g_keeper.load(std::memory_order_acquire)) k->forget(state);
 }
 
 Steady::time_point next_wake(const LeaseState& s) {

@@ -98,6 +98,12 @@ struct LeaseState {
 void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                      std::uint64_t seq);
 
+// Drops what the keeper holds of a released `state` (its phase is no longer kHeld; the caller
+// holds no lock): its wake-ups, and its store's group if no other lease of that store is left, so
+// that the store is no longer referenced by the keeper once `Lock::release` returns (a renewal
+// round still under way for other leases of that store keeps it until the round returns).
+void keeper_forget(const std::shared_ptr<LeaseState>& state);
+
 // Returns the earliest moment the keeper has to look at `state` (mu held).
 Steady::time_point next_wake(const LeaseState& state);
 

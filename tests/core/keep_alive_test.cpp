@@ -439,6 +439,62 @@ TEST(KeepAlive, DestroyingAKeptAliveLockStopsRenewalBeforeReleasing) {
   }
 }
 
+// A released lease leaves nothing of its store with the keeper (nor in the released handle): the
+// store closes as soon as its owners let go, even while the keeper would not have looked at the
+// lease again for a long time (no renewal due: the store's clock stands still).
+TEST(KeepAlive, ReleaseDropsEveryReferenceToTheStore) {
+  for (const bool destroy : {false, true}) {
+    SCOPED_TRACE(destroy ? "destroyed" : "released");
+    auto clock = std::make_shared<ManualClock>();
+    auto store = std::make_shared<ScriptedStore>(clock);
+    std::weak_ptr<ScriptedStore> weak = store;
+    auto api = make_lock_api(store);
+    store.reset();
+    auto kept = api->try_acquire("kept", 30s);
+    auto watched = api->try_acquire("watched", 30s);
+    ASSERT_TRUE(kept && watched);
+    kept->keep_alive();
+    (void)watched->stop_token();  // the keeper watches its deadline
+    if (destroy) {
+      kept.reset();
+      watched.reset();
+    } else {
+      EXPECT_TRUE(kept->release());
+      EXPECT_TRUE(watched->release());
+    }
+    api.reset();
+    EXPECT_TRUE(weak.expired()) << "the store outlived its last release";
+    if (kept) {
+      EXPECT_FALSE(kept->held());
+      EXPECT_TRUE(kept->stop_token().stop_requested());
+    }
+  }
+}
+
+// The same while other leases of the store are still kept alive: the store stays, renewals go on.
+TEST(KeepAlive, ReleaseOfOneLeavesTheStoresOtherLeasesKeptAlive) {
+  auto clock = std::make_shared<ManualClock>();
+  auto store = std::make_shared<ScriptedStore>(clock);
+  std::weak_ptr<ScriptedStore> weak = store;
+  auto api = make_lock_api(store);
+  auto first = api->try_acquire("first", 3s);
+  auto second = api->try_acquire("second", 3s);
+  ASSERT_TRUE(first && second);
+  first->keep_alive();
+  second->keep_alive();
+  EXPECT_TRUE(first->release());
+  store.reset();
+  api.reset();
+  EXPECT_FALSE(weak.expired());
+  const auto until = second->valid_until();
+  clock->advance(1s);
+  ASSERT_TRUE(await([&] { return second->valid_until() > until; }));
+  EXPECT_EQ(weak.lock()->extends.load(), 1);
+  EXPECT_TRUE(second->release());
+  // The renewal round's worker lets go of the group once it has returned.
+  EXPECT_TRUE(await([&] { return weak.expired(); }));
+}
+
 TEST(KeepAlive, MovedLockKeepsItsKeepAlive) {
   auto api = make_memory_lock_api();
   auto lock = api->try_acquire("k", 60ms);
