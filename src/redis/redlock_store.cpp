@@ -386,6 +386,9 @@ struct Round {
   bool decided = false;         // guarded by mu
   bool granted = false;         // guarded by mu: the outcome, once decided
   std::uint64_t fence = 0;      // guarded by mu: the lock's fence, once granted
+  // acquire: the nodes whose lock-delay this round ended, with their run ids, to be recorded
+  // on them before the call returns; guarded by mu
+  std::vector<std::pair<std::size_t, std::string>> ended;
 };
 
 // The last `now()` this thread read, and from which store: the core reads it just before it
@@ -465,7 +468,12 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       }
     }
     const ErrorKind kind = in_doubt ? ErrorKind::kInDoubt : ErrorKind::kUnavailable;
+    auto ended = std::move(round->ended);
     lock.unlock();
+    // Before returning, whatever the outcome: a process that exits right after this call
+    // must leave the nodes' records naming their runs, or the next process finds their
+    // lock-delay running again. Only on a node's first round after a restart (or ever).
+    record_runs(ended, skey);
     if (!granted) {
       undo_on(undo, skey, stoken);
       if (errors > n - quorum_) {
@@ -678,7 +686,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       } else if (a.uptime >= milliseconds(longest)) {
         ++counted;
         fence = std::max(fence, a.fence);
-        mark_settled(i);
+        end_delay_locked(round, i);
       }
     }
     if (counted >= quorum_) {
@@ -691,22 +699,39 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     }
   }
 
-  // Ends node `i`'s lock-delay: here, and on the node (its record names this run), so that
-  // other clients, and short-lived processes that make one call each, count it at once.
-  void mark_settled(std::size_t i) {
-    const std::string run_id = nodes_[i]->life().run_id;
+  // Ends node `i`'s lock-delay here and notes it in `round`: the acquire records the run on
+  // the node (see record_runs), so that other clients count it at once.
+  void end_delay_locked(Round& round, std::size_t i) {
+    std::string run_id = nodes_[i]->life().run_id;
     if (run_id.empty() || nodes_[i]->settled(run_id)) return;
     nodes_[i]->settle(run_id);
+    round.ended.emplace_back(i, std::move(run_id));
+  }
+
+  // Records each node's run on it, in parallel, and waits for the answers (bounded like every
+  // round). A node that fails keeps its lock-delay for other clients until a later call of
+  // ours records it (ours pass the run with every acquire from now on).
+  void record_runs(const std::vector<std::pair<std::size_t, std::string>>& ended,
+                   const std::string& key) {
+    if (ended.empty()) return;
+    auto round = std::make_shared<Round>(0);
+    round->pending = ended.size();
     auto self = shared_from_this();
-    nodes_[i]->exec.submit(0, [self, i, run_id] {
-      try {
-        Node& node = *self->nodes_[i];
-        node.exchange(std::nullopt,
-                      {"HSET", node.layout.prefix() + "lockkit:{redlock}", "run", run_id});
-      } catch (const std::exception&) {
-        // The next call that reaches the node records it.
-      }
-    });
+    for (const auto& [i, run_id] : ended) {
+      nodes_[i]->exec.submit(lane_of(key), [self, round, i, run_id] {
+        try {
+          Node& node = *self->nodes_[i];
+          node.exchange(std::nullopt,
+                        {"HSET", node.layout.prefix() + "lockkit:{redlock}", "run", run_id});
+        } catch (const std::exception&) {
+          // See above: recorded by a later call.
+        }
+        std::lock_guard lock(round->mu);
+        if (--round->pending == 0) round->cv.notify_all();
+      });
+    }
+    std::unique_lock lock(round->mu);
+    round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->pending == 0; });
   }
 
   // Writes `fence` to the nodes in `below` until a quorum holds a counter >= fence.

@@ -3,6 +3,8 @@
 // while holding it, proves nobody else is inside (an O_EXCL marker file) and appends its fence
 // to a shared log, so the log is in lock order.
 //   redlock_contender URL KEY ROUNDS DIR   -> exit 0, or 2 lock not taken, 3 overlap, 4 lost
+// With `once` instead of ROUNDS and DIR it is a short-lived process: it takes KEY for 60 s and
+// exits the moment the acquire returns, without running any destructor (exit 0, 2 not taken).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,12 +12,18 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
 #include "lockkit/open.hpp"
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[3], "once") == 0) {
+    auto api = lockkit::open(argv[1]);
+    auto lock = api->try_acquire(argv[2], std::chrono::seconds(60));
+    std::_Exit(lock ? 0 : 2);
+  }
   if (argc != 5) {
     std::fprintf(stderr, "usage: redlock_contender URL KEY ROUNDS DIR\n");
     return 64;
