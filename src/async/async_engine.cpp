@@ -34,6 +34,31 @@ struct AsyncEngine::Native {
 struct AsyncEngine::Native {};
 #endif
 
+// Posts keep-alive callbacks to the executor, from keeper threads, until the engine is
+// destroyed: the executor's context may be destroyed right after that, so nothing may be
+// posted to it any more. Posting under the mutex makes the close wait for a post under way.
+struct AsyncEngine::Gate {
+  explicit Gate(asio::any_io_executor executor) : ex(std::move(executor)) {}
+
+  template <class F>
+  void post(F f) noexcept {
+    std::lock_guard<std::mutex> guard(mu);
+    if (!open) return;
+    try {
+      asio::post(ex, std::move(f));
+    } catch (...) {  // out of memory: the callback is lost, the stop token still works
+    }
+  }
+  void close() noexcept {
+    std::lock_guard<std::mutex> guard(mu);
+    open = false;
+  }
+
+  std::mutex mu;
+  const asio::any_io_executor ex;
+  bool open = true;  // guarded by mu
+};
+
 namespace {
 
 using Steady = std::chrono::steady_clock;
@@ -236,6 +261,7 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
     : ex_(std::move(ex)), api_(std::move(api)) {
   if (!api_) throw std::invalid_argument("api: must not be null");
   if (!ex_) throw std::invalid_argument("ex: must be a valid executor");
+  gate_ = std::make_shared<Gate>(ex_);
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (auto redis = make_redis_native(ex_, api_)) {
     native_ = std::make_shared<Native>(Native{std::move(redis)});
@@ -244,6 +270,7 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
 }
 
 AsyncEngine::~AsyncEngine() {
+  gate_->close();
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (native_) native_shutdown(native_->redis);
 #endif
@@ -320,6 +347,24 @@ void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock
 void AsyncEngine::start_extend(const std::shared_ptr<AsyncEngine>&, Lock& lock,
                                std::chrono::milliseconds ttl, std::unique_ptr<AsyncBoolSink> sink) {
   run_bool(std::move(sink), [&lock, ttl] { return lock.extend(ttl); });
+}
+
+void AsyncEngine::keep_alive(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
+                             KeepAliveOptions options) {
+  // The keeper calls these on its own threads; the user's run on the executor instead.
+  if (options.on_lost) {
+    options.on_lost = [gate = engine->gate_,
+                       f = std::move(options.on_lost)](std::string_view reason) {
+      gate->post([f, reason = std::string(reason)] { f(reason); });
+    };
+  }
+  if (options.on_renewal_error) {
+    options.on_renewal_error = [gate = engine->gate_,
+                                f = std::move(options.on_renewal_error)](std::string_view error) {
+      gate->post([f, error = std::string(error)] { f(error); });
+    };
+  }
+  lock.keep_alive(std::move(options));
 }
 
 }  // namespace detail

@@ -5,6 +5,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <asio/bind_executor.hpp>
 #include <asio/connect.hpp>
 #include <asio/ip/tcp.hpp>
@@ -13,6 +14,7 @@
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <string_view>
@@ -36,8 +38,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
-enum Script : int { kNoScript = -1, kAcquire = 0, kRelease = 1 };
-constexpr const char* kScripts[] = {redis::kAcquireScript, redis::kReleaseScript};
+enum Script : int { kNoScript = -1, kAcquire = 0, kRelease = 1, kExtend = 2 };
+constexpr const char* kScripts[] = {redis::kAcquireScript, redis::kReleaseScript,
+                                    redis::kExtendScript};
+constexpr int kScriptCount = 3;
 
 void append_bulk(std::string& out, std::string_view s) {
   out += '$';
@@ -64,17 +68,16 @@ struct Registry {
 class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
  public:
   NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
-                 std::string token)
+                 std::string token, std::weak_ptr<RedisNativeClient> client)
       : inner_(std::move(inner)),
         batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
         registry_(std::move(registry)),
-        token_(std::move(token)) {}
+        token_(std::move(token)),
+        client_(std::move(client)) {}
   ~NativeLeaseOps() override {
-    if (auto registry = registry_.lock()) {
-      std::lock_guard<std::mutex> guard(registry->mu);
-      auto it = registry->by_token.find(token_);
-      if (it != registry->by_token.end() && it->second.expired()) registry->by_token.erase(it);
-    }
+    std::lock_guard<std::mutex> guard(registry_->mu);
+    auto it = registry_->by_token.find(token_);
+    if (it != registry_->by_token.end() && it->second.expired()) registry_->by_token.erase(it);
   }
 
   // The outcome of the native release (true: it was ours).
@@ -101,12 +104,18 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
     return inner_->drift(ttl);
   }
 
-  // Keep-alive renewals join the core's batches for the same store.
-  const void* batch_key() const noexcept override {
-    return batch_ ? batch_->batch_key() : static_cast<const void*>(this);
-  }
+  // Keep-alive renewals of the natively granted locks of one AsyncLockApi form one batch, sent
+  // on its connection by the executor.
+  // The registry, one per client, is the key: it lives while a lease of that client (or the
+  // keeper's batch of them) does, so no later client's leases can join this batch.
+  const void* batch_key() const noexcept override { return registry_.get(); }
   std::string renew_many(std::span<const ExtendRequest> requests,
-                         std::span<ExtendOutcome> out) noexcept override {
+                         std::span<ExtendOutcome> out) noexcept override;
+
+ private:
+  // Renews through the blocking store: once the AsyncLockApi is gone.
+  std::string renew_blocking(std::span<const ExtendRequest> requests,
+                             std::span<ExtendOutcome> out) noexcept {
     if (batch_) return batch_->renew_many(requests, out);
     std::string error;
     for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -125,8 +134,9 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
  private:
   const std::shared_ptr<LeaseOps> inner_;
   BatchRenewer* const batch_;
-  const std::weak_ptr<Registry> registry_;
+  const std::shared_ptr<Registry> registry_;
   const std::string token_;
+  const std::weak_ptr<RedisNativeClient> client_;
   std::atomic<int> settled_{-1};  // -1: not released natively
 };
 
@@ -178,7 +188,20 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
     });
   }
 
+  // Like `submit`, from a thread that may outlive the AsyncLockApi (a keeper thread): returns
+  // false, sending nothing, once `shutdown` has run, because the executor may be gone then.
+  bool try_submit(Request request) {
+    std::lock_guard<std::mutex> guard(gate_mu_);
+    if (closed_) return false;
+    submit(std::move(request));
+    return true;
+  }
+
+  const redis::NativeTarget& target() const noexcept { return target_; }
+
   void shutdown() {
+    std::lock_guard<std::mutex> guard(gate_mu_);
+    closed_ = true;
     asio::post(strand_, [self = shared_from_this()] {
       self->fail(ErrorKind::kUnavailable, "the AsyncLockApi is gone");
     });
@@ -285,7 +308,7 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
     name.args = {"CLIENT", "SETNAME", "lockkit-async"};
     name.done = [](std::exception_ptr, redisReply*) {};
     write(std::move(name));
-    for (int script : {kAcquire, kRelease}) {
+    for (int script : {kAcquire, kRelease, kExtend}) {
       Request load;
       load.args = {"SCRIPT", "LOAD", kScripts[script]};
       load.done = [self = shared_from_this(), generation, script](std::exception_ptr error,
@@ -296,7 +319,7 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
           return;
         }
         self->sha_[script].assign(reply->str, reply->len);
-        if (script == kRelease) self->ready();
+        if (script == kScriptCount - 1) self->ready();
       };
       write(std::move(load));
     }
@@ -485,6 +508,8 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
   asio::steady_timer connect_timer_;
   asio::steady_timer reply_timer_;
   const std::shared_ptr<Registry> registry_;
+  std::mutex gate_mu_;
+  bool closed_ = false;  // guarded by gate_mu_
   // The rest only on strand_.
   State state_ = State::kIdle;
   std::uint64_t generation_ = 0;  // one per connection attempt; stale handlers see a change
@@ -496,10 +521,112 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
   std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
   std::string out_;
   std::string writing_buf_;
-  std::string sha_[2];
+  std::string sha_[kScriptCount];
   redisReader* reader_ = nullptr;
   std::array<char, 64 * 1024> buf_{};
 };
+
+namespace {
+
+// One keep-alive round sent natively: the keeper's worker waits here while the executor sends
+// the renewals and reads their replies.
+struct RenewRound {
+  explicit RenewRound(std::size_t n) : outcomes(n, ExtendOutcome::kFailed), remaining(n) {}
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<ExtendOutcome> outcomes;  // guarded by mu
+  std::size_t remaining;                // guarded by mu
+  std::string error;                    // guarded by mu
+};
+
+}  // namespace
+
+std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
+                                       std::span<ExtendOutcome> out) noexcept {
+  auto client = client_.lock();
+  if (!client) return renew_blocking(requests, out);
+  try {
+    auto round = std::make_shared<RenewRound>(requests.size());
+    std::string lock_key, fence_key, holder_key;
+    std::size_t sent = 0;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const ExtendRequest& r = requests[i];
+      RedisNativeClient::Request request;
+      try {
+        client->source().native_check_key(r.key);
+      } catch (const std::exception&) {
+        // Refused by `extend` too: kFailed, as the blocking store answers it.
+        std::lock_guard<std::mutex> guard(round->mu);
+        --round->remaining;
+        continue;
+      }
+      client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
+      request.script = kExtend;
+      request.args = {"2", lock_key, holder_key, std::string(r.token),
+                      std::to_string(r.ttl.count())};
+      // The grants outlive every request: the client holds the LockApi that owns them.
+      request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
+                      sent = Clock::now()](std::exception_ptr error, redisReply* reply) {
+        LockOutcome outcome = LockOutcome::kError;
+        if (!error && reply->type == REDIS_REPLY_INTEGER) {
+          outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
+        }
+        grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent);
+        std::lock_guard<std::mutex> guard(round->mu);
+        if (error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            if (round->error.empty()) round->error = e.what();
+          }
+        } else if (reply->type == REDIS_REPLY_INTEGER) {
+          round->outcomes[i] =
+              reply->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
+        } else if (round->error.empty()) {
+          round->error = "redis: extend: unexpected reply";
+        }
+        if (--round->remaining == 0) round->cv.notify_all();
+      };
+      if (!client->try_submit(std::move(request))) {
+        // The AsyncLockApi went away during this round: the rest through the blocking store.
+        std::unique_lock<std::mutex> lk(round->mu);
+        round->remaining -= requests.size() - i;
+        break;
+      }
+      ++sent;
+    }
+    // Every request sent completes within the command timeout (the connection fails them
+    // otherwise); the margin covers an executor that stopped running.
+    const auto bound = client->target().command_timeout + client->target().connect_timeout +
+                       std::chrono::seconds(1);
+    client.reset();
+    std::unique_lock<std::mutex> lk(round->mu);
+    if (!round->cv.wait_for(lk, bound, [&] { return round->remaining == 0; })) {
+      if (round->error.empty()) round->error = "redis: extend: no reply in time";
+    }
+    std::copy(round->outcomes.begin(), round->outcomes.end(), out.begin());
+    std::string error = round->error;
+    lk.unlock();
+    if (sent < requests.size()) {
+      // Those the AsyncLockApi could not send any more (and refused keys, answered again).
+      std::vector<ExtendRequest> rest;
+      std::vector<std::size_t> at;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        if (out[i] == ExtendOutcome::kFailed) {
+          rest.push_back(requests[i]);
+          at.push_back(i);
+        }
+      }
+      std::vector<ExtendOutcome> outcomes(rest.size(), ExtendOutcome::kFailed);
+      std::string more = renew_blocking(rest, outcomes);
+      for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = outcomes[j];
+      if (error.empty()) error = std::move(more);
+    }
+    return error;
+  } catch (const std::exception& e) {  // out of memory
+    return e.what();
+  }
+}
 
 std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,
                                                      const std::shared_ptr<LockApi>& api) {
@@ -595,7 +722,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     }
     std::optional<Lock> lock;
     try {
-      auto ops = std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token);
+      auto ops =
+          std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token, client);
       {
         std::lock_guard<std::mutex> guard(client->registry()->mu);
         client->registry()->by_token[token] = ops;
