@@ -87,8 +87,7 @@ class AsyncAcquireOperation {
         key_(std::move(key)),
         ttl_(ttl),
         policy_(policy),
-        sink_(std::move(sink)),
-        timer_(engine_->executor()) {}
+        sink_(std::move(sink)) {}
 
   static void start(Ptr self) noexcept {
     try {
@@ -109,7 +108,7 @@ class AsyncAcquireOperation {
     cancelled_ = true;
     // A wait ends now (the timer's handler completes the operation); an attempt in flight
     // completes it when it returns, after releasing what it may have been granted.
-    if (waiting_) timer_.cancel();
+    if (waiting_) timer_->cancel();
   }
 
  private:
@@ -186,9 +185,11 @@ class AsyncAcquireOperation {
     auto delay = std::chrono::duration_cast<Steady::duration>(
         backoff_delay(*self->policy_, self->attempts_ - 1));
     if (delay > self->deadline_ - now) delay = self->deadline_ - now;  // lands on the deadline
-    self->timer_.expires_after(delay);
+    // Made on the first wait: a single attempt (async_try_acquire) needs none.
+    if (!self->timer_) self->timer_.emplace(self->engine_->executor());
+    self->timer_->expires_after(delay);
     self->waiting_ = true;
-    auto& timer = self->timer_;
+    auto& timer = *self->timer_;
     timer.async_wait([self = std::move(self)](const std::error_code&) mutable {
       {
         std::lock_guard<std::mutex> guard(self->mu_);
@@ -233,9 +234,9 @@ class AsyncAcquireOperation {
     }
     AsyncAcquireSink& target = *sink;
     // The sink goes with the handler: nothing of the operation is left on this thread.
-    std::shared_ptr<void> keep(
-        new std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>(std::move(self), std::move(sink)),
-        [](void* p) { delete static_cast<std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>*>(p); });
+    std::shared_ptr<void> keep =
+        std::make_shared<std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>>(std::move(self),
+                                                                            std::move(sink));
     target.complete(std::move(error), std::move(lock), std::move(keep));
   }
 
@@ -249,12 +250,12 @@ class AsyncAcquireOperation {
   const std::optional<RetryPolicy> policy_;
   Steady::time_point deadline_{};
   std::mutex mu_;
-  std::unique_ptr<AsyncAcquireSink> sink_;  // guarded by mu_; null once finished
-  asio::steady_timer timer_;                // guarded by mu_
-  unsigned attempts_ = 0;                   // guarded by mu_
-  bool waiting_ = false;                    // guarded by mu_
-  bool cancelled_ = false;                  // guarded by mu_
-  bool finished_ = false;                   // guarded by mu_
+  std::unique_ptr<AsyncAcquireSink> sink_;   // guarded by mu_; null once finished
+  std::optional<asio::steady_timer> timer_;  // guarded by mu_
+  unsigned attempts_ = 0;                    // guarded by mu_
+  bool waiting_ = false;                     // guarded by mu_
+  bool cancelled_ = false;                   // guarded by mu_
+  bool finished_ = false;                    // guarded by mu_
 };
 
 AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
