@@ -114,6 +114,7 @@ int run_pairs(const Config& cfg) {
   const std::string run = "abench" + lockkit::make_token().substr(0, 6) + "/";
   std::vector<std::unique_ptr<PairLoop>> loops;
   int running = cfg.inflight;
+  const double cpu_start = cpu_seconds();
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(cfg.seconds));
@@ -132,9 +133,12 @@ int run_pairs(const Config& cfg) {
   }
   io.run();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("%-40s inflight=%-4d pairs/s=%-10.0f errors=%ld p50=%.0fus p99=%.0fus\n",
-              cfg.url.c_str(), cfg.inflight, pairs / secs, errors, percentile(latency, 0.5),
-              percentile(latency, 0.99));
+  // The client's cost: CPU time of this process (the io thread, and any other) per pair.
+  const double cpu_us = (cpu_seconds() - cpu_start) * 1e6;
+  std::printf(
+      "%-40s inflight=%-4d pairs/s=%-10.0f errors=%ld p50=%.0fus p99=%.0fus cpu/pair=%.1fus\n",
+      cfg.url.c_str(), cfg.inflight, pairs / secs, errors, percentile(latency, 0.5),
+      percentile(latency, 0.99), pairs > 0 ? cpu_us / static_cast<double>(pairs) : 0.0);
   return errors == 0 ? 0 : 1;
 }
 

@@ -74,6 +74,10 @@ class LOCKKIT_EXPORT AsyncEngine {
                             std::unique_ptr<AsyncBoolSink> sink);
   static void start_extend(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
                            std::chrono::milliseconds ttl, std::unique_ptr<AsyncBoolSink> sink);
+  static void keep_alive(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
+                         KeepAliveOptions options);
+
+  struct Gate;  // posts to the executor while the engine lives
 
   struct Native;  // the store's own async path, if it has one
   const std::shared_ptr<Native>& native() const noexcept { return native_; }
@@ -82,6 +86,7 @@ class LOCKKIT_EXPORT AsyncEngine {
   asio::any_io_executor ex_;
   std::shared_ptr<LockApi> api_;
   std::shared_ptr<Native> native_;
+  std::shared_ptr<Gate> gate_;
 };
 
 // Holds the handler and a work guard on its executor; completes by posting the handler there,
@@ -282,6 +287,19 @@ class LOCKKIT_EXPORT AsyncLockApi {
   auto async_extend(Lock& lock, std::chrono::milliseconds ttl, Token&& token) {
     return asio::async_initiate<Token, void(std::exception_ptr, bool)>(
         detail::InitiateExtend{engine_}, token, &lock, ttl);
+  }
+
+  // Renews `lock` in the background until it is released, destroyed or lost, like
+  // `Lock::keep_alive(options)` (same schedule, same loss rules, `held()` and `stop_token()`
+  // work the same), with the callbacks on this `AsyncLockApi`'s executor: `options.on_lost`
+  // and `options.on_renewal_error` are posted there, never run on a keeper thread.
+  // `options.should_renew` is asked on a keeper thread, as for `Lock::keep_alive`. Locks of the
+  // native `redis://` path are renewed on the executor's connection (pipelined, no thread
+  // blocked per renewal); see docs/async.md. Once this `AsyncLockApi` is destroyed, its locks
+  // are renewed through the blocking store and the callbacks are no longer called (the stop
+  // token still is requested). Throws `std::invalid_argument` like `Lock::keep_alive`.
+  void keep_alive(Lock& lock, KeepAliveOptions options = {}) {
+    detail::AsyncEngine::keep_alive(engine_, lock, std::move(options));
   }
 
  private:

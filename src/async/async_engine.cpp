@@ -34,6 +34,31 @@ struct AsyncEngine::Native {
 struct AsyncEngine::Native {};
 #endif
 
+// Posts keep-alive callbacks to the executor, from keeper threads, until the engine is
+// destroyed: the executor's context may be destroyed right after that, so nothing may be
+// posted to it any more. Posting under the mutex makes the close wait for a post under way.
+struct AsyncEngine::Gate {
+  explicit Gate(asio::any_io_executor executor) : ex(std::move(executor)) {}
+
+  template <class F>
+  void post(F f) noexcept {
+    std::lock_guard<std::mutex> guard(mu);
+    if (!open) return;
+    try {
+      asio::post(ex, std::move(f));
+    } catch (...) {  // out of memory: the callback is lost, the stop token still works
+    }
+  }
+  void close() noexcept {
+    std::lock_guard<std::mutex> guard(mu);
+    open = false;
+  }
+
+  std::mutex mu;
+  const asio::any_io_executor ex;
+  bool open = true;  // guarded by mu
+};
+
 namespace {
 
 using Steady = std::chrono::steady_clock;
@@ -62,8 +87,7 @@ class AsyncAcquireOperation {
         key_(std::move(key)),
         ttl_(ttl),
         policy_(policy),
-        sink_(std::move(sink)),
-        timer_(engine_->executor()) {}
+        sink_(std::move(sink)) {}
 
   static void start(Ptr self) noexcept {
     try {
@@ -84,7 +108,7 @@ class AsyncAcquireOperation {
     cancelled_ = true;
     // A wait ends now (the timer's handler completes the operation); an attempt in flight
     // completes it when it returns, after releasing what it may have been granted.
-    if (waiting_) timer_.cancel();
+    if (waiting_) timer_->cancel();
   }
 
  private:
@@ -161,9 +185,11 @@ class AsyncAcquireOperation {
     auto delay = std::chrono::duration_cast<Steady::duration>(
         backoff_delay(*self->policy_, self->attempts_ - 1));
     if (delay > self->deadline_ - now) delay = self->deadline_ - now;  // lands on the deadline
-    self->timer_.expires_after(delay);
+    // Made on the first wait: a single attempt (async_try_acquire) needs none.
+    if (!self->timer_) self->timer_.emplace(self->engine_->executor());
+    self->timer_->expires_after(delay);
     self->waiting_ = true;
-    auto& timer = self->timer_;
+    auto& timer = *self->timer_;
     timer.async_wait([self = std::move(self)](const std::error_code&) mutable {
       {
         std::lock_guard<std::mutex> guard(self->mu_);
@@ -208,9 +234,9 @@ class AsyncAcquireOperation {
     }
     AsyncAcquireSink& target = *sink;
     // The sink goes with the handler: nothing of the operation is left on this thread.
-    std::shared_ptr<void> keep(
-        new std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>(std::move(self), std::move(sink)),
-        [](void* p) { delete static_cast<std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>*>(p); });
+    std::shared_ptr<void> keep =
+        std::make_shared<std::pair<Ptr, std::unique_ptr<AsyncAcquireSink>>>(std::move(self),
+                                                                            std::move(sink));
     target.complete(std::move(error), std::move(lock), std::move(keep));
   }
 
@@ -224,18 +250,19 @@ class AsyncAcquireOperation {
   const std::optional<RetryPolicy> policy_;
   Steady::time_point deadline_{};
   std::mutex mu_;
-  std::unique_ptr<AsyncAcquireSink> sink_;  // guarded by mu_; null once finished
-  asio::steady_timer timer_;                // guarded by mu_
-  unsigned attempts_ = 0;                   // guarded by mu_
-  bool waiting_ = false;                    // guarded by mu_
-  bool cancelled_ = false;                  // guarded by mu_
-  bool finished_ = false;                   // guarded by mu_
+  std::unique_ptr<AsyncAcquireSink> sink_;   // guarded by mu_; null once finished
+  std::optional<asio::steady_timer> timer_;  // guarded by mu_
+  unsigned attempts_ = 0;                    // guarded by mu_
+  bool waiting_ = false;                     // guarded by mu_
+  bool cancelled_ = false;                   // guarded by mu_
+  bool finished_ = false;                    // guarded by mu_
 };
 
 AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
     : ex_(std::move(ex)), api_(std::move(api)) {
   if (!api_) throw std::invalid_argument("api: must not be null");
   if (!ex_) throw std::invalid_argument("ex: must be a valid executor");
+  gate_ = std::make_shared<Gate>(ex_);
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (auto redis = make_redis_native(ex_, api_)) {
     native_ = std::make_shared<Native>(Native{std::move(redis)});
@@ -244,6 +271,7 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
 }
 
 AsyncEngine::~AsyncEngine() {
+  gate_->close();
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (native_) native_shutdown(native_->redis);
 #endif
@@ -320,6 +348,24 @@ void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock
 void AsyncEngine::start_extend(const std::shared_ptr<AsyncEngine>&, Lock& lock,
                                std::chrono::milliseconds ttl, std::unique_ptr<AsyncBoolSink> sink) {
   run_bool(std::move(sink), [&lock, ttl] { return lock.extend(ttl); });
+}
+
+void AsyncEngine::keep_alive(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
+                             KeepAliveOptions options) {
+  // The keeper calls these on its own threads; the user's run on the executor instead.
+  if (options.on_lost) {
+    options.on_lost = [gate = engine->gate_,
+                       f = std::move(options.on_lost)](std::string_view reason) {
+      gate->post([f, reason = std::string(reason)] { f(reason); });
+    };
+  }
+  if (options.on_renewal_error) {
+    options.on_renewal_error = [gate = engine->gate_,
+                                f = std::move(options.on_renewal_error)](std::string_view error) {
+      gate->post([f, error = std::string(error)] { f(error); });
+    };
+  }
+  lock.keep_alive(std::move(options));
 }
 
 }  // namespace detail

@@ -5,6 +5,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <asio/bind_executor.hpp>
 #include <asio/connect.hpp>
 #include <asio/ip/tcp.hpp>
@@ -13,6 +14,9 @@
 #include <asio/strand.hpp>
 #include <asio/write.hpp>
 #include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <string_view>
@@ -36,15 +40,32 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
-enum Script : int { kNoScript = -1, kAcquire = 0, kRelease = 1 };
-constexpr const char* kScripts[] = {redis::kAcquireScript, redis::kReleaseScript};
+enum Script : int { kNoScript = -1, kAcquire = 0, kRelease = 1, kExtend = 2 };
+constexpr const char* kScripts[] = {redis::kAcquireScript, redis::kReleaseScript,
+                                    redis::kExtendScript};
+constexpr int kScriptCount = 3;
 
+// Appends `n` in decimal (no allocation, unlike std::to_string).
+void append_number(std::string& out, std::size_t n) {
+  char digits[24];
+  const char* end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+  out.append(digits, static_cast<std::size_t>(end - digits));
+}
+
+// Appends `s` as a RESP bulk string, growing `out` once.
 void append_bulk(std::string& out, std::string_view s) {
-  out += '$';
-  out += std::to_string(s.size());
-  out += "\r\n";
-  out.append(s.data(), s.size());
-  out += "\r\n";
+  char head[24] = {'$'};
+  char* end = std::to_chars(head + 1, head + sizeof head - 2, s.size()).ptr;
+  *end++ = '\r';
+  *end++ = '\n';
+  const std::size_t head_size = static_cast<std::size_t>(end - head);
+  const std::size_t at = out.size();
+  out.resize(at + head_size + s.size() + 2);
+  char* p = out.data() + at;
+  std::memcpy(p, head, head_size);
+  if (!s.empty()) std::memcpy(p + head_size, s.data(), s.size());
+  p[head_size + s.size()] = '\r';
+  p[head_size + s.size() + 1] = '\n';
 }
 
 std::string context(std::string_view op, std::string_view key) {
@@ -53,10 +74,19 @@ std::string context(std::string_view op, std::string_view key) {
 
 class NativeLeaseOps;
 
+// Looks tokens up by string_view, without making a std::string.
+struct TokenHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
 // Natively granted locks by token, for `native_release` to find their `NativeLeaseOps`.
 struct Registry {
   std::mutex mu;
-  std::unordered_map<std::string, std::weak_ptr<NativeLeaseOps>> by_token;  // guarded by mu
+  std::unordered_map<std::string, std::weak_ptr<NativeLeaseOps>, TokenHash, std::equal_to<>>
+      by_token;  // guarded by mu
 };
 
 // The `LeaseOps` of a natively granted `Lock`: forwards to the core's, except that a release
@@ -64,17 +94,16 @@ struct Registry {
 class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
  public:
   NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
-                 std::string token)
+                 std::string token, std::weak_ptr<RedisNativeClient> client)
       : inner_(std::move(inner)),
         batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
         registry_(std::move(registry)),
-        token_(std::move(token)) {}
+        token_(std::move(token)),
+        client_(std::move(client)) {}
   ~NativeLeaseOps() override {
-    if (auto registry = registry_.lock()) {
-      std::lock_guard<std::mutex> guard(registry->mu);
-      auto it = registry->by_token.find(token_);
-      if (it != registry->by_token.end() && it->second.expired()) registry->by_token.erase(it);
-    }
+    std::lock_guard<std::mutex> guard(registry_->mu);
+    auto it = registry_->by_token.find(token_);
+    if (it != registry_->by_token.end() && it->second.expired()) registry_->by_token.erase(it);
   }
 
   // The outcome of the native release (true: it was ours).
@@ -101,12 +130,18 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
     return inner_->drift(ttl);
   }
 
-  // Keep-alive renewals join the core's batches for the same store.
-  const void* batch_key() const noexcept override {
-    return batch_ ? batch_->batch_key() : static_cast<const void*>(this);
-  }
+  // Keep-alive renewals of the natively granted locks of one AsyncLockApi form one batch, sent
+  // on its connection by the executor.
+  // The registry, one per client, is the key: it lives while a lease of that client (or the
+  // keeper's batch of them) does, so no later client's leases can join this batch.
+  const void* batch_key() const noexcept override { return registry_.get(); }
   std::string renew_many(std::span<const ExtendRequest> requests,
-                         std::span<ExtendOutcome> out) noexcept override {
+                         std::span<ExtendOutcome> out) noexcept override;
+
+ private:
+  // Renews through the blocking store: once the AsyncLockApi is gone.
+  std::string renew_blocking(std::span<const ExtendRequest> requests,
+                             std::span<ExtendOutcome> out) noexcept {
     if (batch_) return batch_->renew_many(requests, out);
     std::string error;
     for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -125,8 +160,9 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
  private:
   const std::shared_ptr<LeaseOps> inner_;
   BatchRenewer* const batch_;
-  const std::weak_ptr<Registry> registry_;
+  const std::shared_ptr<Registry> registry_;
   const std::string token_;
+  const std::weak_ptr<RedisNativeClient> client_;
   std::atomic<int> settled_{-1};  // -1: not released natively
 };
 
@@ -141,9 +177,12 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
 
   struct Request {
     Script script = kNoScript;
-    std::vector<std::string> args;  // EVALSHA's numkeys, keys, argv; or a whole command
-    bool maybe_write = false;       // a lost reply leaves it in doubt
-    bool eval = false;              // send the script's text (after NOSCRIPT)
+    // EVALSHA's numkeys, keys and argv, or a whole command: `parts` RESP bulk strings, written
+    // once by the caller (one buffer, not one string per argument).
+    std::string payload;
+    std::size_t parts = 0;
+    bool maybe_write = false;  // a lost reply leaves it in doubt
+    bool eval = false;         // send the script's text (after NOSCRIPT)
     Done done;
     Clock::time_point deadline{};
   };
@@ -171,14 +210,42 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
   const std::shared_ptr<Registry>& registry() const noexcept { return registry_; }
   const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
 
-  // Any thread.
+  // Appends `arg` to `request`'s arguments.
+  static void add(Request& request, std::string_view arg) {
+    append_bulk(request.payload, arg);
+    ++request.parts;
+  }
+  static Request command(std::initializer_list<std::string_view> args) {
+    Request request;
+    for (auto arg : args) add(request, arg);
+    return request;
+  }
+
+  // Any thread. On the strand itself (a handler that starts the next operation), at once.
   void submit(Request request) {
+    if (strand_.running_in_this_thread()) {
+      submit_here(std::move(request));
+      return;
+    }
     asio::post(strand_, [self = shared_from_this(), request = std::move(request)]() mutable {
       self->submit_here(std::move(request));
     });
   }
 
+  // Like `submit`, from a thread that may outlive the AsyncLockApi (a keeper thread): returns
+  // false, sending nothing, once `shutdown` has run, because the executor may be gone then.
+  bool try_submit(Request request) {
+    std::lock_guard<std::mutex> guard(gate_mu_);
+    if (closed_) return false;
+    submit(std::move(request));
+    return true;
+  }
+
+  const redis::NativeTarget& target() const noexcept { return target_; }
+
   void shutdown() {
+    std::lock_guard<std::mutex> guard(gate_mu_);
+    closed_ = true;
     asio::post(strand_, [self = shared_from_this()] {
       self->fail(ErrorKind::kUnavailable, "the AsyncLockApi is gone");
     });
@@ -267,27 +334,22 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
     read(generation);
     // Credentials and database first; then the scripts' SHA1s, which every later EVALSHA needs.
     if (target_.password) {
-      Request auth;
-      auth.args = target_.user.empty()
-                      ? std::vector<std::string>{"AUTH", *target_.password}
-                      : std::vector<std::string>{"AUTH", target_.user, *target_.password};
+      Request auth = target_.user.empty() ? command({"AUTH", *target_.password})
+                                          : command({"AUTH", target_.user, *target_.password});
       auth.done = handshake_step(generation, ErrorKind::kAuth, "AUTH refused");
       write(std::move(auth));
     }
     if (target_.db != 0) {
-      Request select;
-      select.args = {"SELECT", std::to_string(target_.db)};
+      Request select = command({"SELECT", std::to_string(target_.db)});
       select.done = handshake_step(generation, ErrorKind::kProtocol, "SELECT refused");
       write(std::move(select));
     }
     // A name for CLIENT LIST: operators (and the tests) see which connection is ours.
-    Request name;
-    name.args = {"CLIENT", "SETNAME", "lockkit-async"};
+    Request name = command({"CLIENT", "SETNAME", "lockkit-async"});
     name.done = [](std::exception_ptr, redisReply*) {};
     write(std::move(name));
-    for (int script : {kAcquire, kRelease}) {
-      Request load;
-      load.args = {"SCRIPT", "LOAD", kScripts[script]};
+    for (int script : {kAcquire, kRelease, kExtend}) {
+      Request load = command({"SCRIPT", "LOAD", kScripts[script]});
       load.done = [self = shared_from_this(), generation, script](std::exception_ptr error,
                                                                   redisReply* reply) {
         if (error || generation != self->generation_) return;
@@ -296,7 +358,7 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
           return;
         }
         self->sha_[script].assign(reply->str, reply->len);
-        if (script == kRelease) self->ready();
+        if (script == kScriptCount - 1) self->ready();
       };
       write(std::move(load));
     }
@@ -319,16 +381,16 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
 
   // Appends `request` to the output and starts a write unless one is under way.
   void write(Request request) {
-    std::size_t parts = request.args.size() + (request.script == kNoScript ? 0 : 2);
+    const std::size_t parts = request.parts + (request.script == kNoScript ? 0 : 2);
     out_ += '*';
-    out_ += std::to_string(parts);
+    append_number(out_, parts);
     out_ += "\r\n";
     if (request.script != kNoScript) {
       append_bulk(out_, request.eval ? "EVAL" : "EVALSHA");
       append_bulk(out_, request.eval ? std::string_view(kScripts[request.script])
                                      : std::string_view(sha_[request.script]));
     }
-    for (const auto& arg : request.args) append_bulk(out_, arg);
+    out_ += request.payload;
     request.deadline = Clock::now() + target_.command_timeout;
     inflight_.push_back(std::move(request));
     ++unsent_;
@@ -485,6 +547,8 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
   asio::steady_timer connect_timer_;
   asio::steady_timer reply_timer_;
   const std::shared_ptr<Registry> registry_;
+  std::mutex gate_mu_;
+  bool closed_ = false;  // guarded by gate_mu_
   // The rest only on strand_.
   State state_ = State::kIdle;
   std::uint64_t generation_ = 0;  // one per connection attempt; stale handlers see a change
@@ -496,10 +560,115 @@ class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient>
   std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
   std::string out_;
   std::string writing_buf_;
-  std::string sha_[2];
+  std::string sha_[kScriptCount];
   redisReader* reader_ = nullptr;
   std::array<char, 64 * 1024> buf_{};
 };
+
+namespace {
+
+// One keep-alive round sent natively: the keeper's worker waits here while the executor sends
+// the renewals and reads their replies.
+struct RenewRound {
+  explicit RenewRound(std::size_t n) : outcomes(n, ExtendOutcome::kFailed), remaining(n) {}
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<ExtendOutcome> outcomes;  // guarded by mu
+  std::size_t remaining;                // guarded by mu
+  std::string error;                    // guarded by mu
+};
+
+}  // namespace
+
+std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
+                                       std::span<ExtendOutcome> out) noexcept {
+  auto client = client_.lock();
+  if (!client) return renew_blocking(requests, out);
+  try {
+    auto round = std::make_shared<RenewRound>(requests.size());
+    std::string lock_key, fence_key, holder_key;
+    std::size_t sent = 0;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const ExtendRequest& r = requests[i];
+      RedisNativeClient::Request request;
+      try {
+        client->source().native_check_key(r.key);
+      } catch (const std::exception&) {
+        // Refused by `extend` too: kFailed, as the blocking store answers it.
+        std::lock_guard<std::mutex> guard(round->mu);
+        --round->remaining;
+        continue;
+      }
+      client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
+      request.script = kExtend;
+      for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
+                                   std::string_view(holder_key), r.token}) {
+        RedisNativeClient::add(request, arg);
+      }
+      RedisNativeClient::add(request, std::to_string(r.ttl.count()));
+      // The grants outlive every request: the client holds the LockApi that owns them.
+      request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
+                      sent = Clock::now()](std::exception_ptr error, redisReply* reply) {
+        LockOutcome outcome = LockOutcome::kError;
+        if (!error && reply->type == REDIS_REPLY_INTEGER) {
+          outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
+        }
+        grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent);
+        std::lock_guard<std::mutex> guard(round->mu);
+        if (error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            if (round->error.empty()) round->error = e.what();
+          }
+        } else if (reply->type == REDIS_REPLY_INTEGER) {
+          round->outcomes[i] =
+              reply->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
+        } else if (round->error.empty()) {
+          round->error = "redis: extend: unexpected reply";
+        }
+        if (--round->remaining == 0) round->cv.notify_all();
+      };
+      if (!client->try_submit(std::move(request))) {
+        // The AsyncLockApi went away during this round: the rest through the blocking store.
+        std::unique_lock<std::mutex> lk(round->mu);
+        round->remaining -= requests.size() - i;
+        break;
+      }
+      ++sent;
+    }
+    // Every request sent completes within the command timeout (the connection fails them
+    // otherwise); the margin covers an executor that stopped running.
+    const auto bound = client->target().command_timeout + client->target().connect_timeout +
+                       std::chrono::seconds(1);
+    client.reset();
+    std::unique_lock<std::mutex> lk(round->mu);
+    if (!round->cv.wait_for(lk, bound, [&] { return round->remaining == 0; })) {
+      if (round->error.empty()) round->error = "redis: extend: no reply in time";
+    }
+    std::copy(round->outcomes.begin(), round->outcomes.end(), out.begin());
+    std::string error = round->error;
+    lk.unlock();
+    if (sent < requests.size()) {
+      // Those the AsyncLockApi could not send any more (and refused keys, answered again).
+      std::vector<ExtendRequest> rest;
+      std::vector<std::size_t> at;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        if (out[i] == ExtendOutcome::kFailed) {
+          rest.push_back(requests[i]);
+          at.push_back(i);
+        }
+      }
+      std::vector<ExtendOutcome> outcomes(rest.size(), ExtendOutcome::kFailed);
+      std::string more = renew_blocking(rest, outcomes);
+      for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = outcomes[j];
+      if (error.empty()) error = std::move(more);
+    }
+    return error;
+  } catch (const std::exception& e) {  // out of memory
+    return e.what();
+  }
+}
 
 std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,
                                                      const std::shared_ptr<LockApi>& api) {
@@ -522,18 +691,32 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     return;
   }
   RedisNativeClient::Request request;
-  std::string lock_key, fence_key, holder_key;
-  client->source().native_keys_of(key, lock_key, fence_key, holder_key);
+  {
+    // Scratch buffers of this thread: the names go straight into the request.
+    thread_local std::string lock_key, fence_key, holder_key;
+    client->source().native_keys_of(key, lock_key, fence_key, holder_key);
+    request.payload.reserve(lock_key.size() + fence_key.size() + holder_key.size() + 96);
+    RedisNativeClient::add(request, "3");
+    RedisNativeClient::add(request, lock_key);
+    RedisNativeClient::add(request, fence_key);
+    RedisNativeClient::add(request, holder_key);
+  }
   std::string token = make_token();
+  RedisNativeClient::add(request, token);
+  {
+    char ttl_ms[24];
+    const auto [end, ec] = std::to_chars(ttl_ms, ttl_ms + sizeof ttl_ms, ttl.count());
+    (void)ec;  // 24 digits hold every int64
+    RedisNativeClient::add(request,
+                           std::string_view(ttl_ms, static_cast<std::size_t>(end - ttl_ms)));
+  }
   request.script = kAcquire;
-  request.args = {"3",   std::move(lock_key),        fence_key, holder_key,
-                  token, std::to_string(ttl.count())};
   request.maybe_write = true;
   // The local clock is read before the request is sent: valid_until can only be earlier than
   // the server's expiry, as for the blocking path.
   const auto start = client->grants().grant_store().now();
   const auto sent = Clock::now();
-  request.done = [client, key = std::move(key), token, ttl, start, sent, fence_key, holder_key,
+  request.done = [client, key = std::move(key), token = std::move(token), ttl, start, sent,
                   done = std::move(done)](std::exception_ptr error, redisReply* reply) mutable {
     auto& grants = client->grants();
     if (error) {
@@ -569,6 +752,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     long long fence = -2;
     if (reply->type == REDIS_REPLY_INTEGER) fence = reply->integer;
     if (fence == -1) {
+      std::string lock_key, fence_key, holder_key;
+      client->source().native_keys_of(key, lock_key, fence_key, holder_key);
       done(std::make_exception_ptr(BackendError(
                "redis", ErrorKind::kProtocol,
                context("try_acquire", key) + "\"" + escape_key(fence_key) + "\" or \"" +
@@ -595,7 +780,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     }
     std::optional<Lock> lock;
     try {
-      auto ops = std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token);
+      auto ops =
+          std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token, client);
       {
         std::lock_guard<std::mutex> guard(client->registry()->mu);
         client->registry()->by_token[token] = ops;
@@ -619,15 +805,21 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
   std::shared_ptr<NativeLeaseOps> ops;
   {
     std::lock_guard<std::mutex> guard(client->registry()->mu);
-    auto it = client->registry()->by_token.find(std::string(lock.token()));
+    auto it = client->registry()->by_token.find(lock.token());
     if (it != client->registry()->by_token.end()) ops = it->second.lock();
   }
   if (!ops) return false;
   RedisNativeClient::Request request;
-  std::string lock_key, fence_key, holder_key;
-  client->source().native_keys_of(lock.key(), lock_key, fence_key, holder_key);
+  {
+    thread_local std::string lock_key, fence_key, holder_key;
+    client->source().native_keys_of(lock.key(), lock_key, fence_key, holder_key);
+    request.payload.reserve(lock_key.size() + holder_key.size() + 64);
+    RedisNativeClient::add(request, "2");
+    RedisNativeClient::add(request, lock_key);
+    RedisNativeClient::add(request, holder_key);
+    RedisNativeClient::add(request, lock.token());
+  }
   request.script = kRelease;
-  request.args = {"2", std::move(lock_key), std::move(holder_key), std::string(lock.token())};
   const auto sent = Clock::now();
   request.done = [client, &lock, ops, sent, done = std::move(done)](std::exception_ptr error,
                                                                     redisReply* reply) mutable {

@@ -19,7 +19,7 @@ namespace lockkit::detail {
 class RedisNativeClient;
 
 // Returns the native client for `api` when it is the core's LockApi over a plain-TCP, single
-// server redis:// store (in a static build), else null: the caller then uses the blocking pool.
+// server redis:// store, else null: the caller then uses the blocking pool.
 std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,
                                                      const std::shared_ptr<LockApi>& api);
 

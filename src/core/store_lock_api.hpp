@@ -28,8 +28,8 @@ class LeaseOps;
 // What a store's native async path (lockkit::async) needs from the core's `LockApi` over a
 // `LeaseStore`, which implements it: the store, and the core's own ways of making a `Lock` and
 // telling observers, so that a grant made outside `try_acquire` ends up as the same `Lock`.
-// Reached by dynamic_cast from a `LockApi`; in a shared build the cast finds nothing and the
-// native path stays off.
+// Reached by dynamic_cast from a `LockApi`, also across shared libraries (libstdc++ matches the
+// hidden type info by name).
 class NativeGrants {
  public:
   virtual LeaseStore& grant_store() noexcept = 0;

@@ -6,6 +6,7 @@ if(NOT LOCKKIT_INSTALL)
 endif()
 set(pkg ${CMAKE_CURRENT_LIST_DIR})
 string(REPLACE ";" " " components "${LOCKKIT_BUILT_COMPONENTS}")  # one argv word
+string(REPLACE ";" " " extras "${LOCKKIT_BUILT_EXTRAS}")  # async: one argv word
 # What the .deb test expects of each built backend (cmake/LockkitBackends.cmake), one argv word:
 # "name|runtime package regex|-dev package|linked or module ...".
 set(backend_facts "")
@@ -19,7 +20,7 @@ string(REPLACE ";" " " backend_facts "${backend_facts}")
 
 # This build's own install tree: find_package and pkg-config consumers.
 add_test(NAME package_test COMMAND bash ${pkg}/package_test.sh ${PROJECT_BINARY_DIR}
-  ${PROJECT_SOURCE_DIR} "${components}")
+  ${PROJECT_SOURCE_DIR} "${components}" "${extras}")
 add_test(NAME package_version_test COMMAND bash ${pkg}/version_test.sh ${PROJECT_BINARY_DIR}
   ${PROJECT_SOURCE_DIR})
 set_tests_properties(package_test package_version_test PROPERTIES LABELS package TIMEOUT 300)
@@ -43,12 +44,16 @@ else()
     string(TOUPPER ${backend} upper)
     list(APPEND shared_args -DLOCKKIT_WITH_${upper}=${LOCKKIT_WITH_${upper}})
   endforeach()
+  foreach(extra IN LISTS LOCKKIT_EXTRAS)
+    string(TOUPPER ${extra} upper)
+    list(APPEND shared_args -DLOCKKIT_WITH_${upper}=${LOCKKIT_WITH_${upper}})
+  endforeach()
   add_test(NAME package_shared_build COMMAND bash ${pkg}/shared_build.sh ${PROJECT_SOURCE_DIR}
     ${shared_dir} ${shared_args})
   set_tests_properties(package_shared_build PROPERTIES LABELS package TIMEOUT 900
     FIXTURES_SETUP lockkit_shared RESOURCE_LOCK lockkit_shared_build)
   add_test(NAME package_shared_test COMMAND bash ${pkg}/package_test.sh ${shared_dir}
-    ${PROJECT_SOURCE_DIR} "${components}")
+    ${PROJECT_SOURCE_DIR} "${components}" "${extras}")
   set_tests_properties(package_shared_test PROPERTIES LABELS package TIMEOUT 300
     FIXTURES_REQUIRED lockkit_shared)
 endif()
