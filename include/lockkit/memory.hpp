@@ -15,10 +15,10 @@ namespace lockkit {
 
 struct MemoryOptions {
   std::shared_ptr<const Clock> clock;  // decides expiry; null = the real steady clock
-  // Independent sub-tables (rounded up to a power of two, at most 4096). More shards: fewer
-  // cache lines shared by threads on different keys; 64 bytes each, plus 128 bytes per slot
-  // once used (at least 4 slots).
-  std::size_t shards = 1024;
+  // Independent sub-tables (rounded up to a power of two, at most 65536). More shards: fewer
+  // cache lines shared by threads on different keys; 128 bytes each, holding one lease, plus
+  // 128 bytes per further lease of the shard.
+  std::size_t shards = 8192;
 };
 
 // Returns a `memory:` backend: locks shared by the threads of one process, the original
