@@ -21,6 +21,9 @@ class ClockedStore {
   virtual std::optional<std::uint64_t> acquire_at(std::string_view key, std::string_view token,
                                                   std::chrono::milliseconds ttl,
                                                   std::chrono::steady_clock::time_point now) = 0;
+  // Starts fetching what `acquire_at(key, ...)` will touch, so that the fetch overlaps the
+  // core's token and clock reading instead of stalling the acquire. A hint: never fails.
+  virtual void prefetch(std::string_view key) const noexcept = 0;
 
  protected:
   ~ClockedStore() = default;

@@ -363,6 +363,7 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
   // One attempt without observation. The token is minted and the local clock read before the
   // store call, so valid_until can only be earlier than the store's expiry.
   std::optional<Lock> try_once(std::string_view key, std::chrono::milliseconds ttl) {
+    if (clocked_) clocked_->prefetch(key);
     char token_buf[detail::kTokenChars];
     detail::fill_token(token_buf);
     const std::string_view token(token_buf, sizeof(token_buf));

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
-// Internal: one shard of the memory: store, an open-addressing table of leases with inline keys.
+// Internal: the shards of the memory: store: a lease inline in each shard's own cache lines, the
+// shard's other leases in an open-addressing overflow table with inline keys.
 //
 // Why not std::unordered_map<std::string, ...>: every new key cost a node allocation (and a
 // second one for keys longer than the small-string buffer), every lookup chased a bucket
-// pointer to a node, and insert/erase wrote the table header. Here a lease is one 128-byte slot
-// in a flat array (its key inline up to kInlineKeyBytes), found by linear probing from its
-// hash, and removed at once by backward-shift deletion (no tombstones, so a table that has seen
-// a million fresh keys is as short as one that has seen ten). The lock is a spinlock: the
-// critical sections are a few dozen instructions, and unlocking is a plain store.
+// pointer to a node, and insert/erase wrote the table header. Here a shard is 128 bytes: its
+// spinlock, its fence counter and one lease, so that the common case (a key alone in its shard)
+// touches one line pair that no other key's operations write. Further leases of the shard are
+// 128-byte slots in a flat array (key inline up to LeaseSlot::kInlineKeyBytes), found by linear
+// probing from the hash, removed at once by backward-shift deletion (no tombstones, so a table
+// that has seen a million fresh keys is as short as one that has seen ten). The lock is a
+// spinlock: the critical sections are a few dozen instructions, and unlocking is a plain store.
 #ifndef LOCKKIT_SRC_MEMORY_LEASE_TABLE_HPP_
 #define LOCKKIT_SRC_MEMORY_LEASE_TABLE_HPP_
 
@@ -146,110 +149,26 @@ struct alignas(128) LeaseSlot {
 };
 static_assert(sizeof(LeaseSlot) == 128);
 
-// One shard: a spinlock, a fence counter and the slot array, the header on one cache line.
-// Fences come from the shard's counter, so they increase strictly per key (a key always hashes
-// to the same shard) across releases and expiries without any state kept for released keys.
-// Capacity follows the live entries: the table grows when an insert would fill it beyond 3/4
-// (first dropping expired entries, so expired-but-never-released leases are reclaimed then),
-// and shrinks when a removal leaves it under 1/8 full.
-class alignas(64) LeaseShard {
+// The overflow of one shard: a flat open-addressing table of slots, grown and shrunk with its
+// live entries. No lock and no fence counter of its own: its shard guards it and hands out the
+// fences. Capacity follows the live entries: the table grows when an insert would fill it
+// beyond 3/4 (first dropping expired entries, so expired-but-never-released leases are
+// reclaimed then), and shrinks when a removal leaves it under 1/8 full.
+class LeaseTable {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  LeaseShard() = default;
-  LeaseShard(const LeaseShard&) = delete;
-  LeaseShard& operator=(const LeaseShard&) = delete;
-  ~LeaseShard() {
+  LeaseTable() = default;
+  LeaseTable(const LeaseTable&) = delete;
+  LeaseTable& operator=(const LeaseTable&) = delete;
+  ~LeaseTable() {
     for (std::size_t i = 0; i < capacity(); ++i) {
       if (slots_[i].hash) slots_[i].free_key();
     }
   }
 
-  // Grants `key` (hash `hash`) to `token` (1..32 bytes) until now + ttl unless an unexpired
-  // lease holds it; returns the new fence.
-  std::optional<std::uint64_t> acquire(std::string_view key, std::uint64_t hash,
-                                       std::string_view token, TimePoint now,
-                                       std::chrono::milliseconds ttl) {
-    std::lock_guard<SpinLock> guard(lock_);
-    LeaseSlot* slot = find(key, hash);
-    if (slot) {
-      if (slot->expires > now) return std::nullopt;
-    } else {
-      slot = insert(key, hash, now);
-    }
-    slot->fence = ++fences_;
-    slot->set_token(token);
-    slot->expires = now + ttl;
-    return slot->fence;
-  }
-
-  // Removes `key`'s lease if `token` holds it; returns whether it was still unexpired, as
-  // `expired(expires)` says (asked only when the token matches).
-  template <class Expired>
-  bool release(std::string_view key, std::uint64_t hash, std::string_view token,
-               Expired&& expired) {
-    std::lock_guard<SpinLock> guard(lock_);
-    LeaseSlot* slot = find(key, hash);
-    if (!slot || !slot->owned_by(token)) return false;
-    const bool ours = !expired(slot->expires);
-    erase(static_cast<std::size_t>(slot - slots_.get()));
-    return ours;
-  }
-
-  bool extend(std::string_view key, std::uint64_t hash, std::string_view token, TimePoint now,
-              std::chrono::milliseconds ttl) {
-    std::lock_guard<SpinLock> guard(lock_);
-    LeaseSlot* slot = find(key, hash);
-    if (!slot || slot->expires <= now || !slot->owned_by(token)) return false;
-    slot->expires = now + ttl;
-    return true;
-  }
-
-  std::optional<LockInfo> status(std::string_view key, std::uint64_t hash, TimePoint now) {
-    std::lock_guard<SpinLock> guard(lock_);
-    const LeaseSlot* slot = find(key, hash);
-    if (!slot || slot->expires <= now) return std::nullopt;
-    return info(*slot, now);
-  }
-
-  void collect(std::string_view prefix, TimePoint now, std::vector<LockInfo>& out) {
-    std::lock_guard<SpinLock> guard(lock_);
-    for (std::size_t i = 0; i < capacity(); ++i) {
-      const LeaseSlot& s = slots_[i];
-      if (s.hash && s.expires > now && s.key().substr(0, prefix.size()) == prefix) {
-        out.push_back(info(s, now));
-      }
-    }
-  }
-
-  // Entries held, live or expired but not yet reclaimed.
-  std::size_t size() {
-    std::lock_guard<SpinLock> guard(lock_);
-    return size_;
-  }
-  std::size_t capacity_for_tests() {
-    std::lock_guard<SpinLock> guard(lock_);
-    return capacity();
-  }
-
- private:
-  static constexpr std::size_t kMinCapacity = 4;
-
-  struct SlotsDeleter {
-    void operator()(LeaseSlot* p) const noexcept {
-      ::operator delete[](p, std::align_val_t(alignof(LeaseSlot)));
-    }
-  };
-  using Slots = std::unique_ptr<LeaseSlot[], SlotsDeleter>;
-
-  static Slots allocate(std::size_t n) {
-    auto* p = static_cast<LeaseSlot*>(
-        ::operator new[](n * sizeof(LeaseSlot), std::align_val_t(alignof(LeaseSlot))));
-    for (std::size_t i = 0; i < n; ++i) p[i].hash = 0;
-    return Slots(p);
-  }
-
-  std::size_t capacity() const noexcept { return slots_ ? mask_ + 1 : 0; }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return slots_ ? std::size_t{mask_} + 1 : 0; }
 
   LeaseSlot* find(std::string_view key, std::uint64_t hash) noexcept {
     if (!slots_) return nullptr;
@@ -279,7 +198,8 @@ class alignas(64) LeaseShard {
   }
 
   // Backward-shift deletion: moves later entries of the probe run up, so no tombstone is left.
-  void erase(std::size_t i) noexcept {
+  void erase(LeaseSlot* slot) noexcept {
+    std::size_t i = static_cast<std::size_t>(slot - slots_.get());
     slots_[i].free_key();
     --size_;
     for (std::size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
@@ -294,12 +214,36 @@ class alignas(64) LeaseShard {
       }
     }
     slots_[i].hash = 0;
-    if (capacity() > kMinCapacity && 8 * size_ < capacity()) {
+    if (capacity() > kMinCapacity && 8 * std::size_t{size_} < capacity()) {
       try {
         rehash(nullptr);
       } catch (...) {  // out of memory: the table stays as large as it was
       }
     }
+  }
+
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i < capacity(); ++i) {
+      if (slots_[i].hash) f(slots_[i]);
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMinCapacity = 4;
+
+  struct SlotsDeleter {
+    void operator()(LeaseSlot* p) const noexcept {
+      ::operator delete[](p, std::align_val_t(alignof(LeaseSlot)));
+    }
+  };
+  using Slots = std::unique_ptr<LeaseSlot[], SlotsDeleter>;
+
+  static Slots allocate(std::size_t n) {
+    auto* p = static_cast<LeaseSlot*>(
+        ::operator new[](n * sizeof(LeaseSlot), std::align_val_t(alignof(LeaseSlot))));
+    for (std::size_t i = 0; i < n; ++i) p[i].hash = 0;
+    return Slots(p);
   }
 
   // Moves every entry (but those expired by `*now`, if given) into the smallest table, a power
@@ -326,21 +270,160 @@ class alignas(64) LeaseShard {
       std::memcpy(static_cast<void*>(&fresh[j]), &s, sizeof(LeaseSlot));
     }
     slots_ = std::move(fresh);
-    mask_ = n - 1;
-    size_ = live;
+    mask_ = static_cast<std::uint32_t>(mask);
+    size_ = static_cast<std::uint32_t>(live);
   }
 
-  static LockInfo info(const LeaseSlot& s, TimePoint now) {
-    return LockInfo{std::string(s.key()), s.fence,
-                    std::chrono::ceil<std::chrono::milliseconds>(s.expires - now)};
-  }
-
-  SpinLock lock_;
-  std::uint64_t fences_ = 0;  // guarded by lock_
-  std::size_t size_ = 0;      // guarded by lock_
-  std::size_t mask_ = 0;      // guarded by lock_; capacity - 1 once slots_ is allocated
-  Slots slots_;               // guarded by lock_
+  Slots slots_;
+  std::uint32_t mask_ = 0;  // capacity - 1 once slots_ is allocated
+  std::uint32_t size_ = 0;
 };
+
+// One shard of the memory: store: 128 bytes on their own two cache lines, holding a spinlock,
+// the shard's fence counter, one lease inline (key up to kInlineKeyBytes) and the overflow
+// table for the shard's other leases. A store has thousands of shards, so that threads on
+// different keys rarely write the same line: an acquire or release of a key that sits inline
+// touches nothing but its shard's line pair, and nothing shared by every key (no table header,
+// no counter) is written per operation.
+// Fences come from the shard's counter, so they increase strictly per key (a key always hashes
+// to the same shard, inline or not) across releases and expiries without any state kept for
+// released keys.
+class alignas(128) LeaseShard {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  static constexpr std::size_t kTokenBytes = LeaseSlot::kTokenBytes;
+  static constexpr std::size_t kInlineKeyBytes = 48;
+
+  LeaseShard() = default;
+  LeaseShard(const LeaseShard&) = delete;
+  LeaseShard& operator=(const LeaseShard&) = delete;
+
+  // Grants `key` (hash `hash`) to `token` (1..32 bytes) until now + ttl unless an unexpired
+  // lease holds it; returns the new fence.
+  std::optional<std::uint64_t> acquire(std::string_view key, std::uint64_t hash,
+                                       std::string_view token, TimePoint now,
+                                       std::chrono::milliseconds ttl) {
+    std::lock_guard<SpinLock> guard(lock_);
+    if (inline_holds(key)) {
+      if (expires_ > now) return std::nullopt;
+    } else if (LeaseSlot* slot = overflow_.find(key, hash)) {
+      if (slot->expires > now) return std::nullopt;
+      slot->fence = ++fences_;
+      slot->set_token(token);
+      slot->expires = now + ttl;
+      return slot->fence;
+    } else if (key.size() <= kInlineKeyBytes && (token_size_ == 0 || expires_ <= now)) {
+      // The inline place is free, or its lease has expired: reclaimed for this key.
+      std::memcpy(key_, key.data(), key.size());
+      key_size_ = static_cast<std::uint16_t>(key.size());
+    } else {
+      LeaseSlot* slot = overflow_.insert(key, hash, now);
+      slot->fence = ++fences_;
+      slot->set_token(token);
+      slot->expires = now + ttl;
+      return slot->fence;
+    }
+    fence_ = ++fences_;
+    std::memcpy(token_, token.data(), token.size());
+    token_size_ = static_cast<std::uint8_t>(token.size());
+    expires_ = now + ttl;
+    return fence_;
+  }
+
+  // Removes `key`'s lease if `token` holds it; returns whether it was still unexpired, as
+  // `expired(expires)` says (asked only when the token matches).
+  template <class Expired>
+  bool release(std::string_view key, std::uint64_t hash, std::string_view token,
+               Expired&& expired) {
+    std::lock_guard<SpinLock> guard(lock_);
+    if (inline_holds(key)) {
+      if (!inline_owned_by(token)) return false;
+      token_size_ = 0;
+      return !expired(expires_);
+    }
+    LeaseSlot* slot = overflow_.find(key, hash);
+    if (!slot || !slot->owned_by(token)) return false;
+    const bool ours = !expired(slot->expires);
+    overflow_.erase(slot);
+    return ours;
+  }
+
+  bool extend(std::string_view key, std::uint64_t hash, std::string_view token, TimePoint now,
+              std::chrono::milliseconds ttl) {
+    std::lock_guard<SpinLock> guard(lock_);
+    if (inline_holds(key)) {
+      if (expires_ <= now || !inline_owned_by(token)) return false;
+      expires_ = now + ttl;
+      return true;
+    }
+    LeaseSlot* slot = overflow_.find(key, hash);
+    if (!slot || slot->expires <= now || !slot->owned_by(token)) return false;
+    slot->expires = now + ttl;
+    return true;
+  }
+
+  std::optional<LockInfo> status(std::string_view key, std::uint64_t hash, TimePoint now) {
+    std::lock_guard<SpinLock> guard(lock_);
+    if (inline_holds(key)) {
+      if (expires_ <= now) return std::nullopt;
+      return info(key, fence_, expires_, now);
+    }
+    const LeaseSlot* slot = overflow_.find(key, hash);
+    if (!slot || slot->expires <= now) return std::nullopt;
+    return info(slot->key(), slot->fence, slot->expires, now);
+  }
+
+  void collect(std::string_view prefix, TimePoint now, std::vector<LockInfo>& out) {
+    std::lock_guard<SpinLock> guard(lock_);
+    if (token_size_ != 0 && expires_ > now) {
+      const std::string_view key(key_, key_size_);
+      if (key.substr(0, prefix.size()) == prefix) out.push_back(info(key, fence_, expires_, now));
+    }
+    overflow_.for_each([&](const LeaseSlot& s) {
+      if (s.expires > now && s.key().substr(0, prefix.size()) == prefix) {
+        out.push_back(info(s.key(), s.fence, s.expires, now));
+      }
+    });
+  }
+
+  // Entries held, live or expired but not yet reclaimed.
+  std::size_t size() {
+    std::lock_guard<SpinLock> guard(lock_);
+    return (token_size_ != 0 ? 1 : 0) + overflow_.size();
+  }
+  // Slots of the overflow table.
+  std::size_t capacity_for_tests() {
+    std::lock_guard<SpinLock> guard(lock_);
+    return overflow_.capacity();
+  }
+
+ private:
+  bool inline_holds(std::string_view key) const noexcept {
+    return token_size_ != 0 && key_size_ == key.size() &&
+           std::memcmp(key_, key.data(), key.size()) == 0;
+  }
+  bool inline_owned_by(std::string_view t) const noexcept {
+    return t.size() == token_size_ && std::memcmp(t.data(), token_, token_size_) == 0;
+  }
+
+  static LockInfo info(std::string_view key, std::uint64_t fence, TimePoint expires,
+                       TimePoint now) {
+    return LockInfo{std::string(key), fence,
+                    std::chrono::ceil<std::chrono::milliseconds>(expires - now)};
+  }
+
+  // Every field is guarded by lock_.
+  SpinLock lock_;
+  std::uint8_t token_size_ = 0;  // the inline lease's; 0: no inline lease
+  std::uint16_t key_size_ = 0;
+  std::uint64_t fences_ = 0;
+  TimePoint expires_{};
+  std::uint64_t fence_ = 0;
+  LeaseTable overflow_;
+  char token_[kTokenBytes];
+  char key_[kInlineKeyBytes];
+};
+static_assert(sizeof(LeaseShard) == 128);
 
 }  // namespace lockkit::detail
 

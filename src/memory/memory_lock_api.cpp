@@ -50,15 +50,17 @@ std::uint64_t random_seed() {
   return (std::uint64_t{device()} << 32) ^ device();
 }
 
-// The memory: LeaseStore: keys hash to shards by the hash's high bits (the tables inside use
-// the low ones for their slots). The hash is seeded per store, so that nobody who picks keys
-// can pile them into one shard.
+// The memory: LeaseStore: keys hash to shards by the hash's high 16 bits (the overflow tables
+// inside use the low ones for their slots). The hash is seeded per store, so that nobody who
+// picks keys can pile them into one shard.
 class MemoryStore final : public LeaseStore, public detail::ClockedStore {
  public:
+  static constexpr std::size_t kMaxShards = std::size_t{1} << 16;
+
   explicit MemoryStore(MemoryOptions options)
       : clock_(options.clock), steady_(!options.clock), seed_(random_seed()) {
     std::size_t n = 1;
-    while (n < options.shards && n < 4096) n *= 2;
+    while (n < options.shards && n < kMaxShards) n *= 2;
     mask_ = n - 1;
     shards_ = std::make_unique<LeaseShard[]>(n);
     count_ = n;
@@ -80,12 +82,18 @@ class MemoryStore final : public LeaseStore, public detail::ClockedStore {
   // the caller's start + ttl, never before a `valid_until` computed from it.
   std::optional<std::uint64_t> acquire_at(std::string_view key, std::string_view token,
                                           std::chrono::milliseconds ttl, TimePoint t) override {
-    if (token.empty() || token.size() > detail::LeaseSlot::kTokenBytes) {
+    if (token.empty() || token.size() > LeaseShard::kTokenBytes) {
       throw std::invalid_argument("token: must be 1..32 bytes, got " +
                                   std::to_string(token.size()));
     }
     const std::uint64_t hash = detail::hash_key(key, seed_);
     return shard_for(hash).acquire(key, hash, token, t, ttl);
+  }
+
+  // A key's shard is a cache line no other key of the thread is likely to share, so it is
+  // usually not in this core's cache (a fresh key, or the other thread wrote it last).
+  void prefetch(std::string_view key) const noexcept override {
+    __builtin_prefetch(&shard_for(detail::hash_key(key, seed_)), 1);
   }
 
   bool release(std::string_view key, std::string_view token) override {

@@ -101,6 +101,44 @@ TEST(LeaseTable, FencesIncreasePerKeyAcrossReleasesAndReusedSlots) {
   }
 }
 
+// A shard keeps one lease inline and the rest in its table: a key that moves between the two
+// (its place taken, freed, reclaimed after expiry) still gets increasing fences, and an expired
+// inline lease is reclaimed by the next key without disturbing the live ones.
+TEST(LeaseTable, KeysMovingBetweenInlineAndTableKeepIncreasingFences) {
+  LeaseShard shard;
+  auto now = Steady::now();
+  std::map<std::string, std::uint64_t> last;
+  auto take = [&](const std::string& key, std::chrono::milliseconds ttl) {
+    auto fence = shard.acquire(key, hash_of(key), kToken, now, ttl);
+    EXPECT_TRUE(fence) << key;
+    if (!fence) return;
+    EXPECT_GT(*fence, last[key]) << key;
+    last[key] = *fence;
+  };
+  for (int round = 0; round < 200; ++round) {
+    const std::string a = "a/" + std::to_string(round % 3);
+    const std::string b = "b/" + std::to_string(round % 5);
+    take(a, 1s);    // inline if free
+    take(b, 10ms);  // in the table while a is held
+    EXPECT_FALSE(shard.acquire(b, hash_of(b), kToken, now, 1s));
+    ASSERT_TRUE(shard.release(a, hash_of(a), kToken, [](auto) { return false; }));
+    if (round % 2 == 0) {
+      ASSERT_TRUE(shard.release(b, hash_of(b), kToken, [](auto) { return false; }));
+    } else {
+      now += 20ms;  // b expires in the table; the next a takes the inline place
+    }
+    EXPECT_LE(shard.size(), 6u);  // five b keys, one a
+  }
+  // A live inline lease is never reclaimed, an expired one is.
+  take("short/lived", 1ms);  // inline: the place is free
+  take("long/held", 1h);
+  now += 2ms;
+  take("next", 1h);
+  EXPECT_TRUE(shard.status("long/held", hash_of("long/held"), now));
+  EXPECT_FALSE(shard.status("short/lived", hash_of("short/lived"), now));
+  EXPECT_TRUE(shard.status("next", hash_of("next"), now));
+}
+
 TEST(LeaseTable, CollidingHashesAndLongKeysStayApart) {
   LeaseShard shard;
   const auto now = Steady::now();
