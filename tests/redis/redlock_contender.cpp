@@ -2,7 +2,8 @@
 // A separate process for the multi-process redlock:// test: takes the lock `rounds` times and,
 // while holding it, proves nobody else is inside (an O_EXCL marker file) and appends its fence
 // to a shared log, so the log is in lock order.
-//   redlock_contender URL KEY ROUNDS DIR   -> exit 0, or 2 lock not taken, 3 overlap, 4 lost
+//   redlock_contender URL KEY ROUNDS DIR   -> exit 0, or 2 lock not taken, 3 overlap, 4 lost,
+//                                             5 file error, 6 BackendError
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,26 +11,42 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
 
-int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: redlock_contender URL KEY ROUNDS DIR\n");
-    return 64;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What this program checks is exclusion and fence order, not latency: on a loaded machine (a
+// sanitizer build next to other tests, contenders that retry every few ms) a wait may be long
+// and a call may run into its timeout. Retryable store errors are waited out like contention.
+std::optional<lockkit::Lock> take(lockkit::LockApi& api, const std::string& key,
+                                  Clock::time_point give_up) {
+  const lockkit::RetryPolicy policy{.max_wait = std::chrono::seconds(120),
+                                    .initial_delay = std::chrono::milliseconds(1),
+                                    .max_delay = std::chrono::milliseconds(10)};
+  for (;;) {
+    try {
+      return api.acquire(key, std::chrono::seconds(10), policy);
+    } catch (const lockkit::BackendError& e) {
+      if (!e.retryable() || Clock::now() >= give_up) throw;
+      std::fprintf(stderr, "redlock_contender: retrying after: %s\n", e.what());
+    }
   }
-  auto api = lockkit::open(argv[1]);
-  const std::string key = argv[2];
-  const int rounds = std::atoi(argv[3]);
-  const std::string marker = std::string(argv[4]) + "/inside";
-  const std::string log = std::string(argv[4]) + "/fences";
-  lockkit::RetryPolicy policy{.max_wait = std::chrono::seconds(60),
-                              .initial_delay = std::chrono::milliseconds(1),
-                              .max_delay = std::chrono::milliseconds(10)};
+}
+
+int run(const char* url, const std::string& key, int rounds, const std::string& dir) {
+  auto api = lockkit::open(url);
+  const std::string marker = dir + "/inside";
+  const std::string log = dir + "/fences";
+  const auto give_up = Clock::now() + std::chrono::seconds(120);
   for (int i = 0; i < rounds; ++i) {
-    auto lock = api->acquire(key, std::chrono::seconds(10), policy);
+    auto lock = take(*api, key, give_up);
     if (!lock) return 2;
     int fd = ::open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) return errno == EEXIST ? 3 : 5;
@@ -41,7 +58,28 @@ int main(int argc, char** argv) {
     std::this_thread::yield();  // widen the window a racing holder would need
     ::close(fd);
     ::unlink(marker.c_str());
-    if (!lock->release()) return 4;
+    try {
+      if (!lock->release()) return 4;
+    } catch (const lockkit::BackendError& e) {
+      // Timed out or in doubt: nobody uses the lease any more, and it runs out by its ttl.
+      if (!e.retryable()) throw;
+      std::fprintf(stderr, "redlock_contender: release: %s\n", e.what());
+    }
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: redlock_contender URL KEY ROUNDS DIR\n");
+    return 64;
+  }
+  try {
+    return run(argv[1], argv[2], std::atoi(argv[3]), argv[4]);
+  } catch (const lockkit::BackendError& e) {
+    std::fprintf(stderr, "redlock_contender: %s\n", e.what());
+    return 6;
+  }
 }
