@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// A separate process for the multi-process redlock:// test: takes the lock `rounds` times and,
-// while holding it, proves nobody else is inside (an O_EXCL marker file) and appends its fence
-// to a shared log, so the log is in lock order.
-//   redlock_contender URL KEY ROUNDS DIR   -> exit 0, or 2 lock not taken, 3 overlap, 4 lost,
-//                                             5 file error, 6 BackendError
+// A separate process for the multi-process tests of any URL (redis://, redlock://, etcd://):
+// takes the lock `rounds` times and, while holding it, proves nobody else is inside (an O_EXCL
+// marker file), bumps a shared counter (read, then written back: an overlap loses an update) and
+// appends its fence to a shared log, so the log is in lock order. Exec'd, never forked (gRPC
+// does not survive fork).
+//   lockkit_test_contender URL KEY ROUNDS DIR
+//     -> exit 0, or 2 lock not taken, 3 overlap, 4 lost, 5 file error, 6 BackendError
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -35,7 +38,7 @@ std::optional<lockkit::Lock> take(lockkit::LockApi& api, const std::string& key,
       return api.acquire(key, std::chrono::seconds(10), policy);
     } catch (const lockkit::BackendError& e) {
       if (!e.retryable() || Clock::now() >= give_up) throw;
-      std::fprintf(stderr, "redlock_contender: retrying after: %s\n", e.what());
+      std::fprintf(stderr, "contender: retrying after: %s\n", e.what());
     }
   }
 }
@@ -43,6 +46,7 @@ std::optional<lockkit::Lock> take(lockkit::LockApi& api, const std::string& key,
 int run(const char* url, const std::string& key, int rounds, const std::string& dir) {
   auto api = lockkit::open(url);
   const std::string marker = dir + "/inside";
+  const std::string counter = dir + "/count";
   const std::string log = dir + "/fences";
   const auto give_up = Clock::now() + std::chrono::seconds(120);
   for (int i = 0; i < rounds; ++i) {
@@ -50,12 +54,22 @@ int run(const char* url, const std::string& key, int rounds, const std::string& 
     if (!lock) return 2;
     int fd = ::open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) return errno == EEXIST ? 3 : 5;
+    long n = 0;
+    {
+      std::ifstream in(counter);
+      in >> n;
+    }
+    std::this_thread::yield();  // widen the window a racing holder would need
+    {
+      std::ofstream out(counter, std::ios::trunc);
+      out << n + 1 << '\n';
+      if (!out.flush()) return 5;
+    }
     int out = ::open(log.c_str(), O_CREAT | O_APPEND | O_WRONLY | O_CLOEXEC, 0600);
     if (out < 0) return 5;
-    std::string line = std::to_string(lock->fence()) + "\n";
+    const std::string line = std::to_string(lock->fence()) + "\n";
     if (::write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return 5;
     ::close(out);
-    std::this_thread::yield();  // widen the window a racing holder would need
     ::close(fd);
     ::unlink(marker.c_str());
     try {
@@ -63,7 +77,7 @@ int run(const char* url, const std::string& key, int rounds, const std::string& 
     } catch (const lockkit::BackendError& e) {
       // Timed out or in doubt: nobody uses the lease any more, and it runs out by its ttl.
       if (!e.retryable()) throw;
-      std::fprintf(stderr, "redlock_contender: release: %s\n", e.what());
+      std::fprintf(stderr, "contender: release: %s\n", e.what());
     }
   }
   return 0;
@@ -73,13 +87,13 @@ int run(const char* url, const std::string& key, int rounds, const std::string& 
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: redlock_contender URL KEY ROUNDS DIR\n");
+    std::fprintf(stderr, "usage: lockkit_test_contender URL KEY ROUNDS DIR\n");
     return 64;
   }
   try {
     return run(argv[1], argv[2], std::atoi(argv[3]), argv[4]);
   } catch (const lockkit::BackendError& e) {
-    std::fprintf(stderr, "redlock_contender: %s\n", e.what());
+    std::fprintf(stderr, "contender: %s\n", e.what());
     return 6;
   }
 }
