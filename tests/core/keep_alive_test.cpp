@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Lock::keep_alive, Lock::stop_token and with_lock on memory: (a fake clock drives the schedule)
 // and over a store that fails or hangs on demand.
-#include <dirent.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -17,6 +16,7 @@
 #include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/memory.hpp"
+#include "support/keep_alive_cases.hpp"
 
 namespace lockkit {
 namespace {
@@ -29,23 +29,11 @@ constexpr auto kAwait = 10s;
 // Real time a test gives the keeper to (wrongly) do something it must not.
 constexpr auto kQuiet = 150ms;
 
+using testing::keep_alive::threads_of_this_process;
+
 template <class Pred>
 bool await(Pred pred, Steady::duration limit = kAwait) {
-  const auto deadline = Steady::now() + limit;
-  while (!pred()) {
-    if (Steady::now() >= deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-unsigned threads_of_this_process() {
-  unsigned n = 0;
-  if (DIR* d = opendir("/proc/self/task")) {
-    while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
-    closedir(d);
-  }
-  return n;
+  return testing::keep_alive::await(pred, limit);
 }
 
 // A memory: store whose extends can be made to fail or to hang, and which logs every call.
