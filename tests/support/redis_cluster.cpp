@@ -39,25 +39,27 @@ RedisCluster::RedisCluster(std::size_t masters, std::size_t replicas_per_master,
   create.insert(create.end(),
                 {"--cluster-replicas", std::to_string(replicas_per_master), "--cluster-yes"});
   run_command(create);
+  replicas_per_master_ = replicas_per_master;
   wait_ok();
-  if (replicas_per_master > 0) {
-    // WAIT needs replicas that are connected and in sync (state=online): poll each master's
-    // INFO.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    for (std::size_t m : this->masters()) {
-      const std::string want = "connected_slaves:" + std::to_string(replicas_per_master);
-      auto in_sync = [&] {
-        std::string info = nodes_[m]->cli({"info", "replication"});
-        return info.find(want) != std::string::npos &&
-               info.find("state=wait") == std::string::npos &&
-               info.find("state=send") == std::string::npos;
-      };
-      while (!in_sync()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-          throw std::runtime_error("redis cluster: replicas did not connect");
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling, bounded
+  wait_in_sync();
+}
+
+void RedisCluster::wait_in_sync(std::chrono::milliseconds timeout) {
+  if (replicas_per_master_ == 0) return;
+  // Each master's INFO: its replicas connected and none waiting for or receiving a transfer.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (std::size_t m : masters()) {
+    const std::string want = "connected_slaves:" + std::to_string(replicas_per_master_);
+    auto in_sync = [&] {
+      std::string info = nodes_[m]->cli({"info", "replication"});
+      return info.find(want) != std::string::npos && info.find("state=wait") == std::string::npos &&
+             info.find("state=send") == std::string::npos;
+    };
+    while (!in_sync()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw std::runtime_error("redis cluster: replicas did not connect");
       }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling, bounded
     }
   }
 }

@@ -46,6 +46,10 @@ class RedisCluster {
   // Polls until every running node reports `cluster_state:ok` and they all agree on which node
   // serves each slot, or throws `std::runtime_error` after `timeout`.
   void wait_ok(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Polls until every master has its replicas connected and in sync (WAIT needs them online, and
+  // a replica's full resync makes its master fork), or throws `std::runtime_error` after
+  // `timeout`.
+  void wait_in_sync(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Returns the cluster shared by the whole test binary (3 masters, 3 replicas), started on
   // first use.
@@ -55,6 +59,7 @@ class RedisCluster {
 
  private:
   std::vector<std::unique_ptr<RedisServer>> nodes_;
+  std::size_t replicas_per_master_ = 0;
 };
 
 }  // namespace lockkit::testing
