@@ -195,6 +195,25 @@ TEST(Redlock, ShortLivedProcessLeavesNoLockDelayBehind) {
   }
 }
 
+// The node record (longest ttl, run) is read with the grant and written only when it changes;
+// the internal keys' types are checked without a separate TYPE.
+TEST(Redlock, GrantWritesTheNodeRecordOnlyWhenItChanges) {
+  Trio trio(1);
+  auto api = lockkit::open(trio.url());
+  ASSERT_TRUE(api->try_acquire("warm", 5s));  // records the ttl and the node's run
+  ASSERT_EQ(trio[0].cli({"CONFIG", "RESETSTAT"}), "OK");
+  for (int i = 0; i < 10; ++i) {
+    auto lock = api->try_acquire("slim" + std::to_string(i), 5s);
+    ASSERT_TRUE(lock);
+    EXPECT_TRUE(lock->release());
+  }
+  const std::string stats = trio[0].cli({"INFO", "commandstats"});
+  EXPECT_EQ(stats.find("cmdstat_type:"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("cmdstat_hset:calls=20,"), std::string::npos) << "holder and counter only\n"
+                                                                     << stats;
+  EXPECT_NE(stats.find("cmdstat_hmget:calls=10,"), std::string::npos) << stats;
+}
+
 // Every granted fence is at most the counter of a quorum of nodes, so any later quorum (which
 // shares a node with this one) hands out a higher one, whatever the nodes' clocks say.
 TEST(Redlock, FenceIsWrittenBackToAQuorum) {
