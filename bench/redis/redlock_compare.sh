@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# redlock:// (lockkit-bench) against npm redlock v5 (bench/redis/redlock_npm_bench.js) on the
-# same three throwaway redis-servers, 1 and 64 concurrent clients, distinct keys and 8 hot keys.
-# Prints a Markdown table with lockkit/npm ratios (best of REPEATS runs each, interleaved).
+# redlock:// against npm redlock v5 (bench/redis/redlock_npm_bench.js) on the same three
+# throwaway redis-servers, 1 and 64 concurrent clients, distinct keys and 8 hot keys: lockkit
+# through the blocking API (lockkit-bench, C threads sharing one LockApi) and through
+# AsyncLockApi (async-bench, C operations in flight on one io thread; distinct keys only).
+# Prints a Markdown table with the ratios of lockkit's better column to npm (best of REPEATS
+# runs each, interleaved) and the load average at the start.
 # With REDIS_PLUS_PLUS_DIR set to an install prefix of redis-plus-plus (include/, lib/), its
 # Redlock (bench/redis/redlock_rpp_bench.cpp, compiled here against it and Debian's hiredis)
 # runs in the same rounds and gets a column of its own. Never part of the build or of CI.
@@ -16,7 +19,9 @@ build=${1:-build/test/release}
 secs=${2:-5}
 repeats=${3:-3}
 lockkit_bench=$build/bench/lockkit-bench
+async_bench=$build/bench/async/async-bench
 [ -x "$lockkit_bench" ] || { echo "redlock_compare.sh: $lockkit_bench not built" >&2; exit 1; }
+[ -x "$async_bench" ] || async_bench=""  # configured without lockkit::async
 [ -d tests/redis/node/node_modules/redlock ] ||
   { echo "redlock_compare.sh: npm redlock missing (scripts/setup.sh)" >&2; exit 1; }
 
@@ -43,31 +48,38 @@ portlist="${ports[0]},${ports[1]},${ports[2]}"
 field() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p"; }
 
 best() { sort -n | tail -1; }
-if [ -n "$rpp" ]; then
-  echo "| clients | keys | redlock:// pairs/s | npm redlock v5 pairs/s | ratio | redis-plus-plus pairs/s | ratio |"
-  echo "|---|---|---|---|---|---|---|"
-else
-  echo "| clients | keys | redlock:// pairs/s | npm redlock v5 pairs/s | ratio |"
-  echo "|---|---|---|---|---|"
-fi
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+head="| clients | keys | redlock:// sync | redlock:// async | npm redlock v5 | lockkit / npm |"
+rule="|---|---|---|---|---|---|"
+[ -n "$rpp" ] && head+=" redis-plus-plus | lockkit / redis-plus-plus |" && rule+="---|---|"
+echo "$head"
+echo "$rule"
 for clients in 1 64; do
   for hot in 0 8; do
     hotarg=() keys=distinct
     [ "$hot" -gt 0 ] && hotarg=(--hot-keys "$hot") && keys="8 hot"
-    l=() n=() r=(0)
+    l=() a=(0) n=() r=(0)
     for _ in $(seq "$repeats"); do
       l+=("$("$lockkit_bench" --backend "$url" --clients "$clients" --seconds "$secs" "${hotarg[@]}" | field pairs/s)")
+      if [ -n "$async_bench" ] && [ "$hot" -eq 0 ]; then
+        a+=("$("$async_bench" pairs --backend "$url" --inflight "$clients" --seconds "$secs" | field pairs/s)")
+      fi
       n+=("$(node bench/redis/redlock_npm_bench.js "$portlist" "$clients" "$secs" "$hot" | field pairs/s)")
       [ -n "$rpp" ] && r+=("$("$rpp" "$portlist" "$clients" "$secs" "$hot" | field pairs/s)")
     done
     lb=$(printf '%s\n' "${l[@]}" | best)
+    ab=$(printf '%s\n' "${a[@]}" | best)
     nb=$(printf '%s\n' "${n[@]}" | best)
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+    top=$(printf '%s\n' "$lb" "$ab" | best)
+    shown_ab=$ab
+    [ "$ab" = 0 ] && shown_ab=n/a
+    line="| $clients | $keys | $lb | $shown_ab | $nb | $(ratio "$top" "$nb")× |"
     if [ -n "$rpp" ]; then
       rb=$(printf '%s\n' "${r[@]}" | best)
-      echo "| $clients | $keys | $lb | $nb | $(ratio "$lb" "$nb")× | $rb | $(ratio "$lb" "$rb")× |"
-    else
-      echo "| $clients | $keys | $lb | $nb | $(ratio "$lb" "$nb")× |"
+      line+=" $rb | $(ratio "$top" "$rb")× |"
     fi
+    echo "$line"
   done
 done

@@ -159,10 +159,11 @@ LOCKKIT_EXPORT std::shared_ptr<LockApi> make_redis_lock_api(RedisOptions options
 struct RedlockOptions {
   // One entry per server, each with its own host, port, credentials and timeouts. 1..64 nodes.
   std::vector<RedisOptions> nodes{};
-  // Worker threads per node, started on demand: how many requests of concurrent callers each
-  // node has in flight at once (pipelined on the node's `connections`). A key always uses the
-  // same thread, so each node sees one key's requests in order. 1..1024.
-  std::size_t threads = 16;
+  // Worker threads per node, started on demand. Each sends every request that callers queued
+  // for it meanwhile in one pipelined write and reads their replies in order, so a few threads
+  // serve any number of callers. A key always uses the same thread, so each node sees one
+  // key's requests in order. 1..1024.
+  std::size_t threads = 2;
   // A node whose call failed is skipped (a "no" vote without I/O) for this long, doubling on
   // every further failure up to `max_backoff`; then one call probes it again.
   std::chrono::milliseconds backoff{100};

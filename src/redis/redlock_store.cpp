@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/escape.hpp"
@@ -56,15 +57,31 @@ std::uint64_t to_uint(const redisReply& r) {
   throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
 }
 
+// One request to one node, run by the node's worker in a batch with whatever other callers
+// queued meanwhile.
+struct Job {
+  std::optional<Script> script;  // EVALSHA of this script, or a plain command
+  // Fills the command's arguments (for a script: numkeys, keys, argv) just before the batch is
+  // sent (after the connection's INFO was read), or returns false to drop the request: it is no
+  // longer wanted, and `build` has done the bookkeeping itself. Called once.
+  std::function<bool(std::vector<std::string>&)> build;
+  // Gets the reply (never an error reply) or the failure. Never throws.
+  std::function<void(Reply, const StoreFailure*)> done;
+};
+
 // The threads that run one node's requests: `lanes` queues with a thread each, started on
-// demand. A key always uses the same lane, so a node receives one key's requests in the order
-// they were made (a release never overtakes the acquire before it); different keys run in
-// parallel and a slow node holds up only its own lanes.
+// demand. A lane's thread takes every request queued on it at once and sends them all in one
+// pipelined write, then reads their replies in order: one wake-up and one round trip for all
+// the callers that queued while the previous batch was out, instead of one thread hand-off per
+// request. A key always uses the same lane, so a node receives one key's requests in the order
+// they were made (a release never overtakes the acquire before it); a slow node holds up only
+// its own lanes.
 // Fork-safe in the way the connection pool is: a forked child leaves the parent's lanes
 // untouched (their threads do not exist there) and starts its own.
 class Executor {
  public:
-  explicit Executor(std::size_t lanes) : lanes_(lanes) {}
+  using Runner = std::function<void(std::vector<Job>&)>;
+  Executor(std::size_t lanes, Runner runner) : lanes_(lanes), runner_(std::move(runner)) {}
   ~Executor() {
     std::shared_ptr<State> s = state_;
     if (s == nullptr) return;
@@ -78,8 +95,9 @@ class Executor {
       lane->stop = true;
       lane->cv.notify_all();
     }
-    // Queued tasks (late releases) run first. The last reference to the store may be dropped
-    // by a task on one of these threads: that one is detached and ends on its own.
+    // Queued requests (late releases) run first. The last reference to the store may be
+    // dropped by a request's captures on one of these threads: that one is detached and ends
+    // on its own (its queue is empty then: every queued request holds a reference).
     for (auto& lane : s->lanes) {
       std::thread t;
       {
@@ -97,27 +115,29 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  void submit(std::size_t hash, std::function<void()> task) {
+  void submit(std::size_t hash, Job job) {
     std::shared_ptr<State> s = current();
     Lane& lane = *s->lanes[hash % s->lanes.size()];
     std::unique_lock lock(lane.mu);
-    lane.tasks.push_back(std::move(task));
+    lane.jobs.push_back(std::move(job));
     if (!lane.thread.joinable()) {
-      lane.thread = std::thread([s, &lane] { run(lane); });  // `s` keeps the lane alive
+      lane.thread = std::thread([s, &lane, runner = runner_] { run(lane, runner); });
     } else if (lane.idle) {
+      lane.idle = false;  // one wake-up however many callers queue before the thread runs
       lock.unlock();
       lane.cv.notify_one();
     }
   }
 
  private:
+  static constexpr std::size_t kMaxBatch = 256;
   struct Lane {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::function<void()>> tasks;  // guarded by mu
-    std::thread thread;                       // guarded by mu
-    bool idle = false;                        // guarded by mu
-    bool stop = false;                        // guarded by mu
+    std::vector<Job> jobs;  // guarded by mu
+    std::thread thread;     // guarded by mu
+    bool idle = false;      // guarded by mu: the thread waits (and nobody has woken it yet)
+    bool stop = false;      // guarded by mu
   };
   struct State {
     explicit State(std::size_t n) {
@@ -127,16 +147,23 @@ class Executor {
     std::vector<std::unique_ptr<Lane>> lanes;
   };
 
-  static void run(Lane& lane) {
+  // `runner` is the node's; it is called only with requests queued, each holding a reference
+  // to the store, so the node is alive while it runs.
+  static void run(Lane& lane, const Runner& runner) {
+    std::vector<Job> batch;
     std::unique_lock lock(lane.mu);
     for (;;) {
-      if (!lane.tasks.empty()) {
-        {
-          auto task = std::move(lane.tasks.front());
-          lane.tasks.pop_front();
-          lock.unlock();
-          task();  // never throws: every task catches its own failures
-        }  // the task's captures go here, maybe the store itself: before the lock is retaken
+      if (!lane.jobs.empty()) {
+        if (lane.jobs.size() <= kMaxBatch) {
+          batch.swap(lane.jobs);
+        } else {
+          auto end = lane.jobs.begin() + static_cast<std::ptrdiff_t>(kMaxBatch);
+          batch.assign(std::make_move_iterator(lane.jobs.begin()), std::make_move_iterator(end));
+          lane.jobs.erase(lane.jobs.begin(), end);
+        }
+        lock.unlock();
+        runner(batch);  // never throws: every request gets its reply or failure
+        batch.clear();  // the captures go here, maybe the store itself: before the lock
         lock.lock();
         continue;
       }
@@ -159,6 +186,7 @@ class Executor {
   }
 
   const std::size_t lanes_;
+  const Runner runner_;
   std::mutex init_mu_;
   std::shared_ptr<State> state_;  // guarded by init_mu_
 };
@@ -206,7 +234,7 @@ class Node {
         command_timeout_(o.command_timeout),
         backoff_(backoff),
         max_backoff_(max_backoff),
-        exec(threads) {}
+        exec(threads, [this](std::vector<Job>& batch) { run_batch(batch); }) {}
 
   // What INFO said about the server on our newest connection: its run id and uptime.
   struct Life {
@@ -217,38 +245,106 @@ class Node {
   // Runs one command (a script by EVALSHA with `args` = numkeys, keys, argv; or a plain one).
   // Throws `StoreFailure`; a node backing off fails at once without I/O.
   Reply exchange(std::optional<Script> script, const std::vector<std::string>& args) {
-    bool probe = false;
-    if (failures_.load(std::memory_order_acquire) != 0) {
-      const auto now = Steady::now();
-      if (now.time_since_epoch().count() < down_until_.load(std::memory_order_acquire)) {
-        throw StoreFailure(ErrorKind::kUnavailable, "node skipped after a recent failure");
-      }
-      // The backoff is over: exactly one request probes the node (and may pay its connect
-      // timeout); the others keep counting it as "no" without I/O until the probe ends.
-      if (probing_.exchange(true, std::memory_order_acq_rel)) {
-        throw StoreFailure(ErrorKind::kUnavailable, "node skipped while another call probes it");
-      }
-      probe = true;
-    }
-    struct EndProbe {
-      std::atomic<bool>* flag;
-      ~EndProbe() {
-        if (flag != nullptr) flag->store(false, std::memory_order_release);
-      }
-    } end_probe{probe ? &probing_ : nullptr};
+    EndProbe probe = begin();
     try {
       Reply r = exchange_once(script, args);
-      if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0);
+      answered();
       return r;
     } catch (const StoreFailure& f) {
-      if (f.kind() == ErrorKind::kTimeout || f.kind() == ErrorKind::kUnavailable) {
-        // Back off: the next calls count this node as "no" without paying its timeouts.
-        unsigned n = std::min(failures_.fetch_add(1) + 1, 16U);
-        auto wait = std::min<milliseconds>(backoff_ * (1LL << (n - 1)), max_backoff_);
-        down_until_.store((Steady::now() + wait).time_since_epoch().count(),
-                          std::memory_order_release);
-      }
+      failed(f.kind());
       throw;
+    }
+  }
+
+  // Runs a lane's batch: every request in one pipelined write on one connection, the replies
+  // read in order. A node backing off fails them all at once without I/O.
+  void run_batch(std::vector<Job>& batch) noexcept {
+    auto fail_all = [&](const StoreFailure& f) {
+      for (Job& job : batch) job.done(nullptr, &f);
+    };
+    std::optional<EndProbe> probe;
+    try {
+      probe.emplace(begin());
+    } catch (const StoreFailure& f) {
+      fail_all(f);
+      return;
+    }
+    std::vector<std::string> requests;
+    std::vector<std::vector<std::string>> args;  // each request's, for a NOSCRIPT retry
+    std::vector<Job*> sent;
+    bool built = false;
+    for (int attempt = 0;; ++attempt) {
+      try {
+        const std::size_t index = pool_.pick();
+        auto conn = pool_.get(index);
+        observe(index, conn);
+        if (!built) {
+          // After the INFO above: a request's arguments may depend on the node's run.
+          built = true;
+          for (Job& job : batch) {
+            std::vector<std::string> a;
+            if (!job.build(a)) continue;
+            requests.emplace_back();
+            encode(requests.back(), job.script, job.script ? conn->script_sha(*job.script) : "", a);
+            args.push_back(std::move(a));
+            sent.push_back(&job);
+          }
+          if (sent.empty()) return;
+        }
+        // (A retry after a connection that failed unsent reuses the requests: a script's SHA is
+        // the same on every connection.)
+        std::optional<StoreFailure> failure;
+        auto replies = conn->call_many(requests, Steady::now() + command_timeout_, failure);
+        bool any = false;
+        for (std::size_t r = 0; r < sent.size(); ++r) {
+          Job& job = *sent[r];
+          if (replies[r] == nullptr) {
+            job.done(nullptr, &*failure);
+            continue;
+          }
+          any = true;
+          try {
+            Reply reply = std::move(replies[r]);
+            if (job.script && reply->type == REDIS_REPLY_ERROR &&
+                std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
+              // The server lost its scripts (SCRIPT FLUSH): this one by EVAL, alone.
+              std::string request;
+              encode(request, job.script, pool_.config().scripts[*job.script], args[r], "EVAL");
+              reply = conn->call(request, Steady::now() + command_timeout_);
+            }
+            if (reply->type == REDIS_REPLY_ERROR) {
+              std::string text(reply->str, reply->len);
+              ErrorKind kind = detail::redis::error_reply_kind(text);
+              throw StoreFailure(kind, "server error: " + text,
+                                 kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable);
+            }
+            job.done(std::move(reply), nullptr);
+          } catch (const StoreFailure& f) {
+            job.done(nullptr, &f);
+          }
+        }
+        if (any) answered();
+        if (failure) failed(failure->kind());
+        return;
+      } catch (const StoreFailure& f) {
+        // Not sent: typically an idle connection the server closed (restart). One more try.
+        if (!f.maybe_applied() && attempt == 0) continue;
+        failed(f.kind());
+        if (!built) {
+          fail_all(f);
+        } else {
+          for (Job* job : sent) job->done(nullptr, &f);
+        }
+        return;
+      } catch (const std::exception& e) {
+        const StoreFailure f(ErrorKind::kUnavailable, e.what());
+        if (!built) {
+          fail_all(f);
+        } else {
+          for (Job* job : sent) job->done(nullptr, &f);
+        }
+        return;
+      }
     }
   }
 
@@ -272,6 +368,54 @@ class Node {
   const detail::redis::KeyLayout layout;
 
  private:
+  // Ends a probe (see begin) when it goes out of scope.
+  struct EndProbe {
+    std::atomic<bool>* flag = nullptr;
+    EndProbe() = default;
+    explicit EndProbe(std::atomic<bool>* f) : flag(f) {}
+    EndProbe(EndProbe&& o) noexcept : flag(std::exchange(o.flag, nullptr)) {}
+    EndProbe& operator=(EndProbe&&) = delete;
+    ~EndProbe() {
+      if (flag != nullptr) flag->store(false, std::memory_order_release);
+    }
+  };
+
+  // Before any I/O: throws at once while the node backs off after a failure. Once the backoff
+  // is over, exactly one request (or batch) probes the node (and may pay its connect timeout);
+  // the others keep counting it as "no" without I/O until the probe ends.
+  EndProbe begin() {
+    if (failures_.load(std::memory_order_acquire) == 0) return EndProbe();
+    const auto now = Steady::now();
+    if (now.time_since_epoch().count() < down_until_.load(std::memory_order_acquire)) {
+      throw StoreFailure(ErrorKind::kUnavailable, "node skipped after a recent failure");
+    }
+    if (probing_.exchange(true, std::memory_order_acq_rel)) {
+      throw StoreFailure(ErrorKind::kUnavailable, "node skipped while another call probes it");
+    }
+    return EndProbe(&probing_);
+  }
+  void answered() noexcept {
+    if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0);
+  }
+  void failed(ErrorKind kind) noexcept {
+    if (kind != ErrorKind::kTimeout && kind != ErrorKind::kUnavailable) return;
+    // Back off: the next calls count this node as "no" without paying its timeouts.
+    unsigned n = std::min(failures_.fetch_add(1) + 1, 16U);
+    auto wait = std::min<milliseconds>(backoff_ * (1LL << (n - 1)), max_backoff_);
+    down_until_.store((Steady::now() + wait).time_since_epoch().count(), std::memory_order_release);
+  }
+
+  // Appends `verb` (EVALSHA or EVAL) `head` `args` for a script, or `args` alone.
+  static void encode(std::string& out, std::optional<Script> script, std::string_view head,
+                     const std::vector<std::string>& args, std::string_view verb = "EVALSHA") {
+    detail::redis::append_array_header(out, args.size() + (script ? 2 : 0));
+    if (script) {
+      detail::redis::append_bulk(out, verb);
+      detail::redis::append_bulk(out, head);
+    }
+    for (const std::string& arg : args) detail::redis::append_bulk(out, arg);
+  }
+
   Reply exchange_once(std::optional<Script> script, const std::vector<std::string>& args) {
     const std::size_t index = pool_.pick();
     std::string request;
@@ -281,12 +425,7 @@ class Node {
         observe(index, conn);
         auto build = [&](std::string_view verb, std::string_view head) {
           request.clear();
-          detail::redis::append_array_header(request, args.size() + (script ? 2 : 0));
-          if (script) {
-            detail::redis::append_bulk(request, verb);
-            detail::redis::append_bulk(request, head);
-          }
-          for (const std::string& arg : args) detail::redis::append_bulk(request, arg);
+          encode(request, script, head, args, verb);
         };
         build("EVALSHA", script ? std::string_view(conn->script_sha(*script)) : "");
         Reply reply = conn->call(request, Steady::now() + command_timeout_);
@@ -439,9 +578,14 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
                            std::chrono::system_clock::now().time_since_epoch())
                            .count());
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, stoken, ttl, record, clock] {
-        self->acquire_on(*round, i, skey, stoken, ttl, record, clock);
-      });
+      send(
+          i, skey, kAcquire,
+          [self, round, i, skey, stoken, ttl, record, clock](std::vector<std::string>& args) {
+            return self->acquire_args(*round, i, skey, stoken, ttl, record, clock, args);
+          },
+          [self, round, i, skey, stoken](Reply r, const StoreFailure* f) {
+            self->acquire_done(*round, i, skey, stoken, std::move(r), f);
+          });
     }
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, start + wait_, [&] { return round->decided; });
@@ -576,8 +720,18 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     return {std::move(lock_key), std::move(fence_key), std::move(holder_key), std::move(meta)};
   }
 
-  void acquire_on(Round& round, std::size_t i, const std::string& key, const std::string& token,
-                  milliseconds ttl, std::uint64_t record, const std::string& clock) {
+  // Queues one request on node `i`'s lane for `key`.
+  void send(std::size_t i, const std::string& key, std::optional<Script> script,
+            std::function<bool(std::vector<std::string>&)> build,
+            std::function<void(Reply, const StoreFailure*)> done) {
+    nodes_[i]->exec.submit(lane_of(key), Job{script, std::move(build), std::move(done)});
+  }
+
+  // Node `i`'s acquire request, built just before it is sent; false (and counted as "no") if
+  // the round was refused meanwhile.
+  bool acquire_args(Round& round, std::size_t i, const std::string& key, const std::string& token,
+                    milliseconds ttl, std::uint64_t record, const std::string& clock,
+                    std::vector<std::string>& args) {
     {
       std::lock_guard lock(round.mu);
       // Refused without us: nothing to take back. (Granted without us: still ask, so that
@@ -585,19 +739,33 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       if (round.decided && !round.granted) {
         round.answers[i].vote = Vote::kNo;
         --round.pending;
-        return;
+        return false;
       }
     }
     Node& node = *nodes_[i];
+    auto k = keys_for(node, key);
+    Node::Life life = node.life();
+    const bool settled = node.settled(life.run_id);
+    args = {"4",
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            token,
+            std::to_string(ttl.count()),
+            std::to_string(record),
+            settled ? life.run_id : std::string(),
+            clock};
+    return true;
+  }
+
+  void acquire_done(Round& round, std::size_t i, const std::string& key, const std::string& token,
+                    Reply r, const StoreFailure* failure) noexcept {
+    Node& node = *nodes_[i];
     Answer a;
     try {
-      auto k = keys_for(node, key);
+      if (failure != nullptr) throw *failure;
       Node::Life life = node.life();
-      const bool settled = node.settled(life.run_id);
-      Reply r = node.exchange(
-          kAcquire, {"4", k[0], k[1], k[2], k[3], token, std::to_string(ttl.count()),
-                     std::to_string(record), settled ? life.run_id : std::string(), clock});
-      life = node.life();  // the exchange may have reconnected
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
           r->element[0]->type != REDIS_REPLY_INTEGER) {
         throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
@@ -641,21 +809,30 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
         fence = round.granted ? round.fence : 0;
       } else {
         decide_acquire_locked(round, false);
-        if (round.decided) round.cv.notify_all();
+        if (round.decided) round.cv.notify_all();  // the caller's one wake-up
       }
     }
     if (late_grant) {
-      // Arrived after the outcome: take a failed attempt's grant back at once; a granted
-      // lock's holder record shows the lock's fence.
-      if (fence == 0) {
-        release_now(i, key, token);
-      } else if (a.vote == Vote::kYes && a.fence != fence) {
-        try {
+      // Arrived after the outcome: take a failed attempt's grant back at once (the next request
+      // on this lane); a granted lock's holder record shows the lock's fence.
+      try {
+        if (fence == 0) {
+          release_later(i, key, token, nullptr);
+        } else if (a.vote == Vote::kYes && a.fence != fence) {
+          auto self = shared_from_this();
           auto k = keys_for(node, key);
-          node.exchange(kSettle, {"2", k[1], k[2], token, std::to_string(fence)});
-        } catch (const std::exception&) {
-          // Only `status` shows this node's own fence; the lock's fence is unaffected.
+          const std::string sfence = std::to_string(fence);
+          send(
+              i, key, kSettle,
+              [k, token, sfence](std::vector<std::string>& args) {
+                args = {"2", k[1], k[2], token, sfence};
+                return true;
+              },
+              // Only `status` shows this node's own fence; the lock's fence is unaffected.
+              [self](Reply, const StoreFailure*) {});
         }
+      } catch (const std::exception&) {
+        // Out of memory: the grant there expires with its ttl.
       }
     }
   }
@@ -718,17 +895,18 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     round->pending = ended.size();
     auto self = shared_from_this();
     for (const auto& [i, run_id] : ended) {
-      nodes_[i]->exec.submit(lane_of(key), [self, round, i, run_id] {
-        try {
-          Node& node = *self->nodes_[i];
-          node.exchange(std::nullopt,
-                        {"HSET", node.layout.prefix() + "lockkit:{redlock}", "run", run_id});
-        } catch (const std::exception&) {
-          // See above: recorded by a later call.
-        }
-        std::lock_guard lock(round->mu);
-        if (--round->pending == 0) round->cv.notify_all();
-      });
+      const std::string meta = nodes_[i]->layout.prefix() + "lockkit:{redlock}";
+      send(
+          i, key, std::nullopt,
+          [meta, run_id](std::vector<std::string>& args) {
+            args = {"HSET", meta, "run", run_id};
+            return true;
+          },
+          // A failure: see above, recorded by a later call.
+          [self, round](Reply, const StoreFailure*) {
+            std::lock_guard lock(round->mu);
+            if (--round->pending == 0) round->cv.notify_all();
+          });
     }
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->pending == 0; });
@@ -743,21 +921,23 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     auto self = shared_from_this();
     const std::string skey(key), stoken(token), sfence = std::to_string(fence);
     for (std::size_t i : below) {
-      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, stoken, sfence] {
-        Answer a;
-        try {
-          Node& node = *self->nodes_[i];
-          auto k = self->keys_for(node, skey);
-          Reply r = node.exchange(kSettle, {"2", k[1], k[2], stoken, sfence});
-          a.vote = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? Vote::kYes : Vote::kError;
-        } catch (const std::exception&) {
-          a.vote = Vote::kError;
-        }
-        std::lock_guard lock(round->mu);
-        round->answers[i] = a;
-        --round->pending;
-        round->cv.notify_all();
-      });
+      auto k = keys_for(*nodes_[i], skey);
+      send(
+          i, skey, kSettle,
+          [k, stoken, sfence](std::vector<std::string>& args) {
+            args = {"2", k[1], k[2], stoken, sfence};
+            return true;
+          },
+          [self, round, i](Reply r, const StoreFailure* f) {
+            Answer a;
+            a.vote = f == nullptr && r->type == REDIS_REPLY_INTEGER && r->integer == 1
+                         ? Vote::kYes
+                         : Vote::kError;
+            std::lock_guard lock(round->mu);
+            round->answers[i] = a;
+            --round->pending;
+            round->cv.notify_all();
+          });
     }
     std::unique_lock lock(round->mu);
     auto enough = [&] {
@@ -777,10 +957,8 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     if (nodes.empty()) return;
     auto round = std::make_shared<Round>(0);
     round->pending = nodes.size();
-    auto self = shared_from_this();
     for (std::size_t i : nodes) {
-      nodes_[i]->exec.submit(lane_of(key), [self, round, i, key, token] {
-        self->release_now(i, key, token);
+      release_later(i, key, token, [round] {
         std::lock_guard lock(round->mu);
         if (--round->pending == 0) round->cv.notify_all();
       });
@@ -789,14 +967,21 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->pending == 0; });
   }
 
-  void release_now(std::size_t i, const std::string& key, const std::string& token) noexcept {
-    try {
-      Node& node = *nodes_[i];
-      auto k = keys_for(node, key);
-      node.exchange(kRelease, {"2", k[0], k[2], token});
-    } catch (const std::exception&) {
-      // Unreachable: the grant there expires with its ttl.
-    }
+  // Queues the release of `token`'s grant on node `i`; `then` (if any) runs once it is done.
+  // A node that cannot be reached keeps the grant until its ttl ends.
+  void release_later(std::size_t i, const std::string& key, const std::string& token,
+                     std::function<void()> then) {
+    auto self = shared_from_this();
+    auto k = keys_for(*nodes_[i], key);
+    send(
+        i, key, kRelease,
+        [k, token](std::vector<std::string>& args) {
+          args = {"2", k[0], k[2], token};
+          return true;
+        },
+        [self, then = std::move(then)](Reply, const StoreFailure*) {
+          if (then) then();
+        });
   }
 
   // --- release, extend, status ----------------------------------------------------------
@@ -813,35 +998,40 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     auto shared_argv = std::make_shared<const std::vector<std::string>>(std::move(argv));
     const std::size_t q = quorum_;
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, script, shared_argv, q] {
-        Answer a;
-        try {
-          Node& node = *self->nodes_[i];
-          auto k = self->keys_for(node, skey);
-          std::vector<std::string> args{"2", k[0], k[2]};
-          args.insert(args.end(), shared_argv->begin(), shared_argv->end());
-          a.vote = to_uint(*node.exchange(script, args)) == 1 ? Vote::kYes : Vote::kNo;
-        } catch (const StoreFailure& f) {
-          a.vote = Vote::kError;
-          a.kind = f.kind();
-          a.message = f.what();
-        } catch (const std::exception& e) {
-          a.vote = Vote::kError;
-          a.message = e.what();
-        }
-        std::lock_guard lock(round->mu);
-        round->answers[i] = a;
-        --round->pending;
-        std::size_t yes = 0, no = 0;
-        for (const Answer& b : round->answers) {
-          yes += b.vote == Vote::kYes;
-          no += b.vote != Vote::kYes && b.vote != Vote::kPending;
-        }
-        if (!round->decided && (yes >= q || no > round->answers.size() - q)) {
-          round->decided = true;
-          round->cv.notify_all();
-        }
-      });
+      auto k = keys_for(*nodes_[i], skey);
+      send(
+          i, skey, script,
+          [k, shared_argv](std::vector<std::string>& args) {
+            args = {"2", k[0], k[2]};
+            args.insert(args.end(), shared_argv->begin(), shared_argv->end());
+            return true;
+          },
+          [self, round, i, q](Reply r, const StoreFailure* f) {
+            Answer a;
+            try {
+              if (f != nullptr) throw *f;
+              a.vote = to_uint(*r) == 1 ? Vote::kYes : Vote::kNo;
+            } catch (const StoreFailure& e) {
+              a.vote = Vote::kError;
+              a.kind = e.kind();
+              a.message = e.what();
+            } catch (const std::exception& e) {
+              a.vote = Vote::kError;
+              a.message = e.what();
+            }
+            std::lock_guard lock(round->mu);
+            round->answers[i] = a;
+            --round->pending;
+            std::size_t yes = 0, no = 0;
+            for (const Answer& b : round->answers) {
+              yes += b.vote == Vote::kYes;
+              no += b.vote != Vote::kYes && b.vote != Vote::kPending;
+            }
+            if (!round->decided && (yes >= q || no > round->answers.size() - q)) {
+              round->decided = true;
+              round->cv.notify_all();
+            }
+          });
     }
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->decided; });
@@ -874,43 +1064,48 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     const std::string skey(key);
     const std::size_t q = quorum_;
     for (std::size_t i = 0; i < n; ++i) {
-      nodes_[i]->exec.submit(lane_of(skey), [self, round, i, skey, q] {
-        Answer a;
-        try {
-          Node& node = *self->nodes_[i];
-          auto k = self->keys_for(node, skey);
-          Reply r = node.exchange(kStatus, {"2", k[0], k[2]});
-          if (r->type == REDIS_REPLY_NIL) {
-            a.vote = Vote::kNo;
-          } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-            a.vote = Vote::kYes;
-            a.fence = to_uint(*r->element[0]);
-            a.remaining = milliseconds(to_uint(*r->element[1]));
-          } else {
-            throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
-          }
-        } catch (const StoreFailure& f) {
-          a.vote = Vote::kError;
-          a.kind = f.kind();
-          a.message = f.what();
-        } catch (const std::exception& e) {
-          a.vote = Vote::kError;
-          a.message = e.what();
-        }
-        std::lock_guard lock(round->mu);
-        round->answers[i] = a;
-        --round->pending;
-        std::size_t yes = 0, no = 0;
-        for (const Answer& b : round->answers) {
-          yes += b.vote == Vote::kYes;
-          no += b.vote != Vote::kYes && b.vote != Vote::kPending;
-        }
-        if (!round->decided &&
-            (round->pending == 0 || yes >= q || no > round->answers.size() - q)) {
-          round->decided = true;
-          round->cv.notify_all();
-        }
-      });
+      auto k = keys_for(*nodes_[i], skey);
+      send(
+          i, skey, kStatus,
+          [k](std::vector<std::string>& args) {
+            args = {"2", k[0], k[2]};
+            return true;
+          },
+          [self, round, i, q](Reply r, const StoreFailure* f) {
+            Answer a;
+            try {
+              if (f != nullptr) throw *f;
+              if (r->type == REDIS_REPLY_NIL) {
+                a.vote = Vote::kNo;
+              } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+                a.vote = Vote::kYes;
+                a.fence = to_uint(*r->element[0]);
+                a.remaining = milliseconds(to_uint(*r->element[1]));
+              } else {
+                throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
+              }
+            } catch (const StoreFailure& e) {
+              a.vote = Vote::kError;
+              a.kind = e.kind();
+              a.message = e.what();
+            } catch (const std::exception& e) {
+              a.vote = Vote::kError;
+              a.message = e.what();
+            }
+            std::lock_guard lock(round->mu);
+            round->answers[i] = a;
+            --round->pending;
+            std::size_t yes = 0, no = 0;
+            for (const Answer& b : round->answers) {
+              yes += b.vote == Vote::kYes;
+              no += b.vote != Vote::kYes && b.vote != Vote::kPending;
+            }
+            if (!round->decided &&
+                (round->pending == 0 || yes >= q || no > round->answers.size() - q)) {
+              round->decided = true;
+              round->cv.notify_all();
+            }
+          });
     }
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->decided; });
