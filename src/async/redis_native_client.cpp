@@ -682,12 +682,12 @@ std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor
 }
 
 void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
-                        std::chrono::milliseconds ttl,
-                        std::function<void(std::exception_ptr, std::optional<Lock>)> done) {
+                        std::chrono::milliseconds ttl, std::shared_ptr<AsyncAcquireOperation> op,
+                        NativeAcquireDone done) {
   try {
     client->source().native_check_key(key);
   } catch (...) {
-    done(std::current_exception(), std::nullopt);
+    done(std::move(op), std::current_exception(), std::nullopt);
     return;
   }
   RedisNativeClient::Request request;
@@ -717,7 +717,7 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
   const auto start = client->grants().grant_store().now();
   const auto sent = Clock::now();
   request.done = [client, key = std::move(key), token = std::move(token), ttl, start, sent,
-                  done = std::move(done)](std::exception_ptr error, redisReply* reply) mutable {
+                  op = std::move(op), done](std::exception_ptr error, redisReply* reply) mutable {
     auto& grants = client->grants();
     if (error) {
       bool doubt = false;
@@ -731,20 +731,20 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       }
       grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kError, 0, Clock::now() - sent);
       if (!doubt) {
-        done(std::move(error), std::nullopt);
+        done(std::move(op), std::move(error), std::nullopt);
         return;
       }
       // As the core does after an in-doubt acquire: take it back with our own token, then say
       // so. The release blocks, so it runs on the pool.
       asio::post(blocking_pool(), [client, key = std::move(key), token = std::move(token),
-                                   error = std::move(error), done = std::move(done)]() mutable {
+                                   error = std::move(error), op = std::move(op), done]() mutable {
         try {
           (void)client->grants().grant_store().release(key, token);
         } catch (...) {  // the caller learns kInDoubt either way; the lease expires by its TTL
         }
         auto& strand = client->strand();
-        asio::post(strand, [error = std::move(error), done = std::move(done)]() mutable {
-          done(std::move(error), std::nullopt);
+        asio::post(strand, [error = std::move(error), op = std::move(op), done]() mutable {
+          done(std::move(op), std::move(error), std::nullopt);
         });
       });
       return;
@@ -754,7 +754,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     if (fence == -1) {
       std::string lock_key, fence_key, holder_key;
       client->source().native_keys_of(key, lock_key, fence_key, holder_key);
-      done(std::make_exception_ptr(BackendError(
+      done(std::move(op),
+           std::make_exception_ptr(BackendError(
                "redis", ErrorKind::kProtocol,
                context("try_acquire", key) + "\"" + escape_key(fence_key) + "\" or \"" +
                    escape_key(holder_key) +
@@ -767,7 +768,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       std::string what = reply->type == REDIS_REPLY_ERROR
                              ? "server error: " + std::string(reply->str, reply->len)
                              : std::string("unexpected reply");
-      done(std::make_exception_ptr(
+      done(std::move(op),
+           std::make_exception_ptr(
                BackendError("redis", ErrorKind::kProtocol, context("try_acquire", key) + what)),
            std::nullopt);
       return;
@@ -775,7 +777,7 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     const auto latency = Clock::now() - sent;
     if (fence == 0) {
       grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kBusy, 0, latency);
-      done(nullptr, std::nullopt);
+      done(std::move(op), nullptr, std::nullopt);
       return;
     }
     std::optional<Lock> lock;
@@ -789,18 +791,19 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       lock.emplace(grants.adopt_grant(key, token, static_cast<std::uint64_t>(fence), start, ttl,
                                       std::move(ops)));
     } catch (...) {
-      done(std::current_exception(), std::nullopt);  // out of memory; the lease runs out
+      done(std::move(op), std::current_exception(),
+           std::nullopt);  // out of memory; the lease runs out
       return;
     }
     grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kOk,
                    static_cast<std::uint64_t>(fence), latency);
-    done(nullptr, std::move(lock));
+    done(std::move(op), nullptr, std::move(lock));
   };
   client->submit(std::move(request));
 }
 
 bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock,
-                    std::function<void(std::exception_ptr, bool)> done) {
+                    std::shared_ptr<AsyncBoolSink>& sink) {
   if (!lock.held()) return false;
   std::shared_ptr<NativeLeaseOps> ops;
   {
@@ -821,19 +824,20 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
   }
   request.script = kRelease;
   const auto sent = Clock::now();
-  request.done = [client, &lock, ops, sent, done = std::move(done)](std::exception_ptr error,
+  request.done = [client, &lock, ops, sent, done = std::move(sink)](std::exception_ptr error,
                                                                     redisReply* reply) mutable {
     auto& grants = client->grants();
     if (error) {
       grants.observe(LockOperation::kRelease, lock.key(), LockOutcome::kError, 0,
                      Clock::now() - sent);
-      done(std::move(error), false);  // the lock stays releasable
+      done->complete(std::move(error), false);  // the lock stays releasable
       return;
     }
     if (reply->type != REDIS_REPLY_INTEGER) {
-      done(std::make_exception_ptr(BackendError(
-               "redis", ErrorKind::kProtocol, context("release", lock.key()) + "unexpected reply")),
-           false);
+      done->complete(
+          std::make_exception_ptr(BackendError(
+              "redis", ErrorKind::kProtocol, context("release", lock.key()) + "unexpected reply")),
+          false);
       return;
     }
     const bool ours = reply->integer == 1;
@@ -847,7 +851,7 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
       released = lock.release();
     } catch (...) {
     }
-    done(nullptr, released);
+    done->complete(nullptr, released);
   };
   client->submit(std::move(request));
   return true;
