@@ -51,24 +51,24 @@ run_redis_benchmark() {  # CLIENTS PIPELINE
 
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), $(nproc) cores, best of ${repeats} runs of ${secs}s, load at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-lk=0 p50="" p99="" rb="" nr=""
+lk=0 p50="" p99="" cpu="" rb="" nr=""
 # redis-benchmark's -c: INFLIGHT/16 connections with 16 pipelined each = INFLIGHT in flight.
 rb_clients=$(( inflight / 16 > 0 ? inflight / 16 : 1 ))
 for _ in $(seq "$repeats"); do
   out=$("$async_bench" pairs --backend "$url" --inflight "$inflight" --seconds "$secs")
   pairs=$(field pairs/s <<<"$out")
   if awk -v a="$pairs" -v b="$lk" 'BEGIN { exit !(a > b) }'; then
-    lk=$pairs p50=$(field p50 <<<"$out") p99=$(field p99 <<<"$out")
+    lk=$pairs p50=$(field p50 <<<"$out") p99=$(field p99 <<<"$out") cpu=$(field cpu/pair <<<"$out")
   fi
   rb+=" $(run_redis_benchmark "$rb_clients" 16)"
   nr+=" $(node bench/redis/redlock_npm_bench.js "$port" "$inflight" "$secs" 0 | field pairs/s)"
 done
 rb=$(best <<<"$rb"); nr=$(best <<<"$nr")
-echo "| redis://, one io thread, $inflight in flight, distinct keys | pairs/s | p50 / p99 µs | vs redis-benchmark -P16 | vs npm redlock v5 |"
-echo "|---|---|---|---|---|"
-echo "| AsyncLockApi | $lk | $p50 / $p99 | $(ratio "$lk" "$rb")× | $(ratio "$lk" "$nr")× |"
-echo "| redis-benchmark -P16, $rb_clients connections, same scripts | $rb | | 1.00× | |"
-echo "| npm redlock v5 (ioredis), $inflight concurrent loops | $nr | | | 1.00× |"
+echo "| redis://, one io thread, $inflight in flight, distinct keys | pairs/s | p50 / p99 µs | client CPU µs/pair | vs redis-benchmark -P16 | vs npm redlock v5 |"
+echo "|---|---|---|---|---|---|"
+echo "| AsyncLockApi | $lk | $p50 / $p99 | $cpu | $(ratio "$lk" "$rb")× | $(ratio "$lk" "$nr")× |"
+echo "| redis-benchmark -P16, $rb_clients connections, same scripts | $rb | | | 1.00× | |"
+echo "| npm redlock v5 (ioredis), $inflight concurrent loops | $nr | | | | 1.00× |"
 echo
 echo "| 10,000 waiters (5 per key), one io thread | RSS per waiter | CPU per waiter while waiting | release → next grant p50 / p99 |"
 echo "|---|---|---|---|"

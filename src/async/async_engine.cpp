@@ -125,11 +125,7 @@ class AsyncAcquireOperation {
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
     if (const auto& native = self->engine_->native()) {
       auto& op = *self;
-      native_try_acquire(
-          native->redis, op.key_, op.ttl_,
-          [self = std::move(self)](std::exception_ptr error, std::optional<Lock> lock) mutable {
-            on_attempt(std::move(self), std::move(error), std::move(lock));
-          });
+      native_try_acquire(native->redis, op.key_, op.ttl_, std::move(self), &on_attempt);
       return;
     }
 #endif
@@ -199,20 +195,27 @@ class AsyncAcquireOperation {
     });
   }
 
+  // Completes the operation with "aborted" once the native release of its late grant is done.
+  class GiveBackSink final : public AsyncBoolSink {
+   public:
+    GiveBackSink(Ptr op, std::shared_ptr<Lock> held) : op_(std::move(op)), held_(std::move(held)) {}
+    void complete(std::exception_ptr, bool) noexcept override {
+      finish(std::move(op_), aborted(), std::nullopt);
+    }
+
+   private:
+    Ptr op_;
+    std::shared_ptr<Lock> held_;  // the released lock, alive until the release is done
+  };
+
   // Releases a grant that came after the cancellation, then completes with "aborted". Never
   // blocks the executor: natively, or on the pool.
   static void give_back(Ptr self, Lock lock) noexcept {
     auto held = std::make_shared<Lock>(std::move(lock));
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
     if (const auto& native = self->engine_->native()) {
-      Ptr keep = self;
-      if (native_release(native->redis, *held,
-                         [self = std::move(self), held](std::exception_ptr, bool) mutable {
-                           finish(std::move(self), aborted(), std::nullopt);
-                         })) {
-        return;
-      }
-      self = std::move(keep);
+      std::shared_ptr<AsyncBoolSink> sink = std::make_shared<GiveBackSink>(self, held);
+      if (native_release(native->redis, *held, sink)) return;
     }
 #endif
     asio::post(blocking_pool(), [self = std::move(self), held]() mutable {
@@ -332,11 +335,7 @@ void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (engine->native_) {
     std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
-    if (native_release(engine->native_->redis, lock, [shared](std::exception_ptr error, bool ours) {
-          shared->complete(std::move(error), ours);
-        })) {
-      return;
-    }
+    if (native_release(engine->native_->redis, lock, shared)) return;
     sink.reset(new ForwardBoolSink(std::move(shared)));
   }
 #else

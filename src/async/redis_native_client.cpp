@@ -84,9 +84,16 @@ struct TokenHash {
 
 // Natively granted locks by token, for `native_release` to find their `NativeLeaseOps`.
 struct Registry {
+  struct Entry {
+    std::weak_ptr<NativeLeaseOps> ops;
+    // A native release was sent (and has not failed): keep-alive rounds leave the lease out.
+    // The release's completion waits for a renewal of the lease under way, on the strand that
+    // would read that renewal's reply: so none may be sent after the release, and every one
+    // sent before it is answered first (replies come in order).
+    bool releasing = false;
+  };
   std::mutex mu;
-  std::unordered_map<std::string, std::weak_ptr<NativeLeaseOps>, TokenHash, std::equal_to<>>
-      by_token;  // guarded by mu
+  std::unordered_map<std::string, Entry, TokenHash, std::equal_to<>> by_token;  // guarded by mu
 };
 
 // The `LeaseOps` of a natively granted `Lock`: forwards to the core's, except that a release
@@ -103,7 +110,7 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
   ~NativeLeaseOps() override {
     std::lock_guard<std::mutex> guard(registry_->mu);
     auto it = registry_->by_token.find(token_);
-    if (it != registry_->by_token.end() && it->second.expired()) registry_->by_token.erase(it);
+    if (it != registry_->by_token.end() && it->second.ops.expired()) registry_->by_token.erase(it);
   }
 
   // The outcome of the native release (true: it was ours).
@@ -139,6 +146,21 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
                          std::span<ExtendOutcome> out) noexcept override;
 
  private:
+  // A renewal through the blocking store may reach the server after a native release that was
+  // sent meanwhile: its "not ours" then only says that the release went first, not that the
+  // lease was lost (the holder is releasing it), so it counts as a failed renewal instead.
+  void forgive_released(std::span<const ExtendRequest> requests,
+                        std::span<ExtendOutcome> out) noexcept {
+    std::lock_guard<std::mutex> guard(registry_->mu);
+    for (std::size_t i = 0; i < requests.size() && i < out.size(); ++i) {
+      if (out[i] != ExtendOutcome::kNotOurs) continue;
+      auto entry = registry_->by_token.find(requests[i].token);
+      if (entry != registry_->by_token.end() && entry->second.releasing) {
+        out[i] = ExtendOutcome::kFailed;
+      }
+    }
+  }
+
   // Renews through the blocking store: once the AsyncLockApi is gone.
   std::string renew_blocking(std::span<const ExtendRequest> requests,
                              std::span<ExtendOutcome> out) noexcept {
@@ -587,55 +609,90 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
   try {
     auto round = std::make_shared<RenewRound>(requests.size());
     std::string lock_key, fence_key, holder_key;
-    std::size_t sent = 0;
-    for (std::size_t i = 0; i < requests.size(); ++i) {
-      const ExtendRequest& r = requests[i];
-      RedisNativeClient::Request request;
-      try {
-        client->source().native_check_key(r.key);
-      } catch (const std::exception&) {
-        // Refused by `extend` too: kFailed, as the blocking store answers it.
-        std::lock_guard<std::mutex> guard(round->mu);
-        --round->remaining;
-        continue;
+    std::size_t unsent_from = requests.size();  // from here on, through the blocking store
+    std::vector<char> releasing(requests.size(), 0);
+    bool any_releasing = false;
+    {
+      // See Registry::Entry::releasing: a lease whose native release was sent is not renewed
+      // (kFailed: the keeper stops renewing it once the release completes). Its release's
+      // completion, on the strand, waits for this whole round to end: so then the round's
+      // other leases go through the blocking store, which needs no strand.
+      std::unique_lock<std::mutex> registry_guard(registry_->mu);
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        auto entry = registry_->by_token.find(requests[i].token);
+        releasing[i] = entry != registry_->by_token.end() && entry->second.releasing;
+        any_releasing = any_releasing || releasing[i];
       }
-      client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
-      request.script = kExtend;
-      for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
-                                   std::string_view(holder_key), r.token}) {
-        RedisNativeClient::add(request, arg);
-      }
-      RedisNativeClient::add(request, std::to_string(r.ttl.count()));
-      // The grants outlive every request: the client holds the LockApi that owns them.
-      request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
-                      sent = Clock::now()](std::exception_ptr error, redisReply* reply) {
-        LockOutcome outcome = LockOutcome::kError;
-        if (!error && reply->type == REDIS_REPLY_INTEGER) {
-          outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
-        }
-        grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent);
-        std::lock_guard<std::mutex> guard(round->mu);
-        if (error) {
-          try {
-            std::rethrow_exception(error);
-          } catch (const std::exception& e) {
-            if (round->error.empty()) round->error = e.what();
+      if (any_releasing) {
+        registry_guard.unlock();
+        std::vector<ExtendRequest> rest;
+        std::vector<std::size_t> at;
+        for (std::size_t i = 0; i < requests.size(); ++i) {
+          if (!releasing[i]) {
+            rest.push_back(requests[i]);
+            at.push_back(i);
           }
-        } else if (reply->type == REDIS_REPLY_INTEGER) {
-          round->outcomes[i] =
-              reply->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
-        } else if (round->error.empty()) {
-          round->error = "redis: extend: unexpected reply";
         }
-        if (--round->remaining == 0) round->cv.notify_all();
-      };
-      if (!client->try_submit(std::move(request))) {
-        // The AsyncLockApi went away during this round: the rest through the blocking store.
-        std::unique_lock<std::mutex> lk(round->mu);
-        round->remaining -= requests.size() - i;
-        break;
+        std::vector<ExtendOutcome> outcomes(rest.size(), ExtendOutcome::kFailed);
+        std::string error = renew_blocking(rest, outcomes);
+        for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = outcomes[j];
+        forgive_released(requests, out);
+        return error;
       }
-      ++sent;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        const ExtendRequest& r = requests[i];
+        bool skip = false;
+        {
+          try {
+            client->source().native_check_key(r.key);
+          } catch (const std::exception&) {
+            skip = true;  // refused by `extend` too: kFailed, as the blocking store answers it
+          }
+        }
+        if (skip) {
+          std::lock_guard<std::mutex> guard(round->mu);
+          --round->remaining;
+          continue;
+        }
+        RedisNativeClient::Request request;
+        client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
+        request.script = kExtend;
+        for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
+                                     std::string_view(holder_key), r.token}) {
+          RedisNativeClient::add(request, arg);
+        }
+        RedisNativeClient::add(request, std::to_string(r.ttl.count()));
+        // The grants outlive every request: the client holds the LockApi that owns them.
+        request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
+                        sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
+          LockOutcome outcome = LockOutcome::kError;
+          if (!error && reply->type == REDIS_REPLY_INTEGER) {
+            outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
+          }
+          grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+          std::lock_guard<std::mutex> guard(round->mu);
+          if (error) {
+            try {
+              std::rethrow_exception(error);
+            } catch (const std::exception& e) {
+              if (round->error.empty()) round->error = e.what();
+            }
+          } else if (reply->type == REDIS_REPLY_INTEGER) {
+            round->outcomes[i] =
+                reply->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
+          } else if (round->error.empty()) {
+            round->error = "redis: extend: unexpected reply";
+          }
+          if (--round->remaining == 0) round->cv.notify_all();
+        };
+        if (!client->try_submit(std::move(request))) {
+          // The AsyncLockApi went away during this round: the rest through the blocking store.
+          std::lock_guard<std::mutex> guard(round->mu);
+          round->remaining -= requests.size() - i;
+          unsent_from = i;
+          break;
+        }
+      }
     }
     // Every request sent completes within the command timeout (the connection fails them
     // otherwise); the margin covers an executor that stopped running.
@@ -649,20 +706,11 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
     std::copy(round->outcomes.begin(), round->outcomes.end(), out.begin());
     std::string error = round->error;
     lk.unlock();
-    if (sent < requests.size()) {
-      // Those the AsyncLockApi could not send any more (and refused keys, answered again).
-      std::vector<ExtendRequest> rest;
-      std::vector<std::size_t> at;
-      for (std::size_t i = 0; i < requests.size(); ++i) {
-        if (out[i] == ExtendOutcome::kFailed) {
-          rest.push_back(requests[i]);
-          at.push_back(i);
-        }
-      }
-      std::vector<ExtendOutcome> outcomes(rest.size(), ExtendOutcome::kFailed);
-      std::string more = renew_blocking(rest, outcomes);
-      for (std::size_t j = 0; j < at.size(); ++j) out[at[j]] = outcomes[j];
+    if (unsent_from < requests.size()) {
+      // Those the AsyncLockApi could not send any more.
+      std::string more = renew_blocking(requests.subspan(unsent_from), out.subspan(unsent_from));
       if (error.empty()) error = std::move(more);
+      forgive_released(requests, out);
     }
     return error;
   } catch (const std::exception& e) {  // out of memory
@@ -682,12 +730,12 @@ std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor
 }
 
 void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
-                        std::chrono::milliseconds ttl,
-                        std::function<void(std::exception_ptr, std::optional<Lock>)> done) {
+                        std::chrono::milliseconds ttl, std::shared_ptr<AsyncAcquireOperation> op,
+                        NativeAcquireDone done) {
   try {
     client->source().native_check_key(key);
   } catch (...) {
-    done(std::current_exception(), std::nullopt);
+    done(std::move(op), std::current_exception(), std::nullopt);
     return;
   }
   RedisNativeClient::Request request;
@@ -717,7 +765,7 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
   const auto start = client->grants().grant_store().now();
   const auto sent = Clock::now();
   request.done = [client, key = std::move(key), token = std::move(token), ttl, start, sent,
-                  done = std::move(done)](std::exception_ptr error, redisReply* reply) mutable {
+                  op = std::move(op), done](std::exception_ptr error, redisReply* reply) mutable {
     auto& grants = client->grants();
     if (error) {
       bool doubt = false;
@@ -731,20 +779,20 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       }
       grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kError, 0, Clock::now() - sent);
       if (!doubt) {
-        done(std::move(error), std::nullopt);
+        done(std::move(op), std::move(error), std::nullopt);
         return;
       }
       // As the core does after an in-doubt acquire: take it back with our own token, then say
       // so. The release blocks, so it runs on the pool.
       asio::post(blocking_pool(), [client, key = std::move(key), token = std::move(token),
-                                   error = std::move(error), done = std::move(done)]() mutable {
+                                   error = std::move(error), op = std::move(op), done]() mutable {
         try {
           (void)client->grants().grant_store().release(key, token);
         } catch (...) {  // the caller learns kInDoubt either way; the lease expires by its TTL
         }
         auto& strand = client->strand();
-        asio::post(strand, [error = std::move(error), done = std::move(done)]() mutable {
-          done(std::move(error), std::nullopt);
+        asio::post(strand, [error = std::move(error), op = std::move(op), done]() mutable {
+          done(std::move(op), std::move(error), std::nullopt);
         });
       });
       return;
@@ -754,7 +802,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     if (fence == -1) {
       std::string lock_key, fence_key, holder_key;
       client->source().native_keys_of(key, lock_key, fence_key, holder_key);
-      done(std::make_exception_ptr(BackendError(
+      done(std::move(op),
+           std::make_exception_ptr(BackendError(
                "redis", ErrorKind::kProtocol,
                context("try_acquire", key) + "\"" + escape_key(fence_key) + "\" or \"" +
                    escape_key(holder_key) +
@@ -767,7 +816,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       std::string what = reply->type == REDIS_REPLY_ERROR
                              ? "server error: " + std::string(reply->str, reply->len)
                              : std::string("unexpected reply");
-      done(std::make_exception_ptr(
+      done(std::move(op),
+           std::make_exception_ptr(
                BackendError("redis", ErrorKind::kProtocol, context("try_acquire", key) + what)),
            std::nullopt);
       return;
@@ -775,7 +825,7 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     const auto latency = Clock::now() - sent;
     if (fence == 0) {
       grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kBusy, 0, latency);
-      done(nullptr, std::nullopt);
+      done(std::move(op), nullptr, std::nullopt);
       return;
     }
     std::optional<Lock> lock;
@@ -784,31 +834,25 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
           std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token, client);
       {
         std::lock_guard<std::mutex> guard(client->registry()->mu);
-        client->registry()->by_token[token] = ops;
+        client->registry()->by_token[token] = Registry::Entry{ops, false};
       }
       lock.emplace(grants.adopt_grant(key, token, static_cast<std::uint64_t>(fence), start, ttl,
                                       std::move(ops)));
     } catch (...) {
-      done(std::current_exception(), std::nullopt);  // out of memory; the lease runs out
+      done(std::move(op), std::current_exception(),
+           std::nullopt);  // out of memory; the lease runs out
       return;
     }
     grants.observe(LockOperation::kTryAcquire, key, LockOutcome::kOk,
                    static_cast<std::uint64_t>(fence), latency);
-    done(nullptr, std::move(lock));
+    done(std::move(op), nullptr, std::move(lock));
   };
   client->submit(std::move(request));
 }
 
 bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock,
-                    std::function<void(std::exception_ptr, bool)> done) {
+                    std::shared_ptr<AsyncBoolSink>& sink) {
   if (!lock.held()) return false;
-  std::shared_ptr<NativeLeaseOps> ops;
-  {
-    std::lock_guard<std::mutex> guard(client->registry()->mu);
-    auto it = client->registry()->by_token.find(lock.token());
-    if (it != client->registry()->by_token.end()) ops = it->second.lock();
-  }
-  if (!ops) return false;
   RedisNativeClient::Request request;
   {
     thread_local std::string lock_key, fence_key, holder_key;
@@ -821,19 +865,34 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
   }
   request.script = kRelease;
   const auto sent = Clock::now();
-  request.done = [client, &lock, ops, sent, done = std::move(done)](std::exception_ptr error,
-                                                                    redisReply* reply) mutable {
+  const auto& registry = client->registry();
+  // Under the registry's mutex from the check to the submission, so that a keep-alive round
+  // (which submits under it too) is either wholly before the release or leaves the lease out.
+  std::lock_guard<std::mutex> guard(registry->mu);
+  auto it = registry->by_token.find(lock.token());
+  if (it == registry->by_token.end()) return false;
+  std::shared_ptr<NativeLeaseOps> ops = it->second.ops.lock();
+  if (!ops) return false;
+  it->second.releasing = true;
+  // `ops` moves into the completion: the last reference must never drop here, under the
+  // registry's mutex (its destructor takes it).
+  request.done = [client, &lock, ops = std::move(ops), sent, done = std::move(sink)](
+                     std::exception_ptr error, redisReply* reply) mutable {
     auto& grants = client->grants();
-    if (error) {
+    if (error || reply->type != REDIS_REPLY_INTEGER) {
+      {
+        // The lock stays held and releasable: its keep-alive goes on.
+        std::lock_guard<std::mutex> again(client->registry()->mu);
+        auto entry = client->registry()->by_token.find(lock.token());
+        if (entry != client->registry()->by_token.end()) entry->second.releasing = false;
+      }
+      if (!error) {
+        error = std::make_exception_ptr(BackendError(
+            "redis", ErrorKind::kProtocol, context("release", lock.key()) + "unexpected reply"));
+      }
       grants.observe(LockOperation::kRelease, lock.key(), LockOutcome::kError, 0,
                      Clock::now() - sent);
-      done(std::move(error), false);  // the lock stays releasable
-      return;
-    }
-    if (reply->type != REDIS_REPLY_INTEGER) {
-      done(std::make_exception_ptr(BackendError(
-               "redis", ErrorKind::kProtocol, context("release", lock.key()) + "unexpected reply")),
-           false);
+      done->complete(std::move(error), false);
       return;
     }
     const bool ours = reply->integer == 1;
@@ -847,7 +906,7 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
       released = lock.release();
     } catch (...) {
     }
-    done(nullptr, released);
+    done->complete(nullptr, released);
   };
   client->submit(std::move(request));
   return true;

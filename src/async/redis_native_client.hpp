@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "lockkit/async.hpp"
 #include "lockkit/lock.hpp"
 #include "lockkit/lock_api.hpp"
 
@@ -23,16 +24,22 @@ class RedisNativeClient;
 std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,
                                                      const std::shared_ptr<LockApi>& api);
 
-// Starts one acquire attempt; `done` runs once, on the client's strand (the executor) or, for a
-// refused key, on the calling thread.
-void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
-                        std::chrono::milliseconds ttl,
-                        std::function<void(std::exception_ptr, std::optional<Lock>)> done);
+// Receives the outcome of one native acquire attempt of `op` (a plain function and the
+// operation, not a std::function: one allocation less per attempt).
+using NativeAcquireDone = void (*)(std::shared_ptr<AsyncAcquireOperation> op,
+                                   std::exception_ptr error, std::optional<Lock> lock);
 
-// Releases `lock` natively if it was granted natively and is still held, and returns true;
-// `done` then runs once on the strand. Returns false (and never calls `done`) otherwise.
+// Starts one acquire attempt; `done` runs once with `op`, on the client's strand (the executor)
+// or, for a refused key, on the calling thread.
+void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
+                        std::chrono::milliseconds ttl, std::shared_ptr<AsyncAcquireOperation> op,
+                        NativeAcquireDone done);
+
+// Releases `lock` natively if it was granted natively and is still held, and returns true,
+// having taken `sink`, which then completes once on the strand. Returns false (leaving `sink`
+// with the caller, uncalled) otherwise.
 bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock,
-                    std::function<void(std::exception_ptr, bool)> done);
+                    std::shared_ptr<AsyncBoolSink>& sink);
 
 // Closes the connection; pending operations fail. For the engine's destructor.
 void native_shutdown(const std::shared_ptr<RedisNativeClient>& client) noexcept;

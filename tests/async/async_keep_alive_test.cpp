@@ -47,9 +47,13 @@ struct ExtendThreads : LockObserver {
 struct LostReport {
   std::promise<std::thread::id> where;
   std::atomic<int> calls{0};
+  std::string first_reason;  // written by the first call only
   KeepAliveOptions options() {
-    return {.on_lost = [this](std::string_view) {
-      if (calls.fetch_add(1) == 0) where.set_value(std::this_thread::get_id());
+    return {.on_lost = [this](std::string_view reason) {
+      if (calls.fetch_add(1) == 0) {
+        first_reason = reason;
+        where.set_value(std::this_thread::get_id());
+      }
     }};
   }
 };
@@ -105,6 +109,36 @@ TEST(AsyncKeepAlive, LeaseDeletedBehindTheHolderReportsLossOnTheExecutor) {
     EXPECT_FALSE(locks.async_release(*lock, asio::use_future).get());
     EXPECT_EQ(lost.calls.load(), 1);
   }
+}
+
+// async_release of kept-alive native locks while their renewals are in flight on the same
+// connection: each release completes promptly (its completion waits for a renewal under way,
+// whose reply the same strand reads: none may come after the release), and nothing is lost.
+TEST(AsyncKeepAlive, AsyncReleaseRacingRenewalsCompletesPromptly) {
+  auto& server = RedisServer::shared();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(server.url()));
+  LostReport lost;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<Lock> held;
+    std::vector<std::future<std::optional<Lock>>> acquires;
+    for (int i = 0; i < 40; ++i) {
+      acquires.push_back(locks.async_try_acquire(Unique("race"), 300ms, asio::use_future));
+    }
+    for (auto& f : acquires) {
+      auto lock = f.get();
+      ASSERT_TRUE(lock);
+      locks.keep_alive(*lock, lost.options());  // renewed every 100 ms
+      held.push_back(std::move(*lock));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(90 + 5 * round));
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::future<bool>> releases;
+    for (auto& lock : held) releases.push_back(locks.async_release(lock, asio::use_future));
+    for (auto& f : releases) EXPECT_TRUE(f.get());
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  }
+  EXPECT_EQ(lost.calls.load(), 0) << lost.first_reason;
 }
 
 // The AsyncLockApi and then its io_context go away while their leases are kept alive: the
