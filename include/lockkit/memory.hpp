@@ -35,7 +35,8 @@ struct MemoryOptions {
 // a longer key costs one allocation). A released entry leaves at once, with no tombstone left
 // behind; expired ones are dropped when their place is needed or their shard's table would
 // otherwise grow, and a table shrinks when under 1/8 full, so memory is the fixed shard array
-// (1 MiB by default) plus the live leases, never the number of keys ever used. Fences come
+// (1 MiB by default, in one 2 MiB huge page where the kernel grants one) plus the live leases,
+// never the number of keys ever used. Fences come
 // from the shard's counter, so they increase strictly per key across releases and expiries
 // without keeping any per-key state.
 // When the store is unreachable: it never is; nothing here throws `BackendError`.

@@ -115,8 +115,10 @@ void note_current_error(LockEvent& event) noexcept {
 
 // What Locks call back into. The LockApi keeps several, each with its own reference count, and
 // a thread hands out Locks from its own one: threads taking locks at the same time then never
-// write the same shared_ptr control block.
-class alignas(64) Stripe final : public detail::LeaseOps, public detail::BatchRenewer {
+// write the same shared_ptr control block. Aligned to 128 bytes (the pair of lines the adjacent
+// line prefetcher fetches together), so that one stripe's count never shares a line pair with
+// what another thread reads.
+class alignas(128) Stripe final : public detail::LeaseOps, public detail::BatchRenewer {
  public:
   explicit Stripe(std::shared_ptr<Shared> shared)
       : shared_(std::move(shared)), store_(shared_->store.get()) {}
