@@ -294,10 +294,13 @@ class LOCKKIT_EXPORT AsyncLockApi {
   // work the same), with the callbacks on this `AsyncLockApi`'s executor: `options.on_lost`
   // and `options.on_renewal_error` are posted there, never run on a keeper thread.
   // `options.should_renew` is asked on a keeper thread, as for `Lock::keep_alive`. Locks of the
-  // native `redis://` path are renewed on the executor's connection (pipelined, no thread
-  // blocked per renewal); see docs/async.md. Once this `AsyncLockApi` is destroyed, its locks
-  // are renewed through the blocking store and the callbacks are no longer called (the stop
-  // token still is requested). Throws `std::invalid_argument` like `Lock::keep_alive`.
+  // native `redis://` path are renewed on the executor's connection (those due together
+  // pipelined in one round, whose replies one keeper thread waits for); release them with
+  // `async_release`: a blocking `release()` on the executor's own thread may wait for a
+  // renewal's reply that thread would read (see docs/async.md). Once this `AsyncLockApi` and
+  // its operations are gone, its locks are renewed through the blocking store and the
+  // callbacks are no longer called (the stop token still is requested). Throws
+  // `std::invalid_argument` like `Lock::keep_alive`.
   void keep_alive(Lock& lock, KeepAliveOptions options = {}) {
     detail::AsyncEngine::keep_alive(engine_, lock, std::move(options));
   }
