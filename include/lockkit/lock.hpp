@@ -88,16 +88,8 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   // timeout; failures go to the error hook (see `set_error_hook`) and are otherwise swallowed.
   ~Lock() noexcept;
 
-  // Returns the key as given to `try_acquire` (arbitrary bytes). A key of 16..48 bytes is held
-  // inline, and its string made on the first call (so that a lock whose key is never asked for
-  // costs no allocation).
-  const std::string& key() const noexcept {
-    if (!key_built_) {
-      key_.assign(key_buf_.data(), key_size_);
-      key_built_ = true;
-    }
-    return key_;
-  }
+  // Returns the key as given to `try_acquire` (arbitrary bytes).
+  const std::string& key() const noexcept { return key_; }
   // Returns the owner token: 32 lowercase hex characters (128 random bits). Held inline, so a
   // lock on a short key costs no allocation; empty after a move.
   std::string_view token() const noexcept { return {token_.data(), token_size_}; }
@@ -149,25 +141,14 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
 
  private:
   static constexpr std::size_t kMaxTokenBytes = 32;
-  static constexpr std::size_t kInlineKeyBytes = 48;
 
-  // The key without making its string.
-  std::string_view key_view() const noexcept {
-    return key_built_ ? std::string_view(key_) : std::string_view(key_buf_.data(), key_size_);
-  }
-  void set_key(std::string_view key) noexcept;
   void set_token(std::string_view token) noexcept;
   void release_quietly() noexcept;
   bool release_now();
   detail::LeaseState& state() const;
 
   std::shared_ptr<detail::LeaseOps> ops_;  // null once released, lost or moved from
-  // The key: in key_ when key_built_, else in key_buf_ (16..kInlineKeyBytes bytes; key_ is
-  // then made by the first `key()` call).
-  mutable std::string key_;
-  mutable bool key_built_ = true;
-  std::uint16_t key_size_ = 0;
-  std::array<char, kInlineKeyBytes> key_buf_{};
+  std::string key_;
   std::array<char, kMaxTokenBytes> token_{};
   std::uint8_t token_size_ = 0;
   std::uint64_t fence_ = 0;

@@ -53,27 +53,12 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::stri
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
     : ops_(std::move(ops)),
+      key_(key),
       fence_(fence),
       valid_until_(valid_until),
       acquired_(acquired),
       ttl_(ttl) {
-  set_key(key);
   set_token(token);
-}
-
-void Lock::set_key(std::string_view key) noexcept {
-  // Short keys fit std::string's own buffer; longer ones up to kInlineKeyBytes wait in key_buf_
-  // for a `key()` call, so that taking a lock on an order id costs no allocation. A longer key
-  // is copied into key_ at once: a bad_alloc here ends the process, as it would in any noexcept
-  // move of a lease.
-  if (key.size() > kInlineKeyBytes || key.size() < 16) {
-    key_.assign(key.data(), key.size());
-    key_built_ = true;
-  } else {
-    std::memcpy(key_buf_.data(), key.data(), key.size());
-    key_size_ = static_cast<std::uint16_t>(key.size());
-    key_built_ = false;
-  }
 }
 
 void Lock::set_token(std::string_view token) noexcept {
@@ -85,9 +70,6 @@ void Lock::set_token(std::string_view token) noexcept {
 Lock::Lock(Lock&& other) noexcept
     : ops_(std::move(other.ops_)),
       key_(std::move(other.key_)),
-      key_built_(other.key_built_),
-      key_size_(other.key_size_),
-      key_buf_(other.key_buf_),
       token_(other.token_),
       token_size_(other.token_size_),
       fence_(other.fence_),
@@ -96,8 +78,6 @@ Lock::Lock(Lock&& other) noexcept
       ttl_(other.ttl_),
       state_(std::move(other.state_)) {
   other.ops_.reset();
-  other.key_.clear();
-  other.key_built_ = true;
   other.token_size_ = 0;
 }
 
@@ -107,11 +87,6 @@ Lock& Lock::operator=(Lock&& other) noexcept {
     ops_ = std::move(other.ops_);
     other.ops_.reset();
     key_ = std::move(other.key_);
-    other.key_.clear();
-    key_built_ = other.key_built_;
-    other.key_built_ = true;
-    key_size_ = other.key_size_;
-    key_buf_ = other.key_buf_;
     token_ = other.token_;
     token_size_ = other.token_size_;
     other.token_size_ = 0;
@@ -133,7 +108,7 @@ void Lock::release_quietly() noexcept {
   try {
     (void)release_now();
   } catch (const std::exception& e) {
-    report(key_view(), e);
+    report(key_, e);
   } catch (...) {
   }
   ops_.reset();
@@ -148,21 +123,13 @@ bool Lock::release_now() {
     ops_.reset();
     return false;
   }
-  bool ours = ops_->release_held(key_view(), token(),
-                                 acquired_);  // on throw, ops_ stays: the caller may retry
+  bool ours =
+      ops_->release_held(key_, token(), acquired_);  // on throw, ops_ stays: the caller may retry
   if (state_) {
-    {
-      std::lock_guard<std::mutex> guard(state_->mu);
-      if (state_->phase == detail::LeaseState::Phase::kHeld) {
-        state_->phase = detail::LeaseState::Phase::kReleased;
-      }
+    std::lock_guard<std::mutex> guard(state_->mu);
+    if (state_->phase == detail::LeaseState::Phase::kHeld) {
+      state_->phase = detail::LeaseState::Phase::kReleased;
     }
-    // Neither the keeper nor this handle keeps the store referenced after a release: a process
-    // that exits right after it still closes its store (e.g. SQLite's last connection
-    // checkpoints the WAL).
-    valid_until_ = valid_until();
-    detail::keeper_forget(state_);
-    state_.reset();
   }
   ops_.reset();
   return ours;
@@ -196,7 +163,7 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
   if (!state_) {
     // Validity counts from before the request: the store's new expiry is at least this late.
     auto start = ops_->now();
-    if (!ops_->extend(key_view(), token(), ttl)) {
+    if (!ops_->extend(key_, token(), ttl)) {
       ops_.reset();  // lost: nothing left to release
       return false;
     }
@@ -216,7 +183,7 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
   auto start = ops_->now();
   bool ours = false;
   try {
-    ours = ops_->extend(key_view(), token(), ttl);
+    ours = ops_->extend(key_, token(), ttl);
   } catch (...) {
     std::lock_guard<std::mutex> guard(s.mu);
     s.sending = false;
@@ -254,8 +221,8 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
 
 detail::LeaseState& Lock::state() const {
   if (!state_) {
-    state_ = std::make_shared<detail::LeaseState>(ops_, key_view(), token(), ttl_, acquired_,
-                                                  valid_until_);
+    state_ =
+        std::make_shared<detail::LeaseState>(ops_, key_, token(), ttl_, acquired_, valid_until_);
   }
   return *state_;
 }
