@@ -509,6 +509,7 @@ struct Answer {
   std::uint64_t fence = 0;     // acquire: the node's fence; status: the holder's fence
   std::uint64_t recorded = 0;  // acquire: the longest ttl the node had recorded (ms)
   bool known = false;          // acquire: the node's record names its current run
+  std::string run_id;          // acquire: the node's run that answered
   milliseconds uptime{0};      // acquire: the node's uptime
   milliseconds remaining{0};   // status
   ErrorKind kind = ErrorKind::kUnavailable;
@@ -786,6 +787,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
           ((run.type == REDIS_REPLY_STRING && std::string_view(run.str, run.len) == life.run_id) ||
            node.settled(life.run_id));
       a.uptime = life.uptime;
+      a.run_id = life.run_id;
       if (a.known) node.settle(life.run_id);
       std::uint64_t seen = max_ttl_.load();
       while (a.known && a.recorded > seen && !max_ttl_.compare_exchange_weak(seen, a.recorded)) {
@@ -842,11 +844,21 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   // answered and only if its uptime exceeds the longest ttl recorded on the nodes with known
   // history (lock-delay).
   void decide_acquire_locked(Round& round, bool final) {
+    // Known also when another call ended the lock-delay of the very run that answered us after
+    // our answer came in: the node has not forgotten anything since (concurrent first calls
+    // of a fresh deployment, one of which settles the nodes while the others' answers are in).
+    std::vector<bool> known(round.answers.size());
+    for (std::size_t i = 0; i < round.answers.size(); ++i) {
+      const Answer& a = round.answers[i];
+      known[i] = a.vote == Vote::kYes || a.vote == Vote::kNo
+                     ? a.known || nodes_[i]->settled(a.run_id)
+                     : false;
+    }
     std::uint64_t longest = max_ttl_.load();
     // Only a node with known history vouches for its record: in a fresh deployment no node is
     // known yet, so concurrent first calls (each seeing the others' ttls) do not all wait.
-    for (const Answer& a : round.answers) {
-      if (a.known) longest = std::max(longest, a.recorded);
+    for (std::size_t i = 0; i < round.answers.size(); ++i) {
+      if (known[i]) longest = std::max(longest, round.answers[i].recorded);
     }
     const bool all_in = round.pending == 0 || final;
     std::size_t counted = 0, maybe = 0;
@@ -855,7 +867,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       const Answer& a = round.answers[i];
       if (a.vote == Vote::kPending && !final) ++maybe;
       if (a.vote != Vote::kYes) continue;
-      if (a.known) {
+      if (known[i]) {
         ++counted;
         fence = std::max(fence, a.fence);
       } else if (!all_in) {
