@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The redlock:// store: one lease over N independent Redis servers, granted by a quorum.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +56,18 @@ std::optional<std::uint64_t> as_uint(const redisReply& r) {
 std::uint64_t to_uint(const redisReply& r) {
   if (auto v = as_uint(r)) return *v;
   throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
+}
+
+// This process's id without a system call per use: getpid(2) costs one in glibc, and every
+// request asks. Kept current in a forked child by the fork handler.
+std::atomic<pid_t> g_pid{0};
+pid_t process_id() noexcept {
+  [[maybe_unused]] static const bool registered = [] {
+    g_pid.store(::getpid(), std::memory_order_relaxed);
+    ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(::getpid(), std::memory_order_relaxed); });
+    return true;
+  }();
+  return g_pid.load(std::memory_order_relaxed);
 }
 
 // One request to one node, run by the node's worker in a batch with whatever other callers
@@ -116,12 +129,14 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   void submit(std::size_t hash, Job job) {
-    std::shared_ptr<State> s = current();
+    State* s = current();
     Lane& lane = *s->lanes[hash % s->lanes.size()];
     std::unique_lock lock(lane.mu);
     lane.jobs.push_back(std::move(job));
     if (!lane.thread.joinable()) {
-      lane.thread = std::thread([s, &lane, runner = runner_] { run(lane, runner); });
+      // `keep` keeps the lane alive for its thread.
+      lane.thread = std::thread(
+          [keep = s->shared_from_this(), &lane, runner = runner_] { run(lane, runner); });
     } else if (lane.idle) {
       lane.idle = false;  // one wake-up however many callers queue before the thread runs
       lock.unlock();
@@ -139,7 +154,7 @@ class Executor {
     bool idle = false;      // guarded by mu: the thread waits (and nobody has woken it yet)
     bool stop = false;      // guarded by mu
   };
-  struct State {
+  struct State : std::enable_shared_from_this<State> {
     explicit State(std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) lanes.push_back(std::make_unique<Lane>());
     }
@@ -174,7 +189,12 @@ class Executor {
     }
   }
 
-  std::shared_ptr<State> current() {
+  // Called for every request: no lock and no system call unless this process has no lanes
+  // yet (first use, or the first use after a fork).
+  State* current() {
+    State* s = fast_.load(std::memory_order_acquire);
+    if (s != nullptr && s->pid == process_id()) [[likely]]
+      return s;
     std::lock_guard lock(init_mu_);
     if (state_ == nullptr || state_->pid != ::getpid()) {
       // After a fork the parent's lanes are abandoned (a mutex may be held by a thread that
@@ -182,13 +202,15 @@ class Executor {
       if (state_ != nullptr) new std::shared_ptr<State>(std::move(state_));  // NOLINT
       state_ = std::make_shared<State>(lanes_);
     }
-    return state_;
+    fast_.store(state_.get(), std::memory_order_release);
+    return state_.get();
   }
 
   const std::size_t lanes_;
   const Runner runner_;
   std::mutex init_mu_;
-  std::shared_ptr<State> state_;  // guarded by init_mu_
+  std::shared_ptr<State> state_;       // guarded by init_mu_
+  std::atomic<State*> fast_{nullptr};  // state_'s, for current() without the lock
 };
 
 std::size_t lane_of(std::string_view key) noexcept {
@@ -509,6 +531,7 @@ struct Answer {
   std::uint64_t fence = 0;     // acquire: the node's fence; status: the holder's fence
   std::uint64_t recorded = 0;  // acquire: the longest ttl the node had recorded (ms)
   bool known = false;          // acquire: the node's record names its current run
+  std::string run_id;          // acquire: the node's run that answered
   milliseconds uptime{0};      // acquire: the node's uptime
   milliseconds remaining{0};   // status
   ErrorKind kind = ErrorKind::kUnavailable;
@@ -786,6 +809,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
           ((run.type == REDIS_REPLY_STRING && std::string_view(run.str, run.len) == life.run_id) ||
            node.settled(life.run_id));
       a.uptime = life.uptime;
+      a.run_id = life.run_id;
       if (a.known) node.settle(life.run_id);
       std::uint64_t seen = max_ttl_.load();
       while (a.known && a.recorded > seen && !max_ttl_.compare_exchange_weak(seen, a.recorded)) {
@@ -842,11 +866,21 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   // answered and only if its uptime exceeds the longest ttl recorded on the nodes with known
   // history (lock-delay).
   void decide_acquire_locked(Round& round, bool final) {
+    // Known also when another call ended the lock-delay of the very run that answered us after
+    // our answer came in: the node has not forgotten anything since (concurrent first calls
+    // of a fresh deployment, one of which settles the nodes while the others' answers are in).
+    std::vector<bool> known(round.answers.size());
+    for (std::size_t i = 0; i < round.answers.size(); ++i) {
+      const Answer& a = round.answers[i];
+      known[i] = a.vote == Vote::kYes || a.vote == Vote::kNo
+                     ? a.known || nodes_[i]->settled(a.run_id)
+                     : false;
+    }
     std::uint64_t longest = max_ttl_.load();
     // Only a node with known history vouches for its record: in a fresh deployment no node is
     // known yet, so concurrent first calls (each seeing the others' ttls) do not all wait.
-    for (const Answer& a : round.answers) {
-      if (a.known) longest = std::max(longest, a.recorded);
+    for (std::size_t i = 0; i < round.answers.size(); ++i) {
+      if (known[i]) longest = std::max(longest, round.answers[i].recorded);
     }
     const bool all_in = round.pending == 0 || final;
     std::size_t counted = 0, maybe = 0;
@@ -855,7 +889,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       const Answer& a = round.answers[i];
       if (a.vote == Vote::kPending && !final) ++maybe;
       if (a.vote != Vote::kYes) continue;
-      if (a.known) {
+      if (known[i]) {
         ++counted;
         fence = std::max(fence, a.fence);
       } else if (!all_in) {
