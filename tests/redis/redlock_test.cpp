@@ -97,7 +97,11 @@ TEST(Redlock, TwoOfThreeKilledFailsQuicklyThenRecovers) {
       (void)api->try_acquire("two-down", 5s);
       ADD_FAILURE() << "acquired without a quorum";
     } catch (const BackendError& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::kUnavailable) << e.what();
+      // The first call may have written its request on a connection the dead server had just
+      // closed (the peer's close not yet seen): that one is rightly in doubt.
+      if (i != 0 || e.kind() != ErrorKind::kInDoubt) {
+        EXPECT_EQ(e.kind(), ErrorKind::kUnavailable) << e.what();
+      }
     }
     EXPECT_LT(Clock::now() - start, 1500ms) << "no quick answer without a quorum";
   }
