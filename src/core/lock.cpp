@@ -126,10 +126,18 @@ bool Lock::release_now() {
   bool ours =
       ops_->release_held(key_, token(), acquired_);  // on throw, ops_ stays: the caller may retry
   if (state_) {
-    std::lock_guard<std::mutex> guard(state_->mu);
-    if (state_->phase == detail::LeaseState::Phase::kHeld) {
-      state_->phase = detail::LeaseState::Phase::kReleased;
+    {
+      std::lock_guard<std::mutex> guard(state_->mu);
+      if (state_->phase == detail::LeaseState::Phase::kHeld) {
+        state_->phase = detail::LeaseState::Phase::kReleased;
+      }
     }
+    // Neither the keeper nor this handle keeps the store referenced after a release: a process
+    // that exits right after it still closes its store (e.g. SQLite's last connection
+    // checkpoints the WAL).
+    valid_until_ = valid_until();
+    detail::keeper_forget(state_);
+    state_.reset();
   }
   ops_.reset();
   return ours;

@@ -182,7 +182,9 @@ class LeaseStoreFaults : public ::testing::TestWithParam<StoreCase> {
 // capped by `max_hold`, is signalled lost (once, before `valid_until()`); a store that stops
 // answering is signalled lost before `valid_until()` and nothing is renewed after that; many
 // leases are kept by a few threads; a forked child's copies are not renewed while the parent's
-// lease stays.
+// lease stays. "Before `valid_until()`" is checked as "by `valid_until()` minus
+// `loss_margin(ttl)`, when the keeper's timer is due, plus 100 ms for a late timer": a loaded
+// machine may wake a thread later than the 10 ms margin of a short ttl.
 class KeepAliveConformance : public ::testing::TestWithParam<KeepAliveCase> {
  protected:
   void SetUp() override;
