@@ -23,18 +23,21 @@ cleanup() {
   rm -rf "$root"
 }
 trap cleanup EXIT
-start() {  # start NAME [ARGS...] -> port
-  local d=$root/$1
+start() {  # start NAME [ARGS...] -> sets port (not in a subshell: dirs must reach cleanup)
+  local d=$root/$1 info
   shift
   dirs+=("$d")
-  bash scripts/redis-server.sh start "$d" -- "$@"
+  info=$(bash scripts/redis-server.sh start "$d" --owner-pid $$ -- "$@")
+  port=$(sed -n 's/^SERVER_PORT=//p' <<<"$info")
 }
 
-single=$(start single)
+start single
+single=$port
 ports=()
 for i in 1 2 3 4 5 6; do
-  ports+=("$(start "node$i" --cluster-enabled yes --cluster-config-file nodes.conf \
-             --cluster-node-timeout 2000 --repl-diskless-sync-delay 0)")
+  start "node$i" --cluster-enabled yes --cluster-config-file nodes.conf \
+    --cluster-node-timeout 2000 --repl-diskless-sync-delay 0
+  ports+=("$port")
 done
 nodes=()
 for p in "${ports[@]}"; do nodes+=("127.0.0.1:$p"); done
