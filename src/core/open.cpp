@@ -25,7 +25,7 @@ std::shared_ptr<LockApi> open_memory(std::string_view url) {
   if (parsed.has_authority || !parsed.path.empty()) detail::throw_bad_url(url, "use \"memory:\"");
   detail::QueryOptions options(url, parsed);
   MemoryOptions memory;
-  if (auto shards = options.take_uint("shards", 1, 4096)) memory.shards = *shards;
+  if (auto shards = options.take_uint("shards", 1, 65536)) memory.shards = *shards;
   options.finish();
   return make_memory_lock_api(memory);
 }

@@ -32,6 +32,8 @@ TEST(Open, BuiltInSchemes) {
   auto locked = open("noop:locked");
   EXPECT_FALSE(locked->try_acquire("k", 1s));
   EXPECT_EQ(open("memory:?shards=8")->backend(), "memory");
+  // The URL takes what MemoryOptions takes: up to 65536 shards.
+  EXPECT_EQ(open("memory:?shards=65536")->backend(), "memory");
 }
 
 TEST(Open, EachMemoryUrlIsItsOwnTable) {
@@ -53,6 +55,7 @@ TEST(Open, MalformedBuiltInUrlsAreRejected) {
   EXPECT_NE(OpenError("").find("missing scheme"), std::string::npos);
   EXPECT_NE(OpenError("memory://host").find("memory:"), std::string::npos);
   EXPECT_NE(OpenError("memory:?shards=0").find("shards"), std::string::npos);
+  EXPECT_NE(OpenError("memory:?shards=65537").find("shards"), std::string::npos);
   EXPECT_NE(OpenError("memory:?colour=red").find("unknown option"), std::string::npos);
   EXPECT_NE(OpenError("noop:maybe").find("noop:locked"), std::string::npos);
 }
