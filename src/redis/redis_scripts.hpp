@@ -56,12 +56,15 @@ return 1
 )lua";
 
 // KEYS: lock, holder. Returns nil if free (or not a lock), else {fence or "0", remaining ms}.
-// A lock without our holder record (taken by another library) shows fence 0.
+// A lock without our holder record (taken by another library) shows fence 0. PTTL says 0 in the
+// last millisecond of a key's life, while the key still exists and its holder can still extend
+// it: that lease is held, with 0 ms left (saying "free" there let an extend revive a lease that
+// status had called gone).
 inline constexpr const char* kStatusScript = R"lua(
 local v = redis.pcall('get', KEYS[1])
 if type(v) ~= 'string' then return nil end
 local ttl = redis.call('pttl', KEYS[1])
-if ttl <= 0 then return nil end
+if ttl < 0 then return nil end
 local h = redis.pcall('hmget', KEYS[2], 'token', 'fence')
 if h[1] == v and h[2] then return {h[2], ttl} end
 return {'0', ttl}
