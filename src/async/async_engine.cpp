@@ -15,6 +15,9 @@
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
 #include "async/redis_native_client.hpp"
 #endif
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+#include "async/postgres_native_client.hpp"
+#endif
 #include "lockkit/async.hpp"
 
 namespace lockkit {
@@ -26,13 +29,14 @@ asio::thread_pool& blocking_pool() {
   return pool;
 }
 
-#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
 struct AsyncEngine::Native {
+#ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   std::shared_ptr<RedisNativeClient> redis;
-};
-#else
-struct AsyncEngine::Native {};
 #endif
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+  std::shared_ptr<PostgresNativeClient> postgres{};  // initialised: Native{redis} stays valid
+#endif
+};
 
 // Posts keep-alive callbacks to the executor, from keeper threads, until the engine is
 // destroyed: the executor's context may be destroyed right after that, so nothing may be
@@ -123,10 +127,16 @@ class AsyncAcquireOperation {
       ++self->attempts_;
     }
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-    if (const auto& native = self->engine_->native()) {
+    if (const auto& native = self->engine_->native(); native && native->redis) {
       auto& op = *self;
       native_try_acquire(native->redis, op.key_, op.ttl_, std::move(self), &on_attempt);
       return;
+    }
+#endif
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+    if (const auto& native = self->engine_->native(); native && native->postgres) {
+      auto& op = *self;
+      if (native_try_acquire(native->postgres, op.key_, op.ttl_, self, &on_attempt)) return;
     }
 #endif
     // Only out of memory makes post throw; noexcept then ends the program.
@@ -213,9 +223,15 @@ class AsyncAcquireOperation {
   static void give_back(Ptr self, Lock lock) noexcept {
     auto held = std::make_shared<Lock>(std::move(lock));
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-    if (const auto& native = self->engine_->native()) {
+    if (const auto& native = self->engine_->native(); native && native->redis) {
       std::shared_ptr<AsyncBoolSink> sink = std::make_shared<GiveBackSink>(self, held);
       if (native_release(native->redis, *held, sink)) return;
+    }
+#endif
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+    if (const auto& native = self->engine_->native(); native && native->postgres) {
+      std::shared_ptr<AsyncBoolSink> sink = std::make_shared<GiveBackSink>(self, held);
+      if (native_release(native->postgres, *held, sink)) return;
     }
 #endif
     asio::post(blocking_pool(), [self = std::move(self), held]() mutable {
@@ -271,12 +287,23 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
     native_ = std::make_shared<Native>(Native{std::move(redis)});
   }
 #endif
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+  if (!native_) {
+    if (auto postgres = make_postgres_native(ex_, api_)) {
+      native_ = std::make_shared<Native>();
+      native_->postgres = std::move(postgres);
+    }
+  }
+#endif
 }
 
 AsyncEngine::~AsyncEngine() {
   gate_->close();
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-  if (native_) native_shutdown(native_->redis);
+  if (native_ && native_->redis) native_shutdown(native_->redis);
+#endif
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+  if (native_ && native_->postgres) native_shutdown(native_->postgres);
 #endif
 }
 
@@ -332,8 +359,15 @@ void run_bool(std::unique_ptr<AsyncBoolSink> sink, Call call) {
 
 void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
                                 std::unique_ptr<AsyncBoolSink> sink) {
+#ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
+  if (engine->native_ && engine->native_->postgres) {
+    std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
+    if (native_release(engine->native_->postgres, lock, shared)) return;
+    sink.reset(new ForwardBoolSink(std::move(shared)));
+  }
+#endif
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-  if (engine->native_) {
+  if (engine->native_ && engine->native_->redis) {
     std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
     if (native_release(engine->native_->redis, lock, shared)) return;
     sink.reset(new ForwardBoolSink(std::move(shared)));

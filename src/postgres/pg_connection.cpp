@@ -187,11 +187,10 @@ void Connection::fail_connection(ErrorKind kind, std::string_view what, bool may
   throw StoreFailure{kind, std::move(message), maybe_applied, true, {}};
 }
 
-ResultPtr Connection::exec(const Statement& stmt, const Params& params, bool prepare,
-                           Deadline deadline) {
+void Connection::prepare_statement(const Statement& stmt, Deadline deadline) {
   PGconn* c = conn_.get();
   const bool guarded = !session_.guard_sql.empty();
-  if (prepare && (!prepared_[stmt.id] || (guarded && !guard_prepared_))) {
+  if (!prepared_[stmt.id] || (guarded && !guard_prepared_)) {
     std::string name = "lockkit_" + std::to_string(stmt.id);
     bool statement = !prepared_[stmt.id];
     if (statement &&
@@ -208,6 +207,13 @@ ResultPtr Connection::exec(const Statement& stmt, const Params& params, bool pre
       guard_prepared_ = true;
     }
   }
+}
+
+ResultPtr Connection::exec(const Statement& stmt, const Params& params, bool prepare,
+                           Deadline deadline) {
+  PGconn* c = conn_.get();
+  const bool guarded = !session_.guard_sql.empty();
+  if (prepare) prepare_statement(stmt, deadline);
   // The guard and the statement go out together before one sync: one implicit transaction in
   // one round trip. The guard's settings are transaction-local (pooler-safe) and set before the
   // statement starts, so its statement_timeout and lock_timeout bound it and its commit waits
@@ -357,6 +363,93 @@ ResultPtr Connection::finish(Deadline deadline, bool sent, bool pipeline) {
   if (broken) fail_connection(ErrorKind::kUnavailable, "connection lost", sent);
   if (!keep) throw StoreFailure{ErrorKind::kProtocol, "no result", false, true, {}};
   return keep;
+}
+
+int Connection::socket() const noexcept {
+  return PQsocket(conn_.get());
+}
+
+void Connection::start_pipeline(std::span<const Statement> stmts, bool prepare, Deadline deadline) {
+  if (prepare) {
+    for (const Statement& stmt : stmts) prepare_statement(stmt, deadline);
+  }
+  // Pipeline mode for good: requests follow each other without waiting for the previous
+  // answer, each ended by its own sync (its own transaction), and their results come in order.
+  if (!PQenterPipelineMode(conn_.get())) {
+    fail_connection(ErrorKind::kUnavailable, "pipeline", false);
+  }
+}
+
+void Connection::send(const Statement& stmt, const Params& params, bool prepare) {
+  PGconn* c = conn_.get();
+  if (!session_.guard_sql.empty()) {
+    int ok = prepare ? PQsendQueryPrepared(c, "lockkit_guard", 0, nullptr, nullptr, nullptr, 1)
+                     : PQsendQueryParams(c, session_.guard_sql.c_str(), 0, nullptr, nullptr,
+                                         nullptr, nullptr, 1);
+    if (!ok) fail_connection(ErrorKind::kUnavailable, "send", false);
+  }
+  int ok;
+  if (prepare) {
+    std::string name = "lockkit_" + std::to_string(stmt.id);
+    ok = PQsendQueryPrepared(c, name.c_str(), params.count, params.values, params.lengths,
+                             params.formats, 1);
+  } else {
+    ok = PQsendQueryParams(c, stmt.sql->c_str(), params.count, stmt.param_types, params.values,
+                           params.lengths, params.formats, 1);
+  }
+  // Nothing runs on the server before the sync, and a failed send leaves the connection
+  // unusable (a half-queued request): never sent, but broken.
+  if (!ok || !PQpipelineSync(c)) fail_connection(ErrorKind::kUnavailable, "send", false);
+}
+
+bool Connection::flush() {
+  int f = PQflush(conn_.get());
+  if (f < 0) fail_connection(ErrorKind::kUnavailable, "send", true);
+  return f == 0;
+}
+
+void Connection::consume() {
+  if (PQconsumeInput(conn_.get()) == 0 || dead_) {
+    fail_connection(ErrorKind::kUnavailable, "receive", true);
+  }
+}
+
+bool Connection::take(ResultPtr& out) {
+  PGconn* c = conn_.get();
+  while (true) {
+    if (PQstatus(c) != CONNECTION_OK) fail_connection(ErrorKind::kUnavailable, "receive", true);
+    if (PQisBusy(c)) return false;
+    ResultPtr r(PQgetResult(c));
+    if (!r) {
+      // NULL ends each statement's results; the sync result ends the request. More NULLs in a
+      // row than statements in a request: libpq has nothing for us, the stream is out of step.
+      if (++take_nulls_ > 2) {
+        take_nulls_ = 0;
+        fail_connection(ErrorKind::kProtocol, "pipeline out of step", true);
+      }
+      continue;
+    }
+    take_nulls_ = 0;
+    ExecStatusType st = PQresultStatus(r.get());
+    if (st == PGRES_PIPELINE_SYNC) break;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      take_keep_ = std::move(r);  // the guard's, then the statement's: the last is the answer
+    } else if (st != PGRES_PIPELINE_ABORTED && !take_error_) {
+      take_error_ = std::move(r);
+    }
+  }
+  ResultPtr keep = std::move(take_keep_);
+  ResultPtr error = std::move(take_error_);
+  if (error) {
+    const char* state = PQresultErrorField(error.get(), PG_DIAG_SQLSTATE);
+    std::string sqlstate = state ? state : "";
+    // An ERROR rolled the request back and its sync ended it: the next request goes on.
+    throw StoreFailure{kind_of_sqlstate(sqlstate), clean_message(PQresultErrorMessage(error.get())),
+                       false, false, sqlstate};
+  }
+  if (!keep) throw StoreFailure{ErrorKind::kProtocol, "no result", false, true, {}};
+  out = std::move(keep);
+  return true;
 }
 
 }  // namespace lockkit::detail::pg

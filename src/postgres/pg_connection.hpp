@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -100,7 +101,35 @@ class Connection {
   // returns the last result.
   ResultPtr exec_simple(const std::string& sql, Deadline deadline);
 
+  // Non-blocking use, for a caller that waits for the socket itself (AsyncLockApi's native
+  // path): `start_pipeline` once, then `send` requests (many may be in flight), `flush` when
+  // the socket is writable, `consume` when it is readable, and `take` each request's outcome in
+  // the order sent. A connection used this way is never handed to `exec` again.
+
+  // Returns the socket libpq talks on, or -1.
+  int socket() const noexcept;
+  // Prepares `stmts` (if `prepare`) and the guard before `deadline`, blocking, then enters
+  // pipeline mode for good. Throws `StoreFailure`.
+  void start_pipeline(std::span<const Statement> stmts, bool prepare, Deadline deadline);
+  // Queues the guard and `stmt` with `params` before one sync: one implicit transaction, as
+  // `exec` runs it. Writes nothing yet (unless libpq's buffer is full). Throws `StoreFailure`
+  // (broken) if the connection cannot take it; the request was then not sent.
+  void send(const Statement& stmt, const Params& params, bool prepare);
+  // Writes what the socket takes now. Returns true once nothing is left to write. Throws
+  // `StoreFailure` (broken) if the connection failed.
+  bool flush();
+  // Reads what has arrived, without blocking. Throws `StoreFailure` (broken) if the connection
+  // failed or the server closed it.
+  void consume();
+  // Returns false if the oldest request's outcome has not fully arrived. Otherwise sets `out`
+  // to its PGRES_TUPLES_OK or PGRES_COMMAND_OK result and returns true, or throws
+  // `StoreFailure`: not broken for an error of that request alone (the next request's outcome
+  // follows), broken if the connection failed (every request on it is lost).
+  bool take(ResultPtr& out);
+
  private:
+  // Parses `stmt` (and the guard) on this connection if not done yet, blocking until `deadline`.
+  void prepare_statement(const Statement& stmt, Deadline deadline);
   Connection(PGconn* conn, Session session);
   // Flushes the request and collects every result before `deadline`. `pipeline`: the request
   // is a pipeline ended by a sync.
@@ -116,6 +145,10 @@ class Connection {
   bool prepared_[kMaxStatements] = {};
   bool guard_prepared_ = false;
   bool dead_ = false;  // the server sent an error outside a query (e.g. shutting down)
+  // The outcome of the oldest request in `take`, as far as it has arrived.
+  ResultPtr take_keep_;
+  ResultPtr take_error_;
+  int take_nulls_ = 0;
 };
 
 // Returns libpq's message cleaned to one line (no LOCATION lines, no trailing newline).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -18,6 +19,7 @@
 #include "lockkit/errors.hpp"
 #include "lockkit/postgres.hpp"
 #include "postgres/pg_connection.hpp"
+#include "postgres/pg_native.hpp"
 #include "postgres/pg_pool.hpp"
 #include "postgres/pg_resolve.hpp"
 #include "postgres/pg_sql.hpp"
@@ -48,12 +50,19 @@ constexpr Oid kInt8ArrayOid = 1016;
 constexpr Oid kExtendManyTypes[] = {kTextArrayOid, kTextArrayOid, kInt8ArrayOid};
 
 enum StatementId { kAcquire, kRelease, kExtend, kStatus, kList, kExtendMany };
+static_assert(kAcquire == static_cast<int>(detail::pg::NativeOp::kAcquire) &&
+              kRelease == static_cast<int>(detail::pg::NativeOp::kRelease) &&
+              kExtend == static_cast<int>(detail::pg::NativeOp::kExtend));
 
 // Renewals per statement: one round trip and one commit each; a statement of this size still
 // runs in a few milliseconds, far inside any command timeout.
 constexpr std::size_t kExtendChunk = 1000;
 
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
+
+// Connections AsyncLockApi's native path keeps (never more than `connections`), each with
+// many requests in flight: a few server sessions carry any number of pending acquires.
+constexpr std::size_t kNativeConnections = 4;
 
 std::int64_t read_int8(const PGresult* r, int row, int col) {
   if (PQgetlength(r, row, col) != 8) throw StoreFailure(ErrorKind::kProtocol, "bad int8");
@@ -138,10 +147,74 @@ std::string guard_sql(const PostgresOptions& o) {
          "', true), set_config('synchronous_commit', '" + o.synchronous_commit + "', true)";
 }
 
+using detail::pg::NativeOp;
+
+// A connection of AsyncLockApi's native path: the store's statements, sent in pipeline mode;
+// answers read in the order sent.
+// Thread safety: one thread at a time (the native client's strand).
+class PostgresNativeConnection final : public detail::pg::NativeConnection {
+ public:
+  PostgresNativeConnection(std::unique_ptr<Connection> conn, const Statement* statements,
+                           bool prepare)
+      : conn_(std::move(conn)), statements_(statements), prepare_(prepare) {}
+
+  int socket() const noexcept override { return conn_->socket(); }
+  bool inherited() const noexcept override { return conn_->inherited(); }
+
+  void send(NativeOp op, std::string_view key, std::string_view token,
+            std::chrono::milliseconds ttl) override {
+    const std::string token_text(token);  // NUL-terminated for libpq
+    const std::string ttl_ms = std::to_string(ttl.count());
+    Params params;
+    params.add(key, true);
+    params.add(token_text, false);
+    if (op != NativeOp::kRelease) params.add(ttl_ms, false);
+    conn_->send(statements_[static_cast<int>(op)], params, prepare_);
+    ops_.push_back(op);
+  }
+
+  bool flush() override { return conn_->flush(); }
+  void consume() override { conn_->consume(); }
+
+  bool next(detail::pg::NativeReply& reply) override {
+    if (ops_.empty()) return false;
+    ResultPtr r;
+    try {
+      if (!conn_->take(r)) return false;
+    } catch (const StoreFailure&) {
+      ops_.pop_front();
+      throw;
+    }
+    const NativeOp op = ops_.front();
+    ops_.pop_front();
+    const int rows = PQntuples(r.get());
+    reply = {};
+    switch (op) {
+      case NativeOp::kAcquire:
+        reply.ok = rows > 0;
+        if (reply.ok) reply.fence = static_cast<std::uint64_t>(read_int8(r.get(), 0, 0));
+        break;
+      case NativeOp::kRelease:
+        reply.ok = rows == 1 && read_bool(r.get(), 0, 0);
+        break;
+      case NativeOp::kExtend:
+        reply.ok = rows == 1;
+        break;
+    }
+    return true;
+  }
+
+ private:
+  const std::unique_ptr<Connection> conn_;
+  const Statement* const statements_;  // the store's, indexed by NativeOp
+  const bool prepare_;
+  std::deque<NativeOp> ops_;  // sent, not answered yet, oldest first
+};
+
 // The lease table `<schema>.leases` over a bounded pool of libpq connections. Validates its
 // options on construction and connects on first use.
 // Thread safety: safe to share; calls may run concurrently.
-class PostgresStore final : public LeaseStore {
+class PostgresStore final : public LeaseStore, public detail::pg::NativeAsyncSource {
  public:
   explicit PostgresStore(PostgresOptions options)
       : options_(std::move(options)),
@@ -272,6 +345,39 @@ class PostgresStore final : public LeaseStore {
           "list", prefix));
     }
     return out;
+  }
+
+  detail::pg::NativeConfig native_config() const noexcept override {
+    return {options_.connect_timeout, options_.command_timeout,
+            std::min(options_.connections, kNativeConnections)};
+  }
+
+  std::unique_ptr<detail::pg::NativeConnection> native_connect() override {
+    std::unique_ptr<Connection> conn = connect();
+    const Deadline deadline = Clock::now() + options_.command_timeout;
+    if (!schema_ready_.load(std::memory_order_acquire)) ensure_schema(*conn, deadline);
+    // Acquire, release and extend: the first three statements, numbered as NativeOp.
+    conn->start_pipeline(std::span<const Statement>(statements_, 3), options_.prepare, deadline);
+    return std::make_unique<PostgresNativeConnection>(std::move(conn), statements_,
+                                                      options_.prepare);
+  }
+
+  BackendError native_error(NativeOp op, std::string_view key,
+                            const StoreFailure& e) const override {
+    if (e.server_code() == "42P01" || e.server_code() == "3F000") {
+      schema_ready_.store(false, std::memory_order_release);  // the next connection makes it
+    }
+    if (op == NativeOp::kAcquire && e.maybe_applied()) {
+      return BackendError("postgres", ErrorKind::kInDoubt,
+                          "try_acquire \"" + detail::escape_key(key) +
+                              "\": answer lost, the lease may have been granted (" + describe(e) +
+                              ")");
+    }
+    const char* name = op == NativeOp::kAcquire   ? "try_acquire"
+                       : op == NativeOp::kRelease ? "release"
+                                                  : "extend";
+    return BackendError("postgres", e.kind(),
+                        std::string(name) + " \"" + detail::escape_key(key) + "\": " + describe(e));
   }
 
  private:
@@ -491,7 +597,7 @@ class PostgresStore final : public LeaseStore {
   const ConnParams params_;  // the conninfo's keywords
   const Session session_;
   Pool pool_;
-  std::atomic<bool> schema_ready_{false};
+  mutable std::atomic<bool> schema_ready_{false};
 };
 
 }  // namespace
