@@ -62,7 +62,7 @@ constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 
 // Connections AsyncLockApi's native path keeps (never more than `connections`), each with
 // many requests in flight: a few server sessions carry any number of pending acquires.
-constexpr std::size_t kNativeConnections = 4;
+constexpr std::size_t kNativeConnections = 8;
 
 std::int64_t read_int8(const PGresult* r, int row, int col) {
   if (PQgetlength(r, row, col) != 8) throw StoreFailure(ErrorKind::kProtocol, "bad int8");
