@@ -14,6 +14,7 @@
 #include "async/blocking_pool.hpp"
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
 #include "async/redis_native_client.hpp"
+#include "async/redlock_native_client.hpp"
 #endif
 #include "lockkit/async.hpp"
 
@@ -29,6 +30,7 @@ asio::thread_pool& blocking_pool() {
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
 struct AsyncEngine::Native {
   std::shared_ptr<RedisNativeClient> redis;
+  std::shared_ptr<RedlockNativeClient> redlock;  // redlock:// (redis is null then)
 };
 #else
 struct AsyncEngine::Native {};
@@ -125,6 +127,11 @@ class AsyncAcquireOperation {
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
     if (const auto& native = self->engine_->native()) {
       auto& op = *self;
+      if (native->redlock) {
+        redlock_native_try_acquire(native->redlock, op.key_, op.ttl_, std::move(self),
+                                   &on_attempt);
+        return;
+      }
       native_try_acquire(native->redis, op.key_, op.ttl_, std::move(self), &on_attempt);
       return;
     }
@@ -215,7 +222,10 @@ class AsyncAcquireOperation {
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
     if (const auto& native = self->engine_->native()) {
       std::shared_ptr<AsyncBoolSink> sink = std::make_shared<GiveBackSink>(self, held);
-      if (native_release(native->redis, *held, sink)) return;
+      if (native->redlock ? redlock_native_release(native->redlock, *held, sink)
+                          : native_release(native->redis, *held, sink)) {
+        return;
+      }
     }
 #endif
     asio::post(blocking_pool(), [self = std::move(self), held]() mutable {
@@ -268,7 +278,9 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
   gate_ = std::make_shared<Gate>(ex_);
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (auto redis = make_redis_native(ex_, api_)) {
-    native_ = std::make_shared<Native>(Native{std::move(redis)});
+    native_ = std::make_shared<Native>(Native{std::move(redis), nullptr});
+  } else if (auto redlock = make_redlock_native(ex_, api_)) {
+    native_ = std::make_shared<Native>(Native{nullptr, std::move(redlock)});
   }
 #endif
 }
@@ -276,7 +288,8 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
 AsyncEngine::~AsyncEngine() {
   gate_->close();
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-  if (native_) native_shutdown(native_->redis);
+  if (native_ && native_->redis) native_shutdown(native_->redis);
+  if (native_ && native_->redlock) redlock_native_shutdown(native_->redlock);
 #endif
 }
 
@@ -335,7 +348,11 @@ void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (engine->native_) {
     std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
-    if (native_release(engine->native_->redis, lock, shared)) return;
+    const auto& native = *engine->native_;
+    if (native.redlock ? redlock_native_release(native.redlock, lock, shared)
+                       : native_release(native.redis, lock, shared)) {
+      return;
+    }
     sink.reset(new ForwardBoolSink(std::move(shared)));
   }
 #else
