@@ -128,8 +128,7 @@ class AsyncAcquireOperation {
     if (const auto& native = self->engine_->native()) {
       auto& op = *self;
       if (native->redlock) {
-        redlock_native_try_acquire(native->redlock, op.key_, op.ttl_, std::move(self),
-                                   &on_attempt);
+        redlock_native_try_acquire(native->redlock, op.key_, op.ttl_, std::move(self), &on_attempt);
         return;
       }
       native_try_acquire(native->redis, op.key_, op.ttl_, std::move(self), &on_attempt);
