@@ -269,6 +269,24 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     const std::string record = decimal(
         std::max<std::uint64_t>(static_cast<std::uint64_t>(round->ttl.count()), max_ttl.load()));
     const std::string floor = redis::fence_floor();
+    std::size_t reachable = 0;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) reachable += !backing_off(i);
+    if (reachable < quorum_) {
+      // Too many nodes back off for a quorum: refused without I/O (asking the others would
+      // only take locks to give back).
+      for (std::size_t i = 0; i < nodes_.size(); ++i) {
+        if (backing_off(i)) {
+          round->answers[i] = redis::failed_answer(ErrorKind::kUnavailable,
+                                                   "node skipped after a recent failure", false);
+        } else {
+          round->answers[i].vote = redis::Vote::kNo;  // not asked
+        }
+      }
+      round->pending = 0;
+      round->decided = true;
+      conclude(round);
+      return;
+    }
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       source_.native_keys_of(i, round->key, lock_key_, fence_key_, holder_key_, meta_key_);
       const auto life = nodes_[i].conn->life();
@@ -290,15 +308,6 @@ class RedlockNativeClient final : public redis::RedlockRuns,
         self->on_acquire(round, i, error, reply);
       };
       send(i, std::move(request));
-      if (round->completed && !round->granted) {
-        // Refused before every node was asked (the others back off): asking the rest would
-        // only take a lock to give back.
-        for (std::size_t rest = i + 1; rest < nodes_.size(); ++rest) {
-          --round->pending;
-          round->answers[rest].vote = redis::Vote::kNo;
-        }
-        break;
-      }
     }
   }
 
@@ -325,6 +334,12 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     bool probing = false;            // one request probes the node after its backoff
   };
 
+  // Whether node `i` is skipped now: backing off after a failure, or being probed.
+  bool backing_off(std::size_t i) const {
+    const Node& node = nodes_[i];
+    return node.failures > 0 && (node.probing || Clock::now() < node.down_until);
+  }
+
   // Sends `request` to node `i`, unless the node backs off after a failure: then its `done`
   // runs at once with the failure, without I/O, as the blocking store's nodes do. Once the
   // backoff is over, exactly one request probes the node.
@@ -332,7 +347,7 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     Node& node = nodes_[i];
     bool probe = false;
     if (node.failures > 0) {
-      if (Clock::now() < node.down_until || node.probing) {
+      if (backing_off(i)) {
         request.done(std::make_exception_ptr(
                          BackendError("redis", ErrorKind::kUnavailable,
                                       node.probing ? "node skipped while another call probes it"
