@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // async-bench: AsyncLockApi under load on one io thread.
-//   async-bench pairs   --backend URL [--inflight 256] [--seconds 5] [--path native|pool]
+//   async-bench pairs   --backend URL [--inflight 256] [--seconds 5] [--hot-keys 0]
+//                       [--path native|pool]
 //     N operations in flight, each an endless loop of async_try_acquire + async_release on its
-//     own keys; prints "pairs/s=... p50=...us p99=...us" (latency of one pair). `--path pool`
+//     own keys (or all on H hot keys, a refused attempt counted apart); prints
+//     "pairs/s=... refused/s=... p50=...us p99=...us" (latency of one pair). `--path pool`
 //     hides the store behind a plain LockApi, so that a store with a native path (redis://,
-//     postgres://) runs on the blocking pool instead, for comparison.
+//     redlock://, postgres://) runs on the blocking pool instead, for comparison.
 //   async-bench waiters --backend URL [--waiters 10000] [--per-key 5]
 //     W async_acquire calls waiting on busy keys: RSS and CPU per waiter while they wait, then
 //     the holders release and each key is handed on in turn; prints the time from a release's
@@ -38,6 +40,7 @@ struct Config {
   double seconds = 5;
   int waiters = 10000;
   int per_key = 5;
+  int hot_keys = 0;
   bool pool = false;
 };
 
@@ -87,6 +90,8 @@ struct PairLoop {
   std::vector<double>* latency_us;
   long* pairs;
   long* errors;
+  long* refused;
+  int hot_keys;
   int* running;
   asio::io_context* io;
   std::optional<lockkit::Lock> lock;
@@ -98,11 +103,13 @@ struct PairLoop {
       return;
     }
     started = Clock::now();
+    const unsigned k = i++;
     locks->async_try_acquire(
-        stem + std::to_string(i++ % 1000), 30s,
-        [this](std::exception_ptr e, std::optional<lockkit::Lock> got) {
+        hot_keys > 0 ? stem + "hot/" + std::to_string(k % static_cast<unsigned>(hot_keys))
+                     : stem + std::to_string(k % 1000),
+        30s, [this](std::exception_ptr e, std::optional<lockkit::Lock> got) {
           if (e || !got) {
-            ++*errors;
+            ++*(e || hot_keys == 0 ? errors : refused);
             next();
             return;
           }
@@ -131,6 +138,7 @@ int run_pairs(const Config& cfg) {
   latency.reserve(1 << 20);
   long pairs = 0;
   long errors = 0;
+  long refused = 0;
   const std::string run = "abench" + lockkit::make_token().substr(0, 6) + "/";
   std::vector<std::unique_ptr<PairLoop>> loops;
   int running = cfg.inflight;
@@ -139,16 +147,19 @@ int run_pairs(const Config& cfg) {
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(cfg.seconds));
   for (int c = 0; c < cfg.inflight; ++c) {
-    loops.push_back(std::make_unique<PairLoop>(PairLoop{.locks = &locks,
-                                                        .stem = run + std::to_string(c) + "/",
-                                                        .deadline = deadline,
-                                                        .started = {},
-                                                        .latency_us = &latency,
-                                                        .pairs = &pairs,
-                                                        .errors = &errors,
-                                                        .running = &running,
-                                                        .io = &io,
-                                                        .lock = std::nullopt}));
+    loops.push_back(std::make_unique<PairLoop>(
+        PairLoop{.locks = &locks,
+                 .stem = cfg.hot_keys > 0 ? run : run + std::to_string(c) + "/",
+                 .deadline = deadline,
+                 .started = {},
+                 .latency_us = &latency,
+                 .pairs = &pairs,
+                 .errors = &errors,
+                 .refused = &refused,
+                 .hot_keys = cfg.hot_keys,
+                 .running = &running,
+                 .io = &io,
+                 .lock = std::nullopt}));
     loops.back()->next();
   }
   io.run();
@@ -156,10 +167,10 @@ int run_pairs(const Config& cfg) {
   // The client's cost: CPU time of this process (the io thread, and any other) per pair.
   const double cpu_us = (cpu_seconds() - cpu_start) * 1e6;
   std::printf(
-      "%-40s %-6s inflight=%-4d pairs/s=%-10.0f errors=%ld p50=%.0fus p99=%.0fus "
-      "cpu/pair=%.1fus\n",
+      "%-40s %-6s inflight=%-4d pairs/s=%-10.0f refused/s=%-8.0f errors=%ld p50=%.0fus "
+      "p99=%.0fus cpu/pair=%.1fus\n",
       lockkit::redact_url(cfg.url).c_str(), cfg.pool ? "pool" : "auto", cfg.inflight, pairs / secs,
-      errors, percentile(latency, 0.5), percentile(latency, 0.99),
+      refused / secs, errors, percentile(latency, 0.5), percentile(latency, 0.99),
       pairs > 0 ? cpu_us / static_cast<double>(pairs) : 0.0);
   return errors == 0 ? 0 : 1;
 }
@@ -250,6 +261,8 @@ int main(int argc, char** argv) {
       cfg.per_key = std::stoi(val);
     } else if (opt == "--path" && (val == "native" || val == "pool")) {
       cfg.pool = val == "pool";
+    } else if (opt == "--hot-keys") {
+      cfg.hot_keys = std::stoi(val);
     } else {
       std::fprintf(stderr, "async-bench: unknown option %s\n", opt.c_str());
       return 64;

@@ -4,6 +4,8 @@
 // acquire script on the same keys, then the token-checked release), optionally pipelined.
 //
 //   redis-raw-bench --port 6379 --clients 64 --seconds 5 [--hot-keys 8] [--pipeline 16]
+// With --redlock it sends what redlock:// sends one node (kRedlockAcquireScript, then the
+// release): bench/redis/redlock_compare.sh runs one per node at once for the 3-node ceiling.
 #include <hiredis/hiredis.h>
 #include "../bench_stats.hpp"
 
@@ -35,12 +37,13 @@ struct Config {
   int hot_keys = 0;
   int pipeline = 1;
   bool json = false;
+  bool redlock = false;
 };
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
                "redis-raw-bench: %s\nusage: redis-raw-bench [--host H] --port P [--clients C] "
-               "[--seconds S] [--keys K] [--hot-keys N] [--pipeline D] [--json]\n"
+               "[--seconds S] [--keys K] [--hot-keys N] [--pipeline D] [--redlock] [--json]\n"
                "       redis-raw-bench --print-script acquire|release\n",
                problem);
   std::exit(64);
@@ -117,6 +120,8 @@ int main(int argc, char** argv) {
       cfg.pipeline = std::atoi(value());
     else if (a == "--json")
       cfg.json = true;
+    else if (a == "--redlock")
+      cfg.redlock = true;
     else if (a == "--print-script") {
       // For redis-benchmark: the exact scripts, so that it sends the same EVALSHA.
       std::string_view which = value();
@@ -147,7 +152,10 @@ int main(int argc, char** argv) {
         return;
       }
       redisSetTimeout(ctx.c, timeval{2, 0});
-      const std::string acquire_sha = load(ctx.c, lockkit::detail::redis::kAcquireScript);
+      const std::string acquire_sha =
+          load(ctx.c, cfg.redlock ? lockkit::detail::redis::kRedlockAcquireScript
+                                  : lockkit::detail::redis::kAcquireScript);
+      const std::string meta = "lockkit:{redlock}";
       const std::string release_sha = load(ctx.c, lockkit::detail::redis::kReleaseScript);
       struct Keys {
         std::string lock, fence, holder;
@@ -173,8 +181,17 @@ int main(int argc, char** argv) {
         for (int p = 0; p < cfg.pipeline; ++p) {
           batch[p] = &keys[i++ % keys.size()];
           tokens[p] = lockkit::make_token();
-          append(ctx.c, {"EVALSHA", acquire_sha, "3", batch[p]->lock, batch[p]->fence,
-                         batch[p]->holder, tokens[p], "10000"});
+          if (cfg.redlock) {
+            const std::string floor =
+                std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+            append(ctx.c, {"EVALSHA", acquire_sha, "4", batch[p]->lock, batch[p]->fence,
+                           batch[p]->holder, meta, tokens[p], "10000", "10000", "", floor});
+          } else {
+            append(ctx.c, {"EVALSHA", acquire_sha, "3", batch[p]->lock, batch[p]->fence,
+                           batch[p]->holder, tokens[p], "10000"});
+          }
         }
         int wins = 0;
         for (int p = 0; p < cfg.pipeline; ++p) {
@@ -184,7 +201,11 @@ int main(int argc, char** argv) {
             return;
           }
           auto* rep = static_cast<redisReply*>(reply);
-          granted[p] = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+          granted[p] =
+              rep->type == REDIS_REPLY_INTEGER ? rep->integer > 0
+              : rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
+                  ? rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer > 0
+                  : false;
           freeReplyObject(rep);
           if (granted[p]) {
             ++wins;

@@ -14,6 +14,7 @@
 #include "async/blocking_pool.hpp"
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
 #include "async/redis_native_client.hpp"
+#include "async/redlock_native_client.hpp"
 #endif
 #ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
 #include "async/postgres_native_client.hpp"
@@ -31,10 +32,11 @@ asio::thread_pool& blocking_pool() {
 
 struct AsyncEngine::Native {
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-  std::shared_ptr<RedisNativeClient> redis;
+  std::shared_ptr<RedisNativeClient> redis{};
+  std::shared_ptr<RedlockNativeClient> redlock{};  // redlock:// (redis is null then)
 #endif
 #ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
-  std::shared_ptr<PostgresNativeClient> postgres{};  // initialised: Native{redis} stays valid
+  std::shared_ptr<PostgresNativeClient> postgres{};
 #endif
 };
 
@@ -127,8 +129,13 @@ class AsyncAcquireOperation {
       ++self->attempts_;
     }
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-    if (const auto& native = self->engine_->native(); native && native->redis) {
+    if (const auto& native = self->engine_->native();
+        native && (native->redis || native->redlock)) {
       auto& op = *self;
+      if (native->redlock) {
+        redlock_native_try_acquire(native->redlock, op.key_, op.ttl_, std::move(self), &on_attempt);
+        return;
+      }
       native_try_acquire(native->redis, op.key_, op.ttl_, std::move(self), &on_attempt);
       return;
     }
@@ -223,9 +230,13 @@ class AsyncAcquireOperation {
   static void give_back(Ptr self, Lock lock) noexcept {
     auto held = std::make_shared<Lock>(std::move(lock));
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-    if (const auto& native = self->engine_->native(); native && native->redis) {
+    if (const auto& native = self->engine_->native();
+        native && (native->redis || native->redlock)) {
       std::shared_ptr<AsyncBoolSink> sink = std::make_shared<GiveBackSink>(self, held);
-      if (native_release(native->redis, *held, sink)) return;
+      if (native->redlock ? redlock_native_release(native->redlock, *held, sink)
+                          : native_release(native->redis, *held, sink)) {
+        return;
+      }
     }
 #endif
 #ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
@@ -284,7 +295,11 @@ AsyncEngine::AsyncEngine(asio::any_io_executor ex, std::shared_ptr<LockApi> api)
   gate_ = std::make_shared<Gate>(ex_);
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (auto redis = make_redis_native(ex_, api_)) {
-    native_ = std::make_shared<Native>(Native{std::move(redis)});
+    native_ = std::make_shared<Native>();
+    native_->redis = std::move(redis);
+  } else if (auto redlock = make_redlock_native(ex_, api_)) {
+    native_ = std::make_shared<Native>();
+    native_->redlock = std::move(redlock);
   }
 #endif
 #ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
@@ -301,6 +316,7 @@ AsyncEngine::~AsyncEngine() {
   gate_->close();
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
   if (native_ && native_->redis) native_shutdown(native_->redis);
+  if (native_ && native_->redlock) redlock_native_shutdown(native_->redlock);
 #endif
 #ifdef LOCKKIT_ASYNC_NATIVE_POSTGRES
   if (native_ && native_->postgres) native_shutdown(native_->postgres);
@@ -367,9 +383,13 @@ void AsyncEngine::start_release(const std::shared_ptr<AsyncEngine>& engine, Lock
   }
 #endif
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
-  if (engine->native_ && engine->native_->redis) {
+  if (engine->native_ && (engine->native_->redis || engine->native_->redlock)) {
     std::shared_ptr<AsyncBoolSink> shared(std::move(sink));
-    if (native_release(engine->native_->redis, lock, shared)) return;
+    const auto& native = *engine->native_;
+    if (native.redlock ? redlock_native_release(native.redlock, lock, shared)
+                       : native_release(native.redis, lock, shared)) {
+      return;
+    }
     sink.reset(new ForwardBoolSink(std::move(shared)));
   }
 #else

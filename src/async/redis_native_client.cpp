@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "async/blocking_pool.hpp"
+#include "async/redis_native_connection.hpp"
 #include "core/escape.hpp"
 #include "core/keeper.hpp"
 #include "core/lease_ops.hpp"
@@ -40,33 +41,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
-enum Script : int { kNoScript = -1, kAcquire = 0, kRelease = 1, kExtend = 2 };
-constexpr const char* kScripts[] = {redis::kAcquireScript, redis::kReleaseScript,
-                                    redis::kExtendScript};
-constexpr int kScriptCount = 3;
-
-// Appends `n` in decimal (no allocation, unlike std::to_string).
-void append_number(std::string& out, std::size_t n) {
-  char digits[24];
-  const char* end = std::to_chars(digits, digits + sizeof digits, n).ptr;
-  out.append(digits, static_cast<std::size_t>(end - digits));
-}
-
-// Appends `s` as a RESP bulk string, growing `out` once.
-void append_bulk(std::string& out, std::string_view s) {
-  char head[24] = {'$'};
-  char* end = std::to_chars(head + 1, head + sizeof head - 2, s.size()).ptr;
-  *end++ = '\r';
-  *end++ = '\n';
-  const std::size_t head_size = static_cast<std::size_t>(end - head);
-  const std::size_t at = out.size();
-  out.resize(at + head_size + s.size() + 2);
-  char* p = out.data() + at;
-  std::memcpy(p, head, head_size);
-  if (!s.empty()) std::memcpy(p + head_size, s.data(), s.size());
-  p[head_size + s.size()] = '\r';
-  p[head_size + s.size() + 1] = '\n';
-}
+enum Script : int { kAcquire = 0, kRelease = 1, kExtend = 2 };
 
 std::string context(std::string_view op, std::string_view key) {
   return std::string(op) + " \"" + escape_key(key) + "\": ";
@@ -190,401 +165,51 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
 
 }  // namespace
 
-// One connection, touched only on `strand_`. Requests queue while it connects; once ready, each
-// is appended to the output buffer and written in batches (one write in flight), and replies,
-// which Redis sends in order, complete the oldest request first.
-class RedisNativeClient : public std::enable_shared_from_this<RedisNativeClient> {
+// The redis:// store's native client: its connection, and what it needs to hand grants to the
+// core. The connection is shared code (redis_native_connection.cpp); this adds the store.
+class RedisNativeClient {
  public:
-  using Done = std::function<void(std::exception_ptr, redisReply*)>;
-
-  struct Request {
-    Script script = kNoScript;
-    // EVALSHA's numkeys, keys and argv, or a whole command: `parts` RESP bulk strings, written
-    // once by the caller (one buffer, not one string per argument).
-    std::string payload;
-    std::size_t parts = 0;
-    bool maybe_write = false;  // a lost reply leaves it in doubt
-    bool eval = false;         // send the script's text (after NOSCRIPT)
-    Done done;
-    Clock::time_point deadline{};
-  };
+  using Request = RedisNativeConnection::Request;
 
   RedisNativeClient(const asio::any_io_executor& ex, std::shared_ptr<LockApi> api,
                     NativeGrants& grants, redis::NativeAsyncSource& source,
                     redis::NativeTarget target)
-      : api_(std::move(api)),
+      : api_(api),
         grants_(grants),
         source_(source),
-        target_(std::move(target)),
-        strand_(asio::make_strand(ex)),
-        socket_(strand_),
-        resolver_(strand_),
-        connect_timer_(strand_),
-        reply_timer_(strand_),
-        registry_(std::make_shared<Registry>()) {}
-
-  ~RedisNativeClient() {
-    if (reader_) redisReaderFree(reader_);
-  }
+        registry_(std::make_shared<Registry>()),
+        conn_(std::make_shared<RedisNativeConnection>(
+            asio::make_strand(ex),
+            NativeConnectionConfig{
+                .target = std::move(target),
+                .scripts = {redis::kAcquireScript, redis::kReleaseScript, redis::kExtendScript},
+                .name = "lockkit-async",
+                .backend = "redis",
+                .read_info = false,
+                // The probe goes through the blocking store; `api` keeps it alive.
+                .probe = [api = std::move(api),
+                          &grants] { (void)grants.grant_store().status("lockkit-async-probe"); },
+            })) {}
 
   NativeGrants& grants() noexcept { return grants_; }
   redis::NativeAsyncSource& source() noexcept { return source_; }
   const std::shared_ptr<Registry>& registry() const noexcept { return registry_; }
-  const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
+  const asio::strand<asio::any_io_executor>& strand() const noexcept { return conn_->strand(); }
+  const redis::NativeTarget& target() const noexcept { return conn_->target(); }
 
-  // Appends `arg` to `request`'s arguments.
   static void add(Request& request, std::string_view arg) {
-    append_bulk(request.payload, arg);
-    ++request.parts;
+    RedisNativeConnection::add(request, arg);
   }
-  static Request command(std::initializer_list<std::string_view> args) {
-    Request request;
-    for (auto arg : args) add(request, arg);
-    return request;
-  }
-
-  // Any thread. On the strand itself (a handler that starts the next operation), at once.
-  void submit(Request request) {
-    if (strand_.running_in_this_thread()) {
-      submit_here(std::move(request));
-      return;
-    }
-    asio::post(strand_, [self = shared_from_this(), request = std::move(request)]() mutable {
-      self->submit_here(std::move(request));
-    });
-  }
-
-  // Like `submit`, from a thread that may outlive the AsyncLockApi (a keeper thread): returns
-  // false, sending nothing, once `shutdown` has run, because the executor may be gone then.
-  bool try_submit(Request request) {
-    std::lock_guard<std::mutex> guard(gate_mu_);
-    if (closed_) return false;
-    submit(std::move(request));
-    return true;
-  }
-
-  const redis::NativeTarget& target() const noexcept { return target_; }
-
-  void shutdown() {
-    std::lock_guard<std::mutex> guard(gate_mu_);
-    closed_ = true;
-    asio::post(strand_, [self = shared_from_this()] {
-      self->fail(ErrorKind::kUnavailable, "the AsyncLockApi is gone");
-    });
-  }
+  void submit(Request request) { conn_->submit(std::move(request)); }
+  bool try_submit(Request request) { return conn_->try_submit(std::move(request)); }
+  void shutdown() { conn_->shutdown(); }
 
  private:
-  enum class State { kIdle, kConnecting, kHandshake, kReady };
-
-  void submit_here(Request request) {
-    if (state_ == State::kReady) {
-      write(std::move(request));
-      return;
-    }
-    queued_.push_back(std::move(request));
-    if (state_ == State::kIdle) connect();
-  }
-
-  // The first connection goes through the blocking store once, so that the checks it makes at
-  // connect (eviction policy, credentials) apply here too; then our own socket.
-  void connect() {
-    state_ = State::kConnecting;
-    const std::uint64_t generation = ++generation_;
-    if (!probed_) {
-      asio::post(blocking_pool(), [self = shared_from_this(), generation]() mutable {
-        std::exception_ptr error;
-        try {
-          (void)self->grants_.grant_store().status("lockkit-async-probe");
-        } catch (...) {
-          error = std::current_exception();
-        }
-        auto& strand = self->strand_;
-        asio::post(strand, [self = std::move(self), generation, error]() mutable {
-          if (generation != self->generation_) return;
-          if (error) {
-            self->fail_with(error);
-            return;
-          }
-          self->probed_ = true;
-          self->resolve(generation);
-        });
-      });
-      return;
-    }
-    resolve(generation);
-  }
-
-  void resolve(std::uint64_t generation) {
-    connect_timer_.expires_after(target_.connect_timeout);
-    connect_timer_.async_wait([self = shared_from_this(), generation](const std::error_code& ec) {
-      if (ec || generation != self->generation_ || self->state_ != State::kConnecting) return;
-      self->fail(ErrorKind::kTimeout, "connect " + self->address() + " timed out after " +
-                                          std::to_string(self->target_.connect_timeout.count()) +
-                                          "ms");
-    });
-    resolver_.async_resolve(
-        target_.host, std::to_string(target_.port),
-        [self = shared_from_this(), generation](const std::error_code& ec,
-                                                tcp::resolver::results_type results) {
-          if (generation != self->generation_) return;
-          if (ec) {
-            self->fail(ErrorKind::kUnavailable, "resolve " + self->address() + ": " + ec.message());
-            return;
-          }
-          asio::async_connect(self->socket_, results,
-                              [self, generation](const std::error_code& cec, const tcp::endpoint&) {
-                                if (generation != self->generation_) return;
-                                if (cec) {
-                                  self->fail(ErrorKind::kUnavailable,
-                                             "connect " + self->address() + ": " + cec.message());
-                                  return;
-                                }
-                                self->connect_timer_.cancel();
-                                self->handshake(generation);
-                              });
-        });
-  }
-
-  std::string address() const { return target_.host + ":" + std::to_string(target_.port); }
-
-  void handshake(std::uint64_t generation) {
-    std::error_code ignored;
-    socket_.set_option(tcp::no_delay(true), ignored);
-    if (reader_) redisReaderFree(reader_);
-    reader_ = redisReaderCreate();
-    state_ = State::kHandshake;
-    read(generation);
-    // Credentials and database first; then the scripts' SHA1s, which every later EVALSHA needs.
-    if (target_.password) {
-      Request auth = target_.user.empty() ? command({"AUTH", *target_.password})
-                                          : command({"AUTH", target_.user, *target_.password});
-      auth.done = handshake_step(generation, ErrorKind::kAuth, "AUTH refused");
-      write(std::move(auth));
-    }
-    if (target_.db != 0) {
-      Request select = command({"SELECT", std::to_string(target_.db)});
-      select.done = handshake_step(generation, ErrorKind::kProtocol, "SELECT refused");
-      write(std::move(select));
-    }
-    // A name for CLIENT LIST: operators (and the tests) see which connection is ours.
-    Request name = command({"CLIENT", "SETNAME", "lockkit-async"});
-    name.done = [](std::exception_ptr, redisReply*) {};
-    write(std::move(name));
-    for (int script : {kAcquire, kRelease, kExtend}) {
-      Request load = command({"SCRIPT", "LOAD", kScripts[script]});
-      load.done = [self = shared_from_this(), generation, script](std::exception_ptr error,
-                                                                  redisReply* reply) {
-        if (error || generation != self->generation_) return;
-        if (reply->type != REDIS_REPLY_STRING) {
-          self->fail(ErrorKind::kProtocol, "SCRIPT LOAD refused");
-          return;
-        }
-        self->sha_[script].assign(reply->str, reply->len);
-        if (script == kScriptCount - 1) self->ready();
-      };
-      write(std::move(load));
-    }
-  }
-
-  Done handshake_step(std::uint64_t generation, ErrorKind kind, std::string what) {
-    return [self = shared_from_this(), generation, kind, what](std::exception_ptr error,
-                                                               redisReply* reply) {
-      if (error || generation != self->generation_) return;
-      if (reply->type == REDIS_REPLY_ERROR) self->fail(kind, what);
-    };
-  }
-
-  void ready() {
-    state_ = State::kReady;
-    auto queued = std::move(queued_);
-    queued_.clear();
-    for (auto& request : queued) write(std::move(request));
-  }
-
-  // Appends `request` to the output and starts a write unless one is under way.
-  void write(Request request) {
-    const std::size_t parts = request.parts + (request.script == kNoScript ? 0 : 2);
-    out_ += '*';
-    append_number(out_, parts);
-    out_ += "\r\n";
-    if (request.script != kNoScript) {
-      append_bulk(out_, request.eval ? "EVAL" : "EVALSHA");
-      append_bulk(out_, request.eval ? std::string_view(kScripts[request.script])
-                                     : std::string_view(sha_[request.script]));
-    }
-    out_ += request.payload;
-    request.deadline = Clock::now() + target_.command_timeout;
-    inflight_.push_back(std::move(request));
-    ++unsent_;
-    if (!writing_) flush();
-    arm_reply_timer();
-  }
-
-  void flush() {
-    writing_buf_.swap(out_);
-    out_.clear();
-    unsent_ = 0;
-    writing_ = true;
-    asio::async_write(socket_, asio::buffer(writing_buf_),
-                      [self = shared_from_this(), generation = generation_](
-                          const std::error_code& ec, std::size_t) {
-                        if (generation != self->generation_) return;
-                        self->writing_ = false;
-                        if (ec) {
-                          self->fail(ErrorKind::kUnavailable, "write: " + ec.message());
-                          return;
-                        }
-                        if (!self->out_.empty()) self->flush();
-                      });
-  }
-
-  void read(std::uint64_t generation) {
-    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this(), generation](
-                                                    const std::error_code& ec, std::size_t n) {
-      if (generation != self->generation_) return;
-      if (ec) {
-        self->fail(ErrorKind::kUnavailable, ec == asio::error::eof
-                                                ? "connection closed by the server"
-                                                : "read: " + ec.message());
-        return;
-      }
-      if (redisReaderFeed(self->reader_, self->buf_.data(), n) != REDIS_OK) {
-        self->fail(ErrorKind::kProtocol, "unreadable reply");
-        return;
-      }
-      for (;;) {
-        void* raw = nullptr;
-        if (redisReaderGetReply(self->reader_, &raw) != REDIS_OK) {
-          self->fail(ErrorKind::kProtocol, "unreadable reply");
-          return;
-        }
-        if (!raw) break;
-        std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
-                                                           freeReplyObject);
-        if (self->inflight_.empty()) {
-          self->fail(ErrorKind::kProtocol, "a reply nobody asked for");
-          return;
-        }
-        Request request = std::move(self->inflight_.front());
-        self->inflight_.pop_front();
-        if (reply->type == REDIS_REPLY_ERROR && request.script != kNoScript && !request.eval &&
-            std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
-          // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
-          request.eval = true;
-          self->write(std::move(request));
-          continue;
-        }
-        request.done(nullptr, reply.get());
-        if (generation != self->generation_) return;  // the callback failed the connection
-      }
-      self->arm_reply_timer();
-      self->read(generation);
-    });
-  }
-
-  // One timer for the oldest request: replies come in order, so if it has none by its deadline
-  // the connection is stuck, and everything on it fails.
-  void arm_reply_timer() {
-    if (timer_armed_ || inflight_.empty()) return;
-    timer_armed_ = true;
-    reply_timer_.expires_at(inflight_.front().deadline);
-    reply_timer_.async_wait(
-        [self = shared_from_this(), generation = generation_](const std::error_code& ec) {
-          if (generation != self->generation_) return;
-          self->timer_armed_ = false;
-          if (ec) return;
-          if (!self->inflight_.empty() && self->inflight_.front().deadline <= Clock::now()) {
-            self->fail(
-                ErrorKind::kTimeout,
-                "no reply within " + std::to_string(self->target_.command_timeout.count()) + "ms");
-            return;
-          }
-          self->arm_reply_timer();
-        });
-  }
-
-  // Ends the connection; every request on it or waiting for it fails. A request that was
-  // (perhaps) sent and may write is in doubt.
-  void fail(ErrorKind kind, const std::string& what) {
-    ++generation_;
-    state_ = State::kIdle;
-    timer_armed_ = false;
-    writing_ = false;
-    std::error_code ignored;
-    socket_.close(ignored);
-    resolver_.cancel();
-    connect_timer_.cancel();
-    reply_timer_.cancel();
-    out_.clear();
-    auto inflight = std::move(inflight_);
-    auto queued = std::move(queued_);
-    inflight_.clear();
-    queued_.clear();
-    const std::size_t sent = inflight.size() - std::min(unsent_, inflight.size());
-    unsent_ = 0;
-    std::size_t i = 0;
-    for (auto& request : inflight) {
-      const bool doubt = i++ < sent && request.maybe_write;
-      request.done(std::make_exception_ptr(BackendError(
-                       "redis", doubt ? ErrorKind::kInDoubt : kind,
-                       doubt ? what + "; the lock may have been taken (in doubt)" : what)),
-                   nullptr);
-    }
-    for (auto& request : queued) {
-      request.done(std::make_exception_ptr(BackendError("redis", kind, what)), nullptr);
-    }
-  }
-
-  // Fails the requests waiting for a connection with the blocking store's error. Each gets an
-  // exception of its own: nothing a handler sees is shared with this thread.
-  void fail_with(const std::exception_ptr& error) {
-    ++generation_;
-    state_ = State::kIdle;
-    ErrorKind kind = ErrorKind::kUnavailable;
-    std::string what = "connect failed";
-    try {
-      std::rethrow_exception(error);
-    } catch (const BackendError& e) {
-      kind = e.kind();
-      what = e.what();
-      if (what.starts_with("redis: ")) what.erase(0, 7);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    auto queued = std::move(queued_);
-    queued_.clear();
-    for (auto& request : queued) {
-      request.done(std::make_exception_ptr(BackendError("redis", kind, what)), nullptr);
-    }
-  }
-
   const std::shared_ptr<LockApi> api_;  // keeps grants_ and source_ alive
   NativeGrants& grants_;
   redis::NativeAsyncSource& source_;
-  const redis::NativeTarget target_;
-  asio::strand<asio::any_io_executor> strand_;
-  tcp::socket socket_;
-  tcp::resolver resolver_;
-  asio::steady_timer connect_timer_;
-  asio::steady_timer reply_timer_;
   const std::shared_ptr<Registry> registry_;
-  std::mutex gate_mu_;
-  bool closed_ = false;  // guarded by gate_mu_
-  // The rest only on strand_.
-  State state_ = State::kIdle;
-  std::uint64_t generation_ = 0;  // one per connection attempt; stale handlers see a change
-  bool probed_ = false;
-  bool writing_ = false;
-  bool timer_armed_ = false;
-  std::deque<Request> queued_;    // before the connection is ready
-  std::deque<Request> inflight_;  // in the output buffer or sent, oldest first
-  std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
-  std::string out_;
-  std::string writing_buf_;
-  std::string sha_[kScriptCount];
-  redisReader* reader_ = nullptr;
-  std::array<char, 64 * 1024> buf_{};
+  const std::shared_ptr<RedisNativeConnection> conn_;
 };
 
 namespace {

@@ -26,12 +26,17 @@
 #include "redis/redis_connection.hpp"
 #include "redis/redis_keys.hpp"
 #include "redis/redis_scripts.hpp"
+#include "redis/redlock_native.hpp"
+#include "redis/redlock_quorum.hpp"
 
 namespace lockkit {
 namespace {
 
 using detail::StoreFailure;
+using detail::redis::Answer;
+using detail::redis::QuorumRound;
 using detail::redis::Reply;
+using detail::redis::Vote;
 using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
@@ -482,25 +487,15 @@ class Node {
     detail::redis::append_command(request, {"INFO", "server"});
     Reply info = conn->call(request, Steady::now() + command_timeout_);
     const auto read_at = Steady::now();
-    std::string run_id;
-    std::int64_t uptime = 0;
+    detail::redis::ServerInfo server;
     if (info->type == REDIS_REPLY_STRING) {
-      std::string_view text(info->str, info->len);
-      auto field = [&](std::string_view name) -> std::string_view {
-        auto at = text.find(name);
-        if (at == std::string_view::npos) return {};
-        auto value = text.substr(at + name.size());
-        return value.substr(0, value.find_first_of("\r\n"));
-      };
-      run_id = field("\nrun_id:");
-      auto up = field("\nuptime_in_seconds:");
-      std::from_chars(up.data(), up.data() + up.size(), uptime);
+      server = detail::redis::parse_server_info(std::string_view(info->str, info->len));
     }
     std::lock_guard lock(mu_);
     slots_[index] = conn;
-    if (run_id != run_id_) settled_run_.clear();
-    run_id_ = run_id;
-    uptime_ = std::chrono::seconds(uptime);  // whole seconds, rounded down: errs on the safe side
+    if (server.run_id != run_id_) settled_run_.clear();
+    run_id_ = std::move(server.run_id);
+    uptime_ = server.uptime;
     read_at_ = read_at;
   }
 
@@ -523,34 +518,12 @@ class Node {
   Executor exec;  // last: joined first, while the rest is still alive
 };
 
-// One node's answer in a round.
-enum class Vote { kPending, kYes, kNo, kError, kInDoubt };
-
-struct Answer {
-  Vote vote = Vote::kPending;
-  std::uint64_t fence = 0;     // acquire: the node's fence; status: the holder's fence
-  std::uint64_t recorded = 0;  // acquire: the longest ttl the node had recorded (ms)
-  bool known = false;          // acquire: the node's record names its current run
-  std::string run_id;          // acquire: the node's run that answered
-  milliseconds uptime{0};      // acquire: the node's uptime
-  milliseconds remaining{0};   // status
-  ErrorKind kind = ErrorKind::kUnavailable;
-  std::string message;
-};
-
-// The shared state of one call's requests; outlives the call when replies come in late.
-struct Round {
-  explicit Round(std::size_t n) : answers(n) {}
-  std::mutex mu;
+// One call's requests: the quorum state, and the caller's wait for it; outlives the call when
+// replies come in late.
+struct Round : QuorumRound {
+  using QuorumRound::QuorumRound;
+  std::mutex mu;  // guards the whole round
   std::condition_variable cv;
-  std::vector<Answer> answers;  // guarded by mu
-  std::size_t pending = 0;      // guarded by mu
-  bool decided = false;         // guarded by mu
-  bool granted = false;         // guarded by mu: the outcome, once decided
-  std::uint64_t fence = 0;      // guarded by mu: the lock's fence, once granted
-  // acquire: the nodes whose lock-delay this round ended, with their run ids, to be recorded
-  // on them before the call returns; guarded by mu
-  std::vector<std::pair<std::size_t, std::string>> ended;
 };
 
 // The last `now()` this thread read, and from which store: the core reads it just before it
@@ -561,12 +534,31 @@ thread_local const void* t_last_now_store = nullptr;
 
 }  // namespace
 
-class RedlockStore final : public LeaseStore, public std::enable_shared_from_this<RedlockStore> {
+class RedlockStore final : public LeaseStore,
+                           public detail::redis::RedlockRuns,
+                           public detail::redis::RedlockNativeSource,
+                           public std::enable_shared_from_this<RedlockStore> {
  public:
-  explicit RedlockStore(const RedlockOptions& o) : quorum_(o.nodes.size() / 2 + 1) {
+  explicit RedlockStore(const RedlockOptions& o)
+      : quorum_(o.nodes.size() / 2 + 1), backoff_(o.backoff), max_backoff_(o.max_backoff) {
+    native_nodes_.emplace();
     for (const RedisOptions& n : o.nodes) {
       nodes_.push_back(std::make_unique<Node>(n, o.threads, o.backoff, o.max_backoff));
       wait_ = std::max(wait_, nodes_.back()->timeout());
+      if (n.tls.enabled || n.cluster || n.wait_replicas != 0) {
+        native_nodes_.reset();  // TLS stays on the blocking client
+      } else if (native_nodes_) {
+        native_nodes_->push_back(
+            detail::redis::NativeTarget{.host = n.host,
+                                        .port = n.port,
+                                        .user = n.user,
+                                        .password = n.password.empty() && n.user.empty()
+                                                        ? std::nullopt
+                                                        : std::optional<std::string>(n.password),
+                                        .db = n.db,
+                                        .connect_timeout = n.connect_timeout,
+                                        .command_timeout = n.command_timeout});
+      }
     }
     wait_ += milliseconds(50);  // the nodes' own timeouts end first; this only bounds the wait
   }
@@ -591,15 +583,10 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     t_last_now_store = nullptr;
     const std::size_t n = nodes_.size();
     auto round = std::make_shared<Round>(n);
-    round->pending = n;
     auto self = shared_from_this();
     const std::string skey(key), stoken(token);
     const std::uint64_t record = std::max<std::uint64_t>(ttl.count(), max_ttl_.load());
-    // The same floor for every node's fence (see kRedlockAcquireScript): our wall clock in µs.
-    const std::string clock =
-        std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count());
+    const std::string clock = detail::redis::fence_floor();
     for (std::size_t i = 0; i < n; ++i) {
       send(
           i, skey, kAcquire,
@@ -613,27 +600,8 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, start + wait_, [&] { return round->decided; });
     if (!round->decided) decide_acquire_locked(*round, /*final=*/true);
-    const bool granted = round->granted;
-    std::uint64_t fence = round->fence;
-    std::vector<std::size_t> undo, below;
-    std::size_t at_fence = 0, errors = 0, in_doubt = 0;
-    std::string why;
-    for (std::size_t i = 0; i < n; ++i) {
-      const Answer& a = round->answers[i];
-      if (a.vote == Vote::kYes) {
-        undo.push_back(i);
-        if (a.fence >= fence) {
-          ++at_fence;
-        } else {
-          below.push_back(i);
-        }
-      }
-      if (a.vote == Vote::kInDoubt) undo.push_back(i), ++in_doubt;
-      if (a.vote == Vote::kError || a.vote == Vote::kInDoubt || a.vote == Vote::kPending) {
-        ++errors;
-        if (why.empty() && !a.message.empty()) why = a.message;
-      }
-    }
+    auto [granted, fence, undo, below, at_fence, errors, in_doubt, why] =
+        detail::redis::acquire_outcome(*round);
     const ErrorKind kind = in_doubt ? ErrorKind::kInDoubt : ErrorKind::kUnavailable;
     auto ended = std::move(round->ended);
     lock.unlock();
@@ -645,21 +613,19 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
       undo_on(undo, skey, stoken);
       if (errors > n - quorum_) {
         throw BackendError("redlock", kind,
-                           context("try_acquire", key) + std::to_string(errors) + " of " +
-                               std::to_string(n) + " nodes failed, no quorum possible" +
-                               (why.empty() ? "" : " (" + why + ")"));
+                           context("try_acquire", key) + detail::redis::no_quorum(errors, n, why));
       }
       return std::nullopt;
     }
     // Fences: make sure a quorum of counters is at least `fence`, so every later quorum
     // (which shares a node with this one) hands out more.
-    if (!below.empty() && !settle(key, token, fence, below, at_fence)) {
+    if (!below.empty() && !write_fence(key, token, fence, below, at_fence)) {
       undo_on(undo, skey, stoken);
       throw BackendError(
           "redlock", ErrorKind::kUnavailable,
           context("try_acquire", key) + "could not write the fence back to a quorum of nodes");
     }
-    if (Steady::now() >= start + ttl - drift(ttl)) {
+    if (detail::redis::validity_spent(Steady::now(), start, ttl, drift(ttl))) {
       // The validity was spent before the lock was ours: nobody may act on it.
       undo_on(undo, skey, stoken);
       return std::nullopt;
@@ -676,7 +642,7 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     check_key(key);
     const auto start = Steady::now();
     bool ok = yes_no("extend", key, kExtend, {std::string(token), std::to_string(ttl.count())});
-    return ok && Steady::now() < start + ttl - drift(ttl);
+    return ok && !detail::redis::validity_spent(Steady::now(), start, ttl, drift(ttl));
   }
 
   std::optional<LockInfo> status(std::string_view key) override {
@@ -787,62 +753,37 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     Node& node = *nodes_[i];
     Answer a;
     try {
-      if (failure != nullptr) throw *failure;
-      Node::Life life = node.life();
-      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-          r->element[0]->type != REDIS_REPLY_INTEGER) {
-        throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
+      if (failure != nullptr) {
+        a = detail::redis::failed_answer(failure->kind(), failure->what(),
+                                         failure->maybe_applied());
+      } else {
+        Node::Life life = node.life();
+        a = detail::redis::acquire_answer(*r, i, life.run_id, life.uptime, *this, max_ttl_);
       }
-      if (r->element[0]->integer < 0) {
-        throw StoreFailure(ErrorKind::kProtocol,
-                           "an internal name holds a key that is not lockkit's; names "
-                           "containing \"lockkit:{\" are reserved for lockkit");
-      }
-      a.fence = static_cast<std::uint64_t>(r->element[0]->integer);
-      a.vote = a.fence != 0 ? Vote::kYes : Vote::kNo;
-      a.recorded = to_uint(*r->element[1]);
-      const redisReply& run = *r->element[2];
-      // Known: the node's record names its current run (lockkit saw it before this one), or
-      // we ended its lock-delay ourselves (and are recording its run with this very call).
-      a.known =
-          !life.run_id.empty() &&
-          ((run.type == REDIS_REPLY_STRING && std::string_view(run.str, run.len) == life.run_id) ||
-           node.settled(life.run_id));
-      a.uptime = life.uptime;
-      a.run_id = life.run_id;
-      if (a.known) node.settle(life.run_id);
-      std::uint64_t seen = max_ttl_.load();
-      while (a.known && a.recorded > seen && !max_ttl_.compare_exchange_weak(seen, a.recorded)) {
-      }
-    } catch (const StoreFailure& f) {
-      a.vote = f.maybe_applied() ? Vote::kInDoubt : Vote::kError;
-      a.kind = f.kind();
-      a.message = f.what();
-    } catch (const std::exception& e) {
-      a.vote = Vote::kError;
-      a.message = e.what();
+    } catch (const std::exception& e) {  // out of memory
+      a = detail::redis::failed_answer(ErrorKind::kUnavailable, e.what(), false);
     }
-    bool late_grant = false;
+    auto late = detail::redis::LateAction::kNone;
     std::uint64_t fence = 0;
     {
       std::lock_guard lock(round.mu);
       --round.pending;
       round.answers[i] = a;
       if (round.decided) {
-        late_grant = a.vote == Vote::kYes || a.vote == Vote::kInDoubt;
-        fence = round.granted ? round.fence : 0;
+        late = detail::redis::late_action(round, a);
+        fence = round.fence;
       } else {
         decide_acquire_locked(round, false);
         if (round.decided) round.cv.notify_all();  // the caller's one wake-up
       }
     }
-    if (late_grant) {
+    if (late != detail::redis::LateAction::kNone) {
       // Arrived after the outcome: take a failed attempt's grant back at once (the next request
       // on this lane); a granted lock's holder record shows the lock's fence.
       try {
-        if (fence == 0) {
+        if (late == detail::redis::LateAction::kRelease) {
           release_later(i, key, token, nullptr);
-        } else if (a.vote == Vote::kYes && a.fence != fence) {
+        } else {
           auto self = shared_from_this();
           auto k = keys_for(node, key);
           const std::string sfence = std::to_string(fence);
@@ -861,62 +802,17 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     }
   }
 
-  // Decides once a quorum of counted grants is in (granted), or can no longer be (refused).
-  // A node whose history we have not seen (restarted, new) counts only once every node has
-  // answered and only if its uptime exceeds the longest ttl recorded on the nodes with known
-  // history (lock-delay).
+  // See detail::redis::decide_acquire.
   void decide_acquire_locked(Round& round, bool final) {
-    // Known also when another call ended the lock-delay of the very run that answered us after
-    // our answer came in: the node has not forgotten anything since (concurrent first calls
-    // of a fresh deployment, one of which settles the nodes while the others' answers are in).
-    std::vector<bool> known(round.answers.size());
-    for (std::size_t i = 0; i < round.answers.size(); ++i) {
-      const Answer& a = round.answers[i];
-      known[i] = a.vote == Vote::kYes || a.vote == Vote::kNo
-                     ? a.known || nodes_[i]->settled(a.run_id)
-                     : false;
-    }
-    std::uint64_t longest = max_ttl_.load();
-    // Only a node with known history vouches for its record: in a fresh deployment no node is
-    // known yet, so concurrent first calls (each seeing the others' ttls) do not all wait.
-    for (std::size_t i = 0; i < round.answers.size(); ++i) {
-      if (known[i]) longest = std::max(longest, round.answers[i].recorded);
-    }
-    const bool all_in = round.pending == 0 || final;
-    std::size_t counted = 0, maybe = 0;
-    std::uint64_t fence = 0;
-    for (std::size_t i = 0; i < round.answers.size(); ++i) {
-      const Answer& a = round.answers[i];
-      if (a.vote == Vote::kPending && !final) ++maybe;
-      if (a.vote != Vote::kYes) continue;
-      if (known[i]) {
-        ++counted;
-        fence = std::max(fence, a.fence);
-      } else if (!all_in) {
-        ++maybe;
-      } else if (a.uptime >= milliseconds(longest)) {
-        ++counted;
-        fence = std::max(fence, a.fence);
-        end_delay_locked(round, i);
-      }
-    }
-    if (counted >= quorum_) {
-      round.decided = true;
-      round.granted = true;
-      round.fence = fence;
-    } else if (counted + maybe < quorum_) {
-      round.decided = true;
-      round.granted = false;
-    }
+    detail::redis::decide_acquire(round, quorum_, final, max_ttl_.load(), *this);
   }
 
-  // Ends node `i`'s lock-delay here and notes it in `round`: the acquire records the run on
-  // the node (see record_runs), so that other clients count it at once.
-  void end_delay_locked(Round& round, std::size_t i) {
-    std::string run_id = nodes_[i]->life().run_id;
-    if (run_id.empty() || nodes_[i]->settled(run_id)) return;
-    nodes_[i]->settle(run_id);
-    round.ended.emplace_back(i, std::move(run_id));
+  // RedlockRuns: what the blocking connections' INFO told of each node's run.
+  bool settled(std::size_t node, const std::string& run_id) override {
+    return nodes_[node]->settled(run_id);
+  }
+  void settle(std::size_t node, const std::string& run_id) override {
+    nodes_[node]->settle(run_id);
   }
 
   // Records each node's run on it, in parallel, and waits for the answers (bounded like every
@@ -947,9 +843,9 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   }
 
   // Writes `fence` to the nodes in `below` until a quorum holds a counter >= fence.
-  bool settle(std::string_view key, std::string_view token, std::uint64_t fence,
-              const std::vector<std::size_t>& below, std::size_t already) {
-    if (already >= quorum_) return true;
+  bool write_fence(std::string_view key, std::string_view token, std::uint64_t fence,
+                   const std::vector<std::size_t>& below, std::size_t already) {
+    if (detail::redis::fence_settled(already, 0, quorum_)) return true;
     auto round = std::make_shared<Round>(nodes_.size());
     round->pending = below.size();
     auto self = shared_from_this();
@@ -975,9 +871,9 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
     }
     std::unique_lock lock(round->mu);
     auto enough = [&] {
-      std::size_t yes = already;
+      std::size_t yes = 0;
       for (const Answer& a : round->answers) yes += a.vote == Vote::kYes;
-      return yes >= quorum_;
+      return detail::redis::fence_settled(already, yes, quorum_);
     };
     round->cv.wait_until(lock, Steady::now() + wait_,
                          [&] { return enough() || round->pending == 0; });
@@ -1020,6 +916,25 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
 
   // --- release, extend, status ----------------------------------------------------------
 
+  // Turns node `i`'s reply (or failure) into its answer with `parse` (which may throw
+  // `StoreFailure`), counts it, and wakes the caller once the round is decided: every yes/no
+  // and status round's reply callback.
+  template <class Parse>
+  static void record_answer(Round& round, std::size_t i, std::size_t quorum, const Reply& r,
+                            const StoreFailure* f, Parse parse) noexcept {
+    Answer a;
+    try {
+      if (f != nullptr) throw *f;
+      a = parse(*r);
+    } catch (const StoreFailure& e) {
+      a = detail::redis::failed_answer(e.kind(), e.what(), false);
+    } catch (const std::exception& e) {
+      a = detail::redis::failed_answer(ErrorKind::kUnavailable, e.what(), false);
+    }
+    std::lock_guard lock(round.mu);
+    if (detail::redis::record_answer(round, i, std::move(a), quorum)) round.cv.notify_all();
+  }
+
   // Runs `script` (KEYS lock, holder; ARGV `argv`) on every node; true once a quorum answered
   // 1, false once it cannot; throws if fewer than a quorum answered at all.
   bool yes_no(std::string_view op, std::string_view key, Script script,
@@ -1041,51 +956,16 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
             return true;
           },
           [self, round, i, q](Reply r, const StoreFailure* f) {
-            Answer a;
-            try {
-              if (f != nullptr) throw *f;
-              a.vote = to_uint(*r) == 1 ? Vote::kYes : Vote::kNo;
-            } catch (const StoreFailure& e) {
-              a.vote = Vote::kError;
-              a.kind = e.kind();
-              a.message = e.what();
-            } catch (const std::exception& e) {
-              a.vote = Vote::kError;
-              a.message = e.what();
-            }
-            std::lock_guard lock(round->mu);
-            round->answers[i] = a;
-            --round->pending;
-            std::size_t yes = 0, no = 0;
-            for (const Answer& b : round->answers) {
-              yes += b.vote == Vote::kYes;
-              no += b.vote != Vote::kYes && b.vote != Vote::kPending;
-            }
-            if (!round->decided && (yes >= q || no > round->answers.size() - q)) {
-              round->decided = true;
-              round->cv.notify_all();
-            }
+            record_answer(*round, i, q, r, f, &detail::redis::yes_no_answer);
           });
     }
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->decided; });
-    std::size_t yes = 0, errors = 0;
-    std::string why;
-    ErrorKind kind = ErrorKind::kUnavailable;
-    for (const Answer& a : round->answers) {
-      yes += a.vote == Vote::kYes;
-      if (a.vote == Vote::kError || a.vote == Vote::kPending) {
-        ++errors;
-        if (why.empty() && !a.message.empty()) why = a.message, kind = a.kind;
-      }
-    }
+    const auto [yes, errors, why, kind] = detail::redis::yes_no_outcome(*round);
     if (yes >= quorum_) return true;
     if (errors > n - quorum_) {
-      if (kind != ErrorKind::kAuth && kind != ErrorKind::kProtocol) kind = ErrorKind::kUnavailable;
       throw BackendError("redlock", kind,
-                         context(op, key) + std::to_string(errors) + " of " + std::to_string(n) +
-                             " nodes failed, no quorum possible" +
-                             (why.empty() ? "" : " (" + why + ")"));
+                         context(op, key) + detail::redis::no_quorum(errors, n, why));
     }
     return false;
   }
@@ -1106,66 +986,60 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
             return true;
           },
           [self, round, i, q](Reply r, const StoreFailure* f) {
-            Answer a;
-            try {
-              if (f != nullptr) throw *f;
-              if (r->type == REDIS_REPLY_NIL) {
+            record_answer(*round, i, q, r, f, [](const redisReply& reply) {
+              Answer a;
+              if (reply.type == REDIS_REPLY_NIL) {
                 a.vote = Vote::kNo;
-              } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+              } else if (reply.type == REDIS_REPLY_ARRAY && reply.elements == 2) {
                 a.vote = Vote::kYes;
-                a.fence = to_uint(*r->element[0]);
-                a.remaining = milliseconds(to_uint(*r->element[1]));
+                a.fence = to_uint(*reply.element[0]);
+                a.remaining = milliseconds(to_uint(*reply.element[1]));
               } else {
                 throw StoreFailure(ErrorKind::kProtocol, "unexpected reply");
               }
-            } catch (const StoreFailure& e) {
-              a.vote = Vote::kError;
-              a.kind = e.kind();
-              a.message = e.what();
-            } catch (const std::exception& e) {
-              a.vote = Vote::kError;
-              a.message = e.what();
-            }
-            std::lock_guard lock(round->mu);
-            round->answers[i] = a;
-            --round->pending;
-            std::size_t yes = 0, no = 0;
-            for (const Answer& b : round->answers) {
-              yes += b.vote == Vote::kYes;
-              no += b.vote != Vote::kYes && b.vote != Vote::kPending;
-            }
-            if (!round->decided &&
-                (round->pending == 0 || yes >= q || no > round->answers.size() - q)) {
-              round->decided = true;
-              round->cv.notify_all();
-            }
+              return a;
+            });
           });
     }
     std::unique_lock lock(round->mu);
     round->cv.wait_until(lock, Steady::now() + wait_, [&] { return round->decided; });
-    std::size_t yes = 0, errors = 0;
+    const auto outcome = detail::redis::yes_no_outcome(*round);
     std::uint64_t fence = 0;
     milliseconds remaining = milliseconds::max();
-    std::string why;
     for (const Answer& a : round->answers) {
-      if (a.vote == Vote::kYes) {
-        ++yes;
-        fence = std::max(fence, a.fence);
-        remaining = std::min(remaining, a.remaining);
-      }
-      if (a.vote == Vote::kError || a.vote == Vote::kPending) {
-        ++errors;
-        if (why.empty() && !a.message.empty()) why = a.message;
-      }
+      if (a.vote != Vote::kYes) continue;
+      fence = std::max(fence, a.fence);
+      remaining = std::min(remaining, a.remaining);
     }
-    if (yes >= quorum_) return LockInfo{std::string(key), fence, remaining};
-    if (errors > n - quorum_) {
-      throw BackendError("redlock", ErrorKind::kUnavailable,
-                         context("status", key) + std::to_string(errors) + " of " +
-                             std::to_string(n) + " nodes failed, no quorum possible" +
-                             (why.empty() ? "" : " (" + why + ")"));
+    if (outcome.yes >= quorum_) return LockInfo{std::string(key), fence, remaining};
+    if (outcome.errors > n - quorum_) {
+      throw BackendError(
+          "redlock", ErrorKind::kUnavailable,
+          context("status", key) + detail::redis::no_quorum(outcome.errors, n, outcome.why));
     }
     return std::nullopt;
+  }
+
+  // --- RedlockNativeSource: AsyncLockApi's native path (src/async/redlock_native_client.cpp)
+
+  std::optional<std::vector<detail::redis::NativeTarget>> native_nodes() const override {
+    return native_nodes_;
+  }
+  void native_check_key(std::string_view key) const override { check_key(key); }
+  void native_keys_of(std::size_t node, std::string_view key, std::string& lock, std::string& fence,
+                      std::string& holder, std::string& meta) const override {
+    nodes_[node]->layout.keys_of(key, lock, fence, holder);
+    meta = nodes_[node]->layout.prefix() + "lockkit:{redlock}";
+  }
+  std::atomic<std::uint64_t>& native_max_ttl() noexcept override { return max_ttl_; }
+  milliseconds native_backoff() const noexcept override { return backoff_; }
+  milliseconds native_max_backoff() const noexcept override { return max_backoff_; }
+  void native_probe(std::size_t node) override {
+    try {
+      (void)nodes_[node]->exchange(std::nullopt, {"PING"});
+    } catch (const StoreFailure& f) {
+      throw BackendError("redis", f.kind(), f.what());
+    }
   }
 
   void check_key(std::string_view key) const {
@@ -1178,6 +1052,9 @@ class RedlockStore final : public LeaseStore, public std::enable_shared_from_thi
   }
 
   const std::size_t quorum_;
+  const milliseconds backoff_;
+  const milliseconds max_backoff_;
+  std::optional<std::vector<detail::redis::NativeTarget>> native_nodes_;  // empty: TLS
   milliseconds wait_{0};
   std::atomic<std::uint64_t> max_ttl_{0};  // the longest ttl (ms) seen recorded on any node
   std::vector<std::unique_ptr<Node>> nodes_;

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+// Internal: one pipelined Redis connection driven by an asio strand, shared by AsyncLockApi's
+// native redis:// and redlock:// paths.
+#ifndef LOCKKIT_SRC_ASYNC_REDIS_NATIVE_CONNECTION_HPP_
+#define LOCKKIT_SRC_ASYNC_REDIS_NATIVE_CONNECTION_HPP_
+
+#include <array>
+#include <asio/any_io_executor.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lockkit/errors.hpp"
+#include "redis/redis_native.hpp"
+
+struct redisReply;
+struct redisReader;
+
+namespace lockkit::detail {
+
+// What one connection speaks to and how it introduces itself.
+struct NativeConnectionConfig {
+  redis::NativeTarget target;
+  // Loaded by SCRIPT LOAD at every connect; `Request::script` indexes this list.
+  std::vector<const char*> scripts;
+  std::string name = "lockkit-async";  // CLIENT SETNAME: operators see which connection is ours
+  std::string backend = "redis";       // the `BackendError::backend()` of its failures
+  bool read_info = false;              // reads INFO server at every connect (see `life`)
+  // Runs once on the blocking pool before the first connect (the checks the blocking client
+  // makes at connect: eviction policy, credentials); throws `BackendError` to refuse.
+  std::function<void()> probe;
+};
+
+// One connection, touched only on its strand. Requests queue while it connects; once ready,
+// each is appended to the output buffer and written in batches (one write in flight), and
+// replies, which Redis sends in order, complete the oldest request first. A request that gets
+// no reply within the command timeout fails the connection and everything on it; the next
+// request connects again.
+// Thread safety: `submit`, `try_submit` and `shutdown` from any thread; the rest on the strand.
+class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeConnection> {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Gets the reply (an error reply too) or the failure (a `BackendError`; kInDoubt for a
+  // request sent with `maybe_write` whose reply was lost). Runs on the strand, once.
+  using Done = std::function<void(std::exception_ptr, redisReply*)>;
+  static constexpr int kNoScript = -1;
+
+  struct Request {
+    int script = kNoScript;  // EVALSHA of `NativeConnectionConfig::scripts[script]`
+    // EVALSHA's numkeys, keys and argv, or a whole command: `parts` RESP bulk strings, written
+    // once by the caller (one buffer, not one string per argument).
+    std::string payload;
+    std::size_t parts = 0;
+    bool maybe_write = false;  // a lost reply leaves it in doubt
+    bool eval = false;         // send the script's text (after NOSCRIPT)
+    Done done;
+    Clock::time_point deadline{};
+  };
+
+  // The server's run as INFO told it at the current connection's handshake.
+  struct Life {
+    std::string run_id;                   // empty before the first handshake
+    std::chrono::milliseconds uptime{0};  // counted on from the INFO reply with the local clock
+  };
+
+  RedisNativeConnection(asio::strand<asio::any_io_executor> strand, NativeConnectionConfig config);
+  ~RedisNativeConnection();
+  RedisNativeConnection(const RedisNativeConnection&) = delete;
+  RedisNativeConnection& operator=(const RedisNativeConnection&) = delete;
+
+  // Appends `arg` to `request`'s arguments.
+  static void add(Request& request, std::string_view arg);
+  static Request command(std::initializer_list<std::string_view> args);
+
+  // Any thread. On the strand itself (a handler that starts the next operation), at once.
+  void submit(Request request);
+  // Like `submit`, from a thread that may outlive the AsyncLockApi (a keeper thread): returns
+  // false, sending nothing, once `shutdown` has run, because the executor may be gone then.
+  bool try_submit(Request request);
+  // Fails everything pending and refuses `try_submit` from now on. For the engine's destructor.
+  void shutdown();
+
+  const redis::NativeTarget& target() const noexcept { return config_.target; }
+  const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
+  std::string address() const;
+  // On the strand: what INFO said on the current connection (`read_info` only).
+  Life life() const;
+
+ private:
+  enum class State { kIdle, kConnecting, kHandshake, kReady };
+
+  void submit_here(Request request);
+  void connect();
+  void resolve(std::uint64_t generation);
+  void handshake(std::uint64_t generation);
+  Done handshake_step(std::uint64_t generation, ErrorKind kind, std::string what);
+  void ready();
+  void write(Request request);
+  void flush();
+  void read(std::uint64_t generation);
+  void arm_reply_timer();
+  void fail(ErrorKind kind, const std::string& what);
+  void fail_with(const std::exception_ptr& error);
+
+  const NativeConnectionConfig config_;
+  asio::strand<asio::any_io_executor> strand_;
+  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer reply_timer_;
+  std::mutex gate_mu_;
+  bool closed_ = false;  // guarded by gate_mu_
+  // The rest only on strand_.
+  State state_ = State::kIdle;
+  std::uint64_t generation_ = 0;  // one per connection attempt; stale handlers see a change
+  bool probed_ = false;
+  bool writing_ = false;
+  bool timer_armed_ = false;
+  std::deque<Request> queued_;    // before the connection is ready
+  std::deque<Request> inflight_;  // in the output buffer or sent, oldest first
+  std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
+  std::string out_;
+  std::string writing_buf_;
+  std::vector<std::string> sha_;
+  std::size_t loaded_ = 0;  // scripts loaded in this handshake
+  Life life_;
+  Clock::time_point info_at_{};
+  redisReader* reader_ = nullptr;
+  std::array<char, 64 * 1024> buf_{};
+};
+
+}  // namespace lockkit::detail
+
+#endif  // LOCKKIT_SRC_ASYNC_REDIS_NATIVE_CONNECTION_HPP_
