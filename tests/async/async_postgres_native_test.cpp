@@ -392,13 +392,45 @@ TEST(AsyncPostgresNative, SilentServerFailsCallsWithinTheCommandTimeout) {
   }
   EXPECT_THROW((void)release.get(), BackendError);
   const auto took = std::chrono::steady_clock::now() - start;
-  // One command timeout for the answer; then each in-doubt acquire's cleanup release fails on
-  // the blocking pool within its own connect timeout, before the handler runs (two rounds of
-  // the pool's four threads), plus slack.
-  EXPECT_LT(took, 500ms + 2 * 500ms + 2s) << "took too long";
+  // The command timeout, the cancel's grace (no confirmation from a stopped server); then each
+  // in-doubt acquire's cleanup release fails on the blocking pool within its own connect
+  // timeout, before the handler runs (two rounds of the pool's four threads); plus slack.
+  EXPECT_LT(took, 500ms + 500ms + 2 * 500ms + 3s) << "took too long";
   pg().resume();
   guard.paused = false;
   auto again = locks.async_try_acquire(stem + "again", 20s, asio::use_future).get();
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(locks.async_release(*again, asio::use_future).get());
+}
+
+// An acquire that waits on the server past its deadline (behind a lock another session holds)
+// is cancelled there, as the blocking store does it: it fails with kind timeout (not in doubt:
+// the server confirmed it ran nothing), and no statement is left waiting to commit later.
+TEST(AsyncPostgresNative, OverdueAcquireIsCancelledOnTheServer) {
+  auto api = Open(Unique("pgn_overdue_"), "&command_timeout=300ms");
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), api);
+  const std::string key = Unique("overdue/");
+  auto warm = locks.async_try_acquire(key + "warm", 20s, asio::use_future).get();
+  ASSERT_TRUE(warm);
+  {
+    FenceBlocker blocker(key);
+    const auto start = std::chrono::steady_clock::now();
+    auto pending = locks.async_try_acquire(key, 20s, asio::use_future);
+    ASSERT_EQ(pending.wait_for(5s), std::future_status::ready) << "an overdue call hangs";
+    try {
+      (void)pending.get();
+      ADD_FAILURE() << "granted behind a held lock";
+    } catch (const BackendError& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kTimeout) << e.what();
+    }
+    // The command timeout, then at most the cancel's grace (300 ms here), plus slack.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 300ms + 300ms + 1s);
+    EXPECT_EQ(blocker.waiters(), 0) << "the statement still waits on the server";
+  }
+  EXPECT_FALSE(api->status(key));
+  // The connection was replaced: the next call works.
+  auto again = locks.async_try_acquire(key, 20s, asio::use_future).get();
   ASSERT_TRUE(again);
   EXPECT_TRUE(locks.async_release(*again, asio::use_future).get());
 }
