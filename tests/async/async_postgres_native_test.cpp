@@ -180,6 +180,26 @@ TEST(AsyncPostgresNative, FuturesCoroutinesAndCallbacksGrantAndRelease) {
   EXPECT_FALSE(api->status(key));
 }
 
+// prepare=false (for transaction-mode poolers): unnamed statements in the pipeline.
+TEST(AsyncPostgresNative, UnpreparedStatementsRunNatively) {
+  auto api = Open(Unique("pgn_unprepared_"), "&prepare=false");
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), api);
+  const std::string stem = Unique("unprepared/");
+  std::vector<std::future<std::optional<Lock>>> acquires;
+  for (int i = 0; i < 16; ++i) {
+    acquires.push_back(
+        locks.async_try_acquire(stem + std::to_string(i % 8), 20s, asio::use_future));
+  }
+  std::vector<Lock> held;
+  for (auto& f : acquires) {
+    if (auto lock = f.get()) held.push_back(std::move(*lock));
+  }
+  EXPECT_EQ(held.size(), 8u);  // each key once
+  for (auto& lock : held) EXPECT_TRUE(locks.async_release(lock, asio::use_future).get());
+  EXPECT_TRUE(api->list(stem).empty());
+}
+
 // The pool-based path needs a pool thread per acquire in flight: with every pool thread
 // blocked, nothing would complete. The native path needs none.
 TEST(AsyncPostgresNative, ManyInFlightCompleteWhileEveryPoolThreadIsBlocked) {
