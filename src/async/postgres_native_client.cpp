@@ -16,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -272,27 +273,36 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
   void connect(Slot& slot) {
     slot.state = Slot::State::kConnecting;
     const std::uint64_t generation = ++slot.generation;
-    // The work guard keeps the executor running until the answer is posted back (it is the
-    // last thing this client posts from another thread), so the client is always destroyed
-    // on the strand or after it.
-    asio::post(
-        blocking_pool(), [self = shared_from_this(), slot = &slot, generation,
-                          work = asio::make_work_guard(strand_.get_inner_executor())]() mutable {
-          std::unique_ptr<pg::NativeConnection> conn;
-          std::optional<StoreFailure> failure;
-          try {
-            conn = self->source_.native_connect();
-          } catch (const StoreFailure& e) {
-            failure = e;
-          } catch (const std::exception& e) {
-            failure.emplace(ErrorKind::kUnavailable, e.what(), false, true);
-          }
-          auto& strand = self->strand_;
-          asio::post(strand, [self = std::move(self), slot, generation, conn = std::move(conn),
-                              failure = std::move(failure), work = std::move(work)]() mutable {
-            self->connected(*slot, generation, std::move(conn), failure);
-          });
-        });
+    // Connecting blocks (resolution, TLS, authentication, the schema check): on a thread of its
+    // own, at most one per connection, rather than the shared pool, so that a connect never
+    // waits behind other stores' calls (and works in a forked child, which has no pool
+    // threads). The work guard keeps the executor running until the answer is posted back, so
+    // the client is always destroyed on the strand or after it.
+    auto job = [self = shared_from_this(), slot = &slot, generation,
+                work = asio::make_work_guard(strand_.get_inner_executor())]() mutable {
+      std::unique_ptr<pg::NativeConnection> conn;
+      std::optional<StoreFailure> failure;
+      try {
+        conn = self->source_.native_connect();
+      } catch (const StoreFailure& e) {
+        failure = e;
+      } catch (const std::exception& e) {
+        failure.emplace(ErrorKind::kUnavailable, e.what(), false, true);
+      }
+      auto& strand = self->strand_;
+      asio::post(strand, [self = std::move(self), slot, generation, conn = std::move(conn),
+                          failure = std::move(failure), work = std::move(work)]() mutable {
+        self->connected(*slot, generation, std::move(conn), failure);
+      });
+    };
+    try {
+      std::thread(std::move(job)).detach();
+    } catch (const std::exception& e) {  // no thread to be had: as a failed connect
+      slot.state = Slot::State::kIdle;
+      ++slot.generation;
+      fail_queued(StoreFailure(ErrorKind::kUnavailable, std::string("connect: ") + e.what()),
+                  false);
+    }
   }
 
   void connected(Slot& slot, std::uint64_t generation, std::unique_ptr<pg::NativeConnection> conn,
