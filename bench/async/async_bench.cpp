@@ -15,11 +15,13 @@
 
 #include <algorithm>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -94,12 +96,16 @@ struct PairLoop {
   int hot_keys;
   int* running;
   asio::io_context* io;
+  std::function<void()>* on_last;
   std::optional<lockkit::Lock> lock;
 
   void next() {
     if (Clock::now() >= deadline) {
-      // The native redis:// connection keeps the io_context busy: stop it with the last loop.
-      if (--*running == 0) io->stop();
+      // A native connection keeps the io_context busy: the last loop destroys the AsyncLockApi
+      // (after this handler), which closes it; run() then returns once every operation's last
+      // reference (held by pool threads, too) is gone. io_context::stop() instead would let the
+      // io_context die under a pool thread still posting to it.
+      if (--*running == 0) asio::post(*io, [done = on_last] { (*done)(); });
       return;
     }
     started = Clock::now();
@@ -133,7 +139,9 @@ int run_pairs(const Config& cfg) {
   asio::io_context io;
   std::shared_ptr<lockkit::LockApi> api = lockkit::open(cfg.url);
   if (cfg.pool) api = std::make_shared<PoolOnly>(std::move(api));
-  lockkit::AsyncLockApi locks(io.get_executor(), api);
+  std::optional<lockkit::AsyncLockApi> locks(std::in_place, io.get_executor(), api);
+  api.reset();
+  std::function<void()> on_last = [&locks] { locks.reset(); };
   std::vector<double> latency;
   latency.reserve(1 << 20);
   long pairs = 0;
@@ -148,7 +156,7 @@ int run_pairs(const Config& cfg) {
                                     std::chrono::duration<double>(cfg.seconds));
   for (int c = 0; c < cfg.inflight; ++c) {
     loops.push_back(std::make_unique<PairLoop>(
-        PairLoop{.locks = &locks,
+        PairLoop{.locks = &*locks,
                  .stem = cfg.hot_keys > 0 ? run : run + std::to_string(c) + "/",
                  .deadline = deadline,
                  .started = {},
@@ -159,6 +167,7 @@ int run_pairs(const Config& cfg) {
                  .hot_keys = cfg.hot_keys,
                  .running = &running,
                  .io = &io,
+                 .on_last = &on_last,
                  .lock = std::nullopt}));
     loops.back()->next();
   }

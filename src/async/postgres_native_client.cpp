@@ -16,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -161,6 +162,7 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     std::chrono::milliseconds ttl{0};
     Done done;
     Clock::time_point deadline{};  // queued: for a connection; sent: for the answer
+    bool expired = false;          // its deadline passed and a cancel was sent
   };
 
   PostgresNativeClient(const asio::any_io_executor& ex, std::shared_ptr<LockApi> api,
@@ -221,6 +223,10 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     bool writing = false;          // a wait for writability is under way
     bool flush_posted = false;
     bool timer_armed = false;
+    // A cancel was sent for an overdue request: no new requests; the connection is dropped
+    // once those in flight are answered, or at `cancel_until`.
+    bool cancelling = false;
+    Clock::time_point cancel_until{};
   };
 
   void submit_here(Request request) {
@@ -241,7 +247,10 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     while (!queued_.empty()) {
       Slot* best = nullptr;
       for (auto& slot : slots_) {
-        if (slot->state != Slot::State::kReady || slot->inflight.size() >= kMaxInFlight) continue;
+        if (slot->state != Slot::State::kReady || slot->cancelling ||
+            slot->inflight.size() >= kMaxInFlight) {
+          continue;
+        }
         if (!best || slot->inflight.size() < best->inflight.size()) best = slot.get();
       }
       if (!best) break;
@@ -264,27 +273,36 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
   void connect(Slot& slot) {
     slot.state = Slot::State::kConnecting;
     const std::uint64_t generation = ++slot.generation;
-    // The work guard keeps the executor running until the answer is posted back (it is the
-    // last thing this client posts from another thread), so the client is always destroyed
-    // on the strand or after it.
-    asio::post(
-        blocking_pool(), [self = shared_from_this(), slot = &slot, generation,
-                          work = asio::make_work_guard(strand_.get_inner_executor())]() mutable {
-          std::unique_ptr<pg::NativeConnection> conn;
-          std::optional<StoreFailure> failure;
-          try {
-            conn = self->source_.native_connect();
-          } catch (const StoreFailure& e) {
-            failure = e;
-          } catch (const std::exception& e) {
-            failure.emplace(ErrorKind::kUnavailable, e.what(), false, true);
-          }
-          auto& strand = self->strand_;
-          asio::post(strand, [self = std::move(self), slot, generation, conn = std::move(conn),
-                              failure = std::move(failure), work = std::move(work)]() mutable {
-            self->connected(*slot, generation, std::move(conn), failure);
-          });
-        });
+    // Connecting blocks (resolution, TLS, authentication, the schema check): on a thread of its
+    // own, at most one per connection, rather than the shared pool, so that a connect never
+    // waits behind other stores' calls (and works in a forked child, which has no pool
+    // threads). The work guard keeps the executor running until the answer is posted back, so
+    // the client is always destroyed on the strand or after it.
+    auto job = [self = shared_from_this(), slot = &slot, generation,
+                work = asio::make_work_guard(strand_.get_inner_executor())]() mutable {
+      std::unique_ptr<pg::NativeConnection> conn;
+      std::optional<StoreFailure> failure;
+      try {
+        conn = self->source_.native_connect();
+      } catch (const StoreFailure& e) {
+        failure = e;
+      } catch (const std::exception& e) {
+        failure.emplace(ErrorKind::kUnavailable, e.what(), false, true);
+      }
+      auto& strand = self->strand_;
+      asio::post(strand, [self = std::move(self), slot, generation, conn = std::move(conn),
+                          failure = std::move(failure), work = std::move(work)]() mutable {
+        self->connected(*slot, generation, std::move(conn), failure);
+      });
+    };
+    try {
+      std::thread(std::move(job)).detach();
+    } catch (const std::exception& e) {  // no thread to be had: as a failed connect
+      slot.state = Slot::State::kIdle;
+      ++slot.generation;
+      fail_queued(StoreFailure(ErrorKind::kUnavailable, std::string("connect: ") + e.what()),
+                  false);
+    }
   }
 
   void connected(Slot& slot, std::uint64_t generation, std::unique_ptr<pg::NativeConnection> conn,
@@ -421,33 +439,56 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
       }
       Request request = std::move(slot.inflight.front());
       slot.inflight.pop_front();
-      request.done(nullptr, &reply);
+      if (request.expired) {
+        // Answered after its deadline, the cancel too late: as the blocking store reports it
+        // (an acquire in doubt, which the caller then releases).
+        const StoreFailure late(ErrorKind::kTimeout, "no answer until after the deadline", true);
+        request.done(&late, nullptr);
+      } else {
+        request.done(nullptr, &reply);
+      }
       if (generation != slot.generation) return;  // a handler's new request broke it
+    }
+    if (slot.cancelling && slot.inflight.empty()) {
+      // Dropped all the same: the cancel may still be on its way and would hit the next
+      // statement sent on this connection.
+      fail(slot, StoreFailure(ErrorKind::kTimeout, "cancelled"));
     }
     arm_timer(slot);
     pump();
   }
 
   // One timer per connection, for its oldest request: answers come in order, so if that one
-  // has none by its deadline, the connection is stuck and everything on it fails.
+  // has none by its deadline, the connection is stuck. As the blocking store does, the server
+  // is asked to cancel the running statement (dropping the connection would leave it to commit
+  // later, unseen) and given `cancel_grace` to say how it ended; then everything on the
+  // connection fails.
   void arm_timer(Slot& slot) {
     if (slot.timer_armed || slot.inflight.empty()) return;
     slot.timer_armed = true;
-    slot.timer.expires_at(slot.inflight.front().deadline);
-    slot.timer.async_wait(
-        [self = shared_from_this(), slot = &slot, g = slot.generation](const std::error_code& ec) {
-          if (g != slot->generation) return;
-          slot->timer_armed = false;
-          if (ec) return;
-          if (!slot->inflight.empty() && slot->inflight.front().deadline <= Clock::now()) {
-            // No cancel request: the connection is closed, and the guard's statement_timeout
-            // (the same command timeout) ends the statement on the server.
-            self->fail(*slot, StoreFailure(ErrorKind::kTimeout, "no answer", true, true));
-            self->pump();
-            return;
-          }
-          self->arm_timer(*slot);
-        });
+    slot.timer.expires_at(slot.cancelling ? slot.cancel_until : slot.inflight.front().deadline);
+    slot.timer.async_wait([self = shared_from_this(), slot = &slot,
+                           g = slot.generation](const std::error_code& ec) {
+      if (g != slot->generation) return;
+      slot->timer_armed = false;
+      if (ec || slot->inflight.empty()) return;
+      const auto now = Clock::now();
+      if (slot->cancelling && now >= slot->cancel_until) {
+        self->fail(*slot, StoreFailure(ErrorKind::kTimeout,
+                                       "no answer, and no confirmation of a cancel", true, true));
+        self->pump();
+        return;
+      }
+      if (!slot->cancelling && slot->inflight.front().deadline <= now) {
+        slot->cancelling = true;
+        slot->cancel_until = now + self->config_.cancel_grace;
+        for (auto& request : slot->inflight) {
+          if (request.deadline <= now) request.expired = true;
+        }
+        slot->conn->cancel();
+      }
+      self->arm_timer(*slot);
+    });
   }
 
   void arm_queue_timer() {
@@ -483,6 +524,7 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     slot.timer_armed = false;
     slot.writing = false;
     slot.flush_posted = false;
+    slot.cancelling = false;
     slot.timer.cancel();
     drop(slot);
     auto inflight = std::move(slot.inflight);

@@ -365,6 +365,22 @@ ResultPtr Connection::finish(Deadline deadline, bool sent, bool pipeline) {
   return keep;
 }
 
+void Connection::cancel_soon() noexcept {
+  PGcancel* handle = PQgetCancel(conn_.get());
+  if (!handle) return;
+  try {
+    // Detached, as in `cancel`: PQcancel has no timeout of its own, and a silent server would
+    // hold whichever thread ran it.
+    std::thread([handle] {
+      char error[256];
+      (void)PQcancel(handle, error, sizeof error);
+      PQfreeCancel(handle);
+    }).detach();
+  } catch (...) {
+    PQfreeCancel(handle);
+  }
+}
+
 int Connection::socket() const noexcept {
   return PQsocket(conn_.get());
 }

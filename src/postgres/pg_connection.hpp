@@ -126,6 +126,9 @@ class Connection {
   // `StoreFailure`: not broken for an error of that request alone (the next request's outcome
   // follows), broken if the connection failed (every request on it is lost).
   bool take(ResultPtr& out);
+  // Asks the server to cancel the statement running on this connection, without waiting: the
+  // cancel request (a connection of its own, which blocks) goes out on a thread of its own.
+  void cancel_soon() noexcept;
 
  private:
   // Parses `stmt` (and the guard) on this connection if not done yet, blocking until `deadline`.

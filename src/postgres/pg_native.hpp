@@ -47,6 +47,8 @@ class NativeConnection {
   // and returns true, or throws `StoreFailure` for that request (not broken: the others go on)
   // or for the connection (broken: every request on it is lost).
   virtual bool next(NativeReply& reply) = 0;
+  // Asks the server to cancel the statement it is running on this connection; returns at once.
+  virtual void cancel() noexcept = 0;
 };
 
 // What the native path uses of the store's options.
@@ -54,6 +56,8 @@ struct NativeConfig {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{2000};
   std::size_t connections = 4;  // native connections to keep, besides the store's pool
+  // After a request's deadline, how long to wait for the server to confirm a cancel.
+  std::chrono::milliseconds cancel_grace{1000};
 };
 
 // Implemented by the postgres:// store; reached by dynamic_cast from its `LeaseStore`.

@@ -175,6 +175,7 @@ class PostgresNativeConnection final : public detail::pg::NativeConnection {
 
   bool flush() override { return conn_->flush(); }
   void consume() override { conn_->consume(); }
+  void cancel() noexcept override { conn_->cancel_soon(); }
 
   bool next(detail::pg::NativeReply& reply) override {
     if (ops_.empty()) return false;
@@ -349,7 +350,7 @@ class PostgresStore final : public LeaseStore, public detail::pg::NativeAsyncSou
 
   detail::pg::NativeConfig native_config() const noexcept override {
     return {options_.connect_timeout, options_.command_timeout,
-            std::min(options_.connections, kNativeConnections)};
+            std::min(options_.connections, kNativeConnections), session_.cancel_grace};
   }
 
   std::unique_ptr<detail::pg::NativeConnection> native_connect() override {

@@ -3,15 +3,20 @@
 // statements as the blocking store (the two contend correctly), and failures mid-flight.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
+#include <cstdio>
 #include <future>
 #include <map>
 #include <mutex>
@@ -180,6 +185,26 @@ TEST(AsyncPostgresNative, FuturesCoroutinesAndCallbacksGrantAndRelease) {
   EXPECT_FALSE(api->status(key));
 }
 
+// prepare=false (for transaction-mode poolers): unnamed statements in the pipeline.
+TEST(AsyncPostgresNative, UnpreparedStatementsRunNatively) {
+  auto api = Open(Unique("pgn_unprepared_"), "&prepare=false");
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), api);
+  const std::string stem = Unique("unprepared/");
+  std::vector<std::future<std::optional<Lock>>> acquires;
+  for (int i = 0; i < 16; ++i) {
+    acquires.push_back(
+        locks.async_try_acquire(stem + std::to_string(i % 8), 20s, asio::use_future));
+  }
+  std::vector<Lock> held;
+  for (auto& f : acquires) {
+    if (auto lock = f.get()) held.push_back(std::move(*lock));
+  }
+  EXPECT_EQ(held.size(), 8u);  // each key once
+  for (auto& lock : held) EXPECT_TRUE(locks.async_release(lock, asio::use_future).get());
+  EXPECT_TRUE(api->list(stem).empty());
+}
+
 // The pool-based path needs a pool thread per acquire in flight: with every pool thread
 // blocked, nothing would complete. The native path needs none.
 TEST(AsyncPostgresNative, ManyInFlightCompleteWhileEveryPoolThreadIsBlocked) {
@@ -210,13 +235,11 @@ TEST(AsyncPostgresNative, ManyInFlightCompleteWhileEveryPoolThreadIsBlocked) {
     }
     return held;
   };
-  // Connections are opened on the pool, once: before it is blocked.
-  for (auto& lock : round(0)) EXPECT_TRUE(lock.release());
   std::vector<Lock> held;
   std::vector<std::future<bool>> releases;
   {
     PoolBlocker blocked;
-    held = round(kInFlight);
+    held = round(0);  // the connections are opened meanwhile too
     ASSERT_EQ(held.size(), static_cast<std::size_t>(kInFlight));
     for (auto& lock : held) releases.push_back(locks.async_release(lock, asio::use_future));
     const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -392,15 +415,115 @@ TEST(AsyncPostgresNative, SilentServerFailsCallsWithinTheCommandTimeout) {
   }
   EXPECT_THROW((void)release.get(), BackendError);
   const auto took = std::chrono::steady_clock::now() - start;
-  // One command timeout for the answer; then each in-doubt acquire's cleanup release fails on
-  // the blocking pool within its own connect timeout, before the handler runs (two rounds of
-  // the pool's four threads), plus slack.
-  EXPECT_LT(took, 500ms + 2 * 500ms + 2s) << "took too long";
+  // The command timeout, the cancel's grace (no confirmation from a stopped server); then each
+  // in-doubt acquire's cleanup release fails on the blocking pool within its own connect
+  // timeout, before the handler runs (two rounds of the pool's four threads); plus slack.
+  EXPECT_LT(took, 500ms + 500ms + 2 * 500ms + 3s) << "took too long";
   pg().resume();
   guard.paused = false;
   auto again = locks.async_try_acquire(stem + "again", 20s, asio::use_future).get();
   ASSERT_TRUE(again);
   EXPECT_TRUE(locks.async_release(*again, asio::use_future).get());
+}
+
+// An acquire that waits on the server past its deadline (behind a lock another session holds)
+// is cancelled there, as the blocking store does it: it fails with kind timeout (not in doubt:
+// the server confirmed it ran nothing), and no statement is left waiting to commit later.
+TEST(AsyncPostgresNative, OverdueAcquireIsCancelledOnTheServer) {
+  auto api = Open(Unique("pgn_overdue_"), "&command_timeout=300ms");
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), api);
+  const std::string key = Unique("overdue/");
+  auto warm = locks.async_try_acquire(key + "warm", 20s, asio::use_future).get();
+  ASSERT_TRUE(warm);
+  {
+    FenceBlocker blocker(key);
+    const auto start = std::chrono::steady_clock::now();
+    auto pending = locks.async_try_acquire(key, 20s, asio::use_future);
+    ASSERT_EQ(pending.wait_for(5s), std::future_status::ready) << "an overdue call hangs";
+    try {
+      (void)pending.get();
+      ADD_FAILURE() << "granted behind a held lock";
+    } catch (const BackendError& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kTimeout) << e.what();
+    }
+    // The command timeout, then at most the cancel's grace (300 ms here), plus slack.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 300ms + 300ms + 1s);
+    EXPECT_EQ(blocker.waiters(), 0) << "the statement still waits on the server";
+  }
+  EXPECT_FALSE(api->status(key));
+  // The connection was replaced: the next call works.
+  auto again = locks.async_try_acquire(key, 20s, asio::use_future).get();
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(locks.async_release(*again, asio::use_future).get());
+}
+
+// A child forked while the parent's native connections are open works on connections of its
+// own (through an AsyncLockApi of its own: the parent's io thread is not in the child), and the
+// parent's connections go on serving the parent.
+TEST(AsyncPostgresNative, ForkedChildLeavesTheParentsConnectionsAlone) {
+  if (!testing::kForkWithBusyThreads) {
+    GTEST_SKIP() << "this sanitizer runtime cannot fork a multithreaded process safely (see "
+                    "support/sanitizers.hpp); the release build runs this test";
+  }
+  auto api = Open(Unique("pgn_fork_"));
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), api);
+  const std::string stem = Unique("fork/");
+  auto held = locks.async_try_acquire(stem + "parent", 20s, asio::use_future).get();
+  ASSERT_TRUE(held);
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int rc = 0;
+    try {
+      // Callbacks, not futures: use_future completes through asio's system context, whose
+      // threads stayed in the parent.
+      asio::io_context child_io;
+      auto work = asio::make_work_guard(child_io);
+      std::thread runner([&] { child_io.run(); });
+      {
+        AsyncLockApi child_locks(child_io.get_executor(), api);
+        auto acquire = [&](const std::string& key) {
+          std::promise<std::optional<Lock>> p;
+          child_locks.async_try_acquire(key, 20s,
+                                        [&](std::exception_ptr e, std::optional<Lock> lock) {
+                                          if (e) {
+                                            p.set_exception(e);
+                                          } else {
+                                            p.set_value(std::move(lock));
+                                          }
+                                        });
+          return p.get_future().get();
+        };
+        auto busy = acquire(stem + "parent");
+        auto mine = acquire(stem + "child");
+        if (busy || !mine || mine->fence() <= held->fence()) rc = 1;
+        if (mine) {
+          std::promise<bool> released;
+          child_locks.async_release(
+              *mine, [&](std::exception_ptr e, bool ours) { released.set_value(!e && ours); });
+          if (!released.get_future().get()) rc = 2;
+        }
+      }
+      work.reset();
+      runner.join();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
+      rc = 3;
+    }
+    std::fflush(nullptr);
+    ::_exit(rc);  // no destructors: the parent's objects are the parent's
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_TRUE(locks.async_release(*held, asio::use_future).get());
+  auto again = locks.async_try_acquire(stem + "parent", 20s, asio::use_future).get();
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(locks.async_release(*again, asio::use_future).get());
+  EXPECT_TRUE(api->list(stem).empty());
 }
 
 // The server dies while acquires wait on it (behind a lock another session holds): every one
