@@ -247,12 +247,12 @@ TEST(AsyncRedlockNative, OneSilentNodeCostsNoLatency) {
   Trio trio;
   IoThread io;
   AsyncLockApi locks(io.io().get_executor(),
-                     lockkit::open(trio.url("?command_timeout=300ms&connect_timeout=1s")));
+                     lockkit::open(trio.url("?command_timeout=1s&connect_timeout=1s")));
   ASSERT_TRUE(locks.async_try_acquire(Unique("warm"), 20s, asio::use_future).get());
   StopProcess(trio.c.pid());
   auto worst = std::chrono::steady_clock::duration::zero();
   std::uint64_t last = 0;
-  const auto deadline = std::chrono::steady_clock::now() + 700ms;  // past the timeout
+  const auto deadline = std::chrono::steady_clock::now() + 1200ms;  // past the timeout
   int rounds = 0;
   while (std::chrono::steady_clock::now() < deadline || rounds < 20) {
     const auto start = std::chrono::steady_clock::now();
@@ -264,7 +264,9 @@ TEST(AsyncRedlockNative, OneSilentNodeCostsNoLatency) {
     worst = std::max(worst, std::chrono::steady_clock::now() - start);
     ++rounds;
   }
-  EXPECT_LT(worst, 500ms) << "a pair waited for the silent node";
+  // Below the command timeout (1s) with room for a loaded machine: waiting for the silent node
+  // would cost the whole timeout.
+  EXPECT_LT(worst, 700ms) << "a pair waited for the silent node";
   ASSERT_EQ(::kill(trio.c.pid(), SIGCONT), 0);
 }
 
