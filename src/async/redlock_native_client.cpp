@@ -86,6 +86,7 @@ struct Registry {
 // The `LeaseOps` of a natively granted `Lock`: forwards to the core's (extend and keep-alive go
 // through the blocking store), except that a release done natively is settled here first, so
 // that the `Lock` then releases without I/O.
+// Thread safety: safe to share, like the core's.
 class RedlockLeaseOps final : public LeaseOps, public BatchRenewer {
  public:
   RedlockLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
@@ -202,6 +203,8 @@ struct ReleaseRound : QuorumRound {
 
 // The nodes' connections on one strand (so the rounds need no lock), their backoff after
 // failures, and what lockkit saw of their runs (lock-delay).
+// Thread safety: `on_strand`, `shutdown` and the accessors from any thread; the rest on the
+// strand.
 class RedlockNativeClient final : public redis::RedlockRuns,
                                   public std::enable_shared_from_this<RedlockNativeClient> {
  public:

@@ -17,6 +17,7 @@
 namespace lockkit::detail::redis {
 
 // Implemented by the redlock:// store; reached by dynamic_cast from its `LeaseStore`.
+// Thread safety: safe to call from any thread.
 class RedlockNativeSource {
  public:
   // Returns the nodes to connect to, in the store's order, or empty when the store has no

@@ -70,6 +70,8 @@ inline Answer failed_answer(ErrorKind kind, std::string message, bool maybe_appl
 
 // Which runs of which nodes lockkit has seen before (their lock-delay is over): the decision
 // reads and updates it. The blocking store keeps it per node; the native path per connection.
+// Thread safety: the implementation's (the store's is safe to share; the native path's is
+// called on its strand only).
 class RedlockRuns {
  public:
   virtual bool settled(std::size_t node, const std::string& run_id) = 0;
