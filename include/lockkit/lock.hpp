@@ -26,6 +26,8 @@ struct CoreLockTag {
 };
 struct LeaseState;  // the keep-alive and stop state of a lease (src/core/keeper.hpp)
 class LeaseOps;     // what a Lock calls back into: the core's, over a LeaseStore
+class LeaseScheduler;     // where renewals run instead of the keeper's threads (AsyncLockApi)
+struct KeepAliveAccess;   // opens `keep_alive_on` to the AsyncLockApi
 }  // namespace detail
 
 // Thrown by `with_lock` when the lease was lost before the function returned: another holder may
@@ -142,6 +144,11 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
  private:
   static constexpr std::size_t kMaxTokenBytes = 32;
 
+  friend struct detail::KeepAliveAccess;
+
+  // `keep_alive(options)` with the wake-ups and renewals on `scheduler` (an AsyncLockApi's
+  // executor); null: the keeper's own threads.
+  void keep_alive_on(std::shared_ptr<detail::LeaseScheduler> scheduler, KeepAliveOptions options);
   void set_token(std::string_view token) noexcept;
   void release_quietly() noexcept;
   bool release_now();
