@@ -826,9 +826,8 @@ bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::s
           }
           round->answered(i, ExtendOutcome::kFailed, what);
         } else if (reply->type == REDIS_REPLY_INTEGER) {
-          round->answered(i, reply->integer == 1 ? ExtendOutcome::kExtended
-                                                 : ExtendOutcome::kNotOurs,
-                          {});
+          round->answered(
+              i, reply->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs, {});
         } else {
           round->answered(i, ExtendOutcome::kFailed, "redis: extend: unexpected reply");
         }

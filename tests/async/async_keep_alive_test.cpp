@@ -3,6 +3,8 @@
 // native redis:// locks on the executor's connection and of other stores on the pool, batched,
 // callbacks on the executor, and what happens when the executor stops or the api goes.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -441,6 +443,57 @@ TEST(AsyncKeepAlive, ApiDestroyedStopsRenewalsAndTheLeasesRunOut) {
   callbacks.clear();
   for (auto& lock : held) EXPECT_FALSE(lock.release());
   EXPECT_EQ(lost.calls.load(), 0);
+}
+
+// fork() while a lock is kept alive through an AsyncLockApi: the lease stays the parent's. The
+// child's copy is not renewed (the child runs none of the parent's threads, and its own keeper
+// only watches the copy): its stop token is requested, the child neither renews nor releases it,
+// and the parent goes on renewing it for three ttls and more.
+TEST(AsyncKeepAlive, ForkedChildNeitherRenewsNorReleasesTheParentsLease) {
+  if (!testing::kForkWithBusyThreads) {
+    GTEST_SKIP() << "the sanitizer runtimes cannot fork with an io thread and a pool running";
+  }
+  auto& server = RedisServer::shared();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(server.url()));
+  constexpr auto kTtl = 400ms;
+  auto lock = locks.async_try_acquire(Unique("fork"), kTtl, asio::use_future).get();
+  ASSERT_TRUE(lock);
+  LostReport lost;
+  locks.keep_alive(*lock, lost.options());
+  const auto first = lock->valid_until();
+  ASSERT_TRUE(Await([&] { return lock->valid_until() > first; }));  // renewed once
+  const auto forked = Steady::now();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The child: no GoogleTest here, the exit status says what went wrong.
+    int status = 0;
+    const auto stop = lock->stop_token();
+    const auto end = lock->valid_until();
+    while (!stop.stop_requested() && Steady::now() < end + 500ms) {
+      std::this_thread::sleep_for(1ms);
+    }
+    if (!stop.stop_requested()) status |= 1;  // never told that its copy is not kept
+    if (lock->held()) status |= 2;
+    if (lock->valid_until() != end) status |= 8;  // renewed in the child
+    if (lost.calls.load() != 0) status |= 16;     // the parent's on_lost ran here
+    if (lock->release()) status |= 32;            // released the parent's lease
+    lock.reset();
+    ::_exit(status);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of a signal";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "child: 1 no stop, 2 still held, 8 renewed, 16 on_lost ran, 32 released the lease";
+  while (Steady::now() < forked + 3 * kTtl) {
+    ASSERT_EQ(server.cli({"GET", lock->key()}), lock->token()) << "lost after the fork";
+    std::this_thread::sleep_for(kTtl / 4);
+  }
+  EXPECT_TRUE(lock->held());
+  EXPECT_EQ(lost.calls.load(), 0) << lost.first_reason;
+  EXPECT_TRUE(locks.async_release(*lock, asio::use_future).get());
 }
 
 }  // namespace
