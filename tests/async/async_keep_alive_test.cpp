@@ -21,6 +21,7 @@
 
 #include "lockkit/async.hpp"
 #include "lockkit/backend.hpp"
+#include "lockkit/clock.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/memory.hpp"
 #include "lockkit/open.hpp"
@@ -222,6 +223,40 @@ TEST(AsyncKeepAlive, AsyncReleaseRacingRenewalsCompletesPromptly) {
     EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   }
   EXPECT_EQ(lost.calls.load(), 0) << lost.first_reason;
+}
+
+// An injected clock drives the schedule on the executor as it does the keeper's: a renewal comes
+// due when the clock has moved a third of the ttl, `should_renew` is asked on the executor, and
+// when it says no, the lease is lost once the clock reaches its end, with no real time passing.
+TEST(AsyncKeepAlive, InjectedClockDrivesTheScheduleOnTheExecutor) {
+  IoThread io;
+  auto clock = std::make_shared<ManualClock>();
+  AsyncLockApi locks(io.io().get_executor(), make_memory_lock_api({.clock = clock}));
+  auto lock = locks.async_try_acquire(Unique("clock"), 30s, asio::use_future).get();
+  ASSERT_TRUE(lock);
+  std::atomic<bool> renew{true};
+  std::mutex mu;
+  std::set<std::thread::id> asked_on;
+  LostReport lost;
+  KeepAliveOptions options = lost.options();
+  options.should_renew = [&] {
+    std::lock_guard<std::mutex> guard(mu);
+    asked_on.insert(std::this_thread::get_id());
+    return renew.load();
+  };
+  locks.keep_alive(*lock, options);
+  const auto first = lock->valid_until();
+  clock->advance(11s);
+  ASSERT_TRUE(Await([&] { return lock->valid_until() >= first + 11s; }));
+  renew = false;
+  clock->advance(31s);  // past the renewed lease's end by the clock: lost, not renewed
+  auto where = lost.where.get_future();
+  ASSERT_EQ(where.wait_for(kAwait), std::future_status::ready);
+  EXPECT_EQ(where.get(), io.id());
+  EXPECT_FALSE(lock->held());
+  EXPECT_TRUE(lock->stop_token().stop_requested());
+  std::lock_guard<std::mutex> guard(mu);
+  EXPECT_EQ(asked_on, std::set<std::thread::id>{io.id()});
 }
 
 // Every worker of lockkit's keeper is stuck in a renewal that hangs (six stores, one lease
