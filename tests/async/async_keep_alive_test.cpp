@@ -39,6 +39,9 @@ using Steady = std::chrono::steady_clock;
 
 // Real time a test waits for something that happens at once; generous for loaded machines.
 constexpr auto kAwait = 10s;
+// Lateness allowed to a timer where a case checks when it fired (a loaded machine running
+// sanitizer builds side by side wakes a thread that much late now and then).
+constexpr auto kTimerLateness = 100ms;
 
 template <class Pred>
 bool Await(Pred pred, Steady::duration limit = kAwait, Steady::duration poll = 2ms) {
@@ -466,7 +469,12 @@ TEST(AsyncKeepAlive, ApiDestroyedStopsRenewalsAndTheLeasesRunOut) {
   }));
   {
     std::lock_guard<std::mutex> guard(mu);
-    for (const auto& [stopped, end] : stops) EXPECT_LT(stopped, end);
+    // At each one's deadline, before its end, give or take a late timer.
+    for (const auto& [stopped, end] : stops) {
+      EXPECT_LT(stopped, end - loss_margin(400ms) + kTimerLateness)
+          << std::chrono::duration_cast<std::chrono::milliseconds>(stopped - end).count()
+          << " ms after valid_until";
+    }
   }
   // Not renewed any more: the server lets each one expire.
   std::vector<std::string> exists{"EXISTS"};
