@@ -291,16 +291,18 @@ class LOCKKIT_EXPORT AsyncLockApi {
 
   // Renews `lock` in the background until it is released, destroyed or lost, like
   // `Lock::keep_alive(options)` (same schedule, same loss rules, `held()` and `stop_token()`
-  // work the same), with the callbacks on this `AsyncLockApi`'s executor: `options.on_lost`
-  // and `options.on_renewal_error` are posted there, never run on a keeper thread.
-  // `options.should_renew` is asked on a keeper thread, as for `Lock::keep_alive`. Locks of the
-  // native `redis://` path are renewed on the executor's connection (those due together
-  // pipelined in one round, whose replies one keeper thread waits for); release them with
-  // `async_release`: a blocking `release()` on the executor's own thread may wait for a
-  // renewal's reply that thread would read (see docs/async.md). Once this `AsyncLockApi` and
-  // its operations are gone, its locks are renewed through the blocking store and the
-  // callbacks are no longer called (the stop token still is requested). Throws
-  // `std::invalid_argument` like `Lock::keep_alive`.
+  // work the same), with all of it on this `AsyncLockApi`'s executor instead of lockkit's keeper
+  // threads: a timer there times the renewals and checks the loss deadline, `should_renew` is
+  // asked there, `on_lost` and `on_renewal_error` are posted there. Locks of the native
+  // `redis://` path are renewed on the executor's connection (those due together pipelined in
+  // one round); the others through the store on the blocking pool, due ones in one
+  // `extend_many` round per store. Release them with `async_release`: a blocking `release()`
+  // on the executor's own thread may wait for a renewal's reply that thread would read (see
+  // docs/async.md). If the executor stops running, nothing renews the lock any more and the
+  // lease lapses (nor is the loss signalled until it runs again). Once this `AsyncLockApi` is
+  // destroyed, its locks are no longer renewed: they run out, their stop tokens are still
+  // requested in time, the callbacks are no longer called. Throws `std::invalid_argument` like
+  // `Lock::keep_alive`.
   void keep_alive(Lock& lock, KeepAliveOptions options = {}) {
     detail::AsyncEngine::keep_alive(engine_, lock, std::move(options));
   }

@@ -24,8 +24,10 @@ namespace detail {
 struct CoreLockTag {
   explicit CoreLockTag() = default;
 };
-struct LeaseState;  // the keep-alive and stop state of a lease (src/core/keeper.hpp)
-class LeaseOps;     // what a Lock calls back into: the core's, over a LeaseStore
+struct LeaseState;       // the keep-alive and stop state of a lease (src/core/keeper.hpp)
+class LeaseOps;          // what a Lock calls back into: the core's, over a LeaseStore
+class LeaseScheduler;    // where renewals run instead of the keeper's threads (AsyncLockApi)
+struct KeepAliveAccess;  // opens `keep_alive_on` to the AsyncLockApi
 }  // namespace detail
 
 // Thrown by `with_lock` when the lease was lost before the function returned: another holder may
@@ -46,16 +48,19 @@ constexpr std::chrono::milliseconds loss_margin(std::chrono::milliseconds ttl) n
 // What `Lock::keep_alive` does besides renewing.
 struct KeepAliveOptions {
   // Called once when the lease is lost, with why (never the token). Runs on lockkit's keeper
-  // thread (or on the thread whose `extend` found the lease gone): keep it short, never block.
+  // thread (or on the thread whose `extend` found the lease gone; on the executor for
+  // `AsyncLockApi::keep_alive`): keep it short, never block.
   std::function<void(std::string_view reason)> on_lost{};
   // 0 = no cap; no renewal is sent after acquisition + max_hold; the lease then runs out (a loss
   // like any other). Caps a holder that is stuck or forgot to release.
   std::chrono::milliseconds max_hold{0};
-  // Asked on a keeper thread before each renewal; false skips it (asked again shortly), so the
-  // lease runs towards its end: e.g. "is my worker still making progress?". Empty: always renew.
+  // Asked on a keeper thread (the executor for `AsyncLockApi::keep_alive`) before each renewal;
+  // false skips it (asked again shortly), so the lease runs towards its end: e.g. "is my worker
+  // still making progress?". Empty: always renew.
   std::function<bool()> should_renew{};
-  // Called on a keeper thread after a renewal failed (store error or timeout; the lease is not
-  // lost yet, and retries follow), with the error's message.
+  // Called on a keeper thread (the executor for `AsyncLockApi::keep_alive`) after a renewal
+  // failed (store error or timeout; the lease is not lost yet, and retries follow), with the
+  // error's message.
   std::function<void(std::string_view error)> on_renewal_error{};
 };
 
@@ -67,7 +72,8 @@ struct KeepAliveOptions {
 // Long critical sections: `keep_alive()` renews the lease in the background, `stop_token()`
 // says when it is lost (before `valid_until()`), and the resource should still check the fence.
 // Thread safety: one thread at a time, like std::unique_lock; it may move between threads. The
-// keep-alive runs on lockkit's own threads and never touches the handle, only shared state.
+// keep-alive runs on lockkit's own threads (or an AsyncLockApi's executor) and never touches the
+// handle, only shared state.
 class [[nodiscard]] LOCKKIT_EXPORT Lock {
  public:
   // Locks are made by a `LockApi` (the core, over a backend's `LeaseStore`), never directly.
@@ -121,8 +127,9 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   // longer ours, or `valid_until()` minus `loss_margin(ttl)` came without a confirmed renewal.
   // Driven by the local clock, never later because a store call hangs; works with or without
   // `keep_alive` (without it, stop comes at `valid_until()` minus the margin). Callbacks
-  // registered on it run on lockkit's keeper thread: keep them short. An empty lock returns a
-  // token whose stop is already requested. The first call allocates the lease's shared state.
+  // registered on it run on lockkit's keeper thread (on the executor for a lock kept alive
+  // through `AsyncLockApi::keep_alive`): keep them short. An empty lock returns a token whose
+  // stop is already requested. The first call allocates the lease's shared state.
   std::stop_token stop_token() const;
 
   // Releases the lease. Returns true if it was still ours; false if it had expired or been taken
@@ -142,6 +149,11 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
  private:
   static constexpr std::size_t kMaxTokenBytes = 32;
 
+  friend struct detail::KeepAliveAccess;
+
+  // `keep_alive(options)` with the wake-ups and renewals on `scheduler` (an AsyncLockApi's
+  // executor); null: the keeper's own threads.
+  void keep_alive_on(std::shared_ptr<detail::LeaseScheduler> scheduler, KeepAliveOptions options);
   void set_token(std::string_view token) noexcept;
   void release_quietly() noexcept;
   bool release_now();

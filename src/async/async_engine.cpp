@@ -11,6 +11,7 @@
 #include <system_error>
 #include <utility>
 
+#include "async/async_keeper.hpp"
 #include "async/blocking_pool.hpp"
 #ifdef LOCKKIT_ASYNC_NATIVE_REDIS
 #include "async/redis_native_client.hpp"
@@ -56,13 +57,28 @@ struct AsyncEngine::Gate {
     }
   }
   void close() noexcept {
+    std::shared_ptr<AsyncKeeper> gone;
+    {
+      std::lock_guard<std::mutex> guard(mu);
+      open = false;
+      gone = std::move(keeper);
+    }
+    // Its leases are handed to the keeper's thread (watched, no longer renewed): no gate lock.
+    if (gone) close_async_keeper(*gone);
+  }
+
+  // Returns the keeper that renews this engine's kept-alive locks on the executor (made on
+  // first use); null once closed.
+  std::shared_ptr<AsyncKeeper> keeper_of_executor() {
     std::lock_guard<std::mutex> guard(mu);
-    open = false;
+    if (open && !keeper) keeper = make_async_keeper(ex);
+    return keeper;
   }
 
   std::mutex mu;
   const asio::any_io_executor ex;
-  bool open = true;  // guarded by mu
+  bool open = true;                     // guarded by mu
+  std::shared_ptr<AsyncKeeper> keeper;  // guarded by mu
 };
 
 namespace {
@@ -418,7 +434,9 @@ void AsyncEngine::keep_alive(const std::shared_ptr<AsyncEngine>& engine, Lock& l
       gate->post([f, error = std::string(error)] { f(error); });
     };
   }
-  lock.keep_alive(std::move(options));
+  // The schedule runs on the executor too (a timer there; renewals natively or on the pool).
+  KeepAliveAccess::keep_alive_on(lock, as_scheduler(engine->gate_->keeper_of_executor()),
+                                 std::move(options));
 }
 
 }  // namespace detail

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "async/async_keeper.hpp"
 #include "async/blocking_pool.hpp"
 #include "async/redis_native_connection.hpp"
 #include "core/escape.hpp"
@@ -73,7 +74,7 @@ struct Registry {
 
 // The `LeaseOps` of a natively granted `Lock`: forwards to the core's, except that a release
 // done natively is settled here first, so that the `Lock` then releases without I/O.
-class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
+class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncRenewer {
  public:
   NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
                  std::string token, std::weak_ptr<RedisNativeClient> client)
@@ -119,6 +120,12 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer {
   const void* batch_key() const noexcept override { return registry_.get(); }
   std::string renew_many(std::span<const ExtendRequest> requests,
                          std::span<ExtendOutcome> out) noexcept override;
+
+  // The AsyncLockApi's own keep-alive: the same requests, their outcome handed to `done` on the
+  // strand that read the last reply (no thread waits for it).
+  bool renew_async(std::span<const ExtendRequest> requests, std::span<char> skipped,
+                   Done done) override;
+  Clock::duration reply_bound() const noexcept override;
 
  private:
   // A renewal through the blocking store may reach the server after a native release that was
@@ -341,6 +348,123 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
   } catch (const std::exception& e) {  // out of memory
     return e.what();
   }
+}
+
+namespace {
+
+// One keep-alive round of an AsyncLockApi sent natively: the last reply (or whoever finds none
+// left to wait for) hands the outcomes to `done`.
+struct AsyncRenewRound {
+  std::mutex mu;
+  std::vector<ExtendOutcome> outcomes;  // guarded by mu
+  std::string error;                    // guarded by mu
+  std::size_t remaining = 1;            // guarded by mu; 1 for the sender until all are sent
+  AsyncRenewer::Done done;
+
+  // Counts one request as answered; the last one calls `done` (no lock held).
+  void answered(std::size_t i, ExtendOutcome outcome, std::string_view failure) {
+    AsyncRenewer::Done finish;
+    std::vector<ExtendOutcome> all;
+    std::string why;
+    {
+      std::lock_guard<std::mutex> guard(mu);
+      if (i < outcomes.size()) outcomes[i] = outcome;
+      if (!failure.empty() && error.empty()) error = failure;
+      if (--remaining != 0) return;
+      finish = std::move(done);
+      all = std::move(outcomes);
+      why = std::move(error);
+    }
+    finish(std::move(all), std::move(why));
+  }
+};
+
+}  // namespace
+
+Clock::duration NativeLeaseOps::reply_bound() const noexcept {
+  auto client = client_.lock();
+  if (!client) return Clock::duration::max();
+  return client->target().command_timeout + client->target().connect_timeout +
+         std::chrono::seconds(1);
+}
+
+bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::span<char> skipped,
+                                 Done done) {
+  auto client = client_.lock();
+  if (!client) return false;
+  auto round = std::make_shared<AsyncRenewRound>();
+  round->outcomes.assign(requests.size(), ExtendOutcome::kFailed);
+  round->done = std::move(done);
+  std::size_t sending = 0;
+  std::string lock_key, fence_key, holder_key;
+  {
+    // See Registry::Entry::releasing: a lease whose native release was sent is not renewed; its
+    // release's completion must find it no longer sending, and the caller clears it at once.
+    // The rest go out under the registry's mutex, so that a release is wholly before or after.
+    std::lock_guard<std::mutex> registry_guard(registry_->mu);
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      auto entry = registry_->by_token.find(requests[i].token);
+      skipped[i] = entry != registry_->by_token.end() && entry->second.releasing ? 1 : 0;
+      sending += skipped[i] ? 0 : 1;
+    }
+    if (sending == 0) return false;
+    {
+      std::lock_guard<std::mutex> guard(round->mu);
+      round->remaining += sending;
+    }
+    bool open = true;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      if (skipped[i]) continue;
+      const ExtendRequest& r = requests[i];
+      if (!open) {
+        round->answered(i, ExtendOutcome::kFailed, "redis: extend: the AsyncLockApi is gone");
+        continue;
+      }
+      try {
+        client->source().native_check_key(r.key);
+      } catch (const std::exception& e) {
+        round->answered(i, ExtendOutcome::kFailed, e.what());  // as the blocking store answers
+        continue;
+      }
+      RedisNativeClient::Request request;
+      client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
+      request.script = kExtend;
+      for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
+                                   std::string_view(holder_key), r.token}) {
+        RedisNativeClient::add(request, arg);
+      }
+      RedisNativeClient::add(request, std::to_string(r.ttl.count()));
+      request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
+                      sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
+        LockOutcome outcome = LockOutcome::kError;
+        if (!error && reply->type == REDIS_REPLY_INTEGER) {
+          outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
+        }
+        grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+        if (error) {
+          std::string what = "redis: extend: failed";
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          round->answered(i, ExtendOutcome::kFailed, what);
+        } else if (reply->type == REDIS_REPLY_INTEGER) {
+          round->answered(
+              i, reply->integer == 1 ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs, {});
+        } else {
+          round->answered(i, ExtendOutcome::kFailed, "redis: extend: unexpected reply");
+        }
+      };
+      if (!client->try_submit(std::move(request))) {
+        open = false;  // the AsyncLockApi went away during this round
+        round->answered(i, ExtendOutcome::kFailed, "redis: extend: the AsyncLockApi is gone");
+      }
+    }
+  }
+  round->answered(requests.size(), ExtendOutcome::kFailed, {});  // the sender's count
+  return true;
 }
 
 std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor& ex,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The keep-alive scheduler: one timer thread for every kept-alive lease of the process, and a
-// few workers that send the renewals.
+// few workers that send the renewals; and the rules it applies, which an AsyncLockApi's
+// executor applies too (`KeeperRules`).
 //
 // The timer thread never calls a store. It keeps, per store, a heap of wake-ups by that store's
 // clock (`LeaseOps::now()`, so an injected clock drives the schedule), hands due renewals to the
@@ -9,7 +10,8 @@
 // never the timer. At most kRoundsPerStore rounds per store are under way at a time (a store
 // that renews one lease per call, e.g. one transaction each, still keeps up with many leases);
 // workers are started on demand, at most kMaxWorkers, so one hanging store leaves workers for
-// the others.
+// the others. Leases kept alive through an AsyncLockApi are scheduled on its executor instead
+// (`LeaseScheduler`); this thread then only watches those whose AsyncLockApi is gone.
 #include "core/keeper.hpp"
 
 #include <pthread.h>
@@ -31,14 +33,6 @@ namespace lockkit::detail {
 namespace {
 
 constexpr unsigned kMaxWorkers = 6;
-constexpr unsigned kRoundsPerStore = 3;
-// A round renews at most this many leases, so that one round trip stays short, and is split
-// into concurrent rounds only above kMinRound.
-constexpr std::size_t kMaxRound = 1024;
-constexpr std::size_t kMinRound = 64;
-// The longest the timer sleeps: it also polls clocks that move without telling (an injected
-// clock other than ManualClock).
-constexpr auto kMaxSleep = std::chrono::milliseconds(100);
 
 std::atomic<std::uint64_t> g_epoch{1};
 
@@ -63,6 +57,207 @@ Steady::duration retry_delay(std::chrono::milliseconds ttl, Steady::duration lef
                                                        std::chrono::milliseconds(500));
   return std::min(base, std::max<Steady::duration>(left / 2, std::chrono::milliseconds(1)));
 }
+
+std::string loss_reason(const LeaseState& s, Steady::time_point now) {
+  if (s.inherited()) {
+    return "the lease belongs to the process that forked this one, which renews it; this "
+           "process's copy is not renewed and its end is near";
+  }
+  if (s.renewer_gone && s.kept_alive) {
+    return "the AsyncLockApi that renewed the lease is gone and its end is near";
+  }
+  if (!s.kept_alive) return "the lease was not renewed and its end is near (no keep-alive)";
+  if (now >= s.hold_until || s.renew_at >= s.hold_until) {
+    return "max_hold was reached: the lease was not renewed any more and its end is near";
+  }
+  if (s.sending) return "a renewal is still unanswered by the store and the lease's end is near";
+  return "renewals failed and the lease's end is near";
+}
+
+// The rules (see KeeperRules), used directly by the keeper below and through the interface by
+// the schedulers of other libraries.
+class Rules final : public KeeperRules {
+ public:
+  WakeDecision decide(const std::shared_ptr<LeaseState>& sp, std::uint64_t seq,
+                      Steady::time_point now) override {
+    LeaseState& s = *sp;
+    WakeDecision d;
+    std::lock_guard<std::mutex> guard(s.mu);
+    if (seq != s.seq) return d;  // superseded by a later schedule
+    if (s.phase != LeaseState::Phase::kHeld) {
+      d.kind = WakeDecision::Kind::kGone;
+      return d;
+    }
+    if (now >= s.deadline()) {
+      mark_lost(s);
+      d.kind = WakeDecision::Kind::kLost;
+      d.reason = loss_reason(s, now);
+      return d;
+    }
+    d.kind = WakeDecision::Kind::kNext;
+    if (s.renewed_here() && !s.queued && !s.sending && now >= s.renew_at) {
+      if (now < s.hold_until) {
+        s.queued = true;
+        d.kind = WakeDecision::Kind::kRenew;
+      } else {
+        s.renew_at = Steady::time_point::max();  // max_hold has passed: no more renewals
+      }
+    }
+    ++s.seq;
+    d.next = Wake{sp, next_wake(s), s.seq};
+    return d;
+  }
+
+  void begin_round(RenewalRound& round, std::shared_ptr<LeaseOps> ops,
+                   std::span<const std::shared_ptr<LeaseState>> batch, Steady::duration give_up,
+                   std::vector<Wake>& next) override {
+    round.ops = std::move(ops);
+    LeaseOps& o = *round.ops;
+    for (const auto& sp : batch) {
+      LeaseState& s = *sp;
+      std::function<bool()> ask;
+      {
+        std::lock_guard<std::mutex> guard(s.mu);
+        s.queued = false;
+        if (s.phase != LeaseState::Phase::kHeld || !s.renewed_here() || s.sending) continue;
+        ask = s.options.should_renew;
+      }
+      bool wanted = true;
+      if (ask) {
+        try {
+          wanted = ask();
+        } catch (...) {  // a hook that throws says nothing: renew
+        }
+      }
+      std::lock_guard<std::mutex> guard(s.mu);
+      if (s.phase != LeaseState::Phase::kHeld || !s.renewed_here() || s.sending) continue;
+      const Steady::time_point now = o.now();
+      if (!wanted || now >= s.hold_until) {
+        // Not wanted now: asked again shortly. Past max_hold (the round started late): never.
+        s.renew_at = now >= s.hold_until ? Steady::time_point::max()
+                                         : now + retry_delay(s.ttl, s.deadline() - now);
+        ++s.seq;
+        next.push_back(Wake{sp, next_wake(s), s.seq});
+        continue;
+      }
+      s.sending = true;
+      s.sending_epoch = keeper_epoch();
+      s.sending_until =
+          give_up == Steady::duration::max() ? Steady::time_point::max() : Steady::now() + give_up;
+      ++s.send_id;
+      round.going.push_back(sp);
+      round.requests.push_back(ExtendRequest{s.key, s.token, s.ttl});
+      round.ttls.push_back(s.ttl);
+      round.sends.push_back(s.send_id);
+    }
+    round.outcomes.assign(round.going.size(), ExtendOutcome::kFailed);
+    round.skipped.assign(round.going.size(), 0);
+  }
+
+  void send_round(RenewalRound& round, BatchRenewer* renewer) noexcept override {
+    LeaseOps& ops = *round.ops;
+    round.start = ops.now();
+    if (renewer) {
+      round.error = renewer->renew_many(round.requests, round.outcomes);
+    } else {
+      for (std::size_t i = 0; i < round.requests.size(); ++i) {
+        const ExtendRequest& r = round.requests[i];
+        try {
+          round.outcomes[i] = ops.extend(r.key, r.token, r.ttl) ? ExtendOutcome::kExtended
+                                                                : ExtendOutcome::kNotOurs;
+        } catch (const std::exception& e) {
+          if (round.error.empty()) round.error = e.what();
+        } catch (...) {
+          if (round.error.empty()) round.error = "unknown error";
+        }
+      }
+    }
+    round.done = ops.now();
+  }
+
+  void end_round(RenewalRound& round, RoundEnd& end) override {
+    if (round.error.empty()) round.error = "the store failed";
+    LeaseOps& ops = *round.ops;
+    for (std::size_t i = 0; i < round.going.size(); ++i) {
+      LeaseState& s = *round.going[i];
+      std::lock_guard<std::mutex> guard(s.mu);
+      // Given up by a holder that could not wait for it (see `await_send`): whoever sends now
+      // decides, and this outcome says nothing about the lease any more.
+      if (!s.sending || s.send_id != round.sends[i]) continue;
+      s.sending = false;
+      s.sending_until = Steady::time_point::max();
+      s.cv.notify_all();
+      if (s.phase == LeaseState::Phase::kLost) {
+        // Declared lost while this renewal was with the store: the holder has been told to stop,
+        // so a lease the store renewed anyway must not linger for a ttl with nobody using it.
+        if (round.outcomes[i] == ExtendOutcome::kExtended) end.undo.push_back(round.going[i]);
+        continue;
+      }
+      if (s.phase != LeaseState::Phase::kHeld) continue;
+      if (round.skipped[i]) {
+        s.renew_at = round.done + retry_delay(s.ttl, s.deadline() - round.done);
+      } else {
+        switch (round.outcomes[i]) {
+          case ExtendOutcome::kExtended:
+            if (round.ttls[i] == s.ttl) {
+              s.valid_until = round.start + s.ttl - ops.drift(s.ttl);
+              s.valid_until_ticks.store(s.valid_until.time_since_epoch().count(),
+                                        std::memory_order_release);
+              s.renew_at = next_renewal(round.start, s.ttl);
+            }
+            break;
+          case ExtendOutcome::kNotOurs:
+            if (mark_lost(s)) {
+              end.lost.emplace_back(round.going[i], "the store says the lease is no longer ours");
+            }
+            continue;
+          case ExtendOutcome::kFailed:
+            s.renew_at = round.done + retry_delay(s.ttl, s.deadline() - round.done);
+            if (s.options.on_renewal_error) end.failed.push_back(s.options.on_renewal_error);
+            break;
+        }
+      }
+      ++s.seq;
+      end.next.push_back(Wake{round.going[i], next_wake(s), s.seq});
+    }
+  }
+
+  void report(RoundEnd& end, std::string_view error) noexcept override {
+    for (auto& hook : end.failed) {
+      try {
+        hook(error);
+      } catch (...) {  // a hook never changes the schedule
+      }
+    }
+    end.failed.clear();
+    for (auto& [state, reason] : end.lost) detail::notify_lost(*state, reason);
+    end.lost.clear();
+  }
+
+  void undo(LeaseOps& ops, RoundEnd& end) noexcept override {
+    for (const auto& sp : end.undo) {
+      try {
+        (void)ops.release(sp->key, sp->token);
+      } catch (...) {  // it then runs out by its ttl
+      }
+    }
+    end.undo.clear();
+  }
+
+  void notify_lost(LeaseState& state, std::string_view reason) noexcept override {
+    detail::notify_lost(state, reason);
+  }
+
+  const void* group_key(const LeaseState& state) noexcept override {
+    auto* batch = dynamic_cast<BatchRenewer*>(state.ops.get());
+    return batch ? batch->batch_key() : state.ops.get();
+  }
+
+  void orphan(const std::shared_ptr<LeaseState>& state, const LeaseScheduler* from) override;
+  void enlist(std::weak_ptr<LeaseScheduler> scheduler) override;
+};
+
+Rules g_rules;
 
 struct Entry {
   Steady::time_point at;
@@ -108,7 +303,7 @@ class Keeper {
   void schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                 std::uint64_t seq) {
     std::lock_guard<std::mutex> guard(mu_);
-    const void* key = group_key(*state);
+    const void* key = g_rules.group_key(*state);
     auto& slot = groups_[key];
     if (!slot) {
       slot = std::make_unique<Group>();
@@ -137,7 +332,7 @@ class Keeper {
     std::unique_ptr<Group> dead;
     {
       std::lock_guard<std::mutex> guard(mu_);
-      auto it = groups_.find(group_key(*state));
+      auto it = groups_.find(g_rules.group_key(*state));
       if (it == groups_.end()) return;
       unregister(*it->second, *state);
       dead = take_if_idle(it);
@@ -177,19 +372,9 @@ class Keeper {
   }
 
  private:
-  // Leases with the same key are renewed together: one store, one batch.
-  static const void* group_key(const LeaseState& state) {
-    auto* batch = dynamic_cast<BatchRenewer*>(state.ops.get());
-    return batch ? batch->batch_key() : state.ops.get();
-  }
-
   // `state` no longer counts in `g` (keeper mutex held; takes the state's).
   void unregister(Group& g, LeaseState& state) {
     std::lock_guard<std::mutex> guard(state.mu);
-    unregister_locked(g, state);
-  }
-  // The same with the state's mutex held.
-  void unregister_locked(Group& g, LeaseState& state) {
     if (state.registered_epoch != epoch_) return;
     state.registered_epoch = 0;
     --g.members;
@@ -252,48 +437,30 @@ class Keeper {
 
   // Looks at one due wake-up of `e.state` (keeper mutex held).
   void visit(Group& g, const Entry& e, Steady::time_point now, std::vector<Notice>& notices) {
-    LeaseState& s = *e.state;
-    std::lock_guard<std::mutex> guard(s.mu);
-    if (e.seq != s.seq) return;  // superseded by a later schedule
-    if (s.phase != LeaseState::Phase::kHeld) {
-      unregister_locked(g, s);
-      return;
-    }
-    if (now >= s.deadline()) {
-      mark_lost(s);
-      unregister_locked(g, s);
-      notices.push_back(Notice{e.state, loss_reason(s, now)});
-      return;
-    }
-    if (s.renewed_here() && !s.queued && !s.sending && now >= s.renew_at) {
-      if (now < s.hold_until) {
-        s.queued = true;
+    WakeDecision d = g_rules.decide(e.state, e.seq, now);
+    switch (d.kind) {
+      case WakeDecision::Kind::kStale:
+        return;
+      case WakeDecision::Kind::kGone:
+        unregister(g, *e.state);
+        return;
+      case WakeDecision::Kind::kLost:
+        unregister(g, *e.state);
+        notices.push_back(Notice{e.state, std::move(d.reason)});
+        return;
+      case WakeDecision::Kind::kRenew:
         g.pending.push_back(e.state);
-      } else {
-        s.renew_at = Steady::time_point::max();  // max_hold has passed: no more renewals
-      }
+        break;
+      case WakeDecision::Kind::kNext:
+        break;
     }
-    ++s.seq;
-    g.timers.push(Entry{next_wake(s), s.seq, e.state});
-  }
-
-  static std::string loss_reason(const LeaseState& s, Steady::time_point now) {
-    if (s.inherited()) {
-      return "the lease belongs to the process that forked this one, which renews it; this "
-             "process's copy is not renewed and its end is near";
-    }
-    if (!s.kept_alive) return "the lease was not renewed and its end is near (no keep-alive)";
-    if (now >= s.hold_until || s.renew_at >= s.hold_until) {
-      return "max_hold was reached: the lease was not renewed any more and its end is near";
-    }
-    if (s.sending) return "a renewal is still unanswered by the store and the lease's end is near";
-    return "renewals failed and the lease's end is near";
+    g.timers.push(Entry{d.next.at, d.next.seq, std::move(d.next.state)});
   }
 
   // Queues rounds for `g`'s due renewals, up to kRoundsPerStore at a time (keeper mutex held).
   void dispatch(Group& g) {
     std::size_t added = 0;
-    const std::size_t wanted = (g.pending.size() + kMinRound - 1) / kMinRound;
+    const std::size_t wanted = rounds_wanted(g.pending.size());
     while (g.rounds < kRoundsPerStore && added < wanted) {
       ++g.rounds;
       ++added;
@@ -322,13 +489,8 @@ class Keeper {
       }
       Group* g = ready_.front();
       ready_.pop_front();
-      // A share of what is due, so that the store's other rounds get some too; a small batch
-      // goes whole (one round trip, not three).
       std::vector<std::shared_ptr<LeaseState>> batch;
-      const std::size_t take = std::min<std::size_t>(
-          g->pending.size(),
-          std::clamp<std::size_t>((g->pending.size() + kRoundsPerStore - 1) / kRoundsPerStore,
-                                  kMinRound, kMaxRound));
+      const std::size_t take = round_share(g->pending.size());
       const auto cut = g->pending.end() - static_cast<std::ptrdiff_t>(take);
       batch.assign(cut, g->pending.end());
       g->pending.erase(cut, g->pending.end());
@@ -337,18 +499,30 @@ class Keeper {
       std::shared_ptr<LeaseOps> ops = g->ops;
       BatchRenewer* renewer = g->batch;
       lk.unlock();
-      std::vector<Entry> next;
-      std::vector<Notice> notices;
-      round(ops, renewer, batch, next, notices);
-      // Only the group holds the store now (it stays while this round counts in `rounds`).
-      ops.reset();
+      std::vector<Wake> next;
+      RoundEnd end;
+      std::string error;
+      {
+        RenewalRound round;
+        g_rules.begin_round(round, std::move(ops), batch, Steady::duration::max(), next);
+        if (!round.going.empty()) {
+          g_rules.send_round(round, renewer);
+          g_rules.end_round(round, end);
+          error = std::move(round.error);
+          // The hooks run with no lock held; the undo blocks this worker only.
+          g_rules.undo(*round.ops, end);
+        }
+        // Only the group holds the store now (it stays while this round counts in `rounds`).
+      }
+      for (auto& w : end.next) next.push_back(std::move(w));
+      end.next.clear();
       batch.clear();
       lk.lock();
-      for (auto& e : next) {
-        std::lock_guard<std::mutex> state_guard(e.state->mu);
+      for (auto& w : next) {
+        std::lock_guard<std::mutex> state_guard(w.state->mu);
         // Released since the round looked at it: nothing more to do for it.
-        if (e.state->phase == LeaseState::Phase::kReleased) continue;
-        g->timers.push(std::move(e));
+        if (w.state->phase == LeaseState::Phase::kReleased) continue;
+        g->timers.push(Entry{w.at, w.seq, w.state});
       }
       g->flying.erase(round_id);
       --g->rounds;
@@ -357,127 +531,12 @@ class Keeper {
       timer_cv_.notify_one();
       // The round of a lease released meanwhile may have been its group's last business.
       std::unique_ptr<Group> dead = take_if_idle(groups_.find(g->key));
-      if (!notices.empty() || dead) {
+      if (!end.failed.empty() || !end.lost.empty() || dead) {
         lk.unlock();
-        for (auto& n : notices) notify_lost(*n.state, n.reason);
-        notices.clear();
+        g_rules.report(end, error);
         next.clear();
         dead.reset();  // maybe the store's last reference: destroyed with no keeper lock held
         lk.lock();
-      }
-    }
-  }
-
-  // Renews `batch` in one store round (no keeper lock held); collects the next wake-ups.
-  void round(const std::shared_ptr<LeaseOps>& ops, BatchRenewer* renewer,
-             const std::vector<std::shared_ptr<LeaseState>>& batch, std::vector<Entry>& next,
-             std::vector<Notice>& notices) {
-    std::vector<std::shared_ptr<LeaseState>> going;
-    std::vector<ExtendRequest> requests;
-    std::vector<std::chrono::milliseconds> ttls;
-    for (const auto& sp : batch) {
-      LeaseState& s = *sp;
-      std::function<bool()> ask;
-      {
-        std::lock_guard<std::mutex> guard(s.mu);
-        s.queued = false;
-        if (s.phase != LeaseState::Phase::kHeld || !s.renewed_here() || s.sending) continue;
-        ask = s.options.should_renew;
-      }
-      bool wanted = true;
-      if (ask) {
-        try {
-          wanted = ask();
-        } catch (...) {  // a hook that throws says nothing: renew
-        }
-      }
-      std::lock_guard<std::mutex> guard(s.mu);
-      if (s.phase != LeaseState::Phase::kHeld || !s.renewed_here() || s.sending) continue;
-      const Steady::time_point now = ops->now();
-      if (!wanted || now >= s.hold_until) {
-        // Not wanted now: asked again shortly. Past max_hold (the round started late): never.
-        s.renew_at = now >= s.hold_until ? Steady::time_point::max()
-                                         : now + retry_delay(s.ttl, s.deadline() - now);
-        ++s.seq;
-        next.push_back(Entry{next_wake(s), s.seq, sp});
-        continue;
-      }
-      s.sending = true;
-      s.sending_epoch = epoch_;
-      going.push_back(sp);
-      requests.push_back(ExtendRequest{s.key, s.token, s.ttl});
-      ttls.push_back(s.ttl);
-    }
-    if (going.empty()) return;
-    std::vector<ExtendOutcome> outcomes(requests.size(), ExtendOutcome::kFailed);
-    const Steady::time_point start = ops->now();
-    std::string error;
-    if (renewer) {
-      error = renewer->renew_many(requests, outcomes);
-    } else {
-      for (std::size_t i = 0; i < requests.size(); ++i) {
-        try {
-          outcomes[i] = ops->extend(requests[i].key, requests[i].token, requests[i].ttl)
-                            ? ExtendOutcome::kExtended
-                            : ExtendOutcome::kNotOurs;
-        } catch (const std::exception& e) {
-          if (error.empty()) error = e.what();
-        } catch (...) {
-          if (error.empty()) error = "unknown error";
-        }
-      }
-    }
-    if (error.empty()) error = "the store failed";
-    const Steady::time_point done = ops->now();
-    std::vector<std::shared_ptr<LeaseState>> undo;
-    std::vector<std::pair<std::function<void(std::string_view)>, std::shared_ptr<LeaseState>>>
-        failed;
-    for (std::size_t i = 0; i < going.size(); ++i) {
-      LeaseState& s = *going[i];
-      std::lock_guard<std::mutex> guard(s.mu);
-      s.sending = false;
-      s.cv.notify_all();
-      if (s.phase == LeaseState::Phase::kLost) {
-        // Declared lost while this renewal was with the store: the holder has been told to stop,
-        // so a lease the store renewed anyway must not linger for a ttl with nobody using it.
-        if (outcomes[i] == ExtendOutcome::kExtended) undo.push_back(going[i]);
-        continue;
-      }
-      if (s.phase != LeaseState::Phase::kHeld) continue;
-      switch (outcomes[i]) {
-        case ExtendOutcome::kExtended:
-          if (ttls[i] == s.ttl) {
-            s.valid_until = start + s.ttl - ops->drift(s.ttl);
-            s.valid_until_ticks.store(s.valid_until.time_since_epoch().count(),
-                                      std::memory_order_release);
-            s.renew_at = next_renewal(start, s.ttl);
-          }
-          break;
-        case ExtendOutcome::kNotOurs:
-          if (mark_lost(s)) {
-            notices.push_back(Notice{going[i], "the store says the lease is no longer ours"});
-          }
-          continue;
-        case ExtendOutcome::kFailed:
-          s.renew_at = done + retry_delay(s.ttl, s.deadline() - done);
-          if (s.options.on_renewal_error) {
-            failed.emplace_back(s.options.on_renewal_error, going[i]);
-          }
-          break;
-      }
-      ++s.seq;
-      next.push_back(Entry{next_wake(s), s.seq, going[i]});
-    }
-    for (auto& [hook, state] : failed) {
-      try {
-        hook(error);
-      } catch (...) {  // a hook never changes the schedule
-      }
-    }
-    for (const auto& sp : undo) {
-      try {
-        (void)ops->release(sp->key, sp->token);
-      } catch (...) {  // it then runs out by its ttl
       }
     }
   }
@@ -498,15 +557,41 @@ class Keeper {
 // Never destroyed: its threads may run until the process exits.
 std::atomic<Keeper*> g_keeper{nullptr};
 std::mutex g_keeper_mu;
-// In a forked child: the parent's keeper, whose leases the child's keeper has yet to watch.
+// In a forked child: the parent's keeper, whose leases the child's keeper has yet to watch, and
+// the leases the parent's schedulers knew.
 std::atomic<Keeper*> g_inherited{nullptr};
+std::vector<std::shared_ptr<LeaseState>>* g_inherited_scheduled =
+    nullptr;                       // guarded by g_keeper_mu
+std::atomic<bool> g_adopt{false};  // either of the two is there to adopt
+
+// The live `LeaseScheduler`s, for `wake_keeper` and fork.
+std::mutex g_schedulers_mu;
+std::vector<std::weak_ptr<LeaseScheduler>> g_schedulers;  // guarded by g_schedulers_mu
+// Between before_fork and the after-fork handlers: the schedulers whose locks are held.
+std::vector<std::shared_ptr<LeaseScheduler>>* g_forking = nullptr;
 
 void before_fork() noexcept {
   g_keeper_mu.lock();
   if (Keeper* k = g_keeper.load()) k->lock_for_fork();
+  g_schedulers_mu.lock();
+  try {
+    auto held = std::make_unique<std::vector<std::shared_ptr<LeaseScheduler>>>();
+    for (const auto& w : g_schedulers) {
+      if (auto s = w.lock()) held->push_back(std::move(s));
+    }
+    for (const auto& s : *held) s->lock_for_fork();
+    g_forking = held.release();
+  } catch (...) {  // out of memory: a child may then find a scheduler's lease mid-update
+  }
 }
 
 void after_fork_in_parent() noexcept {
+  if (g_forking) {
+    for (const auto& s : *g_forking) s->unlock_after_fork();
+    delete g_forking;
+    g_forking = nullptr;
+  }
+  g_schedulers_mu.unlock();
   if (Keeper* k = g_keeper.load()) k->unlock_after_fork();
   g_keeper_mu.unlock();
 }
@@ -516,15 +601,36 @@ void reset_in_child() noexcept {
   // left alone; its mutex stays held). The parent's leases stay the parent's: the child
   // renews none of them (`LeaseState::inherited`). A lease's mutex may have been held by a
   // thread that does not exist here: each is made afresh while this is the only thread.
+  auto fresh = [](const std::shared_ptr<LeaseState>& sp) {
+    new (&sp->mu) std::mutex;
+    new (&sp->cv) std::condition_variable;
+  };
   Keeper* old = g_keeper.load();
-  if (old) {
-    old->for_each_state_in_child([](const std::shared_ptr<LeaseState>& sp) {
-      new (&sp->mu) std::mutex;
-      new (&sp->cv) std::condition_variable;
-    });
+  if (old) old->for_each_state_in_child(fresh);
+  std::vector<std::shared_ptr<LeaseState>>* scheduled = nullptr;
+  if (g_forking) {
+    try {
+      scheduled = new std::vector<std::shared_ptr<LeaseState>>;
+    } catch (...) {
+    }
+    for (const auto& s : *g_forking) {
+      s->reset_in_child([&](const std::shared_ptr<LeaseState>& sp) {
+        fresh(sp);
+        if (!scheduled) return;
+        try {
+          scheduled->push_back(sp);
+        } catch (...) {
+        }
+      });
+    }
+    delete g_forking;
+    g_forking = nullptr;
   }
+  new (&g_schedulers_mu) std::mutex;
   const std::uint64_t epoch = g_epoch.fetch_add(1) + 1;
   g_inherited.store(old);
+  g_inherited_scheduled = scheduled;
+  g_adopt.store(old || scheduled);
   g_keeper.store(new Keeper(epoch));
   new (&g_keeper_mu) std::mutex;
 }
@@ -535,11 +641,20 @@ Keeper& keeper();
 // deadlines (no thread is started before the child asks for anything: a child that only calls
 // exec starts none).
 void adopt_inherited(Keeper& k) {
-  Keeper* old = g_inherited.exchange(nullptr);
-  if (!old) return;
+  if (!g_adopt.exchange(false)) return;
   std::vector<std::shared_ptr<LeaseState>> states;
-  old->for_each_state_in_child(
-      [&](const std::shared_ptr<LeaseState>& sp) { states.push_back(sp); });
+  if (Keeper* old = g_inherited.exchange(nullptr)) {
+    old->for_each_state_in_child(
+        [&](const std::shared_ptr<LeaseState>& sp) { states.push_back(sp); });
+  }
+  {
+    std::lock_guard<std::mutex> guard(g_keeper_mu);
+    if (g_inherited_scheduled) {
+      for (auto& sp : *g_inherited_scheduled) states.push_back(std::move(sp));
+      delete g_inherited_scheduled;
+      g_inherited_scheduled = nullptr;
+    }
+  }
   std::sort(states.begin(), states.end());
   states.erase(std::unique(states.begin(), states.end()), states.end());
   for (const auto& sp : states) {
@@ -573,9 +688,34 @@ Keeper& keeper() {
       g_keeper.store(k, std::memory_order_release);
     }
   }
-  if (g_inherited.load(std::memory_order_acquire)) [[unlikely]]
+  if (g_adopt.load(std::memory_order_acquire)) [[unlikely]]
     adopt_inherited(*k);
   return *k;
+}
+
+void Rules::orphan(const std::shared_ptr<LeaseState>& state, const LeaseScheduler* from) {
+  LeaseState& s = *state;
+  std::uint64_t seq;
+  Steady::time_point at;
+  {
+    std::lock_guard<std::mutex> guard(s.mu);
+    const auto current = s.scheduler.lock();
+    if (current && current.get() != from) return;  // kept alive elsewhere since
+    s.scheduler.reset();
+    s.renewer_gone = true;
+    s.queued = false;
+    if (s.phase != LeaseState::Phase::kHeld) return;
+    seq = ++s.seq;
+    at = next_wake(s);
+  }
+  keeper().schedule(state, at, seq);
+}
+
+void Rules::enlist(std::weak_ptr<LeaseScheduler> scheduler) {
+  (void)keeper();  // installs the fork handlers
+  std::lock_guard<std::mutex> guard(g_schedulers_mu);
+  std::erase_if(g_schedulers, [](const auto& w) { return w.expired(); });
+  g_schedulers.push_back(std::move(scheduler));
 }
 
 }  // namespace
@@ -584,18 +724,50 @@ std::uint64_t keeper_epoch() noexcept {
   return g_epoch.load(std::memory_order_relaxed);
 }
 
+KeeperRules& keeper_rules() noexcept {
+  return g_rules;
+}
+
 void keeper_watch_inherited() {
-  if (g_inherited.load(std::memory_order_acquire)) (void)keeper();
+  if (g_adopt.load(std::memory_order_acquire)) (void)keeper();
 }
 
 void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                      std::uint64_t seq) {
+  std::shared_ptr<LeaseScheduler> scheduler;
+  if (!state->inherited()) {  // a forked child's copy is only watched, by the keeper
+    std::lock_guard<std::mutex> guard(state->mu);
+    scheduler = state->scheduler.lock();
+  }
+  if (scheduler) {
+    if (scheduler->schedule(g_rules, state, at, seq)) return;
+    g_rules.orphan(state, scheduler.get());  // its AsyncLockApi is gone
+    return;
+  }
   keeper().schedule(state, at, seq);
 }
 
 void keeper_forget(const std::shared_ptr<LeaseState>& state) {
   // No keeper yet (or only a forked child's new one): nothing of `state` is there.
   if (Keeper* k = g_keeper.load(std::memory_order_acquire)) k->forget(state);
+}
+
+void await_send(LeaseState& s, std::unique_lock<std::mutex>& lk) {
+  const std::uint64_t epoch = keeper_epoch();
+  auto done = [&] { return !s.sending || s.sending_epoch != epoch; };
+  while (!done()) {
+    if (s.sending_until == Steady::time_point::max()) {
+      s.cv.wait(lk);
+    } else if (s.cv.wait_until(lk, s.sending_until) == std::cv_status::timeout && !done() &&
+               Steady::now() >= s.sending_until) {
+      // Its reply would be read by a thread that waits here (an executor's own thread): the
+      // renewal counts as failed, and its outcome, if it comes, is dropped.
+      s.sending = false;
+      s.sending_until = Steady::time_point::max();
+      ++s.send_id;
+      s.cv.notify_all();
+    }
+  }
 }
 
 Steady::time_point next_wake(const LeaseState& s) {
@@ -630,6 +802,15 @@ void notify_lost(LeaseState& s, std::string_view reason) noexcept {
 
 void wake_keeper() noexcept {
   if (Keeper* k = g_keeper.load(std::memory_order_acquire)) k->wake();
+  std::vector<std::shared_ptr<LeaseScheduler>> live;
+  try {
+    std::lock_guard<std::mutex> guard(g_schedulers_mu);
+    for (const auto& w : g_schedulers) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+  } catch (...) {  // out of memory: they look at their clocks within kMaxSleep anyway
+  }
+  for (const auto& s : live) s->wake();
 }
 
 unsigned keeper_threads() noexcept {

@@ -37,8 +37,7 @@ void report(std::string_view key, const std::exception& e) noexcept {
 void stop_renewing(detail::LeaseState& s) {
   std::unique_lock<std::mutex> lk(s.mu);
   s.kept_alive = false;
-  const std::uint64_t epoch = detail::keeper_epoch();
-  s.cv.wait(lk, [&] { return !s.sending || s.sending_epoch != epoch; });
+  detail::await_send(s, lk);
 }
 
 }  // namespace
@@ -183,10 +182,11 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
   {
     // Never alongside a renewal: whichever the store saw last would decide the expiry.
     std::unique_lock<std::mutex> lk(s.mu);
-    const std::uint64_t epoch = detail::keeper_epoch();
-    s.cv.wait(lk, [&] { return !s.sending || s.sending_epoch != epoch; });
+    detail::await_send(s, lk);
     s.sending = true;
-    s.sending_epoch = epoch;
+    s.sending_epoch = detail::keeper_epoch();
+    s.sending_until = Steady::time_point::max();
+    ++s.send_id;
   }
   auto start = ops_->now();
   bool ours = false;
@@ -258,6 +258,11 @@ std::stop_token Lock::stop_token() const {
 }
 
 void Lock::keep_alive(KeepAliveOptions options) {
+  keep_alive_on(nullptr, std::move(options));
+}
+
+void Lock::keep_alive_on(std::shared_ptr<detail::LeaseScheduler> scheduler,
+                         KeepAliveOptions options) {
   if (!ops_)
     throw std::invalid_argument("keep_alive: the lock is not held (released or moved from)");
   if (options.max_hold < std::chrono::milliseconds(0)) {
@@ -273,6 +278,8 @@ void Lock::keep_alive(KeepAliveOptions options) {
     s.options = std::move(options);
     already_lost = s.phase == detail::LeaseState::Phase::kLost;
     s.kept_alive = true;
+    s.scheduler = scheduler;
+    s.renewer_gone = false;
     s.hold_until =
         max_hold > std::chrono::milliseconds(0) ? s.acquired + max_hold : Steady::time_point::max();
     const Steady::time_point last = s.valid_until - s.ttl + ops_->drift(s.ttl);
