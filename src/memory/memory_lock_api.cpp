@@ -122,25 +122,29 @@ class MemoryStore final : public LeaseStore, public detail::ClockedStore {
 
   std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
                                        std::chrono::milliseconds ttl) override {
-    return acquire_at(key, token, ttl, now());
+    const std::uint64_t hash = detail::hash_key(key, seed_);
+    return acquire_at(key, hash, token, ttl, now());
   }
 
   // The core's path: `t` is the reading it took for `valid_until`, so the lease ends exactly at
-  // the caller's start + ttl, never before a `valid_until` computed from it.
-  std::optional<std::uint64_t> acquire_at(std::string_view key, std::string_view token,
-                                          std::chrono::milliseconds ttl, TimePoint t) override {
+  // the caller's start + ttl, never before a `valid_until` computed from it; `hash` is what
+  // `prefetch(key)` returned.
+  std::optional<std::uint64_t> acquire_at(std::string_view key, std::uint64_t hash,
+                                          std::string_view token, std::chrono::milliseconds ttl,
+                                          TimePoint t) override {
     if (token.empty() || token.size() > LeaseShard::kTokenBytes) {
       throw std::invalid_argument("token: must be 1..32 bytes, got " +
                                   std::to_string(token.size()));
     }
-    const std::uint64_t hash = detail::hash_key(key, seed_);
     return shard_for(hash).acquire(key, hash, token, t, ttl);
   }
 
   // A key's shard is a cache line no other key of the thread is likely to share, so it is
   // usually not in this core's cache (a fresh key, or the other thread wrote it last).
-  void prefetch(std::string_view key) const noexcept override {
-    __builtin_prefetch(&shard_for(detail::hash_key(key, seed_)), 1);
+  std::uint64_t prefetch(std::string_view key) const noexcept override {
+    const std::uint64_t hash = detail::hash_key(key, seed_);
+    __builtin_prefetch(&shard_for(hash), 1);
+    return hash;
   }
 
   bool release(std::string_view key, std::string_view token) override {
