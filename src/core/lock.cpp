@@ -103,7 +103,11 @@ void Lock::make_key() const noexcept {
 void Lock::set_token(std::string_view token) noexcept {
   // Every token the library mints is 32 bytes (make_token); only the core constructs a Lock.
   token_size_ = static_cast<std::uint8_t>(std::min(token.size(), kMaxTokenBytes));
-  std::memcpy(token_.data(), token.data(), token_size_);
+  if (token_size_ == kMaxTokenBytes) {
+    std::memcpy(token_.data(), token.data(), kMaxTokenBytes);  // a few moves, no call
+  } else {
+    std::memcpy(token_.data(), token.data(), token_size_);
+  }
 }
 
 Lock::Lock(Lock&& other) noexcept

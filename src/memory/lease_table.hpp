@@ -109,6 +109,20 @@ inline std::uint64_t hash_key(std::string_view key, std::uint64_t seed) noexcept
   return h == 0 ? 1 : h;
 }
 
+// The core's tokens are always 32 bytes: copied and compared as such with a few vector moves,
+// not through a memcpy/memcmp call for a size known only at run time.
+inline void copy_token(char* to, std::string_view token) noexcept {
+  if (token.size() == 32) {
+    std::memcpy(to, token.data(), 32);
+  } else {
+    std::memcpy(to, token.data(), token.size());
+  }
+}
+inline bool same_token(const char* held, std::string_view token) noexcept {
+  if (token.size() == 32) return std::memcmp(held, token.data(), 32) == 0;
+  return std::memcmp(held, token.data(), token.size()) == 0;
+}
+
 // One lease: trivially copyable, so that the table moves slots with memcpy. A key longer than
 // kInlineKeyBytes lives on the heap, owned by the slot.
 struct alignas(128) LeaseSlot {
@@ -147,11 +161,11 @@ struct alignas(128) LeaseSlot {
   }
 
   void set_token(std::string_view t) noexcept {
-    std::memcpy(token, t.data(), t.size());
+    copy_token(token, t);
     token_size = static_cast<std::uint8_t>(t.size());
   }
   bool owned_by(std::string_view t) const noexcept {
-    return t.size() == token_size && std::memcmp(t.data(), token, token_size) == 0;
+    return t.size() == token_size && same_token(token, t);
   }
 };
 static_assert(sizeof(LeaseSlot) == 128);
@@ -331,7 +345,7 @@ class alignas(128) LeaseShard {
       return slot->fence;
     }
     fence_ = ++fences_;
-    std::memcpy(token_, token.data(), token.size());
+    copy_token(token_, token);
     token_size_ = static_cast<std::uint8_t>(token.size());
     expires_ = now + ttl;
     return fence_;
@@ -410,7 +424,7 @@ class alignas(128) LeaseShard {
            std::memcmp(key_, key.data(), key.size()) == 0;
   }
   bool inline_owned_by(std::string_view t) const noexcept {
-    return t.size() == token_size_ && std::memcmp(t.data(), token_, token_size_) == 0;
+    return t.size() == token_size_ && same_token(token_, t);
   }
 
   static LockInfo info(std::string_view key, std::uint64_t fence, TimePoint expires,
