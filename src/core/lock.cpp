@@ -166,8 +166,8 @@ bool Lock::release_now() {
     ops_.reset();
     return false;
   }
-  bool ours = ops_->release_held(key_view(), token(),
-                                 acquired_);  // on throw, ops_ stays: the caller may retry
+  // On throw, ops_ stays: the caller may retry.
+  bool ours = ops_->release_held(key_view(), token(), acquired_);
   if (state_) {
     {
       std::lock_guard<std::mutex> guard(state_->mu);
