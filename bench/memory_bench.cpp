@@ -5,10 +5,14 @@
 // same generator, a per-store fence, an expiry) from one std::unordered_map under one
 // std::mutex that erases on release: what a first implementation would look like. Three key
 // shapes: a fixed set of distinct keys taken again and again, a fresh key for every acquisition
-// (like order ids: never reused), and one hot key. The table printed at the end gives pairs/s of
-// both and their ratio.
+// (like order ids: never reused), and one hot key. Every benchmark runs several times
+// (--benchmark_repetitions, 5 unless given), the repetitions of all benchmarks shuffled
+// together, so that both tables meet the same moments of a shared machine; the table printed at
+// the end gives, per side, the median pairs/s with its min and max, the CPU time per pair, and
+// the ratio of the medians.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -20,6 +24,7 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "lockkit/lockkit.hpp"
@@ -86,32 +91,58 @@ std::vector<std::string> keys_for(const benchmark::State& state, Keys shape) {
   return keys;
 }
 
-// Writes the next never-used key of this thread ("o/<thread>/<n>", short enough for the
-// small-string buffer, as order ids are) into `buf`.
-std::string_view fresh_key(char (&buf)[32], int thread, std::uint64_t n) {
-  char* p = buf;
-  *p++ = 'o';
-  *p++ = '/';
-  p = std::to_chars(p, buf + sizeof(buf), thread).ptr;
-  *p++ = '/';
-  p = std::to_chars(p, buf + sizeof(buf), n).ptr;
-  return std::string_view(buf, static_cast<std::size_t>(p - buf));
-}
+// Never-used keys of one thread, "o/<thread>/<n>" (17 bytes for the 13-digit n the runs use,
+// like order ids): n counts up in decimal in place, so that making a key costs a few
+// instructions (a full formatting every tenth key), the same for both tables.
+class FreshKeys {
+ public:
+  FreshKeys(int thread, std::uint64_t first) : n_(first) {
+    char* p = buf_;
+    *p++ = 'o';
+    *p++ = '/';
+    p = std::to_chars(p, buf_ + sizeof(buf_), thread).ptr;
+    *p++ = '/';
+    digits_ = static_cast<std::size_t>(p - buf_);
+    format();
+  }
+
+  std::string_view next() noexcept {
+    if (++n_ % 10 != 0) {
+      ++buf_[size_ - 1];
+    } else {
+      format();
+    }
+    return {buf_, size_};
+  }
+
+ private:
+  void format() noexcept {
+    size_ =
+        static_cast<std::size_t>(std::to_chars(buf_ + digits_, buf_ + sizeof(buf_), n_).ptr - buf_);
+  }
+
+  char buf_[40];
+  std::size_t digits_ = 0;
+  std::size_t size_ = 0;
+  std::uint64_t n_;
+};
 
 // The same loop for both tables: `Table` is a LockApi or NaiveTable.
 template <class Table, Keys kShape>
 void TryAcquireRelease(benchmark::State& state, Table& table) {
   auto keys = keys_for(state, kShape);
-  // Fresh keys continue where the previous run of this benchmark stopped: never reused.
-  static std::atomic<std::uint64_t> next_fresh{0};
-  std::uint64_t fresh = next_fresh.fetch_add(std::uint64_t{1} << 40);
-  char buf[32];
+  // Each run of a benchmark (and thread) takes fresh keys from a range of its own, 10^9 keys
+  // from 10^12 on: never reused, and always 13 digits, so the same length for both tables.
+  static std::atomic<std::uint64_t> next_range{0};
+  FreshKeys fresh(state.thread_index(),
+                  1'000'000'000'000 + next_range.fetch_add(1, std::memory_order_relaxed) *
+                                          std::uint64_t{1'000'000'000});
   std::size_t i = 0;
   std::int64_t granted = 0;
   for (auto _ : state) {
     std::string_view key;
     if constexpr (kShape == Keys::kFresh) {
-      key = fresh_key(buf, state.thread_index(), fresh++);
+      key = fresh.next();
     } else {
       key = keys[i++ & (keys.size() - 1)];
     }
@@ -169,47 +200,87 @@ BENCHMARK(BM_NaiveTableTryAcquireRelease<Keys::kHot>)
     ->Threads(2)
     ->UseRealTime();
 
-// Keeps each run's granted pairs/s, then prints lockkit against the naive table.
+// Keeps every repetition's granted pairs/s and CPU time per pair, then prints lockkit against
+// the naive table: medians, their ranges, and the ratio of the medians.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& run : runs) {
+      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
       auto it = run.counters.find("items_per_second");
-      if (it != run.counters.end()) rates_[run.benchmark_name()] = it->second.value;
+      if (it == run.counters.end() || run.iterations == 0) continue;
+      Samples& samples = samples_[{run.run_name.function_name, run.threads}];
+      samples.rate.push_back(it->second.value);
+      // Every thread's CPU time, per attempt: what a pair costs, whether or not the threads
+      // got a core each.
+      samples.cpu_ns.push_back(run.cpu_accumulated_time * 1e9 /
+                               static_cast<double>(run.iterations));
     }
   }
 
   void PrintRatios() const {
-    std::printf("\n| case | threads | lockkit memory: pairs/s | naive table pairs/s | ratio |\n");
-    std::printf("|---|---|---|---|---|\n");
+    std::printf(
+        "\n| case | threads | lockkit memory: pairs/s, median (min-max) | CPU ns/pair | naive "
+        "table: pairs/s, median (min-max) | CPU ns/pair | ratio of medians | runs |\n");
+    std::printf("|---|---|---|---|---|---|---|---|\n");
     for (const char* shape : {"Distinct", "FreshKeys", "HotKey"}) {
       for (int threads : {1, 2}) {
-        std::string suffix = std::string(shape) + "/real_time/threads:" + std::to_string(threads);
-        auto ours = rates_.find("BM_MemoryTryAcquireRelease" + suffix);
-        auto naive = rates_.find("BM_NaiveTableTryAcquireRelease" + suffix);
-        if (ours == rates_.end() || naive == rates_.end()) continue;
-        std::printf("| %s | %d | %.2fM | %.2fM | %.2fx |\n", label(shape), threads,
-                    ours->second / 1e6, naive->second / 1e6, ours->second / naive->second);
+        auto ours = samples_.find({std::string("BM_MemoryTryAcquireRelease") + shape, threads});
+        auto naive =
+            samples_.find({std::string("BM_NaiveTableTryAcquireRelease") + shape, threads});
+        if (ours == samples_.end() || naive == samples_.end()) continue;
+        const double ours_median = median(ours->second.rate);
+        const double naive_median = median(naive->second.rate);
+        std::printf(
+            "| %s | %d | %.2fM (%.2f-%.2fM) | %.0f | %.2fM (%.2f-%.2fM) | %.0f | %.2fx | %zu |\n",
+            label(shape), threads, ours_median / 1e6, min(ours->second.rate) / 1e6,
+            max(ours->second.rate) / 1e6, median(ours->second.cpu_ns), naive_median / 1e6,
+            min(naive->second.rate) / 1e6, max(naive->second.rate) / 1e6,
+            median(naive->second.cpu_ns), ours_median / naive_median,
+            std::min(ours->second.rate.size(), naive->second.rate.size()));
       }
     }
   }
 
  private:
+  struct Samples {
+    std::vector<double> rate;
+    std::vector<double> cpu_ns;
+  };
+
+  static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  }
+  static double min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+  static double max(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
+
   static const char* label(std::string_view shape) {
     if (shape == "Distinct") return "distinct keys, reused";
     if (shape == "FreshKeys") return "a fresh key per acquire";
     return "one hot key";
   }
 
-  std::map<std::string, double> rates_;
+  std::map<std::pair<std::string, int>, Samples> samples_;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // Defaults first, so that the same flags given on the command line override them.
+  std::vector<char*> args{argv[0]};
+  std::string repetitions = "--benchmark_repetitions=5";
+  std::string interleave = "--benchmark_enable_random_interleaving=true";
+  std::string min_time = "--benchmark_min_time=0.2";
+  args.push_back(repetitions.data());
+  args.push_back(interleave.data());
+  args.push_back(min_time.data());
+  for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.PrintRatios();

@@ -4,6 +4,7 @@
 #define LOCKKIT_LOCK_HPP_
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -94,8 +95,13 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   // timeout; failures go to the error hook (see `set_error_hook`) and are otherwise swallowed.
   ~Lock() noexcept;
 
-  // Returns the key as given to `try_acquire` (arbitrary bytes).
-  const std::string& key() const noexcept { return key_; }
+  // Returns the key as given to `try_acquire` (arbitrary bytes). A key of 16..48 bytes is held
+  // inline and its string made by the first call (so that a lock whose key is never asked for
+  // costs no allocation); several threads may call it at once, as for every const member.
+  const std::string& key() const noexcept {
+    if (key_state_.load(std::memory_order_acquire) != kKeyMade) make_key();
+    return key_;
+  }
   // Returns the owner token: 32 lowercase hex characters (128 random bits). Held inline, so a
   // lock on a short key costs no allocation; empty after a move.
   std::string_view token() const noexcept { return {token_.data(), token_size_}; }
@@ -148,19 +154,45 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
 
  private:
   static constexpr std::size_t kMaxTokenBytes = 32;
+  // Keys up to this long fit the in-object buffer of std::string (libstdc++ and MSVC: 15,
+  // libc++: 22) and are copied into key_ at once.
+  static constexpr std::size_t kSmallKeyBytes = 15;
+  static constexpr std::size_t kInlineKeyBytes = 48;
+  // key_state_: key_ not made yet (the key is in key_buf_), being made by one `key()` call, made.
+  static constexpr std::uint8_t kKeyInline = 0;
+  static constexpr std::uint8_t kKeyMaking = 1;
+  static constexpr std::uint8_t kKeyMade = 2;
 
   friend struct detail::KeepAliveAccess;
 
   // `keep_alive(options)` with the wake-ups and renewals on `scheduler` (an AsyncLockApi's
   // executor); null: the keeper's own threads.
   void keep_alive_on(std::shared_ptr<detail::LeaseScheduler> scheduler, KeepAliveOptions options);
+
+  static constexpr bool inline_key(std::size_t size) noexcept {
+    return size > kSmallKeyBytes && size <= kInlineKeyBytes;
+  }
+  // The key, without making its string.
+  std::string_view key_view() const noexcept {
+    if (inline_key(key_size_)) return {key_buf_.data(), key_size_};
+    return key_;
+  }
+
+  void set_key(std::string_view key) noexcept;
+  void make_key() const noexcept;
+  void take_key(Lock& other) noexcept;
   void set_token(std::string_view token) noexcept;
   void release_quietly() noexcept;
   bool release_now();
   detail::LeaseState& state() const;
 
   std::shared_ptr<detail::LeaseOps> ops_;  // null once released, lost or moved from
-  std::string key_;
+  // The key: in key_ when it is up to kSmallKeyBytes or longer than kInlineKeyBytes; else in
+  // key_buf_, and key_ is made from it once by the first `key()` call (key_state_ says when).
+  mutable std::string key_;
+  mutable std::atomic<std::uint8_t> key_state_{kKeyMade};
+  std::uint16_t key_size_ = 0;
+  std::array<char, kInlineKeyBytes> key_buf_;
   std::array<char, kMaxTokenBytes> token_{};
   std::uint8_t token_size_ = 0;
   std::uint64_t fence_ = 0;

@@ -17,13 +17,17 @@ namespace lockkit::detail {
 // implement it, every user store among them, are called through `LeaseStore::acquire`.
 class ClockedStore {
  public:
-  // `LeaseStore::acquire` with `now`, a reading of this store's `now()` taken just before.
-  virtual std::optional<std::uint64_t> acquire_at(std::string_view key, std::string_view token,
+  // Starts fetching what `acquire_at(key, ...)` will touch, so that the fetch overlaps the
+  // core's token and clock reading instead of stalling the acquire, and returns what
+  // `acquire_at` needs to find it again without working it out twice (the key's hash). A hint:
+  // never fails.
+  virtual std::uint64_t prefetch(std::string_view key) const noexcept = 0;
+  // `LeaseStore::acquire` with `now`, a reading of this store's `now()` taken just before, and
+  // `hint`, what `prefetch(key)` returned.
+  virtual std::optional<std::uint64_t> acquire_at(std::string_view key, std::uint64_t hint,
+                                                  std::string_view token,
                                                   std::chrono::milliseconds ttl,
                                                   std::chrono::steady_clock::time_point now) = 0;
-  // Starts fetching what `acquire_at(key, ...)` will touch, so that the fetch overlaps the
-  // core's token and clock reading instead of stalling the acquire. A hint: never fails.
-  virtual void prefetch(std::string_view key) const noexcept = 0;
 
  protected:
   ~ClockedStore() = default;

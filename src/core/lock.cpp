@@ -6,6 +6,7 @@
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "core/keeper.hpp"
@@ -52,23 +53,64 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::stri
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
     : ops_(std::move(ops)),
-      key_(key),
+      // Short: no allocation anyway. Long: the one allocation, made now, so that key() of a
+      // long key never allocates. Else inline (set_key).
+      key_(inline_key(key.size()) ? std::string_view() : key),
       fence_(fence),
       valid_until_(valid_until),
       acquired_(acquired),
       ttl_(ttl) {
+  set_key(key);
   set_token(token);
+}
+
+void Lock::set_key(std::string_view key) noexcept {
+  // Keys are at most 1024 bytes (validated before any Lock is made).
+  key_size_ = static_cast<std::uint16_t>(key.size());
+  if (inline_key(key.size())) {
+    // An order id or a path: no allocation unless someone asks for key().
+    std::memcpy(key_buf_.data(), key.data(), key.size());
+    key_state_.store(kKeyInline, std::memory_order_relaxed);
+  }
+}
+
+void Lock::take_key(Lock& other) noexcept {
+  key_ = std::move(other.key_);
+  key_size_ = other.key_size_;
+  // Only the bytes of an inline key: the rest of the buffer was never written.
+  if (inline_key(key_size_)) {
+    std::memcpy(key_buf_.data(), other.key_buf_.data(), key_size_);
+  }
+  key_state_.store(other.key_state_.load(std::memory_order_acquire), std::memory_order_relaxed);
+  // The moved-from lock's key is empty (made, so that its key() never reads the buffer).
+  other.key_.clear();
+  other.key_size_ = 0;
+  other.key_state_.store(kKeyMade, std::memory_order_relaxed);
+}
+
+void Lock::make_key() const noexcept {
+  std::uint8_t expected = kKeyInline;
+  if (key_state_.compare_exchange_strong(expected, kKeyMaking, std::memory_order_acquire)) {
+    key_.assign(key_buf_.data(), key_size_);  // at most 48 bytes
+    key_state_.store(kKeyMade, std::memory_order_release);
+    return;
+  }
+  // Another thread is making it: a copy of at most 48 bytes.
+  while (key_state_.load(std::memory_order_acquire) != kKeyMade) std::this_thread::yield();
 }
 
 void Lock::set_token(std::string_view token) noexcept {
   // Every token the library mints is 32 bytes (make_token); only the core constructs a Lock.
   token_size_ = static_cast<std::uint8_t>(std::min(token.size(), kMaxTokenBytes));
-  std::memcpy(token_.data(), token.data(), token_size_);
+  if (token_size_ == kMaxTokenBytes) {
+    std::memcpy(token_.data(), token.data(), kMaxTokenBytes);  // a few moves, no call
+  } else {
+    std::memcpy(token_.data(), token.data(), token_size_);
+  }
 }
 
 Lock::Lock(Lock&& other) noexcept
     : ops_(std::move(other.ops_)),
-      key_(std::move(other.key_)),
       token_(other.token_),
       token_size_(other.token_size_),
       fence_(other.fence_),
@@ -77,6 +119,7 @@ Lock::Lock(Lock&& other) noexcept
       ttl_(other.ttl_),
       state_(std::move(other.state_)) {
   other.ops_.reset();
+  take_key(other);
   other.token_size_ = 0;
 }
 
@@ -85,7 +128,7 @@ Lock& Lock::operator=(Lock&& other) noexcept {
     release_quietly();
     ops_ = std::move(other.ops_);
     other.ops_.reset();
-    key_ = std::move(other.key_);
+    take_key(other);
     token_ = other.token_;
     token_size_ = other.token_size_;
     other.token_size_ = 0;
@@ -107,7 +150,7 @@ void Lock::release_quietly() noexcept {
   try {
     (void)release_now();
   } catch (const std::exception& e) {
-    report(key_, e);
+    report(key_view(), e);
   } catch (...) {
   }
   ops_.reset();
@@ -122,8 +165,8 @@ bool Lock::release_now() {
     ops_.reset();
     return false;
   }
-  bool ours =
-      ops_->release_held(key_, token(), acquired_);  // on throw, ops_ stays: the caller may retry
+  // On throw, ops_ stays: the caller may retry.
+  bool ours = ops_->release_held(key_view(), token(), acquired_);
   if (state_) {
     {
       std::lock_guard<std::mutex> guard(state_->mu);
@@ -170,7 +213,7 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
   if (!state_) {
     // Validity counts from before the request: the store's new expiry is at least this late.
     auto start = ops_->now();
-    if (!ops_->extend(key_, token(), ttl)) {
+    if (!ops_->extend(key_view(), token(), ttl)) {
       ops_.reset();  // lost: nothing left to release
       return false;
     }
@@ -191,7 +234,7 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
   auto start = ops_->now();
   bool ours = false;
   try {
-    ours = ops_->extend(key_, token(), ttl);
+    ours = ops_->extend(key_view(), token(), ttl);
   } catch (...) {
     std::lock_guard<std::mutex> guard(s.mu);
     s.sending = false;
@@ -229,8 +272,8 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
 
 detail::LeaseState& Lock::state() const {
   if (!state_) {
-    state_ =
-        std::make_shared<detail::LeaseState>(ops_, key_, token(), ttl_, acquired_, valid_until_);
+    state_ = std::make_shared<detail::LeaseState>(ops_, key_view(), token(), ttl_, acquired_,
+                                                  valid_until_);
   }
   return *state_;
 }

@@ -365,14 +365,14 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
   // One attempt without observation. The token is minted and the local clock read before the
   // store call, so valid_until can only be earlier than the store's expiry.
   std::optional<Lock> try_once(std::string_view key, std::chrono::milliseconds ttl) {
-    if (clocked_) clocked_->prefetch(key);
+    const std::uint64_t hint = clocked_ ? clocked_->prefetch(key) : 0;
     char token_buf[detail::kTokenChars];
     detail::fill_token(token_buf);
     const std::string_view token(token_buf, sizeof(token_buf));
     const Steady::time_point start = store_->now();
     std::optional<std::uint64_t> fence;
     try {
-      fence = clocked_ ? clocked_->acquire_at(key, token, ttl, start)
+      fence = clocked_ ? clocked_->acquire_at(key, hint, token, ttl, start)
                        : store_->acquire(key, token, ttl);
     } catch (const BackendError& e) {
       // The grant may have been applied: take it back with our own token, so that no lease is
@@ -380,12 +380,10 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
       if (e.kind() == ErrorKind::kInDoubt) release_in_doubt(key, token);
       throw;
     }
-    std::optional<Lock> lock;
-    if (fence) {
-      lock.emplace(detail::CoreLockTag{}, stripe(), key, token, *fence,
-                   start + ttl - store_->drift(ttl), start, ttl);
-    }
-    return lock;
+    if (!fence) return std::nullopt;
+    // Made in place in the caller's optional: no empty optional to clear first.
+    return std::optional<Lock>(std::in_place, detail::CoreLockTag{}, stripe(), key, token, *fence,
+                               start + ttl - store_->drift(ttl), start, ttl);
   }
 
   void release_in_doubt(std::string_view key, std::string_view token) noexcept {

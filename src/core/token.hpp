@@ -14,6 +14,9 @@ inline constexpr std::size_t kTokenChars = 32;
 // Throws `std::system_error` if the kernel's CSPRNG cannot be read.
 void fill_token(char* out);
 
+// Writes the 16 bytes at `in` as 32 lowercase hex characters to `out`, high nibble first.
+void hex16(const unsigned char* in, char* out) noexcept;
+
 // Writes ChaCha20 blocks `counter` .. `counter + 3` under the 8-word `key` (nonce 0) to `out`,
 // 256 bytes, interleaved: bytes 16*i .. 16*i+15 are word i of each of the four blocks.
 void chacha20_four_blocks(const std::uint32_t* key, std::uint64_t counter, unsigned char* out);

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The memory: backend: a sharded, process-local LeaseStore with an injectable clock.
 #include <sys/mman.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 #include <time.h>
 
 #include <algorithm>
@@ -47,6 +50,31 @@ class CoarseSteady {
 
   std::chrono::nanoseconds tick_{0};
 };
+
+// Fetches the line at `p` into this core's cache in a state that lets it be written (PREFETCHW):
+// a read prefetch of a line the other core last wrote would leave it shared there, and the
+// acquire's lock exchange would then have to take it over in a second cross-core round trip.
+// A read prefetch on CPUs without PREFETCHW.
+#if defined(__x86_64__) && defined(__GNUC__)
+// Set while the library loads; false (read prefetches) for a store used before that.
+const bool g_have_prefetchw = [] {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(0x80000001u, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 8)) != 0;
+}();
+
+void prefetch_for_write(const void* p) noexcept {
+  if (g_have_prefetchw) {
+    // Spelled in assembly: the compiler emits a read prefetch unless built for PREFETCHW.
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+  } else {
+    __builtin_prefetch(p, 1);
+  }
+}
+#else
+void prefetch_for_write(const void* p) noexcept {
+  __builtin_prefetch(p, 1);
+}
+#endif
 
 // The shard array: a large one is mapped on its own, 2 MiB aligned and advised to be one huge
 // page, so that a fresh key's random shard costs no TLB miss (a 4 KiB page per 32 shards
@@ -122,25 +150,33 @@ class MemoryStore final : public LeaseStore, public detail::ClockedStore {
 
   std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
                                        std::chrono::milliseconds ttl) override {
-    return acquire_at(key, token, ttl, now());
+    const std::uint64_t hash = detail::hash_key(key, seed_);
+    return acquire_at(key, hash, token, ttl, now());
   }
 
   // The core's path: `t` is the reading it took for `valid_until`, so the lease ends exactly at
-  // the caller's start + ttl, never before a `valid_until` computed from it.
-  std::optional<std::uint64_t> acquire_at(std::string_view key, std::string_view token,
-                                          std::chrono::milliseconds ttl, TimePoint t) override {
+  // the caller's start + ttl, never before a `valid_until` computed from it; `hash` is what
+  // `prefetch(key)` returned.
+  std::optional<std::uint64_t> acquire_at(std::string_view key, std::uint64_t hash,
+                                          std::string_view token, std::chrono::milliseconds ttl,
+                                          TimePoint t) override {
     if (token.empty() || token.size() > LeaseShard::kTokenBytes) {
       throw std::invalid_argument("token: must be 1..32 bytes, got " +
                                   std::to_string(token.size()));
     }
-    const std::uint64_t hash = detail::hash_key(key, seed_);
     return shard_for(hash).acquire(key, hash, token, t, ttl);
   }
 
   // A key's shard is a cache line no other key of the thread is likely to share, so it is
   // usually not in this core's cache (a fresh key, or the other thread wrote it last).
-  void prefetch(std::string_view key) const noexcept override {
-    __builtin_prefetch(&shard_for(detail::hash_key(key, seed_)), 1);
+  std::uint64_t prefetch(std::string_view key) const noexcept override {
+    const std::uint64_t hash = detail::hash_key(key, seed_);
+    // Both lines of the shard: the acquire writes its header and token in the first and the
+    // key in the second.
+    const auto* shard = reinterpret_cast<const char*>(&shard_for(hash));
+    prefetch_for_write(shard);
+    prefetch_for_write(shard + 64);
+    return hash;
   }
 
   bool release(std::string_view key, std::string_view token) override {

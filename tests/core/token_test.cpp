@@ -28,6 +28,22 @@ TEST(MakeToken, Is32LowercaseHexCharacters) {
   }
 }
 
+TEST(Hex16, WritesEveryByteValueAsTwoLowercaseDigitsHighNibbleFirst) {
+  unsigned char in[16];
+  char out[32];
+  for (int first = 0; first < 256; first += 16) {
+    for (int i = 0; i < 16; ++i) in[i] = static_cast<unsigned char>(first + i);
+    detail::hex16(in, out);
+    std::string expected;
+    for (int i = 0; i < 16; ++i) {
+      char b[3];
+      std::snprintf(b, sizeof b, "%02x", in[i]);
+      expected += b;
+    }
+    EXPECT_EQ(std::string(out, 32), expected);
+  }
+}
+
 // RFC 8439, appendix A.1, test vectors #1 and #2: the all-zero key, blocks 0 and 1.
 TEST(ChaCha20, MatchesTheRfcTestVectors) {
   std::array<std::uint32_t, 8> key{};

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// memory: takes and releases a lock on a short key (an order id) without touching the heap.
-// `Lock::key()` returns a std::string, so a key up to its in-object buffer (15 bytes in
-// libstdc++) costs no allocation; a longer one costs one, made when the lock is.
+// memory: takes and releases a lock on a key of up to 48 bytes (an order id, a path) without
+// touching the heap. `Lock::key()` returns a std::string: a key up to its in-object buffer (15
+// bytes in libstdc++) is copied into it; a 16..48-byte key is held inline and its string made
+// by the first `key()` call; a longer one costs one allocation, made when the lock is.
 #include <gtest/gtest.h>
 
 #include <charconv>
@@ -9,6 +10,8 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "lockkit/memory.hpp"
 
@@ -38,6 +41,29 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Takes and releases 1000 fresh keys "<prefix><n>" (n from 1099511627 up: 10 to 13 digits),
+// counting this thread's allocations.
+long allocations_for_fresh_keys(LockApi& api, std::string_view prefix) {
+  long allocations = 0;
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    char buf[80];
+    prefix.copy(buf, prefix.size());
+    char* end = std::to_chars(buf + prefix.size(), buf + sizeof(buf), 1099511627 + i * 7919).ptr;
+    const std::string_view key(buf, static_cast<std::size_t>(end - buf));
+    t_allocations = 0;
+    t_counting = true;
+    std::optional<Lock> lock = api.try_acquire(key, 30s);
+    const bool granted = lock.has_value();
+    const bool released = granted && lock->release();
+    lock.reset();
+    t_counting = false;
+    EXPECT_TRUE(granted) << key;
+    EXPECT_TRUE(released) << key;
+    allocations += t_allocations;
+  }
+  return allocations;
+}
+
 TEST(MemoryAllocations, AcquireAndReleaseOfAnOrderIdAllocateNothing) {
 #if !LOCKKIT_TEST_COUNTS_ALLOCATIONS
   GTEST_SKIP() << "sanitizer build: operator new is the sanitizer's, allocations not counted";
@@ -45,24 +71,43 @@ TEST(MemoryAllocations, AcquireAndReleaseOfAnOrderIdAllocateNothing) {
   auto api = make_memory_lock_api();
   // The thread's first lock numbers it and keys its token generator.
   ASSERT_TRUE(api->try_acquire("warm-up", 1s));
-  long allocations = 0;
-  for (std::uint64_t i = 0; i < 1000; ++i) {
-    // 11..13 bytes, within std::string's own buffer, each key new.
-    char buf[32] = "o/";
-    char* end = std::to_chars(buf + 2, buf + sizeof(buf), 1099511627 + i * 7919).ptr;
-    const std::string_view key(buf, static_cast<std::size_t>(end - buf));
-    t_allocations = 0;
-    t_counting = true;
-    std::optional<Lock> lock = api->try_acquire(key, 30s);
-    const bool granted = lock.has_value();
-    const bool released = granted && lock->release();
-    lock.reset();
-    t_counting = false;
-    ASSERT_TRUE(granted);
-    ASSERT_TRUE(released);
-    allocations += t_allocations;
+  // 12 bytes: within std::string's own buffer.
+  EXPECT_EQ(allocations_for_fresh_keys(*api, "o/"), 0);
+}
+
+// Order ids and paths of 16..48 bytes are common keys; their Lock keeps them inline.
+TEST(MemoryAllocations, AcquireAndReleaseOfKeysUpTo48BytesAllocateNothing) {
+#if !LOCKKIT_TEST_COUNTS_ALLOCATIONS
+  GTEST_SKIP() << "sanitizer build: operator new is the sanitizer's, allocations not counted";
+#endif
+  auto api = make_memory_lock_api();
+  ASSERT_TRUE(api->try_acquire("warm-up", 1s));
+  EXPECT_EQ(allocations_for_fresh_keys(*api, "o/0/10"), 0);                      // 16 bytes
+  EXPECT_EQ(allocations_for_fresh_keys(*api, "orders/2026-11-30/eu-west/"), 0);  // 36
+  EXPECT_EQ(allocations_for_fresh_keys(*api, "tenants/acme-corporation/orders/batch-"), 0);  // 48
+}
+
+// key() of a 16..48-byte key makes its string on the first call: many threads calling it on
+// one Lock at once all get the same, whole key (TSan checks the handover).
+TEST(MemoryAllocations, KeyOfAnInlineKeyIsSafeToReadFromManyThreadsAtOnce) {
+  auto api = make_memory_lock_api();
+  for (int round = 0; round < 200; ++round) {
+    const std::string key = "orders/2026-11-30/" + std::to_string(1099511627 + round);
+    auto lock = api->try_acquire(key, 30s);
+    ASSERT_TRUE(lock);
+    const Lock& shared = *lock;
+    std::vector<std::thread> readers;
+    std::vector<int> same(4, 0);
+    for (int t = 0; t < 4; ++t) {
+      readers.emplace_back([&shared, &key, &same, t] { same[t] = shared.key() == key; });
+    }
+    for (auto& r : readers) r.join();
+    for (int t = 0; t < 4; ++t) EXPECT_EQ(same[t], 1) << round;
+    Lock moved = std::move(*lock);
+    EXPECT_EQ(moved.key(), key);
+    EXPECT_TRUE(lock->key().empty());
+    EXPECT_TRUE(moved.release());
   }
-  EXPECT_EQ(allocations, 0);
 }
 
 TEST(MemoryAllocations, KeysOfEveryLengthRoundTripThroughTheLock) {
