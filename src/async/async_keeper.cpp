@@ -14,6 +14,7 @@
 #include <optional>
 #include <queue>
 #include <system_error>
+#include <unordered_set>
 #include <utility>
 
 #include "async/blocking_pool.hpp"
@@ -53,6 +54,8 @@ struct Group {
   std::priority_queue<Entry, std::vector<Entry>, Later> timers;
   std::vector<std::shared_ptr<LeaseState>> pending;  // due: for the next round
   unsigned rounds = 0;                               // under way
+  // The leases kept alive here: the group (and the timer) stays while one is left.
+  std::unordered_set<const LeaseState*> members;
   // The rounds under way, by number: a forked child and `close` find their leases here.
   std::map<std::uint64_t, std::vector<std::shared_ptr<LeaseState>>> flying;
 };
@@ -89,6 +92,7 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
         g.native = dynamic_cast<AsyncRenewer*>(g.ops.get());
       }
       g.timers.push(Entry{at, seq, state});
+      g.members.insert(state.get());
       arm_locked(Steady::now() + std::max<Steady::duration>(at - g.ops->now(), {}));
     }
     // Outside the lock: the keeper's registry is never taken under it (see lock_for_fork).
@@ -103,6 +107,15 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
       arm_locked(Steady::now());
     } catch (...) {  // out of memory: the next poll comes within kMaxSleep
     }
+  }
+
+  void forget(const LeaseState& state) noexcept override {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (closed_ || !rules_) return;
+    auto it = groups_.find(rules_->group_key(state));
+    if (it == groups_.end()) return;
+    it->second.members.erase(&state);
+    drop_if_idle(it);
   }
 
   void lock_for_fork() noexcept override { mu_.lock(); }
@@ -156,6 +169,24 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
   }
 
  private:
+  // Returns true if `state` is still kept alive by this scheduler (not moved elsewhere since).
+  bool kept_here(LeaseState& state) {
+    std::lock_guard<std::mutex> guard(state.mu);
+    return state.scheduler.lock().get() == this;
+  }
+
+  // Drops the group at `it` once no lease of it is left here and no round is under way; with
+  // the last group, the timer's wait goes too, so that the executor may run out of work (mu_
+  // held).
+  void drop_if_idle(std::map<const void*, Group>::iterator it) {
+    if (!it->second.members.empty() || it->second.rounds != 0) return;
+    groups_.erase(it);
+    if (!groups_.empty() || armed_ == Steady::time_point::max()) return;
+    armed_ = Steady::time_point::max();
+    ++generation_;
+    timer_->cancel();
+  }
+
   // Makes the timer fire at `at` (steady clock) at the latest, and within kMaxSleep (mu_ held).
   void arm_locked(Steady::time_point at) {
     at = std::min(at, Steady::now() + kMaxSleep);
@@ -188,9 +219,13 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
           WakeDecision d = rules->decide(e.state, e.seq, now);
           switch (d.kind) {
             case WakeDecision::Kind::kStale:
+              if (!kept_here(*e.state)) g.members.erase(e.state.get());
+              continue;
             case WakeDecision::Kind::kGone:
+              g.members.erase(e.state.get());
               continue;
             case WakeDecision::Kind::kLost:
+              g.members.erase(e.state.get());
               lost.emplace_back(std::move(e.state), std::move(d.reason));
               continue;
             case WakeDecision::Kind::kRenew:
@@ -206,13 +241,13 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
           soonest = std::min(
               soonest, Steady::now() + std::max<Steady::duration>(g.timers.top().at - now, {}));
         }
-        if (g.timers.empty() && g.pending.empty() && g.rounds == 0) {
+        if (g.members.empty() && g.rounds == 0) {
           it = groups_.erase(it);
         } else {
           ++it;
         }
       }
-      if (!groups_.empty()) arm_locked(soonest);
+      if (!groups_.empty()) arm_locked(soonest);  // else no wait: `run()` may return
     } catch (...) {  // out of memory: what was taken still runs; the rest at the next poll
     }
     for (auto& [state, reason] : lost) rules->notify_lost(*state, reason);
@@ -360,6 +395,10 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
           Group& g = it->second;
           g.flying.erase(launch.id);
           --g.rounds;
+          for (const auto& sp : launch.states) {
+            std::lock_guard<std::mutex> state_guard(sp->mu);
+            if (sp->phase != LeaseState::Phase::kHeld) g.members.erase(sp.get());
+          }
           for (auto& w : end.next) {
             const Steady::duration in = w.at - g.ops->now();
             g.timers.push(Entry{w.at, w.seq, std::move(w.state)});
@@ -367,6 +406,7 @@ class AsyncKeeper final : public LeaseScheduler, public std::enable_shared_from_
           }
           end.next.clear();
           take_rounds(launch.key, g, launches);
+          drop_if_idle(it);
         }
       }
     } catch (...) {  // out of memory: the leases are watched again at the next poll, or lapse

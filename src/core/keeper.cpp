@@ -748,6 +748,12 @@ void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_poin
 }
 
 void keeper_forget(const std::shared_ptr<LeaseState>& state) {
+  std::shared_ptr<LeaseScheduler> scheduler;
+  {
+    std::lock_guard<std::mutex> guard(state->mu);
+    scheduler = state->scheduler.lock();
+  }
+  if (scheduler) scheduler->forget(*state);
   // No keeper yet (or only a forked child's new one): nothing of `state` is there.
   if (Keeper* k = g_keeper.load(std::memory_order_acquire)) k->forget(state);
 }

@@ -64,6 +64,8 @@ class LeaseScheduler {
                         std::chrono::steady_clock::time_point at, std::uint64_t seq) = 0;
   // Wakes the scheduler (an injected clock moved).
   virtual void wake() noexcept = 0;
+  // Drops `state` (released): what is left of it no longer keeps the scheduler busy.
+  virtual void forget(const LeaseState& state) noexcept = 0;
 
   // fork(): the scheduler's lock is held across it (taken last), so that a child finds every
   // lease in place; it never calls the keeper while holding that lock.
@@ -249,8 +251,8 @@ void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_poin
 // Drops what the keeper holds of a released `state` (its phase is no longer kHeld; the caller
 // holds no lock): its wake-ups, and its store's group if no other lease of that store is left, so
 // that the store is no longer referenced by the keeper once `Lock::release` returns (a renewal
-// round still under way for other leases of that store keeps it until the round returns). A
-// `LeaseScheduler` drops its wake-ups when they come.
+// round still under way for other leases of that store keeps it until the round returns). Its
+// `LeaseScheduler`, if any, forgets it too.
 void keeper_forget(const std::shared_ptr<LeaseState>& state);
 
 // Waits (mu held through `lk`) until no send of `state` is under way in this process, or until

@@ -429,6 +429,31 @@ TEST(AsyncKeepAlive, StoppedExecutorLetsTheLeasesLapse) {
   work.reset();
 }
 
+// Once its kept-alive locks are released, the keep-alive leaves the executor no work: run()
+// returns by itself while the AsyncLockApi (over a store without a connection of its own) lives.
+TEST(AsyncKeepAlive, ReleasedLocksLeaveTheExecutorNoWork) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::promise<void> ran_out;
+  std::thread runner([&] {
+    io.run();
+    ran_out.set_value();
+  });
+  AsyncLockApi locks(io.get_executor(), lockkit::open("memory:"));
+  std::vector<Lock> held;
+  for (int i = 0; i < 3; ++i) {
+    auto lock = locks.async_try_acquire(Unique("idle"), 30s, asio::use_future).get();
+    ASSERT_TRUE(lock);
+    locks.keep_alive(*lock);  // the next renewal is 10 s away
+    held.push_back(std::move(*lock));
+  }
+  for (auto& lock : held) EXPECT_TRUE(locks.async_release(lock, asio::use_future).get());
+  work.reset();
+  EXPECT_EQ(ran_out.get_future().wait_for(kAwait / 2), std::future_status::ready);
+  io.stop();  // in case it did not return: the test fails rather than hangs
+  runner.join();
+}
+
 // The AsyncLockApi and its io_context go away while their leases are kept alive: renewals stop
 // with them, and the leases run out on the server; each stop token is still requested before its
 // lease's end (lockkit's keeper watches them then), no callback reaches the dead executor, and the
