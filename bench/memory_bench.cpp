@@ -17,6 +17,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -220,6 +221,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
 
   void PrintRatios() const {
+    std::printf("\nload average at the start: %s, at the end: %s\n", load_at_start_.c_str(),
+                load_average().c_str());
     std::printf(
         "\n| case | threads | lockkit memory: pairs/s, median (min-max) | CPU ns/pair | naive "
         "table: pairs/s, median (min-max) | CPU ns/pair | ratio of medians | runs |\n");
@@ -249,6 +252,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::vector<double> cpu_ns;
   };
 
+  // The load averages (1, 5, 15 minutes): on a shared machine, what the figures met.
+  static std::string load_average() {
+    double load[3] = {0, 0, 0};
+    if (getloadavg(load, 3) < 1) return "unknown";
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.2f %.2f %.2f", load[0], load[1], load[2]);
+    return buf;
+  }
+
   static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     const std::size_t n = v.size();
@@ -264,6 +276,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
 
   std::map<std::pair<std::string, int>, Samples> samples_;
+  std::string load_at_start_ = load_average();
 };
 
 }  // namespace
