@@ -227,6 +227,9 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     // once those in flight are answered, or at `cancel_until`.
     bool cancelling = false;
     Clock::time_point cancel_until{};
+    // The server said this session cannot serve us (read-only after a failover, prepared
+    // statements gone behind a pooler): no new requests; dropped once those in flight end.
+    bool retiring = false;
   };
 
   void submit_here(Request request) {
@@ -247,7 +250,7 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     while (!queued_.empty()) {
       Slot* best = nullptr;
       for (auto& slot : slots_) {
-        if (slot->state != Slot::State::kReady || slot->cancelling ||
+        if (slot->state != Slot::State::kReady || slot->cancelling || slot->retiring ||
             slot->inflight.size() >= kMaxInFlight) {
           continue;
         }
@@ -431,6 +434,9 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
           pump();
           return;
         }
+        // As the blocking store does: a standby (so that a multi-host URL finds the new
+        // primary) or a session without our prepared statements is replaced.
+        if (e.server_code() == "25006" || e.server_code() == "26000") slot.retiring = true;
         Request request = std::move(slot.inflight.front());
         slot.inflight.pop_front();
         request.done(&e, nullptr);
@@ -449,7 +455,7 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
       }
       if (generation != slot.generation) return;  // a handler's new request broke it
     }
-    if (slot.cancelling && slot.inflight.empty()) {
+    if ((slot.cancelling || slot.retiring) && slot.inflight.empty()) {
       // Dropped all the same: the cancel may still be on its way and would hit the next
       // statement sent on this connection.
       fail(slot, StoreFailure(ErrorKind::kTimeout, "cancelled"));
@@ -525,6 +531,7 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
     slot.writing = false;
     slot.flush_posted = false;
     slot.cancelling = false;
+    slot.retiring = false;
     slot.timer.cancel();
     drop(slot);
     auto inflight = std::move(slot.inflight);

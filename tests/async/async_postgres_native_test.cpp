@@ -3,6 +3,7 @@
 // statements as the blocking store (the two contend correctly), and failures mid-flight.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -516,8 +517,21 @@ TEST(AsyncPostgresNative, ForkedChildLeavesTheParentsConnectionsAlone) {
     std::fflush(nullptr);
     ::_exit(rc);  // no destructors: the parent's objects are the parent's
   }
+  // Bounded: a child whose calls hang (e.g. waiting for the pool's threads, which fork() left
+  // behind in the parent) is killed, and the test fails instead of hanging.
   int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  pid_t waited = 0;
+  for (auto until = std::chrono::steady_clock::now() + 20s;
+       (waited = ::waitpid(child, &status, WNOHANG)) == 0 &&
+       std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(10ms);
+  }
+  if (waited == 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    FAIL() << "the child's calls hang";
+  }
+  ASSERT_EQ(waited, child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
   EXPECT_TRUE(locks.async_release(*held, asio::use_future).get());
   auto again = locks.async_try_acquire(stem + "parent", 20s, asio::use_future).get();
