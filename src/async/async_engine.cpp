@@ -56,6 +56,7 @@ void abandon_inherited_pool() noexcept {
 // once) and, at exit, joins this process's own pool, as a plain static pool would be.
 struct PoolReaper {
   PoolReaper() {
+    // Its only failure is ENOMEM; the next call tries again.
     if (::pthread_atfork(nullptr, nullptr, &abandon_inherited_pool) != 0) throw std::bad_alloc();
   }
   ~PoolReaper() { delete g_pool.exchange(nullptr); }
