@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: MIT
 // AsyncLockApi's engine: acquires as state machines on the executor (timers between attempts),
 // store calls on a small shared pool.
+#include <pthread.h>
+
 #include <asio/error.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
+#include <atomic>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -26,9 +31,55 @@ namespace lockkit {
 
 namespace detail {
 
+namespace {
+
+// The blocking pool of one process. fork() copies the pool object into the child but none of its
+// threads, so a child starts a pool of its own (a generation) on first use.
+struct PoolGeneration {
+  asio::thread_pool pool{kBlockingThreads};
+  // The parent's generation, abandoned when this process was forked. Deliberately leaked, never
+  // joined or destroyed: its threads do not exist here, so joining them would wait forever (or
+  // crash), and its queued work belongs to the parent. Kept reachable, so leak checkers stay quiet.
+  PoolGeneration* inherited = nullptr;
+};
+
+// Constant-initialised and trivially destructible: valid at any time, also during exit.
+std::atomic<PoolGeneration*> g_pool{nullptr};
+PoolGeneration* g_inherited = nullptr;  // written only by the child handler, single-threaded
+
+// pthread_atfork child handler: the only thread of the new process runs it, before fork returns.
+void abandon_inherited_pool() noexcept {
+  if (PoolGeneration* parents = g_pool.exchange(nullptr)) g_inherited = parents;
+}
+
+// Made on the first use in a process: registers the handler (which the children inherit, so
+// once) and, at exit, joins this process's own pool, as a plain static pool would be.
+struct PoolReaper {
+  PoolReaper() {
+    // Its only failure is ENOMEM; the next call tries again.
+    if (::pthread_atfork(nullptr, nullptr, &abandon_inherited_pool) != 0) throw std::bad_alloc();
+  }
+  ~PoolReaper() { delete g_pool.exchange(nullptr); }
+  PoolReaper(const PoolReaper&) = delete;
+  PoolReaper& operator=(const PoolReaper&) = delete;
+};
+
+}  // namespace
+
 asio::thread_pool& blocking_pool() {
-  static asio::thread_pool pool(kBlockingThreads);
-  return pool;
+  static PoolReaper reaper;
+  PoolGeneration* current = g_pool.load(std::memory_order_acquire);
+  if (current == nullptr) {
+    // No lock: a mutex held by a parent's thread at fork() would stay locked in the child.
+    auto fresh = std::make_unique<PoolGeneration>();
+    fresh->inherited = g_inherited;
+    if (g_pool.compare_exchange_strong(current, fresh.get(), std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+      current = fresh.release();
+    }
+    // Else another thread was first: `fresh` joins its idle threads on the way out.
+  }
+  return current->pool;
 }
 
 struct AsyncEngine::Native {

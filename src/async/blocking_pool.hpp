@@ -13,7 +13,9 @@ namespace lockkit::detail {
 // holds none (it waits on a timer), only an attempt in flight does.
 inline constexpr std::size_t kBlockingThreads = 4;
 
-// Returns the process's pool, started on first use.
+// Returns the calling process's pool, started on first use. A forked child gets a pool of its
+// own (the parent's threads are not in it); the parent's copy is abandoned there, never joined.
+// Look it up for every post, never keep the reference: a child must not use its parent's.
 asio::thread_pool& blocking_pool();
 
 }  // namespace lockkit::detail
