@@ -293,6 +293,10 @@ class PostgresNativeClient : public std::enable_shared_from_this<PostgresNativeC
         failure.emplace(ErrorKind::kUnavailable, e.what(), false, true);
       }
       auto& strand = self->strand_;
+      // A guard of this thread's own, held until post() has returned: the handler may run at
+      // once and drop `work`, and the executor's context must not be torn down while post() is
+      // still inside it (it destroys its copy of the strand on the way out).
+      const auto keep = asio::make_work_guard(strand.get_inner_executor());
       asio::post(strand, [self = std::move(self), slot, generation, conn = std::move(conn),
                           failure = std::move(failure), work = std::move(work)]() mutable {
         self->connected(*slot, generation, std::move(conn), failure);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <asio/bind_executor.hpp>
 #include <asio/connect.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -540,6 +541,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
         } catch (...) {  // the caller learns kInDoubt either way; the lease expires by its TTL
         }
         auto& strand = client->strand();
+        // Held until post() has returned (the handler may run, and the context go, at once).
+        const auto keep = asio::make_work_guard(strand.get_inner_executor());
         asio::post(strand, [error = std::move(error), op = std::move(op), done]() mutable {
           done(std::move(op), std::move(error), std::nullopt);
         });

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <asio/connect.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 #include <charconv>
@@ -133,6 +134,9 @@ void RedisNativeConnection::connect() {
         error = std::current_exception();
       }
       auto& strand = self->strand_;
+      // Held until post() has returned: the handler may run at once and the executor's context
+      // go while post() still destroys its copy of the strand.
+      const auto keep = asio::make_work_guard(strand.get_inner_executor());
       asio::post(strand, [self = std::move(self), generation, error]() mutable {
         if (generation != self->generation_) return;
         if (error) {
