@@ -3,7 +3,9 @@
 // alive, by the keeper's own rules (`KeeperRules`: when to renew, when a lease is lost, what an
 // outcome means), and sends their renewals, per store in batches, natively (redis://: pipelined
 // on the executor's connection) or on the blocking pool, whose outcome comes back to the
-// executor. No keeper thread is involved while the AsyncLockApi lives.
+// executor. No keeper thread renews them while the AsyncLockApi lives; the keeper's timer thread
+// only watches their deadlines (`keeper_schedule`), so that a lease whose executor stops running
+// is still declared lost in time.
 #include "async/async_keeper.hpp"
 
 #include <algorithm>

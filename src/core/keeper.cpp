@@ -11,7 +11,8 @@
 // that renews one lease per call, e.g. one transaction each, still keeps up with many leases);
 // workers are started on demand, at most kMaxWorkers, so one hanging store leaves workers for
 // the others. Leases kept alive through an AsyncLockApi are scheduled on its executor instead
-// (`LeaseScheduler`); this thread then only watches those whose AsyncLockApi is gone.
+// (`LeaseScheduler`); this thread only watches those (never renews them): each one's deadline,
+// so that a lease whose executor does not run is still declared lost in time.
 #include "core/keeper.hpp"
 
 #include <pthread.h>
@@ -263,6 +264,7 @@ struct Entry {
   Steady::time_point at;
   std::uint64_t seq;
   std::shared_ptr<LeaseState> state;
+  bool watch = false;  // a watch of a lease renewed by a `LeaseScheduler`: `seq` is `watch_seq`
 };
 
 struct Later {
@@ -300,8 +302,9 @@ struct Notice {
 
 class Keeper {
  public:
-  void schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
-                std::uint64_t seq) {
+  // Adds a wake-up of `state`; `watch`: a watch entry (numbered by `watch_seq`), not a wake-up.
+  void schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at, std::uint64_t seq,
+                bool watch = false) {
     std::lock_guard<std::mutex> guard(mu_);
     const void* key = g_rules.group_key(*state);
     auto& slot = groups_[key];
@@ -318,7 +321,7 @@ class Keeper {
         ++slot->members;
       }
     }
-    slot->timers.push(Entry{at, seq, state});
+    slot->timers.push(Entry{at, seq, state, watch});
     wake_locked();
   }
 
@@ -437,6 +440,10 @@ class Keeper {
 
   // Looks at one due wake-up of `e.state` (keeper mutex held).
   void visit(Group& g, const Entry& e, Steady::time_point now, std::vector<Notice>& notices) {
+    if (e.watch) {
+      look_out(g, e, now, notices);
+      return;
+    }
     WakeDecision d = g_rules.decide(e.state, e.seq, now);
     switch (d.kind) {
       case WakeDecision::Kind::kStale:
@@ -455,6 +462,41 @@ class Keeper {
         break;
     }
     g.timers.push(Entry{d.next.at, d.next.seq, std::move(d.next.state)});
+  }
+
+  // A watch of a lease renewed elsewhere comes due (keeper mutex held): the lease is lost if its
+  // deadline has passed, else watched again at its deadline, which renewals have moved. Only
+  // whoever marks it lost (here or its scheduler, `mark_lost`) notifies.
+  void look_out(Group& g, const Entry& e, Steady::time_point now, std::vector<Notice>& notices) {
+    LeaseState& s = *e.state;
+    bool drop = false;
+    bool lost = false;
+    bool again = false;
+    Steady::time_point at;
+    std::string reason;
+    {
+      std::lock_guard<std::mutex> guard(s.mu);
+      if (e.seq != s.watch_seq) return;  // superseded by a watch that comes sooner
+      s.watch_at = Steady::time_point::max();
+      // Released or lost; or a forked child's copy, which `adopt_inherited` watches instead.
+      if (s.phase != LeaseState::Phase::kHeld || s.inherited()) {
+        drop = s.phase != LeaseState::Phase::kHeld;
+      } else if (now >= s.deadline()) {
+        lost = mark_lost(s);
+        // Its scheduler would have said why, had it run: failed renewals, or none run at all.
+        reason = s.renewed_here() && !s.sending && now < s.hold_until && s.renew_at < s.hold_until
+                     ? "renewals failed or were not run in time (is the executor running?) and "
+                       "the lease's end is near"
+                     : loss_reason(s, now);
+      } else {
+        again = true;
+        at = s.deadline();
+        s.watch_at = at;
+      }
+    }
+    if (drop || lost) unregister(g, s);
+    if (lost) notices.push_back(Notice{e.state, std::move(reason)});
+    if (again) g.timers.push(Entry{at, e.seq, e.state, true});
   }
 
   // Queues rounds for `g`'s due renewals, up to kRoundsPerStore at a time (keeper mutex held).
@@ -693,6 +735,24 @@ Keeper& keeper() {
   return *k;
 }
 
+// Makes the keeper's thread watch `state`, renewed by a `LeaseScheduler`, until it is released or
+// lost: the scheduler may not run (a stopped or blocked executor), and the loss must still be
+// signalled at the deadline. One live watch per lease; one that comes sooner replaces it.
+void watch_deadline(const std::shared_ptr<LeaseState>& state) {
+  LeaseState& s = *state;
+  std::uint64_t seq;
+  Steady::time_point at;
+  {
+    std::lock_guard<std::mutex> guard(s.mu);
+    if (s.phase != LeaseState::Phase::kHeld) return;
+    at = s.deadline();
+    if (s.watch_at <= at) return;  // armed already; it moves itself on as renewals come
+    s.watch_at = at;
+    seq = ++s.watch_seq;
+  }
+  keeper().schedule(state, at, seq, true);
+}
+
 void Rules::orphan(const std::shared_ptr<LeaseState>& state, const LeaseScheduler* from) {
   LeaseState& s = *state;
   std::uint64_t seq;
@@ -740,7 +800,10 @@ void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_poin
     scheduler = state->scheduler.lock();
   }
   if (scheduler) {
-    if (scheduler->schedule(g_rules, state, at, seq)) return;
+    if (scheduler->schedule(g_rules, state, at, seq)) {
+      watch_deadline(state);
+      return;
+    }
     g_rules.orphan(state, scheduler.get());  // its AsyncLockApi is gone
     return;
   }

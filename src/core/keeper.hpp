@@ -125,6 +125,10 @@ struct LeaseState {
   // Where renewals are timed and sent; expired or empty: the keeper's own threads.
   std::weak_ptr<LeaseScheduler> scheduler;
   bool renewer_gone = false;  // the scheduler that renewed it is gone: watched, never renewed
+  // The keeper's watch of a lease renewed by a `LeaseScheduler` (see `keeper_schedule`): its
+  // live entry is numbered `watch_seq` and due at `watch_at` (max: none armed).
+  std::uint64_t watch_seq = 0;
+  Steady::time_point watch_at = Steady::time_point::max();
 
   // Returns the moment the lease counts as lost without a confirmed renewal.
   Steady::time_point deadline() const { return valid_until - loss_margin(ttl); }
@@ -244,7 +248,9 @@ KeeperRules& keeper_rules() noexcept;
 
 // Puts `state`'s next wake-up at `at` (by its store's clock) under number `seq` (the value of
 // `state->seq` the caller just set, without holding `state->mu` now), on its scheduler: the
-// keeper's own thread, or the `LeaseScheduler` it was kept alive on.
+// keeper's own thread, or the `LeaseScheduler` it was kept alive on. A lease on a
+// `LeaseScheduler` is also watched by the keeper's thread (never renewed there): if the scheduler
+// does not run (a stopped or blocked executor), the lease is still declared lost at its deadline.
 void keeper_schedule(const std::shared_ptr<LeaseState>& state, Steady::time_point at,
                      std::uint64_t seq);
 

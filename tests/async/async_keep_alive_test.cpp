@@ -1,20 +1,24 @@
 // SPDX-License-Identifier: MIT
-// AsyncLockApi::keep_alive: the schedule on the executor (no keeper thread involved), renewals of
+// AsyncLockApi::keep_alive: the schedule on the executor (no keeper thread renews), renewals of
 // native redis:// locks on the executor's connection and of other stores on the pool, batched,
-// callbacks on the executor, and what happens when the executor stops or the api goes.
+// callbacks on the executor, the keeper's watch of each deadline, and what happens when the
+// executor stops or the api goes.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -400,9 +404,42 @@ TEST(AsyncKeepAlive, ThousandLocksOnOneIoThreadAreRenewedInBatches) {
   for (auto& f : releases) EXPECT_TRUE(f.get());
 }
 
+// Records when a lock's stop token was requested, and its valid_until() then.
+struct StopTime {
+  explicit StopTime(const Lock& lock)
+      : callback(lock.stop_token(), std::function<void()>([this, &lock] {
+                   std::lock_guard<std::mutex> guard(mu);
+                   at = Steady::now();
+                   end = lock.valid_until();
+                   done = true;
+                 })) {}
+  bool requested() {
+    std::lock_guard<std::mutex> guard(mu);
+    return done;
+  }
+  // Expects the stop at the lease's deadline (valid_until() minus the margin), give or take a
+  // late timer, never before it.
+  void expect_at_deadline(std::chrono::milliseconds ttl) {
+    std::lock_guard<std::mutex> guard(mu);
+    ASSERT_TRUE(done);
+    EXPECT_GE(at, end - loss_margin(ttl));
+    EXPECT_LT(at, end - loss_margin(ttl) + kTimerLateness)
+        << std::chrono::duration_cast<std::chrono::milliseconds>(at - end).count()
+        << " ms after valid_until";
+  }
+
+  std::mutex mu;
+  Steady::time_point at{};   // guarded by mu
+  Steady::time_point end{};  // guarded by mu
+  bool done = false;         // guarded by mu
+  std::stop_callback<std::function<void()>> callback;
+};
+
 // The io_context stops running while the AsyncLockApi lives: nothing renews the leases any more
-// (the executor does), so they lapse: the key is free once the ttl has run out, and `held()`
-// is false by then. Destroying the AsyncLockApi and then the io_context afterwards is clean.
+// (the executor does), so they lapse: the key is free once the ttl has run out. lockkit's keeper
+// still watches the deadline: the stop token is requested then and `held()` is false; on_lost,
+// posted to the executor, does not run while it is stopped. Destroying the AsyncLockApi and then
+// the io_context afterwards is clean.
 TEST(AsyncKeepAlive, StoppedExecutorLetsTheLeasesLapse) {
   auto api = lockkit::open("memory:");
   asio::io_context io;
@@ -417,16 +454,83 @@ TEST(AsyncKeepAlive, StoppedExecutorLetsTheLeasesLapse) {
     locks.keep_alive(*lock, lost.options());
     const auto first = lock->valid_until();
     ASSERT_TRUE(Await([&] { return lock->valid_until() > first; }));  // renewed once at least
+    StopTime stop(*lock);
     io.stop();
     runner.join();
+    // Stopped at the deadline of its last renewal (one under way may still land once).
+    ASSERT_TRUE(Await([&] { return stop.requested(); }, 3s));
+    stop.expect_at_deadline(300ms);
+    EXPECT_FALSE(lock->held());
     const auto last = lock->valid_until();
-    // Free once its last renewal has run out (a renewal under way may still land once).
+    // Free once its last renewal has run out.
     ASSERT_TRUE(Await([&] { return api->try_acquire(key, 1s).has_value(); }, 3s));
     EXPECT_GE(Steady::now(), last);
-    EXPECT_FALSE(lock->held());
     EXPECT_EQ(lost.calls.load(), 0);  // the executor runs no callback any more
   }
   work.reset();
+}
+
+// The executor's only thread is blocked: its timer cannot run, yet lockkit's keeper requests the
+// stop token at the lease's deadline; on_lost, posted to the executor, runs there once the
+// thread is free again, once.
+TEST(AsyncKeepAlive, BlockedExecutorStillStopsTheLeaseAtItsDeadline) {
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open("memory:"));
+  auto lock = locks.async_try_acquire(Unique("blocked"), 300ms, asio::use_future).get();
+  ASSERT_TRUE(lock);
+  LostReport lost;
+  locks.keep_alive(*lock, lost.options());
+  const auto first = lock->valid_until();
+  ASSERT_TRUE(Await([&] { return lock->valid_until() > first; }));  // renewed once at least
+  StopTime stop(*lock);
+  std::promise<void> blocked;
+  std::promise<void> unblock;
+  asio::post(io.io(), [&, free = unblock.get_future()] {
+    blocked.set_value();
+    free.wait();
+  });
+  blocked.get_future().wait();
+  ASSERT_TRUE(Await([&] { return stop.requested(); }, 3s));
+  stop.expect_at_deadline(300ms);
+  EXPECT_FALSE(lock->held());
+  EXPECT_EQ(lost.calls.load(), 0);  // its executor is still blocked
+  unblock.set_value();
+  auto where = lost.where.get_future();
+  ASSERT_EQ(where.wait_for(kAwait), std::future_status::ready);
+  EXPECT_EQ(where.get(), io.id());
+  (void)locks.async_release(*lock, asio::use_future).get();  // its lease may not have run out yet
+  EXPECT_EQ(lost.calls.load(), 1) << lost.first_reason;
+}
+
+// Leases renewed on a running executor for several ttls: the keeper's watch of their deadlines
+// moves on with every renewal and never declares one lost.
+TEST(AsyncKeepAlive, WatchNeverStopsALeaseRenewedInTime) {
+  auto& server = RedisServer::shared();
+  IoThread io;
+  AsyncLockApi pooled(io.io().get_executor(), lockkit::open("memory:"));
+  AsyncLockApi native(io.io().get_executor(), lockkit::open(server.url()));
+  LostReport lost;
+  std::vector<Lock> held;
+  for (AsyncLockApi* locks : {&pooled, &native}) {
+    for (int i = 0; i < 20; ++i) {
+      auto lock = locks->async_try_acquire(Unique("watched"), 300ms, asio::use_future).get();
+      ASSERT_TRUE(lock);
+      locks->keep_alive(*lock, lost.options());
+      held.push_back(std::move(*lock));
+    }
+  }
+  std::vector<std::stop_token> stops;
+  for (const auto& lock : held) stops.push_back(lock.stop_token());
+  std::this_thread::sleep_for(1200ms);  // four ttls
+  EXPECT_EQ(lost.calls.load(), 0) << lost.first_reason;
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    EXPECT_FALSE(stops[i].stop_requested()) << held[i].key();
+    EXPECT_TRUE(held[i].held()) << held[i].key();
+  }
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    AsyncLockApi& locks = i < 20 ? pooled : native;
+    EXPECT_TRUE(locks.async_release(held[i], asio::use_future).get());
+  }
 }
 
 // Once its kept-alive locks are released, the keep-alive leaves the executor no work: run()
