@@ -133,8 +133,9 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   // longer ours, or `valid_until()` minus `loss_margin(ttl)` came without a confirmed renewal.
   // Driven by the local clock, never later because a store call hangs; works with or without
   // `keep_alive` (without it, stop comes at `valid_until()` minus the margin). Callbacks
-  // registered on it run on lockkit's keeper thread (on the executor for a lock kept alive
-  // through `AsyncLockApi::keep_alive`): keep them short. An empty lock returns a token whose
+  // registered on it run on lockkit's keeper thread (for a lock kept alive through
+  // `AsyncLockApi::keep_alive`: on the executor, or on the keeper thread when the executor does
+  // not run in time): keep them short. An empty lock returns a token whose
   // stop is already requested. The first call allocates the lease's shared state.
   std::stop_token stop_token() const;
 
