@@ -210,7 +210,14 @@ TEST_P(KeepAliveConformance, MaxHoldStopsRenewalAndAnotherClientGetsTheKey) {
       3 * ttl + GetParam().slack + kSchedulingSlack));
   const auto taken = Steady::now();
   EXPECT_GT(taken - start, ttl) << "taken before the renewed lease could have run out";
-  for (auto at : probe.renewals()) EXPECT_LT(at - acquired, ttl) << "renewed after max_hold";
+  // `should_renew` is asked right before a renewal, and the keeper reads its clock again after
+  // the answer: an ask that a loaded machine delayed past max_hold is answered but not sent. So
+  // asks get a late timer's slack, and what was sent shows in the lease's validity: the last
+  // renewal, sent before max_hold (ttl here), ends no later than two ttls after the acquire.
+  for (auto at : probe.renewals()) {
+    EXPECT_LT(at - acquired, ttl + kTimerLateness) << "asked to renew long after max_hold";
+  }
+  EXPECT_LE(lock->valid_until(), acquired + 2 * ttl + kTimerLateness) << "renewed after max_hold";
   ASSERT_NE(stopped_at.load(), 0) << "the holder was not told before the next owner took it";
   const auto stop = Steady::time_point(Steady::duration(stopped_at.load()));
   ExpectStopByTheDeadline(stop, *lock, ttl);
