@@ -61,7 +61,8 @@ struct KeepAliveOptions {
   std::function<bool()> should_renew{};
   // Called on a keeper thread (the executor for `AsyncLockApi::keep_alive`) after a renewal
   // failed (store error or timeout; the lease is not lost yet, and retries follow), with the
-  // error's message.
+  // error's message. Never called after `on_lost`: an error that would arrive once the lease has
+  // been declared lost is dropped.
   std::function<void(std::string_view error)> on_renewal_error{};
 };
 

@@ -472,17 +472,22 @@ void AsyncEngine::start_extend(const std::shared_ptr<AsyncEngine>&, Lock& lock,
 
 void AsyncEngine::keep_alive(const std::shared_ptr<AsyncEngine>& engine, Lock& lock,
                              KeepAliveOptions options) {
-  // The keeper calls these on its own threads; the user's run on the executor instead.
+  // The keeper calls these on its own threads; the user's run on the executor instead. An error
+  // still queued there when the loss is posted is dropped: none is reported after `on_lost`.
+  auto lost = std::make_shared<std::atomic<bool>>(false);
   if (options.on_lost) {
-    options.on_lost = [gate = engine->gate_,
+    options.on_lost = [gate = engine->gate_, lost,
                        f = std::move(options.on_lost)](std::string_view reason) {
+      lost->store(true, std::memory_order_release);
       gate->post([f, reason = std::string(reason)] { f(reason); });
     };
   }
   if (options.on_renewal_error) {
-    options.on_renewal_error = [gate = engine->gate_,
+    options.on_renewal_error = [gate = engine->gate_, lost,
                                 f = std::move(options.on_renewal_error)](std::string_view error) {
-      gate->post([f, error = std::string(error)] { f(error); });
+      gate->post([f, lost, error = std::string(error)] {
+        if (!lost->load(std::memory_order_acquire)) f(error);
+      });
     };
   }
   // The schedule runs on the executor too (a timer there; renewals natively or on the pool).

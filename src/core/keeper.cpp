@@ -214,7 +214,9 @@ class Rules final : public KeeperRules {
             continue;
           case ExtendOutcome::kFailed:
             s.renew_at = round.done + retry_delay(s.ttl, s.deadline() - round.done);
-            if (s.options.on_renewal_error) end.failed.push_back(s.options.on_renewal_error);
+            if (s.options.on_renewal_error) {
+              end.failed.emplace_back(round.going[i], s.options.on_renewal_error);
+            }
             break;
         }
       }
@@ -224,7 +226,10 @@ class Rules final : public KeeperRules {
   }
 
   void report(RoundEnd& end, std::string_view error) noexcept override {
-    for (auto& hook : end.failed) {
+    for (auto& [state, hook] : end.failed) {
+      // Declared lost since (its deadline passed while this round's end waited for a thread):
+      // `on_lost` has been or is being called, and an error after it would only confuse.
+      if (state->lost.load(std::memory_order_acquire)) continue;
       try {
         hook(error);
       } catch (...) {  // a hook never changes the schedule

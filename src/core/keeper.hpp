@@ -198,11 +198,12 @@ struct RenewalRound {
 };
 
 // What a round's end leaves to do, with no lock held: the next wake-ups to schedule, losses to
-// notify, `on_renewal_error` hooks to call with the round's error, renewals to undo.
+// notify, `on_renewal_error` hooks to call with the round's error (unless their lease has been
+// declared lost by then: no error is reported after the loss), renewals to undo.
 struct RoundEnd {
   std::vector<Wake> next;
   std::vector<std::pair<std::shared_ptr<LeaseState>, std::string>> lost;
-  std::vector<std::function<void(std::string_view)>> failed;
+  std::vector<std::pair<std::shared_ptr<LeaseState>, std::function<void(std::string_view)>>> failed;
   std::vector<std::shared_ptr<LeaseState>> undo;  // renewed after they were declared lost
 };
 
