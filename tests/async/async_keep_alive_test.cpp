@@ -80,13 +80,13 @@ class ProbeStore final : public LeaseStore {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [this] { return !hang_; });
     }
-    if (fail.load()) throw BackendError("probe", ErrorKind::kUnavailable, "store down");
+    if (fail.load()) failing();
     return inner_->extend(key, token, ttl);
   }
   void extend_many(std::span<const ExtendRequest> requests, std::span<ExtendOutcome> out) override {
     rounds.fetch_add(1);
     renewals.fetch_add(requests.size());
-    if (fail.load()) throw BackendError("probe", ErrorKind::kUnavailable, "store down");
+    if (fail.load()) failing();
     inner_->extend_many(requests, out);
   }
   std::optional<LockInfo> status(std::string_view key) override { return inner_->status(key); }
@@ -106,11 +106,17 @@ class ProbeStore final : public LeaseStore {
   }
 
   std::atomic<bool> fail{false};
+  std::function<void()> before_failing;  // set before `fail`; called on the failing thread
   std::atomic<int> entered{0};
   std::atomic<int> rounds{0};
   std::atomic<std::size_t> renewals{0};
 
  private:
+  [[noreturn]] void failing() {
+    if (before_failing) before_failing();
+    throw BackendError("probe", ErrorKind::kUnavailable, "store down");
+  }
+
   std::shared_ptr<LeaseStore> inner_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -362,6 +368,50 @@ TEST(AsyncKeepAlive, FailingStoreReportsErrorsThenLossOnTheExecutor) {
     EXPECT_NE(events[i].first.find("store down"), std::string::npos) << events[i].first;
   }
   for (const auto& [what, where] : events) EXPECT_EQ(where, io.id()) << what;
+}
+
+// A renewal fails while the executor is blocked until past the lease's deadline: the keeper's
+// watch declares the lease lost meanwhile, and the round's error, handled on the executor only
+// afterwards, is not reported after `on_lost` (it came first: lost, then "store down").
+TEST(AsyncKeepAlive, NoRenewalErrorIsReportedAfterTheLoss) {
+  IoThread io;
+  auto store = std::make_shared<ProbeStore>();
+  AsyncLockApi locks(io.io().get_executor(), make_lock_api(store));
+  auto lock = locks.async_try_acquire(Unique("late-error"), 300ms, asio::use_future).get();
+  ASSERT_TRUE(lock);
+  std::mutex mu;
+  std::vector<std::string> events;
+  std::atomic<int> lost_calls{0};
+  KeepAliveOptions options{.on_lost =
+                               [&](std::string_view) {
+                                 std::lock_guard<std::mutex> guard(mu);
+                                 events.emplace_back("lost");
+                                 lost_calls.fetch_add(1);
+                               },
+                           .on_renewal_error =
+                               [&](std::string_view error) {
+                                 std::lock_guard<std::mutex> guard(mu);
+                                 events.emplace_back(error);
+                               }};
+  const std::stop_token stop = lock->stop_token();
+  std::atomic<bool> blocked{false};
+  // The first failing renewal blocks the executor (ahead of the round's end, which the pool
+  // posts after this) until the lease has been declared lost on the keeper's thread.
+  store->before_failing = [&] {
+    if (blocked.exchange(true)) return;
+    asio::post(io.io(), [&] { Await([&] { return stop.stop_requested(); }, kAwait, 1ms); });
+  };
+  store->fail = true;
+  locks.keep_alive(*lock, options);
+  ASSERT_TRUE(Await([&] { return lost_calls.load() == 1; }));
+  // Everything the round's end posted has run once this does.
+  asio::post(io.io(), asio::use_future).get();
+  asio::post(io.io(), asio::use_future).get();
+  EXPECT_TRUE(blocked.load());
+  EXPECT_EQ(lost_calls.load(), 1);
+  std::lock_guard<std::mutex> guard(mu);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back(), "lost");
 }
 
 // Many kept-alive locks on one io thread: renewed in rounds (one extend_many for many leases),
