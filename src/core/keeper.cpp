@@ -229,6 +229,7 @@ class Rules final : public KeeperRules {
     for (auto& [state, hook] : end.failed) {
       // Declared lost since (its deadline passed while this round's end waited for a thread):
       // `on_lost` has been or is being called, and an error after it would only confuse.
+      std::lock_guard<std::recursive_mutex> hooks(state->hooks_mu);
       if (state->lost.load(std::memory_order_acquire)) continue;
       try {
         hook(error);
@@ -516,12 +517,18 @@ class Keeper {
     }
   }
 
+  // After a push to ready_ (keeper mutex held). An idle worker counts until it has woken, so
+  // idle_ alone would let two pushes wake one worker and start none: the second round then waits
+  // for a busy worker, maybe stuck in a hanging store, while fewer than kMaxWorkers run.
   void start_worker() {
-    if (idle_ > 0) {
+    if (idle_ >= ready_.size()) {
       work_cv_.notify_one();
       return;
     }
-    if (workers_ >= kMaxWorkers) return;  // a busy worker takes it next
+    if (workers_ >= kMaxWorkers) {  // a busy worker takes it next
+      if (idle_ > 0) work_cv_.notify_one();
+      return;
+    }
     ++workers_;
     std::thread([this] { worker_loop(); }).detach();
   }
@@ -868,6 +875,7 @@ void notify_lost(LeaseState& s, std::string_view reason) noexcept {
     on_lost = s.options.on_lost;
   }
   if (!on_lost) return;
+  std::lock_guard<std::recursive_mutex> hooks(s.hooks_mu);  // after an error being reported
   try {
     on_lost(reason);
   } catch (...) {  // a hook that throws cannot be told anything more

@@ -102,6 +102,10 @@ struct LeaseState {
   std::atomic<Steady::rep> valid_until_ticks;  // `valid_until`, for lock-free readers
   std::atomic<bool> lost{false};               // phase == kLost, for lock-free readers
   std::stop_source stop;
+  // Held while a hook of this lease runs (never with `mu`): `on_lost` waits for an
+  // `on_renewal_error` under way, and an error's report checks `lost` under it, so that no error
+  // is reported after the loss. Recursive: a hook may itself find the lease lost (`extend`).
+  std::recursive_mutex hooks_mu;
 
   std::mutex mu;
   std::condition_variable cv;  // `sending` went false

@@ -163,12 +163,12 @@ TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
   api->set_observer(observer);
   AsyncLockApi locks(io.io().get_executor(), api);
   const std::string key = Unique("native");
-  auto lock = locks.async_try_acquire(key, 400ms, asio::use_future).get();
+  auto lock = locks.async_try_acquire(key, 800ms, asio::use_future).get();
   ASSERT_TRUE(lock);
   LostReport lost;
   locks.keep_alive(*lock, lost.options());
   const auto stop = lock->stop_token();
-  std::this_thread::sleep_for(1400ms);  // three ttls and more
+  std::this_thread::sleep_for(2600ms);  // three ttls and more
   EXPECT_TRUE(lock->held());
   EXPECT_FALSE(stop.stop_requested());
   EXPECT_EQ(server.cli({"GET", key}), lock->token());
@@ -280,11 +280,19 @@ TEST(AsyncKeepAlive, RenewsWhileEveryKeeperThreadIsStuck) {
   auto& server = RedisServer::shared();
   std::vector<std::shared_ptr<ProbeStore>> stuck;
   std::vector<Lock> stuck_locks;
+  // Declared after the locks, so destroyed before them: a failed assertion must not leave their
+  // releases waiting for renewals that hang forever.
+  struct Unhang {
+    std::vector<std::shared_ptr<ProbeStore>>& stores;
+    ~Unhang() {
+      for (auto& store : stores) store->unhang();
+    }
+  } unhang{stuck};
   for (int i = 0; i < 6; ++i) {
     auto store = std::make_shared<ProbeStore>();
     store->hang();
     auto api = make_lock_api(store);
-    auto lock = api->try_acquire(Unique("stuck"), 150ms);
+    auto lock = api->try_acquire(Unique("stuck"), 300ms);
     ASSERT_TRUE(lock);
     lock->keep_alive();
     stuck.push_back(store);
@@ -303,13 +311,13 @@ TEST(AsyncKeepAlive, RenewsWhileEveryKeeperThreadIsStuck) {
     auto probe = std::make_shared<ProbeStore>();
     AsyncLockApi native(io.io().get_executor(), redis_api);
     AsyncLockApi pooled(io.io().get_executor(), make_lock_api(probe));
-    auto a = native.async_try_acquire(Unique("native"), 300ms, asio::use_future).get();
-    auto b = pooled.async_try_acquire(Unique("pooled"), 300ms, asio::use_future).get();
+    auto a = native.async_try_acquire(Unique("native"), 600ms, asio::use_future).get();
+    auto b = pooled.async_try_acquire(Unique("pooled"), 600ms, asio::use_future).get();
     ASSERT_TRUE(a && b);
     LostReport lost;
     native.keep_alive(*a, lost.options());
     pooled.keep_alive(*b, lost.options());
-    std::this_thread::sleep_for(1000ms);  // three ttls and more
+    std::this_thread::sleep_for(2000ms);  // three ttls and more
     EXPECT_EQ(lost.calls.load(), 0) << lost.first_reason;
     EXPECT_TRUE(a->held());
     EXPECT_TRUE(b->held());
@@ -323,8 +331,6 @@ TEST(AsyncKeepAlive, RenewsWhileEveryKeeperThreadIsStuck) {
     EXPECT_TRUE(native.async_release(*a, asio::use_future).get());
     EXPECT_TRUE(pooled.async_release(*b, asio::use_future).get());
   }
-  for (auto& store : stuck) store->unhang();
-  stuck_locks.clear();
 }
 
 // A failing store: each failed renewal reaches on_renewal_error, then the lease is lost before

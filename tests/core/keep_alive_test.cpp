@@ -405,6 +405,46 @@ TEST(KeepAlive, HangingRenewalDelaysNeitherItsDeadlineNorOtherStores) {
   EXPECT_TRUE(b->held());
 }
 
+// Six stores hang; their leases come due in the same instant, while a worker of the keeper is
+// idle: each renewal gets a worker of its own (up to the keeper's six), none waits behind a hung
+// one. Two rounds queued before the idle worker had woken used to wake that one worker and start
+// none: the second waited for ever, its lease lost for want of a thread.
+TEST(KeepAlive, RenewalsDueTogetherOnHangingStoresEachGetAWorker) {
+  auto clock = std::make_shared<ManualClock>();
+  std::vector<std::shared_ptr<ScriptedStore>> stores;
+  struct Unhang {
+    std::vector<std::shared_ptr<ScriptedStore>>& stores;
+    ~Unhang() {
+      for (auto& store : stores) store->hang(false);
+    }
+  };
+  std::vector<Lock> locks;
+  Unhang unhang{stores};  // after `locks`: destroyed first, so their releases do not wait
+  // A renewal that goes through leaves a worker idle.
+  auto healthy = std::make_shared<ScriptedStore>(clock);
+  auto warm = make_lock_api(healthy)->try_acquire("warm", 300ms);
+  ASSERT_TRUE(warm);
+  warm->keep_alive();
+  const auto warm_until = warm->valid_until();
+  clock->advance(100ms);
+  ASSERT_TRUE(await([&] { return warm->valid_until() > warm_until; }));
+  ASSERT_TRUE(warm->release());
+  for (int i = 0; i < 6; ++i) {
+    stores.push_back(std::make_shared<ScriptedStore>(clock));
+    stores.back()->hang(true);
+    auto lock = make_lock_api(stores.back())->try_acquire("hung", 300ms);
+    ASSERT_TRUE(lock);
+    lock->keep_alive();
+    locks.push_back(std::move(*lock));
+  }
+  clock->advance(100ms);  // all six due at once
+  EXPECT_TRUE(await([&] {
+    int entered = 0;
+    for (const auto& store : stores) entered += store->extends.load() > 0 ? 1 : 0;
+    return entered == 6;
+  }));
+}
+
 TEST(KeepAlive, NoRenewalIsSentAfterReleaseReturns) {
   auto store = std::make_shared<ScriptedStore>();
   auto api = make_lock_api(store);
