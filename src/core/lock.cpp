@@ -66,14 +66,19 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::stri
   set_token(token);
 }
 
-Lock::Lock(detail::CoreLockTag tag, detail::LockCount& count, std::string_view key,
+Lock::Lock(detail::CoreLockTag, detail::LockCount& count, std::string_view key,
            std::string_view token, std::uint64_t fence,
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
-    : Lock(tag, std::shared_ptr<detail::LeaseOps>(), key, token, fence, valid_until, acquired,
-           ttl) {
-  ops_ = &count.ops();
-  count_ = &count;
+    : ops_(&count.ops()),
+      count_(&count),
+      key_(inline_key(key.size()) ? std::string_view() : key),
+      fence_(fence),
+      valid_until_(valid_until),
+      acquired_(acquired),
+      ttl_(ttl) {
+  set_key(key);
+  set_token(token);
 }
 
 void Lock::drop_ops() noexcept {

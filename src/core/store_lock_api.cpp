@@ -172,8 +172,8 @@ bool index_may_run(unsigned i) noexcept {
 }
 
 // The count's owner and its detacher must see each other's stores (Dekker): with membarrier(2)
-// the detacher, which runs once per api, pays for both, and the owner's side is free; without
-// it, both sides use a full fence.
+// the detacher, which runs once per api, pays for both, and the owner's side is plain stores and
+// loads; without it, both sides use sequentially consistent ones.
 #if defined(__linux__)
 long membarrier(int command) noexcept {
   return syscall(SYS_membarrier, command, 0, 0);
@@ -185,28 +185,17 @@ bool register_membarrier() noexcept {
          membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
-// Set while the library loads (false before: full fences, which the detacher's side serves too).
+// Set while the library loads (false before: sequentially consistent, which the detacher's
+// side serves too).
 const bool g_asymmetric = register_membarrier();
 #else
 const bool g_asymmetric = false;
 #endif
 
-// The owner's side: between its store to busy_ and its load of orphaned_.
-inline void owner_fence() noexcept {
-  if (g_asymmetric) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
-}
-
-// The detacher's side: after this, every thread's earlier stores are seen here, and its later
-// loads see ours. False if that cannot be had (the counts are then left alone: never freed).
-bool detacher_fence() noexcept {
-  if (!g_asymmetric) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    return true;
-  }
+// The detacher's side, after its stores to orphaned_: from here on, every thread's earlier
+// stores are seen, and its later loads see orphaned_. False if that cannot be had.
+bool detacher_barrier() noexcept {
+  if (!g_asymmetric) return true;  // the owners' seq_cst store and load do it
 #if defined(__linux__)
   if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return true;
   if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
@@ -228,9 +217,17 @@ void LockCount::drop() noexcept {
   if (t_index == index_) {
     // The owner: a plain count, unless the api's destructor has started settling. busy_ tells
     // it to wait until a decrement that missed orphaned_ has landed.
-    busy_.store(true, std::memory_order_relaxed);
-    owner_fence();
-    if (!orphaned_.load(std::memory_order_relaxed)) {
+    bool orphaned;
+    if (g_asymmetric) {
+      busy_.store(true, std::memory_order_relaxed);
+      // Only the compiler's order: the detacher's membarrier orders the CPU's.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      orphaned = orphaned_.load(std::memory_order_relaxed);
+    } else {
+      busy_.store(true, std::memory_order_seq_cst);
+      orphaned = orphaned_.load(std::memory_order_seq_cst);
+    }
+    if (!orphaned) {
       local_.store(local_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
       busy_.store(false, std::memory_order_release);
       return;
@@ -242,13 +239,13 @@ void LockCount::drop() noexcept {
 
 void LockCount::detach(std::span<LockCount* const> counts) noexcept {
   for (LockCount* c : counts) c->orphaned_.store(true, std::memory_order_seq_cst);
-  // Without the fence an owner's decrement could be missed; then the count (and the store) is
+  // Without the barrier an owner's decrement could be missed; then the count (and the store) is
   // kept for good rather than risk freeing it under a lock.
-  if (!detacher_fence()) return;
+  if (!detacher_barrier()) return;
   for (LockCount* c : counts) {
     // An owner whose busy_ is seen false here sees orphaned_ in its next drop: local_ is final.
     if (index_may_run(c->index_)) {
-      while (c->busy_.load(std::memory_order_acquire)) std::this_thread::yield();
+      while (c->busy_.load(std::memory_order_seq_cst)) std::this_thread::yield();
     }
     const std::int64_t local = c->local_.load(std::memory_order_acquire);
     if (c->shared_.fetch_add(local - kAttached, std::memory_order_acq_rel) == kAttached - local) {
