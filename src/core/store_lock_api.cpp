@@ -619,6 +619,8 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
     char token_buf[detail::kTokenChars];
     detail::fill_token(token_buf);
     const std::string_view token(token_buf, sizeof(token_buf));
+    // Looked up while the store's line is on its way.
+    detail::LockCount* const count = lock_count();
     const Steady::time_point start = store_->now();
     std::optional<std::uint64_t> fence;
     try {
@@ -633,7 +635,7 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
     if (!fence) return std::nullopt;
     const Steady::time_point valid_until = start + ttl - store_->drift(ttl);
     // Made in place in the caller's optional: no empty optional to clear first.
-    if (detail::LockCount* count = lock_count()) {
+    if (count) {
       count->add();
       return std::optional<Lock>(std::in_place, detail::CoreLockTag{}, *count, key, token, *fence,
                                  valid_until, start, ttl);
