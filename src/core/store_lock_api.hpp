@@ -32,6 +32,7 @@ class LeaseOps;
 // with plain stores, a lock released on another thread (moved there) counts with an atomic
 // instruction, and the api's destructor settles the two. Made and destroyed by the core
 // (store_lock_api.cpp), one per thread index and api; a `Lock` made by it holds it.
+// Thread safety: `drop` from any thread; `add` only on the thread holding the count's index.
 class alignas(128) LockCount {
  public:
   LockCount(std::shared_ptr<LeaseOps> ops, unsigned index) noexcept;
@@ -41,7 +42,7 @@ class alignas(128) LockCount {
   LeaseOps& ops() const noexcept { return *ops_; }
   // Returns a reference of its own to the ops (for the keeper's state of a kept-alive lease).
   std::shared_ptr<LeaseOps> share() const noexcept { return ops_; }
-  // Counts one `Lock` more. Only on the thread holding `index`, while the api lives.
+  // Counts one `Lock` more. Only on the thread holding the index, while the api lives.
   void add() noexcept {
     local_.store(local_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
