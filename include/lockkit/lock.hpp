@@ -27,6 +27,7 @@ struct CoreLockTag {
 };
 struct LeaseState;       // the keep-alive and stop state of a lease (src/core/keeper.hpp)
 class LeaseOps;          // what a Lock calls back into: the core's, over a LeaseStore
+class LockCount;         // keeps a LockApi's LeaseOps alive for one thread's Locks
 class LeaseScheduler;    // where renewals run instead of the keeper's threads (AsyncLockApi)
 struct KeepAliveAccess;  // opens `keep_alive_on` to the AsyncLockApi
 }  // namespace detail
@@ -83,6 +84,13 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   // Not exported from the shared library: only the core, inside it, calls it.
   LOCKKIT_NO_EXPORT Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops,
                          std::string_view key, std::string_view token, std::uint64_t fence,
+                         std::chrono::steady_clock::time_point valid_until,
+                         std::chrono::steady_clock::time_point acquired,
+                         std::chrono::milliseconds ttl) noexcept;
+  // The same, counted in `count` (the core's per thread and `LockApi`) instead of holding a
+  // reference of its own, which `count` keeps alive.
+  LOCKKIT_NO_EXPORT Lock(detail::CoreLockTag, detail::LockCount& count, std::string_view key,
+                         std::string_view token, std::uint64_t fence,
                          std::chrono::steady_clock::time_point valid_until,
                          std::chrono::steady_clock::time_point acquired,
                          std::chrono::milliseconds ttl) noexcept;
@@ -186,9 +194,15 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
   void set_token(std::string_view token) noexcept;
   void release_quietly() noexcept;
   bool release_now();
+  // Lets go of the lease's ops (the last touch of them): the lock holds nothing any more.
+  void drop_ops() noexcept;
   detail::LeaseState& state() const;
 
-  std::shared_ptr<detail::LeaseOps> ops_;  // null once released, lost or moved from
+  detail::LeaseOps* ops_ = nullptr;  // null once released, lost or moved from
+  // What keeps *ops_ alive: the core's count of one thread's locks (no reference count shared
+  // between threads per lock), or else a reference of this lock's own.
+  detail::LockCount* count_ = nullptr;
+  std::shared_ptr<detail::LeaseOps> own_ops_;
   // The key: in key_ when it is up to kSmallKeyBytes or longer than kInlineKeyBytes; else in
   // key_buf_, and key_ is made from it once by the first `key()` call (key_state_ says when).
   mutable std::string key_;

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/keeper.hpp"
+#include "core/store_lock_api.hpp"
 #include "lockkit/lock_api.hpp"
 
 namespace lockkit {
@@ -52,7 +53,8 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::stri
            std::string_view token, std::uint64_t fence,
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
-    : ops_(std::move(ops)),
+    : ops_(ops.get()),
+      own_ops_(std::move(ops)),
       // Short: no allocation anyway. Long: the one allocation, made now, so that key() of a
       // long key never allocates. Else inline (set_key).
       key_(inline_key(key.size()) ? std::string_view() : key),
@@ -62,6 +64,28 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::stri
       ttl_(ttl) {
   set_key(key);
   set_token(token);
+}
+
+Lock::Lock(detail::CoreLockTag, detail::LockCount& count, std::string_view key,
+           std::string_view token, std::uint64_t fence,
+           std::chrono::steady_clock::time_point valid_until,
+           std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
+    : ops_(&count.ops()),
+      count_(&count),
+      key_(inline_key(key.size()) ? std::string_view() : key),
+      fence_(fence),
+      valid_until_(valid_until),
+      acquired_(acquired),
+      ttl_(ttl) {
+  set_key(key);
+  set_token(token);
+}
+
+void Lock::drop_ops() noexcept {
+  ops_ = nullptr;
+  own_ops_.reset();
+  // Last: the count may free the ops (and their store) when this was the last lock.
+  if (count_) std::exchange(count_, nullptr)->drop();
 }
 
 void Lock::set_key(std::string_view key) noexcept {
@@ -110,7 +134,9 @@ void Lock::set_token(std::string_view token) noexcept {
 }
 
 Lock::Lock(Lock&& other) noexcept
-    : ops_(std::move(other.ops_)),
+    : ops_(std::exchange(other.ops_, nullptr)),
+      count_(std::exchange(other.count_, nullptr)),
+      own_ops_(std::move(other.own_ops_)),
       token_(other.token_),
       token_size_(other.token_size_),
       fence_(other.fence_),
@@ -118,7 +144,6 @@ Lock::Lock(Lock&& other) noexcept
       acquired_(other.acquired_),
       ttl_(other.ttl_),
       state_(std::move(other.state_)) {
-  other.ops_.reset();
   take_key(other);
   other.token_size_ = 0;
 }
@@ -126,8 +151,9 @@ Lock::Lock(Lock&& other) noexcept
 Lock& Lock::operator=(Lock&& other) noexcept {
   if (this != &other) {
     release_quietly();
-    ops_ = std::move(other.ops_);
-    other.ops_.reset();
+    ops_ = std::exchange(other.ops_, nullptr);
+    count_ = std::exchange(other.count_, nullptr);
+    own_ops_ = std::move(other.own_ops_);
     take_key(other);
     token_ = other.token_;
     token_size_ = other.token_size_;
@@ -153,8 +179,8 @@ void Lock::release_quietly() noexcept {
     report(key_view(), e);
   } catch (...) {
   }
-  ops_.reset();
   state_.reset();
+  drop_ops();
 }
 
 bool Lock::release_now() {
@@ -162,7 +188,7 @@ bool Lock::release_now() {
   if (state_ && state_->inherited()) {
     // A forked child's copy of a lease its parent keeps alive or watches: the parent's, which
     // goes on renewing and using it. The child neither renews nor releases it.
-    ops_.reset();
+    drop_ops();
     return false;
   }
   // On throw, ops_ stays: the caller may retry.
@@ -181,7 +207,7 @@ bool Lock::release_now() {
     detail::keeper_forget(state_);
     state_.reset();
   }
-  ops_.reset();
+  drop_ops();
   return ours;
 }
 
@@ -214,7 +240,7 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
     // Validity counts from before the request: the store's new expiry is at least this late.
     auto start = ops_->now();
     if (!ops_->extend(key_view(), token(), ttl)) {
-      ops_.reset();  // lost: nothing left to release
+      drop_ops();  // lost: nothing left to release
       return false;
     }
     valid_until_ = start + ttl - ops_->drift(ttl);
@@ -266,14 +292,14 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
     return true;
   }
   if (now_lost) detail::notify_lost(s, "the store says the lease is no longer ours");
-  ops_.reset();  // lost: nothing left to release
+  drop_ops();  // lost: nothing left to release
   return false;
 }
 
 detail::LeaseState& Lock::state() const {
   if (!state_) {
-    state_ = std::make_shared<detail::LeaseState>(ops_, key_view(), token(), ttl_, acquired_,
-                                                  valid_until_);
+    state_ = std::make_shared<detail::LeaseState>(count_ ? count_->share() : own_ops_, key_view(),
+                                                  token(), ttl_, acquired_, valid_until_);
   }
   return *state_;
 }

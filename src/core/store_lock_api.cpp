@@ -2,6 +2,13 @@
 // The LockApi over any LeaseStore: the acquire protocol written once, and the observer hook.
 #include "core/store_lock_api.hpp"
 
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#endif
+#include <pthread.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -9,6 +16,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -68,6 +76,185 @@ const char* to_string(LockOutcome outcome) noexcept {
   }
   return "unknown";
 }
+
+namespace detail {
+namespace {
+
+// Thread indices: small numbers, each held by one live thread at a time and handed to a new
+// thread once its holder has exited, so that a LockApi's per-thread counts stay as few as the
+// threads that ran at the same time. 0: none.
+constexpr unsigned kIndexChunk = 64;
+constexpr unsigned kIndexChunks = 64;
+constexpr unsigned kMaxIndex = kIndexChunk * kIndexChunks;  // indices 1..kMaxIndex-1
+
+struct IndexRegistry {
+  IndexRegistry() {
+    // A forked child's thread keeps its index (and its counts); the indices of the parent's
+    // other threads are never handed out again there (their holders are gone mid-way, maybe).
+    pthread_atfork([] { registry().mu.lock(); }, [] { registry().mu.unlock(); },
+                   [] { registry().after_fork_in_child(); });
+  }
+  static IndexRegistry& registry();
+  void after_fork_in_child();
+
+  std::mutex mu;
+  std::vector<unsigned> free;  // guarded by mu: returned by threads that exited
+  unsigned next = 1;           // guarded by mu
+  // The process in which index i was last taken (or kept across a fork): its holder may run
+  // there. Guarded by mu.
+  std::vector<pid_t> pid = std::vector<pid_t>(kMaxIndex, 0);
+};
+
+IndexRegistry& IndexRegistry::registry() {
+  // Never destroyed: threads may exit (and give back their index) after static destruction.
+  static IndexRegistry* r = new IndexRegistry;
+  return *r;
+}
+
+thread_local unsigned t_index = 0;       // constant initialised: no TLS guard on the lock path
+thread_local bool t_index_gone = false;  // the thread gave its index back: it is exiting
+
+void IndexRegistry::after_fork_in_child() {
+  if (t_index != 0) pid[t_index] = getpid();
+  mu.unlock();
+}
+
+// Gives the thread's index back when it exits.
+struct IndexHolder {
+  IndexHolder() = default;
+  IndexHolder(const IndexHolder&) = delete;
+  IndexHolder& operator=(const IndexHolder&) = delete;
+  ~IndexHolder() {
+    const unsigned i = t_index;
+    t_index = 0;
+    t_index_gone = true;  // locks dropped by later thread_local destructors count atomically
+    if (i == 0) return;
+    IndexRegistry& r = IndexRegistry::registry();
+    std::lock_guard<std::mutex> guard(r.mu);
+    try {
+      r.free.push_back(i);
+    } catch (...) {  // not handed out again: one count per api stays unused
+    }
+  }
+};
+
+// Returns this thread's index, taking one if it has none; 0 when it cannot have one (too many
+// threads at once, exiting, out of memory): its locks then hold a reference of their own.
+unsigned thread_index() noexcept {
+  if (t_index != 0) return t_index;
+  if (t_index_gone) return 0;
+  try {
+    static thread_local IndexHolder holder;  // its destructor gives the index back
+    (void)holder;
+    IndexRegistry& r = IndexRegistry::registry();
+    std::lock_guard<std::mutex> guard(r.mu);
+    unsigned i = 0;
+    if (!r.free.empty()) {
+      i = r.free.back();
+      r.free.pop_back();
+    } else if (r.next < kMaxIndex) {
+      i = r.next++;
+    } else {
+      return 0;
+    }
+    r.pid[i] = getpid();
+    return t_index = i;
+  } catch (...) {
+    return 0;
+  }
+}
+
+// True if index i's holder may be a live thread of this process (not one lost in a fork).
+bool index_may_run(unsigned i) noexcept {
+  IndexRegistry& r = IndexRegistry::registry();
+  std::lock_guard<std::mutex> guard(r.mu);
+  return r.pid[i] == getpid();
+}
+
+// The count's owner and its detacher must see each other's stores (Dekker): with membarrier(2)
+// the detacher, which runs once per api, pays for both, and the owner's side is plain stores and
+// loads; without it, both sides use sequentially consistent ones.
+#if defined(__linux__)
+long membarrier(int command) noexcept {
+  return syscall(SYS_membarrier, command, 0, 0);
+}
+
+bool register_membarrier() noexcept {
+  const long supported = membarrier(MEMBARRIER_CMD_QUERY);
+  return supported > 0 && (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+         membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+// Set while the library loads (false before: sequentially consistent, which the detacher's
+// side serves too).
+const bool g_asymmetric = register_membarrier();
+#else
+const bool g_asymmetric = false;
+#endif
+
+// The detacher's side, after its stores to orphaned_: from here on, every thread's earlier
+// stores are seen, and its later loads see orphaned_. False if that cannot be had.
+bool detacher_barrier() noexcept {
+  if (!g_asymmetric) return true;  // the owners' seq_cst store and load do it
+#if defined(__linux__)
+  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return true;
+  if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+      membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+    return true;
+  }
+  return membarrier(MEMBARRIER_CMD_GLOBAL) == 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+LockCount::LockCount(std::shared_ptr<LeaseOps> ops, unsigned index) noexcept
+    : ops_(std::move(ops)), index_(index) {}
+
+void LockCount::drop() noexcept {
+  if (t_index == index_) {
+    // The owner: a plain count, unless the api's destructor has started settling. busy_ tells
+    // it to wait until a decrement that missed orphaned_ has landed.
+    bool orphaned;
+    if (g_asymmetric) {
+      busy_.store(true, std::memory_order_relaxed);
+      // Only the compiler's order: the detacher's membarrier orders the CPU's.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      orphaned = orphaned_.load(std::memory_order_relaxed);
+    } else {
+      busy_.store(true, std::memory_order_seq_cst);
+      orphaned = orphaned_.load(std::memory_order_seq_cst);
+    }
+    if (!orphaned) {
+      local_.store(local_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      busy_.store(false, std::memory_order_release);
+      return;
+    }
+    busy_.store(false, std::memory_order_release);
+  }
+  if (shared_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+void LockCount::detach(std::span<LockCount* const> counts) noexcept {
+  for (LockCount* c : counts) c->orphaned_.store(true, std::memory_order_seq_cst);
+  // Without the barrier an owner's decrement could be missed; then the count (and the store) is
+  // kept for good rather than risk freeing it under a lock.
+  if (!detacher_barrier()) return;
+  for (LockCount* c : counts) {
+    // An owner whose busy_ is seen false here sees orphaned_ in its next drop: local_ is final.
+    if (index_may_run(c->index_)) {
+      while (c->busy_.load(std::memory_order_seq_cst)) std::this_thread::yield();
+    }
+    const std::int64_t local = c->local_.load(std::memory_order_acquire);
+    if (c->shared_.fetch_add(local - kAttached, std::memory_order_acq_rel) == kAttached - local) {
+      delete c;
+    }
+  }
+}
+
+}  // namespace detail
 
 namespace {
 
@@ -245,6 +432,33 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
     for (auto& stripe : stripes_) stripe = std::make_shared<Stripe>(shared_);
   }
 
+  StoreLockApi(const StoreLockApi&) = delete;
+  StoreLockApi& operator=(const StoreLockApi&) = delete;
+
+  ~StoreLockApi() override {
+    // Each thread's count goes on without the api until its last Lock is gone.
+    std::vector<detail::LockCount*> counts;
+    try {
+      counts.reserve(kCountsPerChunk);
+    } catch (...) {  // then one at a time
+    }
+    for (auto& slot : counts_) {
+      std::atomic<detail::LockCount*>* chunk = slot.load(std::memory_order_acquire);
+      if (!chunk) continue;
+      for (std::size_t i = 0; i < kCountsPerChunk; ++i) {
+        detail::LockCount* c = chunk[i].load(std::memory_order_acquire);
+        if (!c) continue;
+        try {
+          counts.push_back(c);
+        } catch (...) {
+          detail::LockCount::detach(std::span<detail::LockCount* const>(&c, 1));
+        }
+      }
+      delete[] chunk;
+    }
+    if (!counts.empty()) detail::LockCount::detach(counts);
+  }
+
   std::string_view backend() const noexcept override { return store_->backend(); }
 
   std::optional<Lock> try_acquire(std::string_view key, std::chrono::milliseconds ttl) override {
@@ -357,6 +571,42 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
 
  private:
   static constexpr std::size_t kStripes = 16;
+  static constexpr std::size_t kCountsPerChunk = detail::kIndexChunk;
+  static constexpr std::size_t kCountChunks = detail::kIndexChunks;
+
+  // This thread's count of Locks; null when it cannot have one (see detail::thread_index): its
+  // Locks then hold a reference of their own, from its stripe.
+  detail::LockCount* lock_count() noexcept {
+    const unsigned i = detail::thread_index();
+    if (i == 0) return nullptr;
+    if (std::atomic<detail::LockCount*>* chunk =
+            counts_[i / kCountsPerChunk].load(std::memory_order_acquire)) {
+      if (detail::LockCount* c = chunk[i % kCountsPerChunk].load(std::memory_order_acquire)) {
+        return c;
+      }
+    }
+    return make_count(i);
+  }
+
+  detail::LockCount* make_count(unsigned i) noexcept {
+    try {
+      std::lock_guard<std::mutex> guard(counts_mu_);
+      auto& slot = counts_[i / kCountsPerChunk];
+      std::atomic<detail::LockCount*>* chunk = slot.load(std::memory_order_relaxed);
+      if (!chunk) {
+        chunk = new std::atomic<detail::LockCount*>[kCountsPerChunk]();
+        slot.store(chunk, std::memory_order_release);
+      }
+      detail::LockCount* c = chunk[i % kCountsPerChunk].load(std::memory_order_relaxed);
+      if (!c) {
+        c = new detail::LockCount(stripes_[i % kStripes], i);
+        chunk[i % kCountsPerChunk].store(c, std::memory_order_release);
+      }
+      return c;
+    } catch (...) {
+      return nullptr;
+    }
+  }
 
   const std::shared_ptr<Stripe>& stripe() const noexcept {
     return stripes_[thread_number() % kStripes];
@@ -369,6 +619,8 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
     char token_buf[detail::kTokenChars];
     detail::fill_token(token_buf);
     const std::string_view token(token_buf, sizeof(token_buf));
+    // Looked up while the store's line is on its way.
+    detail::LockCount* const count = lock_count();
     const Steady::time_point start = store_->now();
     std::optional<std::uint64_t> fence;
     try {
@@ -381,9 +633,15 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
       throw;
     }
     if (!fence) return std::nullopt;
+    const Steady::time_point valid_until = start + ttl - store_->drift(ttl);
     // Made in place in the caller's optional: no empty optional to clear first.
+    if (count) {
+      count->add();
+      return std::optional<Lock>(std::in_place, detail::CoreLockTag{}, *count, key, token, *fence,
+                                 valid_until, start, ttl);
+    }
     return std::optional<Lock>(std::in_place, detail::CoreLockTag{}, stripe(), key, token, *fence,
-                               start + ttl - store_->drift(ttl), start, ttl);
+                               valid_until, start, ttl);
   }
 
   void release_in_doubt(std::string_view key, std::string_view token) noexcept {
@@ -398,6 +656,9 @@ class StoreLockApi final : public LockApi, public detail::NativeGrants {
   // The same store when it can take the core's clock reading (memory:), else null.
   detail::ClockedStore* const clocked_;
   std::array<std::shared_ptr<Stripe>, kStripes> stripes_;
+  // Per thread index: the thread's count of Locks, made on its first; chunks made on demand.
+  std::array<std::atomic<std::atomic<detail::LockCount*>*>, kCountChunks> counts_{};
+  std::mutex counts_mu_;  // serialises making counts and chunks
 };
 
 }  // namespace
