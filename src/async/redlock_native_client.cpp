@@ -250,7 +250,11 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     asio::post(strand_, std::move(f));
   }
 
+  // After this, nothing is sent: a connection that `submit` reached after its shutdown would
+  // connect again and keep the executor busy for ever (an undo of a late answer, failed by the
+  // shutdown itself, on a node whose backoff was already over).
   void shutdown() {
+    closed_.store(true);
     for (Node& node : nodes_) node.conn->shutdown();
   }
 
@@ -347,6 +351,12 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   // runs at once with the failure, without I/O, as the blocking store's nodes do. Once the
   // backoff is over, exactly one request probes the node.
   void send(std::size_t i, Request request) {
+    if (closed_.load()) {  // failed at once, without I/O, like a node that backs off
+      request.done(std::make_exception_ptr(
+                       BackendError("redis", ErrorKind::kUnavailable, "the AsyncLockApi is gone")),
+                   nullptr);
+      return;
+    }
     Node& node = nodes_[i];
     bool probe = false;
     if (node.failures > 0) {
@@ -599,7 +609,8 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   asio::strand<asio::any_io_executor> strand_;
   const std::shared_ptr<Registry> registry_;
   const std::size_t quorum_;
-  std::vector<Node> nodes_;  // the vector is fixed; the nodes' state only on strand_
+  std::vector<Node> nodes_;          // the vector is fixed; the nodes' state only on strand_
+  std::atomic<bool> closed_{false};  // shut down: `send` fails every request at once
   // Scratch for key names, on the strand.
   std::string lock_key_, fence_key_, holder_key_, meta_key_;
 };
