@@ -385,6 +385,40 @@ TEST(AsyncRedlockNative, DestroyedWithAnswersInFlightLetsTheExecutorRunOut) {
   }
 }
 
+// Attempts on one free key issued together through one AsyncLockApi reach every node in the same
+// order (one connection per node), so the nodes never split their grants among them: each wave
+// has exactly one winner, and nobody holds the key while the winner does.
+TEST(AsyncRedlockNative, ContendersOnOneHotKeyAlwaysLeaveOneWinner) {
+  const Trio& trio = SharedTrio();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(trio.url()));
+  const std::string key = Unique("hot");
+  constexpr int kWaves = 20;
+  constexpr int kContenders = 16;
+  for (int wave = 0; wave < kWaves; ++wave) {
+    std::vector<std::future<std::optional<Lock>>> attempts;
+    // Issued from the io thread in one handler, so they leave in this order on every node.
+    std::promise<void> issued;
+    asio::post(io.io(), [&] {
+      for (int c = 0; c < kContenders; ++c) {
+        attempts.push_back(locks.async_try_acquire(key, 10s, asio::use_future));
+      }
+      issued.set_value();
+    });
+    issued.get_future().wait();
+    std::optional<Lock> winner;
+    int granted = 0;
+    for (auto& attempt : attempts) {
+      auto got = attempt.get();
+      if (!got) continue;
+      ++granted;
+      winner = std::move(got);
+    }
+    ASSERT_EQ(granted, 1) << "wave " << wave;
+    EXPECT_TRUE(locks.async_release(*winner, asio::use_future).get());
+  }
+}
+
 TEST(AsyncRedlockNative, ContendsWithTheSyncApiWithoutOverlap) {
   const Trio& trio = SharedTrio();
   IoThread io;
