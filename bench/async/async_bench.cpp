@@ -82,7 +82,10 @@ double cpu_seconds() {
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-// One loop of pairs on its own keys.
+// One loop of pairs on its own keys, or on the hot keys. Loop c starts at key c and moves on to
+// the next key after every attempt, granted or refused, at once: the loop of lockkit-bench's
+// threads and of bench/redis/redlock_npm_bench.js. Starting every loop at key 0 instead kept
+// all loops on the same hot key in lockstep: one grant per wave of attempts.
 struct PairLoop {
   lockkit::AsyncLockApi* locks;
   std::string stem;
@@ -158,6 +161,7 @@ int run_pairs(const Config& cfg) {
     loops.push_back(std::make_unique<PairLoop>(
         PairLoop{.locks = &*locks,
                  .stem = cfg.hot_keys > 0 ? run : run + std::to_string(c) + "/",
+                 .i = static_cast<unsigned>(c),
                  .deadline = deadline,
                  .started = {},
                  .latency_us = &latency,

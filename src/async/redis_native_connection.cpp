@@ -111,6 +111,12 @@ RedisNativeConnection::Life RedisNativeConnection::life() const {
   return life;
 }
 
+std::chrono::milliseconds RedisNativeConnection::uptime() const {
+  if (life_.run_id.empty()) return life_.uptime;
+  return life_.uptime +
+         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - info_at_);
+}
+
 void RedisNativeConnection::submit_here(Request request) {
   if (state_ == State::kReady) {
     write(std::move(request));

@@ -191,9 +191,9 @@ struct AcquireRound : QuorumRound {
 // One native release on every node. On the strand only, but for `lock`'s owner.
 struct ReleaseRound : QuorumRound {
   using QuorumRound::QuorumRound;
-  Lock* lock = nullptr;  // alive until `sink` completes: the caller's promise
-  std::string key;
-  std::string token;
+  Lock* lock = nullptr;    // alive until `sink` completes: the caller's promise
+  std::string_view key;    // the Lock's, read only until `sink` completes
+  std::string_view token;  // the Lock's, sent at the start
   std::shared_ptr<RedlockLeaseOps> ops;
   std::shared_ptr<AsyncBoolSink> sink;
   Clock::time_point sent{};
@@ -250,7 +250,11 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     asio::post(strand_, std::move(f));
   }
 
+  // After this, nothing is sent: a connection that `submit` reached after its shutdown would
+  // connect again and keep the executor busy for ever (an undo of a late answer, failed by the
+  // shutdown itself, on a node whose backoff was already over).
   void shutdown() {
+    closed_.store(true);
     for (Node& node : nodes_) node.conn->shutdown();
   }
 
@@ -271,7 +275,8 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     const std::string ttl = decimal(static_cast<std::uint64_t>(round->ttl.count()));
     const std::string record = decimal(
         std::max<std::uint64_t>(static_cast<std::uint64_t>(round->ttl.count()), max_ttl.load()));
-    const std::string floor = redis::fence_floor();
+    char floor_digits[24];
+    const std::string_view floor = redis::fence_floor(floor_digits);
     std::size_t reachable = 0;
     for (std::size_t i = 0; i < nodes_.size(); ++i) reachable += !backing_off(i);
     if (reachable < quorum_) {
@@ -292,25 +297,23 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     }
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
       source_.native_keys_of(i, round->key, lock_key_, fence_key_, holder_key_, meta_key_);
-      const auto life = nodes_[i].conn->life();
+      const std::string& run_id = nodes_[i].conn->run_id();
       Request request;
       request.payload.reserve(lock_key_.size() + fence_key_.size() + holder_key_.size() +
-                              meta_key_.size() + life.run_id.size() + 160);
+                              meta_key_.size() + run_id.size() + 160);
       for (std::string_view arg :
            {std::string_view("4"), std::string_view(lock_key_), std::string_view(fence_key_),
             std::string_view(holder_key_), std::string_view(meta_key_),
             std::string_view(round->token), std::string_view(ttl), std::string_view(record),
-            settled(i, life.run_id) ? std::string_view(life.run_id) : std::string_view(),
-            std::string_view(floor)}) {
+            settled(i, run_id) ? std::string_view(run_id) : std::string_view(), floor}) {
         RedisNativeConnection::add(request, arg);
       }
       request.script = kAcquire;
       request.maybe_write = true;
-      request.done = [self = shared_from_this(), round, i](std::exception_ptr error,
-                                                           redisReply* reply) {
-        self->on_acquire(round, i, error, reply);
-      };
-      send(i, std::move(request));
+      send(i, std::move(request),
+           [round, i](RedlockNativeClient& self, std::exception_ptr error, redisReply* reply) {
+             self.on_acquire(round, i, error, reply);
+           });
     }
   }
 
@@ -319,12 +322,10 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   void start_release(const std::shared_ptr<ReleaseRound>& round) {
     round->sent = Clock::now();
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
-      Request request = release_request(i, round->key, round->token);
-      request.done = [self = shared_from_this(), round, i](std::exception_ptr error,
-                                                           redisReply* reply) {
-        self->on_release(round, i, error, reply);
-      };
-      send(i, std::move(request));
+      send(i, release_request(i, round->key, round->token),
+           [round, i](RedlockNativeClient& self, std::exception_ptr error, redisReply* reply) {
+             self.on_release(round, i, error, reply);
+           });
     }
   }
 
@@ -346,22 +347,33 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   // Sends `request` to node `i`, unless the node backs off after a failure: then its `done`
   // runs at once with the failure, without I/O, as the blocking store's nodes do. Once the
   // backoff is over, exactly one request probes the node.
-  void send(std::size_t i, Request request) {
+  // `then(*this, error, reply)` gets the reply; one std::function per request (the node's
+  // bookkeeping and the caller's handler in one closure: two closures cost two allocations).
+  template <class Then>
+  void send(std::size_t i, Request request, Then then) {
+    if (closed_.load()) {  // failed at once, without I/O, like a node that backs off
+      then(*this,
+           std::make_exception_ptr(
+               BackendError("redis", ErrorKind::kUnavailable, "the AsyncLockApi is gone")),
+           nullptr);
+      return;
+    }
     Node& node = nodes_[i];
     bool probe = false;
     if (node.failures > 0) {
       if (backing_off(i)) {
-        request.done(std::make_exception_ptr(
-                         BackendError("redis", ErrorKind::kUnavailable,
-                                      node.probing ? "node skipped while another call probes it"
-                                                   : "node skipped after a recent failure")),
-                     nullptr);
+        then(*this,
+             std::make_exception_ptr(BackendError("redis", ErrorKind::kUnavailable,
+                                                  node.probing
+                                                      ? "node skipped while another call probes it"
+                                                      : "node skipped after a recent failure")),
+             nullptr);
         return;
       }
       node.probing = probe = true;
     }
-    request.done = [self = shared_from_this(), i, probe, then = std::move(request.done)](
-                       std::exception_ptr error, redisReply* reply) {
+    request.done = [self = shared_from_this(), i, probe, then = std::move(then)](
+                       std::exception_ptr error, redisReply* reply) mutable {
       Node& n = self->nodes_[i];
       if (probe) n.probing = false;
       if (error) {
@@ -369,10 +381,13 @@ class RedlockNativeClient final : public redis::RedlockRuns,
       } else {
         n.failures = 0;
       }
-      then(std::move(error), reply);
+      then(*self, std::move(error), reply);
     };
     node.conn->submit(std::move(request));
   }
+
+  // For requests whose answer nobody waits for.
+  static void ignore(RedlockNativeClient&, const std::exception_ptr&, redisReply*) {}
 
   void failed(std::size_t i, const std::exception_ptr& error) {
     ErrorKind kind = ErrorKind::kUnavailable;
@@ -413,9 +428,7 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   // key comes after it on the same connection. A node that cannot be reached keeps the grant
   // until its ttl ends.
   void undo(std::size_t i, const std::string& key, const std::string& token) {
-    Request request = release_request(i, key, token);
-    request.done = [](std::exception_ptr, redisReply*) {};
-    send(i, std::move(request));
+    send(i, release_request(i, key, token), &ignore);
   }
 
   Request settle_request(std::size_t i, const std::string& key, const std::string& token,
@@ -438,8 +451,8 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     if (error) {
       a = error_answer(error);
     } else {
-      const auto life = nodes_[i].conn->life();
-      a = redis::acquire_answer(*reply, i, life.run_id, life.uptime, *this,
+      const auto& conn = *nodes_[i].conn;
+      a = redis::acquire_answer(*reply, i, conn.run_id(), conn.uptime(), *this,
                                 source_.native_max_ttl());
     }
     --round->pending;
@@ -450,9 +463,7 @@ class RedlockNativeClient final : public redis::RedlockRuns,
         undo(i, round->key, round->token);
       } else if (late == redis::LateAction::kSettle) {
         // Only `status` shows this node's own fence; the lock's fence is unaffected.
-        Request request = settle_request(i, round->key, round->token, round->fence);
-        request.done = [](std::exception_ptr, redisReply*) {};
-        send(i, std::move(request));
+        send(i, settle_request(i, round->key, round->token, round->fence), &ignore);
       }
       return;
     }
@@ -467,9 +478,7 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     // clients count them at once; ahead of any later request on those connections.
     for (const auto& [i, run_id] : round->ended) {
       source_.native_keys_of(i, round->key, lock_key_, fence_key_, holder_key_, meta_key_);
-      Request request = RedisNativeConnection::command({"HSET", meta_key_, "run", run_id});
-      request.done = [](std::exception_ptr, redisReply*) {};
-      send(i, std::move(request));
+      send(i, RedisNativeConnection::command({"HSET", meta_key_, "run", run_id}), &ignore);
     }
     round->ended.clear();
     if (!outcome.granted) {
@@ -492,13 +501,11 @@ class RedlockNativeClient final : public redis::RedlockRuns,
       round->at_fence = outcome.at_fence;
       round->writes_pending = outcome.below.size();
       for (std::size_t i : outcome.below) {
-        Request request = settle_request(i, round->key, round->token, round->fence);
-        request.done = [self = shared_from_this(), round](std::exception_ptr error,
-                                                          redisReply* reply) {
-          self->on_fence_written(
-              round, !error && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
-        };
-        send(i, std::move(request));
+        send(i, settle_request(i, round->key, round->token, round->fence),
+             [round](RedlockNativeClient& self, std::exception_ptr error, redisReply* reply) {
+               self.on_fence_written(
+                   round, !error && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
+             });
       }
       return;
     }
@@ -599,7 +606,8 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   asio::strand<asio::any_io_executor> strand_;
   const std::shared_ptr<Registry> registry_;
   const std::size_t quorum_;
-  std::vector<Node> nodes_;  // the vector is fixed; the nodes' state only on strand_
+  std::vector<Node> nodes_;          // the vector is fixed; the nodes' state only on strand_
+  std::atomic<bool> closed_{false};  // shut down: `send` fails every request at once
   // Scratch for key names, on the strand.
   std::string lock_key_, fence_key_, holder_key_, meta_key_;
 };

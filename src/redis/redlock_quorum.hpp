@@ -132,7 +132,8 @@ inline Answer acquire_answer(const redisReply& r, std::size_t i, const std::stri
             ((run.type == REDIS_REPLY_STRING && std::string_view(run.str, run.len) == run_id) ||
              runs.settled(i, run_id));
   a.uptime = uptime;
-  a.run_id = run_id;
+  // Only an answer not known yet needs its run later (decide_acquire): no copy per answer.
+  if (!a.known) a.run_id = run_id;
   if (a.known) runs.settle(i, run_id);
   std::uint64_t seen = max_ttl.load();
   while (a.known && a.recorded > seen && !max_ttl.compare_exchange_weak(seen, a.recorded)) {
@@ -151,17 +152,15 @@ inline void decide_acquire(QuorumRound& round, std::size_t quorum, bool final,
   // Known also when another call ended the lock-delay of the very run that answered us after
   // our answer came in: the node has not forgotten anything since (concurrent first calls
   // of a fresh deployment, one of which settles the nodes while the others' answers are in).
-  std::vector<bool> known(n);
-  for (std::size_t i = 0; i < n; ++i) {
+  auto known = [&](std::size_t i) {
     const Answer& a = round.answers[i];
-    known[i] =
-        (a.vote == Vote::kYes || a.vote == Vote::kNo) && (a.known || runs.settled(i, a.run_id));
-  }
+    return (a.vote == Vote::kYes || a.vote == Vote::kNo) && (a.known || runs.settled(i, a.run_id));
+  };
   std::uint64_t longest = max_ttl;
   // Only a node with known history vouches for its record: in a fresh deployment no node is
   // known yet, so concurrent first calls (each seeing the others' ttls) do not all wait.
   for (std::size_t i = 0; i < n; ++i) {
-    if (known[i]) longest = std::max(longest, round.answers[i].recorded);
+    if (known(i)) longest = std::max(longest, round.answers[i].recorded);
   }
   const bool all_in = round.pending == 0 || final;
   std::size_t counted = 0, maybe = 0;
@@ -170,7 +169,7 @@ inline void decide_acquire(QuorumRound& round, std::size_t quorum, bool final,
     const Answer& a = round.answers[i];
     if (a.vote == Vote::kPending && !final) ++maybe;
     if (a.vote != Vote::kYes) continue;
-    if (known[i]) {
+    if (known(i)) {
       ++counted;
       fence = std::max(fence, a.fence);
     } else if (!all_in) {
@@ -260,11 +259,18 @@ inline bool fence_settled(std::size_t at_fence, std::size_t written, std::size_t
 }
 
 // The floor of every node's fence in one attempt (see kRedlockAcquireScript): our wall clock
-// in µs, the same for every node.
+// in µs, the same for every node. Written into `digits`, without allocating.
+inline std::string_view fence_floor(char (&digits)[24]) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  char* end = std::to_chars(digits, digits + sizeof digits, us).ptr;
+  return {digits, static_cast<std::size_t>(end - digits)};
+}
+
 inline std::string fence_floor() {
-  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count());
+  char digits[24];
+  return std::string(fence_floor(digits));
 }
 
 // Local validity is spent when `now` >= start + ttl - drift: nobody may act on the lock.

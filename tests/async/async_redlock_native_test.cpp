@@ -13,10 +13,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +27,7 @@
 #include "lockkit/backend.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
+#include "lockkit/redis.hpp"
 #include "support/io_thread.hpp"
 #include "support/redis_server.hpp"
 
@@ -322,6 +325,100 @@ TEST(AsyncRedlockNative, TwoDeadNodesOfThreeReportBackendErrorQuickly) {
 
 // The native path and the blocking redlock:// API, several threads each, on 4 hot keys: never
 // two holders at once, and each key's fences strictly increase in the order it was held.
+// Many loops of try_acquire + release on a few hot keys, the AsyncLockApi destroyed by the last
+// one to end: its nodes' connections close, and io_context::run() returns. Attempts refused by
+// a quorum still have their third node's answer on the way then; failed by the shutdown, in
+// doubt, they were taken back (undo) on nodes whose short backoff was already over, and that
+// reopened a connection after the shutdown, which kept run() waiting for ever.
+TEST(AsyncRedlockNative, DestroyedWithAnswersInFlightLetsTheExecutorRunOut) {
+  const Trio& trio = SharedTrio();
+  RedlockOptions options = parse_redlock_url(trio.url());
+  options.backoff = 1ms;  // over before the shutdown's failed answers are handled
+  options.max_backoff = 1ms;
+  const std::string stem = Unique("shutdown");
+  for (int round = 0; round < 6; ++round) {
+    asio::io_context io;
+    std::optional<AsyncLockApi> locks(std::in_place, io.get_executor(),
+                                      make_redlock_lock_api(options));
+    constexpr int kLoops = 48;
+    constexpr int kHotKeys = 4;
+    const auto deadline = std::chrono::steady_clock::now() + 150ms;
+    int running = kLoops;
+    std::vector<std::optional<Lock>> held(kLoops);
+    std::vector<std::function<void(unsigned)>> loops(kLoops);
+    for (int c = 0; c < kLoops; ++c) {
+      loops[c] = [&, c](unsigned i) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+          if (--running == 0) asio::post(io, [&] { locks.reset(); });
+          return;
+        }
+        locks->async_try_acquire(stem + "/" + std::to_string(i % kHotKeys), 10s,
+                                 [&, c, i](std::exception_ptr e, std::optional<Lock> got) {
+                                   EXPECT_FALSE(e);
+                                   if (e || !got) {
+                                     loops[c](i + 1);
+                                     return;
+                                   }
+                                   held[c] = std::move(got);
+                                   locks->async_release(
+                                       *held[c], [&, c, i](std::exception_ptr re, bool ours) {
+                                         EXPECT_FALSE(re);
+                                         EXPECT_TRUE(ours);
+                                         held[c].reset();
+                                         loops[c](i + 1);
+                                       });
+                                 });
+      };
+      loops[c](static_cast<unsigned>(c));
+    }
+    std::promise<void> ran_out;
+    std::thread runner([&] {
+      io.run();
+      ran_out.set_value();
+    });
+    const bool ok = ran_out.get_future().wait_for(10s) == std::future_status::ready;
+    if (!ok) io.stop();  // the connection reopened after the shutdown: run() never returns
+    runner.join();
+    ASSERT_TRUE(ok) << "io_context::run() still busy 10 s after the AsyncLockApi was destroyed "
+                       "(round "
+                    << round << ")";
+  }
+}
+
+// Attempts on one free key issued together through one AsyncLockApi reach every node in the same
+// order (one connection per node), so the nodes never split their grants among them: each wave
+// has exactly one winner, and nobody holds the key while the winner does.
+TEST(AsyncRedlockNative, ContendersOnOneHotKeyAlwaysLeaveOneWinner) {
+  const Trio& trio = SharedTrio();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(trio.url()));
+  const std::string key = Unique("hot");
+  constexpr int kWaves = 20;
+  constexpr int kContenders = 16;
+  for (int wave = 0; wave < kWaves; ++wave) {
+    std::vector<std::future<std::optional<Lock>>> attempts;
+    // Issued from the io thread in one handler, so they leave in this order on every node.
+    std::promise<void> issued;
+    asio::post(io.io(), [&] {
+      for (int c = 0; c < kContenders; ++c) {
+        attempts.push_back(locks.async_try_acquire(key, 10s, asio::use_future));
+      }
+      issued.set_value();
+    });
+    issued.get_future().wait();
+    std::optional<Lock> winner;
+    int granted = 0;
+    for (auto& attempt : attempts) {
+      auto got = attempt.get();
+      if (!got) continue;
+      ++granted;
+      winner = std::move(got);
+    }
+    ASSERT_EQ(granted, 1) << "wave " << wave;
+    EXPECT_TRUE(locks.async_release(*winner, asio::use_future).get());
+  }
+}
+
 TEST(AsyncRedlockNative, ContendsWithTheSyncApiWithoutOverlap) {
   const Trio& trio = SharedTrio();
   IoThread io;
