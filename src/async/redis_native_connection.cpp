@@ -79,9 +79,34 @@ void RedisNativeConnection::submit(Request request) {
     submit_here(std::move(request));
     return;
   }
-  asio::post(strand_, [self = shared_from_this(), request = std::move(request)]() mutable {
-    self->submit_here(std::move(request));
-  });
+  {
+    std::lock_guard<std::mutex> guard(incoming_mu_);
+    incoming_.push_back(std::move(request));
+    if (drain_posted_) return;
+    drain_posted_ = true;
+  }
+  asio::post(strand_, [self = shared_from_this()] { self->drain(); });
+}
+
+// Takes every request submitted since the last drain, in submission order, and writes them
+// together.
+void RedisNativeConnection::drain() {
+  {
+    std::lock_guard<std::mutex> guard(incoming_mu_);
+    draining_.swap(incoming_);
+    drain_posted_ = false;
+  }
+  batching_ = true;
+  for (auto& request : draining_) submit_here(std::move(request));
+  draining_.clear();  // keeps its capacity for the next batch
+  end_batch();
+}
+
+// Writes what the handler that just ended appended, if no write is under way (else that
+// write's completion does).
+void RedisNativeConnection::end_batch() {
+  batching_ = false;
+  if (!writing_ && !out_.empty() && state_ != State::kIdle) flush();
 }
 
 bool RedisNativeConnection::try_submit(Request request) {
@@ -278,8 +303,17 @@ void RedisNativeConnection::write(Request request) {
   request.deadline = Clock::now() + config_.target.command_timeout;
   inflight_.push_back(std::move(request));
   ++unsent_;
-  if (!writing_) flush();
   arm_reply_timer();
+  if (writing_ || batching_ || flush_posted_) return;
+  // Outside a batch (a handshake step, a timer's or another handler's request): written at the
+  // end of this turn, together with whatever else the turn appends.
+  flush_posted_ = true;
+  // Not tied to this connection: a failure empties out_, so what it finds there is the next
+  // connection's (its handshake).
+  asio::post(strand_, [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->writing_ && !self->out_.empty()) self->flush();
+  });
 }
 
 void RedisNativeConnection::flush() {
@@ -313,34 +347,53 @@ void RedisNativeConnection::read(std::uint64_t generation) {
       self->fail(ErrorKind::kProtocol, "unreadable reply");
       return;
     }
-    for (;;) {
-      void* raw = nullptr;
-      if (redisReaderGetReply(self->reader_, &raw) != REDIS_OK) {
-        self->fail(ErrorKind::kProtocol, "unreadable reply");
-        return;
-      }
-      if (!raw) break;
-      std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
-                                                         freeReplyObject);
-      if (self->inflight_.empty()) {
-        self->fail(ErrorKind::kProtocol, "a reply nobody asked for");
-        return;
-      }
-      Request request = std::move(self->inflight_.front());
-      self->inflight_.pop_front();
-      if (reply->type == REDIS_REPLY_ERROR && request.script != kNoScript && !request.eval &&
-          std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
-        // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
-        request.eval = true;
-        self->write(std::move(request));
-        continue;
-      }
-      request.done(nullptr, reply.get());
-      if (generation != self->generation_) return;  // the callback failed the connection
-    }
-    self->arm_reply_timer();
-    self->read(generation);
+    self->complete_replies(generation);
   });
+}
+
+// Completes at most kRepliesPerTurn of the replies read, then lets the executor run what they
+// started (the callers' handlers, which submit the next requests, and the write of those)
+// before the next slice: the server gets new work while this side goes on with the rest,
+// rather than idling until every reply of a large read was handled. Reads again once all are.
+void RedisNativeConnection::complete_replies(std::uint64_t generation) {
+  // Requests the callbacks submit go out in one write after the slice.
+  batching_ = true;
+  for (std::size_t done = 0;; ++done) {
+    if (done == kRepliesPerTurn) {
+      end_batch();
+      arm_reply_timer();
+      asio::post(strand_, [self = shared_from_this(), generation] {
+        if (generation == self->generation_) self->complete_replies(generation);
+      });
+      return;
+    }
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+      fail(ErrorKind::kProtocol, "unreadable reply");
+      return;
+    }
+    if (!raw) break;
+    std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
+                                                       freeReplyObject);
+    if (inflight_.empty()) {
+      fail(ErrorKind::kProtocol, "a reply nobody asked for");
+      return;
+    }
+    Request request = std::move(inflight_.front());
+    inflight_.pop_front();
+    if (reply->type == REDIS_REPLY_ERROR && request.script != kNoScript && !request.eval &&
+        std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
+      // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
+      request.eval = true;
+      write(std::move(request));
+      continue;
+    }
+    request.done(nullptr, reply.get());
+    if (generation != generation_) return;  // the callback failed the connection
+  }
+  end_batch();
+  arm_reply_timer();
+  read(generation);
 }
 
 // One timer for the oldest request: replies come in order, so if it has none by its deadline
@@ -371,6 +424,7 @@ void RedisNativeConnection::fail(ErrorKind kind, const std::string& what) {
   state_ = State::kIdle;
   timer_armed_ = false;
   writing_ = false;
+  batching_ = false;  // the handler that failed returns without ending its batch
   std::error_code ignored;
   socket_.close(ignored);
   resolver_.cancel();

@@ -43,8 +43,9 @@ struct NativeConnectionConfig {
 };
 
 // One connection, touched only on its strand. Requests queue while it connects; once ready,
-// each is appended to the output buffer and written in batches (one write in flight), and
-// replies, which Redis sends in order, complete the oldest request first. A request that gets
+// each is appended to the output buffer, and the buffer is written once per turn of the
+// executor (one write in flight): the server then reads many requests per read and answers
+// them in one write. Replies, which Redis sends in order, complete the oldest request first. A request that gets
 // no reply within the command timeout fails the connection and everything on it; the next
 // request connects again.
 // Thread safety: `submit`, `try_submit` and `shutdown` from any thread; the rest on the strand.
@@ -55,6 +56,7 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   // request sent with `maybe_write` whose reply was lost). Runs on the strand, once.
   using Done = std::function<void(std::exception_ptr, redisReply*)>;
   static constexpr int kNoScript = -1;
+  static constexpr std::size_t kRepliesPerTurn = 32;
 
   struct Request {
     int script = kNoScript;  // EVALSHA of `NativeConnectionConfig::scripts[script]`
@@ -101,6 +103,8 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   enum class State { kIdle, kConnecting, kHandshake, kReady };
 
   void submit_here(Request request);
+  void drain();
+  void end_batch();
   void connect();
   void resolve(std::uint64_t generation);
   void handshake(std::uint64_t generation);
@@ -109,6 +113,7 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   void write(Request request);
   void flush();
   void read(std::uint64_t generation);
+  void complete_replies(std::uint64_t generation);
   void arm_reply_timer();
   void fail(ErrorKind kind, const std::string& what);
   void fail_with(const std::exception_ptr& error);
@@ -121,12 +126,20 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   asio::steady_timer reply_timer_;
   std::mutex gate_mu_;
   bool closed_ = false;  // guarded by gate_mu_
+  // Requests submitted off the strand, taken by one posted `drain` per batch (not one post per
+  // request: that would cost a handler, a strand hop and a write each).
+  std::mutex incoming_mu_;
+  std::vector<Request> incoming_;  // guarded by incoming_mu_
+  bool drain_posted_ = false;      // guarded by incoming_mu_
   // The rest only on strand_.
   State state_ = State::kIdle;
   std::uint64_t generation_ = 0;  // one per connection attempt; stale handlers see a change
   bool probed_ = false;
   bool writing_ = false;
+  bool batching_ = false;     // in a handler that flushes when it ends (read, drain)
+  bool flush_posted_ = false;
   bool timer_armed_ = false;
+  std::vector<Request> draining_;
   std::deque<Request> queued_;    // before the connection is ready
   std::deque<Request> inflight_;  // in the output buffer or sent, oldest first
   std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
