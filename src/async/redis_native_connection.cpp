@@ -12,6 +12,8 @@
 #include <asio/write.hpp>
 #include <charconv>
 #include <cstring>
+#include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "async/blocking_pool.hpp"
@@ -31,15 +33,25 @@ void append_number(std::string& out, std::size_t n) {
 }
 
 // Appends `s` as a RESP bulk string, growing `out` once.
-void append_bulk(std::string& out, std::string_view s) {
+template <class Out>
+char* grow(Out& out, std::size_t n) {
+  if constexpr (std::is_same_v<Out, std::string>) {
+    const std::size_t at = out.size();
+    out.resize(at + n);
+    return out.data() + at;
+  } else {
+    return out.grow(n);
+  }
+}
+
+template <class Out>
+void append_bulk(Out& out, std::string_view s) {
   char head[24] = {'$'};
   char* end = std::to_chars(head + 1, head + sizeof head - 2, s.size()).ptr;
   *end++ = '\r';
   *end++ = '\n';
   const std::size_t head_size = static_cast<std::size_t>(end - head);
-  const std::size_t at = out.size();
-  out.resize(at + head_size + s.size() + 2);
-  char* p = out.data() + at;
+  char* p = grow(out, head_size + s.size() + 2);
   std::memcpy(p, head, head_size);
   if (!s.empty()) std::memcpy(p + head_size, s.data(), s.size());
   p[head_size + s.size()] = '\r';
@@ -213,6 +225,7 @@ void RedisNativeConnection::handshake(std::uint64_t generation) {
   socket_.set_option(tcp::no_delay(true), ignored);
   if (reader_) redisReaderFree(reader_);
   reader_ = redisReaderCreate();
+  parsed_ = read_ = 0;
   state_ = State::kHandshake;
   loaded_ = 0;
   read(generation);
@@ -299,7 +312,7 @@ void RedisNativeConnection::write(Request request) {
     append_bulk(out_, request.eval ? std::string_view(config_.scripts[script])
                                    : std::string_view(sha_[script]));
   }
-  out_ += request.payload;
+  out_.append(request.payload.data(), request.payload.size());
   request.deadline = Clock::now() + config_.target.command_timeout;
   inflight_.push_back(std::move(request));
   ++unsent_;
@@ -343,10 +356,8 @@ void RedisNativeConnection::read(std::uint64_t generation) {
                                                                  : "read: " + ec.message());
       return;
     }
-    if (redisReaderFeed(self->reader_, self->buf_.data(), n) != REDIS_OK) {
-      self->fail(ErrorKind::kProtocol, "unreadable reply");
-      return;
-    }
+    self->parsed_ = 0;
+    self->read_ = n;
     self->complete_replies(generation);
   });
 }
@@ -367,14 +378,26 @@ void RedisNativeConnection::complete_replies(std::uint64_t generation) {
       });
       return;
     }
-    void* raw = nullptr;
-    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
-      fail(ErrorKind::kProtocol, "unreadable reply");
-      return;
+    redisReply integer{};
+    std::unique_ptr<redisReply, void (*)(void*)> owned(nullptr, freeReplyObject);
+    redisReply* reply = &integer;
+    if (!next_integer(integer)) {
+      // Everything else (and an integer split across reads) goes through hiredis's reader.
+      if (parsed_ < read_ &&
+          redisReaderFeed(reader_, buf_.data() + parsed_, read_ - parsed_) != REDIS_OK) {
+        fail(ErrorKind::kProtocol, "unreadable reply");
+        return;
+      }
+      parsed_ = read_;
+      void* raw = nullptr;
+      if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+        fail(ErrorKind::kProtocol, "unreadable reply");
+        return;
+      }
+      if (!raw) break;
+      owned.reset(static_cast<redisReply*>(raw));
+      reply = owned.get();
     }
-    if (!raw) break;
-    std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
-                                                       freeReplyObject);
     if (inflight_.empty()) {
       fail(ErrorKind::kProtocol, "a reply nobody asked for");
       return;
@@ -388,12 +411,30 @@ void RedisNativeConnection::complete_replies(std::uint64_t generation) {
       write(std::move(request));
       continue;
     }
-    request.done(nullptr, reply.get());
+    request.done(nullptr, reply);
     if (generation != generation_) return;  // the callback failed the connection
   }
   end_batch();
   arm_reply_timer();
   read(generation);
+}
+
+// Reads an integer reply (":123\r\n", what the lock scripts answer) straight from buf_, without
+// hiredis's allocation per reply, when it is whole there and hiredis holds nothing unread.
+bool RedisNativeConnection::next_integer(redisReply& reply) {
+  if (parsed_ >= read_ || buf_[parsed_] != ':') return false;
+  if (reader_->pos != reader_->len || reader_->ridx != -1) return false;
+  const char* begin = buf_.data() + parsed_ + 1;
+  const char* end = buf_.data() + read_;
+  const char* cr = static_cast<const char*>(std::memchr(begin, '\r', end - begin));
+  if (!cr || cr + 1 >= end || cr[1] != '\n') return false;
+  long long value = 0;
+  const auto [ptr, ec] = std::from_chars(begin, cr, value);
+  if (ec != std::errc() || ptr != cr || ptr == begin) return false;  // hiredis says what it is
+  reply.type = REDIS_REPLY_INTEGER;
+  reply.integer = value;
+  parsed_ = static_cast<std::size_t>(cr + 2 - buf_.data());
+  return true;
 }
 
 // One timer for the oldest request: replies come in order, so if it has none by its deadline
