@@ -383,12 +383,17 @@ void RedisNativeConnection::complete_replies(std::uint64_t generation) {
     redisReply* reply = &integer;
     if (!next_integer(integer)) {
       // Everything else (and an integer split across reads) goes through hiredis's reader.
-      if (parsed_ < read_ &&
-          redisReaderFeed(reader_, buf_.data() + parsed_, read_ - parsed_) != REDIS_OK) {
-        fail(ErrorKind::kProtocol, "unreadable reply");
-        return;
+      if (parsed_ < read_) {
+        if (redisReaderFeed(reader_, buf_.data() + parsed_, read_ - parsed_) != REDIS_OK) {
+          fail(ErrorKind::kProtocol, "unreadable reply");
+          return;
+        }
+        parsed_ = read_;
+      } else if (reader_->pos == reader_->len) {
+        // Nothing unread here or there: not asked, hiredis would start a reply of no bytes
+        // (and keep every later integer from the direct path).
+        break;
       }
-      parsed_ = read_;
       void* raw = nullptr;
       if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
         fail(ErrorKind::kProtocol, "unreadable reply");
