@@ -148,7 +148,7 @@ RedisNativeConnection::Life RedisNativeConnection::life() const {
   return life;
 }
 
-void RedisNativeConnection::submit_here(Request request) {
+void RedisNativeConnection::submit_here(Request&& request) {
   if (state_ == State::kReady) {
     write(std::move(request));
     return;
@@ -301,7 +301,7 @@ void RedisNativeConnection::ready() {
   for (auto& request : queued) write(std::move(request));
 }
 
-void RedisNativeConnection::write(Request request) {
+void RedisNativeConnection::write(Request&& request) {
   const std::size_t parts = request.parts + (request.script == kNoScript ? 0 : 2);
   out_ += '*';
   append_number(out_, parts);

@@ -274,7 +274,7 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
  private:
   enum class State { kIdle, kConnecting, kHandshake, kReady };
 
-  void submit_here(Request request);
+  void submit_here(Request&& request);  // by reference: a request is moved once per hop
   void drain();
   void end_batch();
   void connect();
@@ -282,7 +282,7 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   void handshake(std::uint64_t generation);
   Done handshake_step(std::uint64_t generation, ErrorKind kind, std::string what);
   void ready();
-  void write(Request request);
+  void write(Request&& request);
   void flush();
   void read(std::uint64_t generation);
   void complete_replies(std::uint64_t generation);
