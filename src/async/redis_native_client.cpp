@@ -82,21 +82,22 @@ struct Registry {
 class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncRenewer {
  public:
   NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
-                 std::string token, std::weak_ptr<RedisNativeClient> client)
+                 const std::array<char, kTokenChars>& token,
+                 std::weak_ptr<RedisNativeClient> client)
       : inner_(std::move(inner)),
         batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
         registry_(std::move(registry)),
-        token_(std::move(token)),
+        token_(token),
         client_(std::move(client)) {}
   ~NativeLeaseOps() override {
     std::lock_guard<std::mutex> guard(registry_->mu);
-    auto it = registry_->by_token.find(token_);
+    auto it = registry_->by_token.find(token());
     if (it != registry_->by_token.end() && it->second.ops.expired()) registry_->by_token.erase(it);
   }
 
   // The outcome of the native release (true: it was ours).
   void settle(bool ours) noexcept { settled_.store(ours ? 1 : 0); }
-  const std::string& token() const noexcept { return token_; }
+  std::string_view token() const noexcept { return {token_.data(), token_.size()}; }
 
   std::string_view backend() const noexcept override { return inner_->backend(); }
   bool release(std::string_view key, std::string_view token) override {
@@ -171,7 +172,7 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncR
   const std::shared_ptr<LeaseOps> inner_;
   BatchRenewer* const batch_;
   const std::shared_ptr<Registry> registry_;
-  const std::string token_;
+  const std::array<char, kTokenChars> token_;  // in place: a string of 32 would allocate
   const std::weak_ptr<RedisNativeClient> client_;
   std::atomic<int> settled_{-1};  // -1: not released natively
 };
@@ -213,8 +214,8 @@ class RedisNativeClient {
   static void add(Request& request, std::string_view arg) {
     RedisNativeConnection::add(request, arg);
   }
-  void submit(Request request) { conn_->submit(std::move(request)); }
-  bool try_submit(Request request) { return conn_->try_submit(std::move(request)); }
+  void submit(Request&& request) { conn_->submit(std::move(request)); }
+  bool try_submit(Request&& request) { return conn_->try_submit(std::move(request)); }
   void shutdown() { conn_->shutdown(); }
 
  private:
@@ -591,8 +592,8 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     }
     std::optional<Lock> lock;
     try {
-      auto ops = std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(),
-                                                  std::string(token_view), client);
+      auto ops =
+          std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token, client);
       {
         std::lock_guard<std::mutex> guard(client->registry()->mu);
         // A new key for the entry (never an older entry's, which views another token).

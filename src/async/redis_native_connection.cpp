@@ -86,7 +86,7 @@ RedisNativeConnection::Request RedisNativeConnection::command(
   return request;
 }
 
-void RedisNativeConnection::submit(Request request) {
+void RedisNativeConnection::submit(Request&& request) {
   if (strand_.running_in_this_thread()) {
     submit_here(std::move(request));
     return;
@@ -121,7 +121,7 @@ void RedisNativeConnection::end_batch() {
   if (!writing_ && !out_.empty() && state_ != State::kIdle) flush();
 }
 
-bool RedisNativeConnection::try_submit(Request request) {
+bool RedisNativeConnection::try_submit(Request&& request) {
   std::lock_guard<std::mutex> guard(gate_mu_);
   if (closed_) return false;
   submit(std::move(request));

@@ -258,10 +258,10 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   static Request command(std::initializer_list<std::string_view> args);
 
   // Any thread. On the strand itself (a handler that starts the next operation), at once.
-  void submit(Request request);
+  void submit(Request&& request);
   // Like `submit`, from a thread that may outlive the AsyncLockApi (a keeper thread): returns
   // false, sending nothing, once `shutdown` has run, because the executor may be gone then.
-  bool try_submit(Request request);
+  bool try_submit(Request&& request);
   // Fails everything pending and refuses `try_submit` from now on. For the engine's destructor.
   void shutdown();
 
