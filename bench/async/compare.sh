@@ -5,8 +5,8 @@
 # (the pipelined ceiling) and npm redlock v5 (ioredis, one server) with as many concurrent
 # loops, on one throwaway redis-server; then 10,000 waiters on redis:// and memory:.
 # Prints Markdown tables (best of REPEATS runs each, interleaved). Each run starts from an
-# empty keyspace (FLUSHALL): a run that finds the keys of the runs before it pays for the
-# server's hash table growing. Besides pairs/s: CPU time per pair of the client process and of
+# empty keyspace (FLUSHALL): the run after redis-benchmark would otherwise share the server with
+# the expiry of the hundreds of thousands of 1 ms keys that one left. Besides pairs/s: CPU time per pair of the client process and of
 # redis-server (its utime+stime from /proc before and after the run), for all three.
 #
 #   bench/async/compare.sh [BUILD_DIR] [SECONDS] [REPEATS] [INFLIGHT]
