@@ -43,6 +43,7 @@ struct Config {
   int waiters = 10000;
   int per_key = 5;
   int hot_keys = 0;
+  int keys = 1000;  // per loop, taken in turn
   bool pool = false;
 };
 
@@ -97,6 +98,7 @@ struct PairLoop {
   long* errors;
   long* refused;
   int hot_keys;
+  int keys;
   int* running;
   asio::io_context* io;
   std::function<void()>* on_last;
@@ -115,7 +117,7 @@ struct PairLoop {
     const unsigned k = i++;
     locks->async_try_acquire(
         hot_keys > 0 ? stem + "hot/" + std::to_string(k % static_cast<unsigned>(hot_keys))
-                     : stem + std::to_string(k % 1000),
+                     : stem + std::to_string(k % static_cast<unsigned>(keys)),
         30s, [this](std::exception_ptr e, std::optional<lockkit::Lock> got) {
           if (e || !got) {
             ++*(e || hot_keys == 0 ? errors : refused);
@@ -169,6 +171,7 @@ int run_pairs(const Config& cfg) {
                  .errors = &errors,
                  .refused = &refused,
                  .hot_keys = cfg.hot_keys,
+                 .keys = cfg.keys,
                  .running = &running,
                  .io = &io,
                  .on_last = &on_last,
@@ -274,6 +277,8 @@ int main(int argc, char** argv) {
       cfg.per_key = std::stoi(val);
     } else if (opt == "--path" && (val == "native" || val == "pool")) {
       cfg.pool = val == "pool";
+    } else if (opt == "--keys" && std::stoi(val) > 0) {
+      cfg.keys = std::stoi(val);
     } else if (opt == "--hot-keys") {
       cfg.hot_keys = std::stoi(val);
     } else {

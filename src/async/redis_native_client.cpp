@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <array>
 #include <asio/bind_executor.hpp>
 #include <asio/connect.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -32,6 +33,7 @@
 #include "core/keeper.hpp"
 #include "core/lease_ops.hpp"
 #include "core/store_lock_api.hpp"
+#include "core/token.hpp"
 #include "lockkit/errors.hpp"
 #include "redis/redis_native.hpp"
 #include "redis/redis_scripts.hpp"
@@ -59,7 +61,8 @@ struct TokenHash {
   }
 };
 
-// Natively granted locks by token, for `native_release` to find their `NativeLeaseOps`.
+// Natively granted locks by token, for `native_release` to find their `NativeLeaseOps`. The key
+// views the token that the entry's `NativeLeaseOps` owns: its destructor erases the entry.
 struct Registry {
   struct Entry {
     std::weak_ptr<NativeLeaseOps> ops;
@@ -70,7 +73,8 @@ struct Registry {
     bool releasing = false;
   };
   std::mutex mu;
-  std::unordered_map<std::string, Entry, TokenHash, std::equal_to<>> by_token;  // guarded by mu
+  std::unordered_map<std::string_view, Entry, TokenHash, std::equal_to<>>
+      by_token;  // guarded by mu
 };
 
 // The `LeaseOps` of a natively granted `Lock`: forwards to the core's, except that a release
@@ -78,20 +82,22 @@ struct Registry {
 class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncRenewer {
  public:
   NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
-                 std::string token, std::weak_ptr<RedisNativeClient> client)
+                 const std::array<char, kTokenChars>& token,
+                 std::weak_ptr<RedisNativeClient> client)
       : inner_(std::move(inner)),
         batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
         registry_(std::move(registry)),
-        token_(std::move(token)),
+        token_(token),
         client_(std::move(client)) {}
   ~NativeLeaseOps() override {
     std::lock_guard<std::mutex> guard(registry_->mu);
-    auto it = registry_->by_token.find(token_);
+    auto it = registry_->by_token.find(token());
     if (it != registry_->by_token.end() && it->second.ops.expired()) registry_->by_token.erase(it);
   }
 
   // The outcome of the native release (true: it was ours).
   void settle(bool ours) noexcept { settled_.store(ours ? 1 : 0); }
+  std::string_view token() const noexcept { return {token_.data(), token_.size()}; }
 
   std::string_view backend() const noexcept override { return inner_->backend(); }
   bool release(std::string_view key, std::string_view token) override {
@@ -166,7 +172,7 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncR
   const std::shared_ptr<LeaseOps> inner_;
   BatchRenewer* const batch_;
   const std::shared_ptr<Registry> registry_;
-  const std::string token_;
+  const std::array<char, kTokenChars> token_;  // in place: a string of 32 would allocate
   const std::weak_ptr<RedisNativeClient> client_;
   std::atomic<int> settled_{-1};  // -1: not released natively
 };
@@ -208,8 +214,8 @@ class RedisNativeClient {
   static void add(Request& request, std::string_view arg) {
     RedisNativeConnection::add(request, arg);
   }
-  void submit(Request request) { conn_->submit(std::move(request)); }
-  bool try_submit(Request request) { return conn_->try_submit(std::move(request)); }
+  void submit(Request&& request) { conn_->submit(std::move(request)); }
+  bool try_submit(Request&& request) { return conn_->try_submit(std::move(request)); }
   void shutdown() { conn_->shutdown(); }
 
  private:
@@ -479,7 +485,7 @@ std::shared_ptr<RedisNativeClient> make_redis_native(const asio::any_io_executor
   return std::make_shared<RedisNativeClient>(ex, api, *grants, *source, std::move(*target));
 }
 
-void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
+void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string_view key,
                         std::chrono::milliseconds ttl, std::shared_ptr<AsyncAcquireOperation> op,
                         NativeAcquireDone done) {
   try {
@@ -499,8 +505,10 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     RedisNativeClient::add(request, fence_key);
     RedisNativeClient::add(request, holder_key);
   }
-  std::string token = make_token();
-  RedisNativeClient::add(request, token);
+  // The token in place (no string of its own until a grant needs one).
+  std::array<char, kTokenChars> token;
+  fill_token(token.data());
+  RedisNativeClient::add(request, std::string_view(token.data(), token.size()));
   {
     char ttl_ms[24];
     const auto [end, ec] = std::to_chars(ttl_ms, ttl_ms + sizeof ttl_ms, ttl.count());
@@ -514,9 +522,11 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
   // the server's expiry, as for the blocking path.
   const auto start = client->grants().grant_store().now();
   const auto sent = Clock::now();
-  request.done = [client, key = std::move(key), token = std::move(token), ttl, start, sent,
-                  op = std::move(op), done](std::exception_ptr error, redisReply* reply) mutable {
+  // `key` is the operation's own: valid while `op` is held here (until it is handed to `done`).
+  request.done = [client, key, token, ttl, start, sent, op = std::move(op), done](
+                     std::exception_ptr error, redisReply* reply) mutable {
     auto& grants = client->grants();
+    const std::string_view token_view(token.data(), token.size());
     if (error) {
       bool doubt = false;
       try {
@@ -534,7 +544,7 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
       }
       // As the core does after an in-doubt acquire: take it back with our own token, then say
       // so. The release blocks, so it runs on the pool.
-      asio::post(blocking_pool(), [client, key = std::move(key), token = std::move(token),
+      asio::post(blocking_pool(), [client, key = std::string(key), token = std::string(token_view),
                                    error = std::move(error), op = std::move(op), done]() mutable {
         try {
           (void)client->grants().grant_store().release(key, token);
@@ -586,10 +596,13 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
           std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token, client);
       {
         std::lock_guard<std::mutex> guard(client->registry()->mu);
-        client->registry()->by_token[token] = Registry::Entry{ops, false};
+        // A new key for the entry (never an older entry's, which views another token).
+        auto& by_token = client->registry()->by_token;
+        by_token.erase(std::string_view(ops->token()));
+        by_token.emplace(std::string_view(ops->token()), Registry::Entry{ops, false});
       }
-      lock.emplace(grants.adopt_grant(key, token, static_cast<std::uint64_t>(fence), start, ttl,
-                                      std::move(ops)));
+      lock.emplace(grants.adopt_grant(key, token_view, static_cast<std::uint64_t>(fence), start,
+                                      ttl, std::move(ops)));
     } catch (...) {
       done(std::move(op), std::current_exception(),
            std::nullopt);  // out of memory; the lease runs out

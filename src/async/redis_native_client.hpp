@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "lockkit/async.hpp"
 #include "lockkit/lock.hpp"
@@ -30,8 +31,9 @@ using NativeAcquireDone = void (*)(std::shared_ptr<AsyncAcquireOperation> op,
                                    std::exception_ptr error, std::optional<Lock> lock);
 
 // Starts one acquire attempt; `done` runs once with `op`, on the client's strand (the executor)
-// or, for a refused key, on the calling thread.
-void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string key,
+// or, for a refused key, on the calling thread. `key` is `op`'s own: it must stay valid while
+// `op` lives (the attempt holds `op` until it calls `done`).
+void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::string_view key,
                         std::chrono::milliseconds ttl, std::shared_ptr<AsyncAcquireOperation> op,
                         NativeAcquireDone done);
 

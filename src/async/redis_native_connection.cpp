@@ -12,6 +12,8 @@
 #include <asio/write.hpp>
 #include <charconv>
 #include <cstring>
+#include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "async/blocking_pool.hpp"
@@ -31,15 +33,25 @@ void append_number(std::string& out, std::size_t n) {
 }
 
 // Appends `s` as a RESP bulk string, growing `out` once.
-void append_bulk(std::string& out, std::string_view s) {
+template <class Out>
+char* grow(Out& out, std::size_t n) {
+  if constexpr (std::is_same_v<Out, std::string>) {
+    const std::size_t at = out.size();
+    out.resize(at + n);
+    return out.data() + at;
+  } else {
+    return out.grow(n);
+  }
+}
+
+template <class Out>
+void append_bulk(Out& out, std::string_view s) {
   char head[24] = {'$'};
   char* end = std::to_chars(head + 1, head + sizeof head - 2, s.size()).ptr;
   *end++ = '\r';
   *end++ = '\n';
   const std::size_t head_size = static_cast<std::size_t>(end - head);
-  const std::size_t at = out.size();
-  out.resize(at + head_size + s.size() + 2);
-  char* p = out.data() + at;
+  char* p = grow(out, head_size + s.size() + 2);
   std::memcpy(p, head, head_size);
   if (!s.empty()) std::memcpy(p + head_size, s.data(), s.size());
   p[head_size + s.size()] = '\r';
@@ -74,17 +86,42 @@ RedisNativeConnection::Request RedisNativeConnection::command(
   return request;
 }
 
-void RedisNativeConnection::submit(Request request) {
+void RedisNativeConnection::submit(Request&& request) {
   if (strand_.running_in_this_thread()) {
     submit_here(std::move(request));
     return;
   }
-  asio::post(strand_, [self = shared_from_this(), request = std::move(request)]() mutable {
-    self->submit_here(std::move(request));
-  });
+  {
+    std::lock_guard<std::mutex> guard(incoming_mu_);
+    incoming_.push_back(std::move(request));
+    if (drain_posted_) return;
+    drain_posted_ = true;
+  }
+  asio::post(strand_, [self = shared_from_this()] { self->drain(); });
 }
 
-bool RedisNativeConnection::try_submit(Request request) {
+// Takes every request submitted since the last drain, in submission order, and writes them
+// together.
+void RedisNativeConnection::drain() {
+  {
+    std::lock_guard<std::mutex> guard(incoming_mu_);
+    draining_.swap(incoming_);
+    drain_posted_ = false;
+  }
+  batching_ = true;
+  for (auto& request : draining_) submit_here(std::move(request));
+  draining_.clear();  // keeps its capacity for the next batch
+  end_batch();
+}
+
+// Writes what the handler that just ended appended, if no write is under way (else that
+// write's completion does).
+void RedisNativeConnection::end_batch() {
+  batching_ = false;
+  if (!writing_ && !out_.empty() && state_ != State::kIdle) flush();
+}
+
+bool RedisNativeConnection::try_submit(Request&& request) {
   std::lock_guard<std::mutex> guard(gate_mu_);
   if (closed_) return false;
   submit(std::move(request));
@@ -117,7 +154,7 @@ std::chrono::milliseconds RedisNativeConnection::uptime() const {
          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - info_at_);
 }
 
-void RedisNativeConnection::submit_here(Request request) {
+void RedisNativeConnection::submit_here(Request&& request) {
   if (state_ == State::kReady) {
     write(std::move(request));
     return;
@@ -194,6 +231,7 @@ void RedisNativeConnection::handshake(std::uint64_t generation) {
   socket_.set_option(tcp::no_delay(true), ignored);
   if (reader_) redisReaderFree(reader_);
   reader_ = redisReaderCreate();
+  parsed_ = read_ = 0;
   state_ = State::kHandshake;
   loaded_ = 0;
   read(generation);
@@ -269,7 +307,7 @@ void RedisNativeConnection::ready() {
   for (auto& request : queued) write(std::move(request));
 }
 
-void RedisNativeConnection::write(Request request) {
+void RedisNativeConnection::write(Request&& request) {
   const std::size_t parts = request.parts + (request.script == kNoScript ? 0 : 2);
   out_ += '*';
   append_number(out_, parts);
@@ -280,12 +318,21 @@ void RedisNativeConnection::write(Request request) {
     append_bulk(out_, request.eval ? std::string_view(config_.scripts[script])
                                    : std::string_view(sha_[script]));
   }
-  out_ += request.payload;
+  out_.append(request.payload.data(), request.payload.size());
   request.deadline = Clock::now() + config_.target.command_timeout;
   inflight_.push_back(std::move(request));
   ++unsent_;
-  if (!writing_) flush();
   arm_reply_timer();
+  if (writing_ || batching_ || flush_posted_) return;
+  // Outside a batch (a handshake step, a timer's or another handler's request): written at the
+  // end of this turn, together with whatever else the turn appends.
+  flush_posted_ = true;
+  // Not tied to this connection: a failure empties out_, so what it finds there is the next
+  // connection's (its handshake).
+  asio::post(strand_, [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->writing_ && !self->out_.empty()) self->flush();
+  });
 }
 
 void RedisNativeConnection::flush() {
@@ -315,38 +362,90 @@ void RedisNativeConnection::read(std::uint64_t generation) {
                                                                  : "read: " + ec.message());
       return;
     }
-    if (redisReaderFeed(self->reader_, self->buf_.data(), n) != REDIS_OK) {
-      self->fail(ErrorKind::kProtocol, "unreadable reply");
+    self->parsed_ = 0;
+    self->read_ = n;
+    self->complete_replies(generation);
+  });
+}
+
+// Completes at most kRepliesPerTurn of the replies read, then lets the executor run what they
+// started (the callers' handlers, which submit the next requests, and the write of those)
+// before the next slice: the server gets new work while this side goes on with the rest,
+// rather than idling until every reply of a large read was handled. Reads again once all are.
+void RedisNativeConnection::complete_replies(std::uint64_t generation) {
+  // Requests the callbacks submit go out in one write after the slice.
+  batching_ = true;
+  for (std::size_t done = 0;; ++done) {
+    if (done == kRepliesPerTurn) {
+      end_batch();
+      arm_reply_timer();
+      asio::post(strand_, [self = shared_from_this(), generation] {
+        if (generation == self->generation_) self->complete_replies(generation);
+      });
       return;
     }
-    for (;;) {
+    redisReply integer{};
+    std::unique_ptr<redisReply, void (*)(void*)> owned(nullptr, freeReplyObject);
+    redisReply* reply = &integer;
+    if (!next_integer(integer)) {
+      // Everything else (and an integer split across reads) goes through hiredis's reader.
+      if (parsed_ < read_) {
+        if (redisReaderFeed(reader_, buf_.data() + parsed_, read_ - parsed_) != REDIS_OK) {
+          fail(ErrorKind::kProtocol, "unreadable reply");
+          return;
+        }
+        parsed_ = read_;
+      } else if (reader_->pos == reader_->len) {
+        // Nothing unread here or there: not asked, hiredis would start a reply of no bytes
+        // (and keep every later integer from the direct path).
+        break;
+      }
       void* raw = nullptr;
-      if (redisReaderGetReply(self->reader_, &raw) != REDIS_OK) {
-        self->fail(ErrorKind::kProtocol, "unreadable reply");
+      if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+        fail(ErrorKind::kProtocol, "unreadable reply");
         return;
       }
       if (!raw) break;
-      std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
-                                                         freeReplyObject);
-      if (self->inflight_.empty()) {
-        self->fail(ErrorKind::kProtocol, "a reply nobody asked for");
-        return;
-      }
-      Request request = std::move(self->inflight_.front());
-      self->inflight_.pop_front();
-      if (reply->type == REDIS_REPLY_ERROR && request.script != kNoScript && !request.eval &&
-          std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
-        // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
-        request.eval = true;
-        self->write(std::move(request));
-        continue;
-      }
-      request.done(nullptr, reply.get());
-      if (generation != self->generation_) return;  // the callback failed the connection
+      owned.reset(static_cast<redisReply*>(raw));
+      reply = owned.get();
     }
-    self->arm_reply_timer();
-    self->read(generation);
-  });
+    if (inflight_.empty()) {
+      fail(ErrorKind::kProtocol, "a reply nobody asked for");
+      return;
+    }
+    Request request = std::move(inflight_.front());
+    inflight_.pop_front();
+    if (reply->type == REDIS_REPLY_ERROR && request.script != kNoScript && !request.eval &&
+        std::string_view(reply->str, reply->len).starts_with("NOSCRIPT")) {
+      // Flushed since we connected (SCRIPT FLUSH): EVAL runs it and caches it again.
+      request.eval = true;
+      write(std::move(request));
+      continue;
+    }
+    request.done(nullptr, reply);
+    if (generation != generation_) return;  // the callback failed the connection
+  }
+  end_batch();
+  arm_reply_timer();
+  read(generation);
+}
+
+// Reads an integer reply (":123\r\n", what the lock scripts answer) straight from buf_, without
+// hiredis's allocation per reply, when it is whole there and hiredis holds nothing unread.
+bool RedisNativeConnection::next_integer(redisReply& reply) {
+  if (parsed_ >= read_ || buf_[parsed_] != ':') return false;
+  if (reader_->pos != reader_->len || reader_->ridx != -1) return false;
+  const char* begin = buf_.data() + parsed_ + 1;
+  const char* end = buf_.data() + read_;
+  const char* cr = static_cast<const char*>(std::memchr(begin, '\r', end - begin));
+  if (!cr || cr + 1 >= end || cr[1] != '\n') return false;
+  long long value = 0;
+  const auto [ptr, ec] = std::from_chars(begin, cr, value);
+  if (ec != std::errc() || ptr != cr || ptr == begin) return false;  // hiredis says what it is
+  reply.type = REDIS_REPLY_INTEGER;
+  reply.integer = value;
+  parsed_ = static_cast<std::size_t>(cr + 2 - buf_.data());
+  return true;
 }
 
 // One timer for the oldest request: replies come in order, so if it has none by its deadline
@@ -377,6 +476,7 @@ void RedisNativeConnection::fail(ErrorKind kind, const std::string& what) {
   state_ = State::kIdle;
   timer_armed_ = false;
   writing_ = false;
+  batching_ = false;  // the handler that failed returns without ending its batch
   std::error_code ignored;
   socket_.close(ignored);
   resolver_.cancel();
