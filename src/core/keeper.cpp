@@ -142,6 +142,8 @@ class Rules final : public KeeperRules {
         continue;
       }
       s.sending = true;
+      // A native round is sent at once; a round on threads waits for one (see send_round).
+      s.send_started = give_up != Steady::duration::max();
       s.sending_epoch = keeper_epoch();
       s.sending_until =
           give_up == Steady::duration::max() ? Steady::time_point::max() : Steady::now() + give_up;
@@ -157,23 +159,75 @@ class Rules final : public KeeperRules {
 
   void send_round(RenewalRound& round, BatchRenewer* renewer) noexcept override {
     LeaseOps& ops = *round.ops;
-    round.start = ops.now();
-    if (renewer) {
-      round.error = renewer->renew_many(round.requests, round.outcomes);
-    } else {
-      for (std::size_t i = 0; i < round.requests.size(); ++i) {
-        const ExtendRequest& r = round.requests[i];
+    // Leases taken back while the round waited for this thread (their holder released or
+    // extended them, see `await_send`) are not sent: nothing goes out after a release returned.
+    std::vector<std::size_t> taken_back;
+    for (std::size_t i = 0; i < round.going.size(); ++i) {
+      LeaseState& s = *round.going[i];
+      std::lock_guard<std::mutex> guard(s.mu);
+      if (s.sending && s.send_id == round.sends[i]) {
+        s.send_started = true;
+      } else {
         try {
-          round.outcomes[i] = ops.extend(r.key, r.token, r.ttl) ? ExtendOutcome::kExtended
-                                                                : ExtendOutcome::kNotOurs;
-        } catch (const std::exception& e) {
-          if (round.error.empty()) round.error = e.what();
-        } catch (...) {
-          if (round.error.empty()) round.error = "unknown error";
+          taken_back.push_back(i);
+        } catch (...) {  // out of memory: sent anyway; an extend never revives a released lease
         }
       }
     }
+    round.start = ops.now();
+    if (taken_back.empty()) {
+      round.error = send_requests(ops, renewer, round.requests, round.outcomes);
+    } else {
+      send_part(round, renewer, taken_back);
+    }
     round.done = ops.now();
+  }
+
+  // The store call of a round: one extend_many (a BatchRenewer), else one extend per request.
+  // Returns the first error.
+  static std::string send_requests(LeaseOps& ops, BatchRenewer* renewer,
+                                   std::span<const ExtendRequest> requests,
+                                   std::span<ExtendOutcome> outcomes) noexcept {
+    if (renewer) return renewer->renew_many(requests, outcomes);
+    std::string error;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const ExtendRequest& r = requests[i];
+      try {
+        outcomes[i] =
+            ops.extend(r.key, r.token, r.ttl) ? ExtendOutcome::kExtended : ExtendOutcome::kNotOurs;
+      } catch (const std::exception& e) {
+        if (error.empty()) error = e.what();
+      } catch (...) {
+        if (error.empty()) error = "unknown error";
+      }
+    }
+    return error;
+  }
+
+  // send_round without the leases at `left_out` (ascending), which keep kFailed.
+  static void send_part(RenewalRound& round, BatchRenewer* renewer,
+                        std::span<const std::size_t> left_out) noexcept {
+    std::vector<std::size_t> index;
+    std::vector<ExtendRequest> requests;
+    std::vector<ExtendOutcome> outcomes;
+    try {
+      std::size_t skip = 0;
+      for (std::size_t i = 0; i < round.requests.size(); ++i) {
+        if (skip < left_out.size() && left_out[skip] == i) {
+          ++skip;
+          continue;
+        }
+        index.push_back(i);
+        requests.push_back(round.requests[i]);
+      }
+      outcomes.assign(index.size(), ExtendOutcome::kFailed);
+    } catch (...) {
+      round.error = "out of memory";
+      return;
+    }
+    if (index.empty()) return;
+    round.error = send_requests(*round.ops, renewer, requests, outcomes);
+    for (std::size_t k = 0; k < index.size(); ++k) round.outcomes[index[k]] = outcomes[k];
   }
 
   void end_round(RenewalRound& round, RoundEnd& end) override {
@@ -837,6 +891,15 @@ void await_send(LeaseState& s, std::unique_lock<std::mutex>& lk) {
   const std::uint64_t epoch = keeper_epoch();
   auto done = [&] { return !s.sending || s.sending_epoch != epoch; };
   while (!done()) {
+    if (!s.send_started) {
+      // A round still waiting for a thread: taken back, not waited for (the thread it waits for
+      // may be this one, or busy with holders waiting here). The round leaves this lease out.
+      s.sending = false;
+      s.sending_until = Steady::time_point::max();
+      ++s.send_id;
+      s.cv.notify_all();
+      return;
+    }
     if (s.sending_until == Steady::time_point::max()) {
       s.cv.wait(lk);
     } else if (s.cv.wait_until(lk, s.sending_until) == std::cv_status::timeout && !done() &&

@@ -116,6 +116,9 @@ struct LeaseState {
   bool kept_alive = false;
   bool queued = false;   // waiting for its group's next renewal round
   bool sending = false;  // a renewal, or the holder's own extend, is with the store
+  // The send under way has reached the store call (false: a round queued for a thread, which a
+  // holder waiting in `await_send` may take back instead of waiting for a thread itself).
+  bool send_started = false;
   std::uint64_t sending_epoch = 0;
   std::uint64_t send_id = 0;  // numbers each send; a round applies its outcome only if it matches
   // A holder waiting for the send under way gives up on it from then on (steady clock): a renewal

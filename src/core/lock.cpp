@@ -253,6 +253,7 @@ bool Lock::extend(std::chrono::milliseconds ttl) {
     std::unique_lock<std::mutex> lk(s.mu);
     detail::await_send(s, lk);
     s.sending = true;
+    s.send_started = true;
     s.sending_epoch = detail::keeper_epoch();
     s.sending_until = Steady::time_point::max();
     ++s.send_id;

@@ -66,6 +66,11 @@ class ProbeStore final : public LeaseStore {
   std::string_view backend() const noexcept override { return "probe"; }
   std::optional<std::uint64_t> acquire(std::string_view key, std::string_view token,
                                        std::chrono::milliseconds ttl) override {
+    if (hang_acquires.load()) {
+      acquiring.fetch_add(1);
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [this] { return !hang_; });
+    }
     return inner_->acquire(key, token, ttl);
   }
   bool release(std::string_view key, std::string_view token) override {
@@ -106,7 +111,9 @@ class ProbeStore final : public LeaseStore {
   }
 
   std::atomic<bool> fail{false};
-  std::function<void()> before_failing;  // set before `fail`; called on the failing thread
+  std::atomic<bool> hang_acquires{false};  // acquires hang too, while hang() is on
+  std::atomic<int> acquiring{0};           // acquires that hung
+  std::function<void()> before_failing;    // set before `fail`; called on the failing thread
   std::atomic<int> entered{0};
   std::atomic<int> rounds{0};
   std::atomic<std::size_t> renewals{0};
@@ -418,6 +425,56 @@ TEST(AsyncKeepAlive, NoRenewalErrorIsReportedAfterTheLoss) {
   std::lock_guard<std::mutex> guard(mu);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back(), "lost");
+}
+
+// Every thread of the blocking pool runs a release of a kept-alive lease whose renewal round was
+// queued on the pool behind them: each release takes its lease back from the round instead of
+// waiting for it (that round needed one of those very threads: all of them waited for ever).
+TEST(AsyncKeepAlive, ReleasesOnEveryPoolThreadDoNotWaitForARoundQueuedBehindThem) {
+  IoThread io;
+  auto store = std::make_shared<ProbeStore>();
+  AsyncLockApi locks(io.io().get_executor(), make_lock_api(store));
+  std::vector<Lock> held;
+  for (int i = 0; i < 4; ++i) {
+    auto lock = locks.async_try_acquire(Unique("queued"), 600ms, asio::use_future).get();
+    ASSERT_TRUE(lock);
+    held.push_back(std::move(*lock));
+  }
+  // Four acquires through another api hang in their store: the pool's four threads are taken.
+  auto blocker = std::make_shared<ProbeStore>();
+  blocker->hang_acquires = true;
+  blocker->hang();
+  struct Unhang {
+    ProbeStore& store;
+    ~Unhang() { store.unhang(); }
+  } unhang{*blocker};
+  AsyncLockApi blocked(io.io().get_executor(), make_lock_api(blocker));
+  std::vector<std::future<std::optional<Lock>>> hung;
+  for (int i = 0; i < 4; ++i) {
+    hung.push_back(blocked.async_try_acquire(Unique("blocker"), 1s, asio::use_future));
+  }
+  ASSERT_TRUE(Await([&] { return blocker->acquiring.load() == 4; }));
+  // The releases queue on the pool first; the renewal round comes due after them.
+  std::atomic<int> asked{0};
+  KeepAliveOptions options{.should_renew = [&] {
+    asked.fetch_add(1);
+    return true;
+  }};
+  for (auto& lock : held) locks.keep_alive(lock, options);
+  std::vector<std::future<bool>> released;
+  for (auto& lock : held) released.push_back(locks.async_release(lock, asio::use_future));
+  ASSERT_TRUE(Await([&] { return asked.load() > 0; }));
+  asio::post(io.io(), asio::use_future).get();  // the round that asked is queued on the pool now
+  blocker->unhang();
+  for (auto& f : released) {
+    ASSERT_EQ(f.wait_for(kAwait), std::future_status::ready);
+    EXPECT_TRUE(f.get());
+  }
+  for (auto& f : hung) {
+    ASSERT_EQ(f.wait_for(kAwait), std::future_status::ready);
+    EXPECT_TRUE(f.get().has_value());
+  }
+  for (auto& lock : held) EXPECT_FALSE(store->status(lock.key()).has_value()) << lock.key();
 }
 
 // Many kept-alive locks on one io thread: renewed in rounds (one extend_many for many leases),
