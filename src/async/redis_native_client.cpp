@@ -21,6 +21,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <stdexcept>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -35,6 +36,7 @@
 #include "core/store_lock_api.hpp"
 #include "core/token.hpp"
 #include "lockkit/errors.hpp"
+#include "lockkit/lock_api.hpp"
 #include "redis/redis_native.hpp"
 #include "redis/redis_scripts.hpp"
 
@@ -505,9 +507,15 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     RedisNativeClient::add(request, fence_key);
     RedisNativeClient::add(request, holder_key);
   }
-  // The token in place (no string of its own until a grant needs one).
+  // The token in place (no string of its own once the request is made). From the public
+  // make_token(): the core's fill_token is not exported from a shared liblockkit.
   std::array<char, kTokenChars> token;
-  fill_token(token.data());
+  {
+    const std::string fresh = make_token();
+    static_assert(kTokenChars == 32);
+    if (fresh.size() != token.size()) throw std::logic_error("lockkit: unexpected token length");
+    std::memcpy(token.data(), fresh.data(), token.size());
+  }
   RedisNativeClient::add(request, std::string_view(token.data(), token.size()));
   {
     char ttl_ms[24];
