@@ -118,7 +118,7 @@ void RedisNativeConnection::drain() {
 // write's completion does).
 void RedisNativeConnection::end_batch() {
   batching_ = false;
-  if (!writing_ && !out_.empty() && state_ != State::kIdle) flush();
+  if (!writing_ && has_output() && state_ != State::kIdle) flush();
 }
 
 bool RedisNativeConnection::try_submit(Request&& request) {
@@ -308,6 +308,26 @@ void RedisNativeConnection::ready() {
 }
 
 void RedisNativeConnection::write(Request&& request) {
+  if (request.batch_op != 0) {
+    batch_.push_back(std::move(request));
+    if (batch_.size() == kMaxBatch) close_batch();
+  } else {
+    close_batch();  // what was written before goes out before
+    append(std::move(request));
+  }
+  if (writing_ || batching_ || flush_posted_) return;
+  // Outside a batch (a handshake step, a timer's or another handler's request): written at the
+  // end of this turn, together with whatever else the turn appends.
+  flush_posted_ = true;
+  // Not tied to this connection: a failure empties out_, so what it finds there is the next
+  // connection's (its handshake).
+  asio::post(strand_, [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->writing_ && self->has_output()) self->flush();
+  });
+}
+
+void RedisNativeConnection::append(Request&& request) {
   const std::size_t parts = request.parts + (request.script == kNoScript ? 0 : 2);
   out_ += '*';
   append_number(out_, parts);
@@ -323,19 +343,61 @@ void RedisNativeConnection::write(Request&& request) {
   inflight_.push_back(std::move(request));
   ++unsent_;
   arm_reply_timer();
-  if (writing_ || batching_ || flush_posted_) return;
-  // Outside a batch (a handshake step, a timer's or another handler's request): written at the
-  // end of this turn, together with whatever else the turn appends.
-  flush_posted_ = true;
-  // Not tied to this connection: a failure empties out_, so what it finds there is the next
-  // connection's (its handshake).
-  asio::post(strand_, [self = shared_from_this()] {
-    self->flush_posted_ = false;
-    if (!self->writing_ && !self->out_.empty()) self->flush();
-  });
+}
+
+// Turns the batch operations written since the last call into one run of the batch script:
+// its keys, the letters naming the operations, then their arguments, each in order.
+void RedisNativeConnection::close_batch() {
+  if (batch_.empty()) return;
+  Request run;
+  run.script = config_.batch_script;
+  std::size_t numkeys = 0, bytes = 0, parts = 0;
+  for (const Request& item : batch_) {
+    numkeys += item.numkeys;
+    bytes += item.payload.size();
+    parts += item.parts;
+    run.maybe_write = run.maybe_write || item.maybe_write;
+  }
+  run.payload.reserve(bytes + batch_.size() + 64);
+  char digits[24];
+  const char* end = std::to_chars(digits, digits + sizeof digits, numkeys).ptr;
+  add(run, std::string_view(digits, static_cast<std::size_t>(end - digits)));
+  for (const Request& item : batch_) {
+    std::memcpy(run.payload.grow(item.key_bytes), item.payload.data(), item.key_bytes);
+  }
+  std::string& ops = op_letters_;
+  ops.clear();
+  for (const Request& item : batch_) ops.push_back(item.batch_op);
+  add(run, ops);
+  for (const Request& item : batch_) {
+    const std::size_t n = item.payload.size() - item.key_bytes;
+    std::memcpy(run.payload.grow(n), item.payload.data() + item.key_bytes, n);
+  }
+  run.parts = parts + 2;
+  run.items = std::move(batch_);
+  batch_.clear();
+  append(std::move(run));
+}
+
+// Hands a reply to its request, or a batch's replies to its operations.
+void RedisNativeConnection::complete(Request& request, redisReply* reply) {
+  if (request.items.empty()) {
+    request.done(nullptr, reply);
+    return;
+  }
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == request.items.size()) {
+    for (std::size_t i = 0; i < request.items.size(); ++i) {
+      request.items[i].done(nullptr, reply->element[i]);
+    }
+    return;
+  }
+  // Refused as a whole (the script did not run: out of memory before it started, a busy
+  // server, a replica): every operation gets that reply, as it would have alone.
+  for (Request& item : request.items) item.done(nullptr, reply);
 }
 
 void RedisNativeConnection::flush() {
+  close_batch();
   writing_buf_.swap(out_);
   out_.clear();
   unsent_ = 0;
@@ -349,7 +411,7 @@ void RedisNativeConnection::flush() {
                         self->fail(ErrorKind::kUnavailable, "write: " + ec.message());
                         return;
                       }
-                      if (!self->out_.empty()) self->flush();
+                      if (self->has_output()) self->flush();
                     });
 }
 
@@ -422,7 +484,7 @@ void RedisNativeConnection::complete_replies(std::uint64_t generation) {
       write(std::move(request));
       continue;
     }
-    request.done(nullptr, reply);
+    complete(request, reply);
     if (generation != generation_) return;  // the callback failed the connection
   }
   end_batch();
@@ -485,21 +547,30 @@ void RedisNativeConnection::fail(ErrorKind kind, const std::string& what) {
   out_.clear();
   auto inflight = std::move(inflight_);
   auto queued = std::move(queued_);
+  auto batch = std::move(batch_);
   inflight_.clear();
   queued_.clear();
+  batch_.clear();
   const std::size_t sent = inflight.size() - std::min(unsent_, inflight.size());
   unsent_ = 0;
-  std::size_t i = 0;
-  for (auto& request : inflight) {
-    const bool doubt = i++ < sent && request.maybe_write;
+  auto fail_one = [&](Request& request, bool was_sent) {
+    const bool doubt = was_sent && request.maybe_write;
     request.done(std::make_exception_ptr(BackendError(
                      config_.backend, doubt ? ErrorKind::kInDoubt : kind,
                      doubt ? what + "; the lock may have been taken (in doubt)" : what)),
                  nullptr);
+  };
+  std::size_t i = 0;
+  for (auto& request : inflight) {
+    const bool was_sent = i++ < sent;
+    if (request.items.empty()) {
+      fail_one(request, was_sent);
+    } else {
+      for (auto& item : request.items) fail_one(item, was_sent);
+    }
   }
-  for (auto& request : queued) {
-    request.done(std::make_exception_ptr(BackendError(config_.backend, kind, what)), nullptr);
-  }
+  for (auto& request : batch) fail_one(request, false);
+  for (auto& request : queued) fail_one(request, false);
 }
 
 // Fails the requests waiting for a connection with the probe's error. Each gets an exception

@@ -45,6 +45,8 @@ struct NativeConnectionConfig {
   // Runs once on the blocking pool before the first connect (the checks the blocking client
   // makes at connect: eviction policy, credentials); throws `BackendError` to refuse.
   std::function<void()> probe;
+  // The index in `scripts` of a batch script (see `Request::batch_op`), or -1.
+  int batch_script = -1;
 };
 
 // A request's arguments as RESP bulk strings: in place up to kInline bytes (a lock request's
@@ -229,9 +231,19 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   using Done = ReplyCallback;
   static constexpr int kNoScript = -1;
   static constexpr std::size_t kRepliesPerTurn = 32;
+  // A batch is closed at this many operations: one script run blocks the server while it runs.
+  static constexpr std::size_t kMaxBatch = 64;
 
   struct Request {
     int script = kNoScript;  // EVALSHA of `NativeConnectionConfig::scripts[script]`
+    // Non-zero: one operation of the batch script, named by this letter; its `payload` holds
+    // its keys (the first `numkeys` parts, `key_bytes` bytes; see `end_keys`), then its
+    // arguments. Operations written one after another, with nothing else between them, go out
+    // as one run of the batch script and get their own replies from its array, in order.
+    char batch_op = 0;
+    std::size_t numkeys = 0;
+    std::size_t key_bytes = 0;
+    std::vector<Request> items;  // a batch's operations (then `done` is unused)
     // EVALSHA's numkeys, keys and argv, or a whole command: `parts` RESP bulk strings, written
     // once by the caller (one buffer, not one string per argument).
     RequestPayload payload;
@@ -255,6 +267,11 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
 
   // Appends `arg` to `request`'s arguments.
   static void add(Request& request, std::string_view arg);
+  // For a batch operation: the parts added so far are its keys.
+  static void end_keys(Request& request) noexcept {
+    request.numkeys = request.parts;
+    request.key_bytes = request.payload.size();
+  }
   static Request command(std::initializer_list<std::string_view> args);
 
   // Any thread. On the strand itself (a handler that starts the next operation), at once.
@@ -286,6 +303,10 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   Done handshake_step(std::uint64_t generation, ErrorKind kind, std::string what);
   void ready();
   void write(Request&& request);
+  void append(Request&& request);  // to out_ and inflight_
+  void close_batch();
+  void complete(Request& request, redisReply* reply);
+  bool has_output() const noexcept { return !out_.empty() || !batch_.empty(); }
   void flush();
   void read(std::uint64_t generation);
   void complete_replies(std::uint64_t generation);
@@ -319,6 +340,8 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   std::deque<Request> queued_;    // before the connection is ready
   std::deque<Request> inflight_;  // in the output buffer or sent, oldest first
   std::size_t unsent_ = 0;        // the newest `unsent_` of inflight_ are only in out_
+  std::vector<Request> batch_;    // batch operations not yet in out_ (written by close_batch)
+  std::string op_letters_;        // close_batch's scratch
   std::string out_;
   std::string writing_buf_;
   std::vector<std::string> sha_;

@@ -37,8 +37,9 @@ using redis::Answer;
 using redis::QuorumRound;
 using Request = RedisNativeConnection::Request;
 
-// Indexes of the scripts each node's connection loads.
-enum Script : int { kAcquire = 0, kRelease = 1, kSettle = 2 };
+// The operations of redis::kRedlockBatchScript, the one script each node's connection loads:
+// what one turn sends a node goes out as one run of it (see RedisNativeConnection::Request).
+constexpr char kAcquire = 'a', kRelease = 'r', kSettle = 's';
 
 std::string context(std::string_view op, std::string_view key) {
   return std::string(op) + " \"" + escape_key(key) + "\": ";
@@ -222,13 +223,13 @@ class RedlockNativeClient final : public redis::RedlockRuns,
       node.conn = std::make_shared<RedisNativeConnection>(
           strand_, NativeConnectionConfig{
                        .target = std::move(targets[i]),
-                       .scripts = {redis::kRedlockAcquireScript, redis::kReleaseScript,
-                                   redis::kRedlockSettleScript},
+                       .scripts = {redis::kRedlockBatchScript},
                        .name = "lockkit-async",
                        .backend = "redis",
                        .read_info = true,
                        // Through the store's own connection, once: `api_` keeps it alive.
                        .probe = [api = api_, &source, i] { source.native_probe(i); },
+                       .batch_script = 0,
                    });
       nodes_.push_back(std::move(node));
     }
@@ -301,14 +302,16 @@ class RedlockNativeClient final : public redis::RedlockRuns,
       Request request;
       request.payload.reserve(lock_key_.size() + fence_key_.size() + holder_key_.size() +
                               meta_key_.size() + run_id.size() + 160);
+      for (std::string_view k : {lock_key_, fence_key_, holder_key_, meta_key_}) {
+        RedisNativeConnection::add(request, k);
+      }
+      RedisNativeConnection::end_keys(request);
       for (std::string_view arg :
-           {std::string_view("4"), std::string_view(lock_key_), std::string_view(fence_key_),
-            std::string_view(holder_key_), std::string_view(meta_key_),
-            std::string_view(round->token), std::string_view(ttl), std::string_view(record),
+           {std::string_view(round->token), std::string_view(ttl), std::string_view(record),
             settled(i, run_id) ? std::string_view(run_id) : std::string_view(), floor}) {
         RedisNativeConnection::add(request, arg);
       }
-      request.script = kAcquire;
+      request.batch_op = kAcquire;
       request.maybe_write = true;
       send(i, std::move(request),
            [round, i](RedlockNativeClient& self, std::exception_ptr error, redisReply* reply) {
@@ -416,11 +419,11 @@ class RedlockNativeClient final : public redis::RedlockRuns,
   Request release_request(std::size_t i, std::string_view key, std::string_view token) {
     source_.native_keys_of(i, key, lock_key_, fence_key_, holder_key_, meta_key_);
     Request request;
-    for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key_),
-                                 std::string_view(holder_key_), token}) {
-      RedisNativeConnection::add(request, arg);
-    }
-    request.script = kRelease;
+    RedisNativeConnection::add(request, lock_key_);
+    RedisNativeConnection::add(request, holder_key_);
+    RedisNativeConnection::end_keys(request);
+    RedisNativeConnection::add(request, token);
+    request.batch_op = kRelease;
     return request;
   }
 
@@ -436,12 +439,12 @@ class RedlockNativeClient final : public redis::RedlockRuns,
     source_.native_keys_of(i, key, lock_key_, fence_key_, holder_key_, meta_key_);
     Request request;
     const std::string sfence = decimal(fence);
-    for (std::string_view arg :
-         {std::string_view("2"), std::string_view(fence_key_), std::string_view(holder_key_),
-          std::string_view(token), std::string_view(sfence)}) {
-      RedisNativeConnection::add(request, arg);
-    }
-    request.script = kSettle;
+    RedisNativeConnection::add(request, fence_key_);
+    RedisNativeConnection::add(request, holder_key_);
+    RedisNativeConnection::end_keys(request);
+    RedisNativeConnection::add(request, token);
+    RedisNativeConnection::add(request, sfence);
+    request.batch_op = kSettle;
     return request;
   }
 

@@ -244,6 +244,144 @@ TEST(AsyncRedlockNative, ManyInFlightCompleteWhileTheBlockingPoolIsBusy) {
   }
 }
 
+// The script runs a node has served so far (EVALSHA and EVAL), from INFO commandstats.
+long ScriptRuns(const RedisServer& server) {
+  const std::string stats = server.cli({"INFO", "commandstats"});
+  long runs = 0;
+  for (std::string_view name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+    const auto at = stats.find(name);
+    if (at != std::string::npos) runs += std::stol(stats.substr(at + name.size()));
+  }
+  return runs;
+}
+
+// Starts `n` acquires of `stem/i` from one handler on the io thread (so they leave together).
+std::vector<std::future<std::optional<Lock>>> AcquireTogether(IoThread& io, AsyncLockApi& locks,
+                                                              const std::string& stem, int n) {
+  std::vector<std::future<std::optional<Lock>>> attempts;
+  std::promise<void> issued;
+  asio::post(io.io(), [&] {
+    for (int i = 0; i < n; ++i) {
+      attempts.push_back(
+          locks.async_try_acquire(stem + "/" + std::to_string(i), 20s, asio::use_future));
+    }
+    issued.set_value();
+  });
+  issued.get_future().wait();
+  return attempts;
+}
+
+// What one turn of the executor sends a node goes out as one script run, not one per
+// operation: the server's cost of a call is paid once for the lot.
+TEST(AsyncRedlockNative, OperationsOfOneTurnReachANodeAsOneScriptRun) {
+  const Trio& trio = SharedTrio();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(trio.url()));
+  ASSERT_TRUE(locks.async_try_acquire(Unique("warm"), 20s, asio::use_future).get());
+  constexpr int kLocks = 32;
+  std::vector<long> before;
+  for (const RedisServer* server : trio.all()) before.push_back(ScriptRuns(*server));
+  auto attempts = AcquireTogether(io, locks, Unique("batched"), kLocks);
+  std::vector<Lock> held;
+  for (auto& attempt : attempts) {
+    auto lock = attempt.get();
+    ASSERT_TRUE(lock);
+    held.push_back(std::move(*lock));
+  }
+  std::vector<std::future<bool>> releases;
+  std::promise<void> issued;
+  asio::post(io.io(), [&] {
+    for (auto& lock : held) releases.push_back(locks.async_release(lock, asio::use_future));
+    issued.set_value();
+  });
+  issued.get_future().wait();
+  for (auto& release : releases) EXPECT_TRUE(release.get());
+  for (std::size_t i = 0; i < 3; ++i) {
+    const long runs = ScriptRuns(*trio.all()[i]) - before[i];
+    // One run for the acquires and one for the releases; a few more if a write was under way
+    // when some of them were started. One run per operation would be 64.
+    EXPECT_LE(runs, 8) << "node " << i;
+    EXPECT_GE(runs, 2) << "node " << i;
+  }
+  for (const RedisServer* server : trio.all()) {
+    EXPECT_EQ(server->cli({"EXISTS", held.front().key()}), "0");
+  }
+}
+
+// Each operation of a run gets its own outcome: on nodes out of memory the acquires fail (as
+// they would alone) while the releases sent with them still free their locks.
+TEST(AsyncRedlockNative, AFailedOperationLeavesTheRestOfItsRunAlone) {
+  const Trio& trio = SharedTrio();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(trio.url()));
+  const std::string stem = Unique("oom");
+  auto attempts = AcquireTogether(io, locks, stem + "/held", 8);
+  std::vector<Lock> held;
+  for (auto& attempt : attempts) {
+    auto lock = attempt.get();
+    ASSERT_TRUE(lock);
+    held.push_back(std::move(*lock));
+  }
+  struct Restore {
+    const Trio& trio;
+    ~Restore() {
+      for (const RedisServer* server : trio.all()) server->cli({"CONFIG", "SET", "maxmemory", "0"});
+    }
+  } restore{trio};
+  for (const RedisServer* server : trio.all()) {
+    ASSERT_EQ(server->cli({"CONFIG", "SET", "maxmemory", "1"}), "OK");
+  }
+  std::vector<std::future<bool>> releases;
+  std::vector<std::future<std::optional<Lock>>> refused;
+  std::promise<void> issued;
+  asio::post(io.io(), [&] {
+    // The acquires first: once a script run has written, Redis lets the rest of it write
+    // even out of memory (a script is never stopped half done).
+    for (int i = 0; i < 8; ++i) {
+      refused.push_back(
+          locks.async_try_acquire(stem + "/new/" + std::to_string(i), 20s, asio::use_future));
+    }
+    for (auto& lock : held) releases.push_back(locks.async_release(lock, asio::use_future));
+    issued.set_value();
+  });
+  issued.get_future().wait();
+  for (auto& release : releases) EXPECT_TRUE(release.get());
+  for (auto& attempt : refused) {
+    try {
+      auto lock = attempt.get();
+      ADD_FAILURE() << (lock ? "granted" : "busy") << " on nodes out of memory";
+    } catch (const BackendError& e) {
+      EXPECT_NE(std::string(e.what()).find("OOM"), std::string::npos) << e.what();
+    }
+  }
+  for (const RedisServer* server : trio.all()) {
+    for (int i = 0; i < 8; ++i) {
+      EXPECT_EQ(server->cli({"EXISTS", held[i].key()}), "0");
+      EXPECT_EQ(server->cli({"EXISTS", stem + "/new/" + std::to_string(i)}), "0");
+    }
+  }
+}
+
+// After SCRIPT FLUSH on every node, the next runs are answered NOSCRIPT and sent again with
+// the script's text: every operation still gets its own outcome.
+TEST(AsyncRedlockNative, RunsGoOnAfterTheNodesFlushedTheirScripts) {
+  const Trio& trio = SharedTrio();
+  IoThread io;
+  AsyncLockApi locks(io.io().get_executor(), lockkit::open(trio.url()));
+  ASSERT_TRUE(locks.async_try_acquire(Unique("warm"), 20s, asio::use_future).get());
+  for (const RedisServer* server : trio.all()) {
+    ASSERT_EQ(server->cli({"SCRIPT", "FLUSH"}), "OK");
+  }
+  const std::string stem = Unique("flushed");
+  auto attempts = AcquireTogether(io, locks, stem, 16);
+  for (auto& attempt : attempts) {
+    auto lock = attempt.get();
+    ASSERT_TRUE(lock);
+    EXPECT_GT(lock->fence(), 0U);
+    EXPECT_TRUE(locks.async_release(*lock, asio::use_future).get());
+  }
+}
+
 // One node of three stops answering, then is killed: acquires and releases go on at the speed
 // of the other two (the quorum is decided without it), and after its first failure it is
 // skipped.
