@@ -6,6 +6,8 @@
 //   redis-raw-bench --port 6379 --clients 64 --seconds 5 [--hot-keys 8] [--pipeline 16]
 // With --redlock it sends what redlock:// sends one node (kRedlockAcquireScript, then the
 // release): bench/redis/redlock_compare.sh runs one per node at once for the 3-node ceiling.
+// With --redlock --batch each pipeline's acquires go as one run of kRedlockBatchScript, and
+// its releases as another, as redlock://'s native async client sends what one turn holds.
 #include <hiredis/hiredis.h>
 #include "../bench_stats.hpp"
 
@@ -38,12 +40,14 @@ struct Config {
   int pipeline = 1;
   bool json = false;
   bool redlock = false;
+  bool batch = false;
 };
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
                "redis-raw-bench: %s\nusage: redis-raw-bench [--host H] --port P [--clients C] "
-               "[--seconds S] [--keys K] [--hot-keys N] [--pipeline D] [--redlock] [--json]\n"
+               "[--seconds S] [--keys K] [--hot-keys N] [--pipeline D] [--redlock [--batch]] "
+               "[--json]\n"
                "       redis-raw-bench --print-script acquire|release\n",
                problem);
   std::exit(64);
@@ -122,6 +126,8 @@ int main(int argc, char** argv) {
       cfg.json = true;
     else if (a == "--redlock")
       cfg.redlock = true;
+    else if (a == "--batch")
+      cfg.batch = true;
     else if (a == "--print-script") {
       // For redis-benchmark: the exact scripts, so that it sends the same EVALSHA.
       std::string_view which = value();
@@ -135,6 +141,7 @@ int main(int argc, char** argv) {
   if (cfg.port <= 0 || cfg.clients <= 0 || cfg.seconds <= 0 || cfg.keys <= 0 || cfg.pipeline <= 0) {
     usage("bad numbers");
   }
+  if (cfg.batch && !cfg.redlock) usage("--batch needs --redlock");
   const std::string run = "raw-bench/" + lockkit::make_token().substr(0, 8) + "/";
   const lockkit::detail::redis::KeyLayout layout("");
   std::vector<Result> results(static_cast<std::size_t>(cfg.clients));
@@ -157,6 +164,8 @@ int main(int argc, char** argv) {
                                   : lockkit::detail::redis::kAcquireScript);
       const std::string meta = "lockkit:{redlock}";
       const std::string release_sha = load(ctx.c, lockkit::detail::redis::kReleaseScript);
+      const std::string batch_sha =
+          cfg.batch ? load(ctx.c, lockkit::detail::redis::kRedlockBatchScript) : std::string();
       struct Keys {
         std::string lock, fence, holder;
       };
@@ -176,7 +185,66 @@ int main(int argc, char** argv) {
       std::vector<std::string> tokens(static_cast<std::size_t>(cfg.pipeline));
       std::vector<const Keys*> batch(static_cast<std::size_t>(cfg.pipeline));
       std::vector<bool> granted(static_cast<std::size_t>(cfg.pipeline));
-      while (!stop.load(std::memory_order_relaxed)) {
+      std::vector<std::string> floors(static_cast<std::size_t>(cfg.pipeline));
+      while (cfg.batch && !stop.load(std::memory_order_relaxed)) {
+        auto start = Clock::now();
+        const std::size_t pipeline = static_cast<std::size_t>(cfg.pipeline);
+        const std::string numkeys = std::to_string(4 * pipeline);
+        std::vector<std::string_view> args = {"EVALSHA", batch_sha, numkeys};
+        for (std::size_t p = 0; p < pipeline; ++p) {
+          batch[p] = &keys[i++ % keys.size()];
+          tokens[p] = lockkit::make_token();
+          floors[p] = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+          args.insert(args.end(), {batch[p]->lock, batch[p]->fence, batch[p]->holder, meta});
+        }
+        const std::string ops(pipeline, 'a');
+        args.push_back(ops);
+        for (std::size_t p = 0; p < pipeline; ++p) {
+          args.insert(args.end(), {tokens[p], "10000", "10000", "", floors[p]});
+        }
+        auto* rep = command(ctx.c, args);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != pipeline) {
+          r.error = rep ? "unexpected reply to the batch" : ctx.c->errstr;
+          if (rep) freeReplyObject(rep);
+          return;
+        }
+        std::vector<std::string_view> release = {"EVALSHA", batch_sha, ""};
+        std::string rops;
+        for (std::size_t p = 0; p < pipeline; ++p) {
+          const redisReply* e = rep->element[p];
+          granted[p] = e->type == REDIS_REPLY_ARRAY && e->elements == 3 &&
+                       e->element[0]->type == REDIS_REPLY_INTEGER && e->element[0]->integer > 0;
+          if (granted[p]) {
+            release.insert(release.end(), {batch[p]->lock, batch[p]->holder});
+            rops.push_back('r');
+          }
+        }
+        freeReplyObject(rep);
+        const int wins = static_cast<int>(rops.size());
+        const std::string release_keys = std::to_string(2 * rops.size());
+        release[2] = release_keys;
+        release.push_back(rops);
+        for (std::size_t p = 0; p < pipeline; ++p) {
+          if (granted[p]) release.push_back(tokens[p]);
+        }
+        if (wins > 0) {
+          rep = command(ctx.c, release);
+          if (!rep) {
+            r.error = ctx.c->errstr;
+            return;
+          }
+          freeReplyObject(rep);
+        }
+        r.pairs += static_cast<std::uint64_t>(wins);
+        r.refused += static_cast<std::uint64_t>(cfg.pipeline - wins);
+        if (wins > 0) {
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+          r.latency_us.push_back(static_cast<std::uint32_t>(us.count()));
+        }
+      }
+      while (!cfg.batch && !stop.load(std::memory_order_relaxed)) {
         auto start = Clock::now();
         for (int p = 0; p < cfg.pipeline; ++p) {
           batch[p] = &keys[i++ % keys.size()];
