@@ -40,17 +40,8 @@ if [ -n "${REDIS_PLUS_PLUS_DIR:-}" ]; then
     "$rpp_lib" -lhiredis -o "$rpp"
 fi
 
-dirs=() ports=()
-cleanup() { for d in "${dirs[@]}"; do bash scripts/redis-server.sh destroy "$d" || true; done; }
-trap cleanup EXIT
-for _ in 1 2 3; do
-  info=$(bash scripts/redis-server.sh start --owner-pid $$)
-  eval "$info"
-  dirs+=("$SERVER_DIR")
-  ports+=("$SERVER_PORT")
-done
-url="redlock://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-portlist="${ports[0]},${ports[1]},${ports[2]}"
+# Sets dirs, ports, pids, url and portlist; destroys the servers on exit.
+source bench/redis/three_servers.sh
 field() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p"; }
 
 best() { sort -n | tail -1; }

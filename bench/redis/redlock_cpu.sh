@@ -29,18 +29,8 @@ done
   { echo "redlock_cpu.sh: npm redlock missing (npm ci in tests/redis/node)" >&2; exit 1; }
 command -v perf >/dev/null || { echo "redlock_cpu.sh: perf not found" >&2; exit 1; }
 
-dirs=() ports=() pids=()
-cleanup() { for d in "${dirs[@]}"; do bash scripts/redis-server.sh destroy "$d" || true; done; }
-trap cleanup EXIT
-for _ in 1 2 3; do
-  info=$(bash scripts/redis-server.sh start --owner-pid $$)
-  eval "$info"
-  dirs+=("$SERVER_DIR")
-  ports+=("$SERVER_PORT")
-  pids+=("$SERVER_PID")
-done
-url="redlock://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-portlist="${ports[0]},${ports[1]},${ports[2]}"
+# Sets dirs, ports, pids, url and portlist; destroys the servers on exit.
+source bench/redis/three_servers.sh
 tck=$(getconf CLK_TCK)
 field() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p" | head -1; }
 # utime + stime of the three servers, in seconds.

@@ -175,6 +175,15 @@ class [[nodiscard]] LOCKKIT_EXPORT Lock {
 
   friend struct detail::KeepAliveAccess;
 
+  // What the two core constructors share: `ops` held through `count` or else `own_ops`. Inline
+  // (defined in lock.cpp, the only caller): the core's hot path pays no call for it.
+  LOCKKIT_NO_EXPORT inline Lock(detail::LeaseOps* ops, detail::LockCount* count,
+                                std::shared_ptr<detail::LeaseOps>&& own_ops, std::string_view key,
+                                std::string_view token, std::uint64_t fence,
+                                std::chrono::steady_clock::time_point valid_until,
+                                std::chrono::steady_clock::time_point acquired,
+                                std::chrono::milliseconds ttl) noexcept;
+
   // `keep_alive(options)` with the wake-ups and renewals on `scheduler` (an AsyncLockApi's
   // executor); null: the keeper's own threads.
   void keep_alive_on(std::shared_ptr<detail::LeaseScheduler> scheduler, KeepAliveOptions options);

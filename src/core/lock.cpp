@@ -49,12 +49,15 @@ void set_error_hook(ErrorHook hook) {
   g_hook = std::move(hook);
 }
 
-Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::string_view key,
-           std::string_view token, std::uint64_t fence,
-           std::chrono::steady_clock::time_point valid_until,
-           std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
-    : ops_(ops.get()),
-      own_ops_(std::move(ops)),
+inline Lock::Lock(detail::LeaseOps* ops, detail::LockCount* count,
+                  std::shared_ptr<detail::LeaseOps>&& own_ops, std::string_view key,
+                  std::string_view token, std::uint64_t fence,
+                  std::chrono::steady_clock::time_point valid_until,
+                  std::chrono::steady_clock::time_point acquired,
+                  std::chrono::milliseconds ttl) noexcept
+    : ops_(ops),
+      count_(count),
+      own_ops_(std::move(own_ops)),
       // Short: no allocation anyway. Long: the one allocation, made now, so that key() of a
       // long key never allocates. Else inline (set_key).
       key_(inline_key(key.size()) ? std::string_view() : key),
@@ -66,20 +69,18 @@ Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::stri
   set_token(token);
 }
 
+Lock::Lock(detail::CoreLockTag, std::shared_ptr<detail::LeaseOps> ops, std::string_view key,
+           std::string_view token, std::uint64_t fence,
+           std::chrono::steady_clock::time_point valid_until,
+           std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
+    // `ops` is bound, not moved, by the call: ops.get() reads it whichever argument comes first.
+    : Lock(ops.get(), nullptr, std::move(ops), key, token, fence, valid_until, acquired, ttl) {}
+
 Lock::Lock(detail::CoreLockTag, detail::LockCount& count, std::string_view key,
            std::string_view token, std::uint64_t fence,
            std::chrono::steady_clock::time_point valid_until,
            std::chrono::steady_clock::time_point acquired, std::chrono::milliseconds ttl) noexcept
-    : ops_(&count.ops()),
-      count_(&count),
-      key_(inline_key(key.size()) ? std::string_view() : key),
-      fence_(fence),
-      valid_until_(valid_until),
-      acquired_(acquired),
-      ttl_(ttl) {
-  set_key(key);
-  set_token(token);
-}
+    : Lock(&count.ops(), &count, nullptr, key, token, fence, valid_until, acquired, ttl) {}
 
 void Lock::drop_ops() noexcept {
   ops_ = nullptr;
