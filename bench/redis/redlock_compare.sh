@@ -6,7 +6,7 @@
 # through AsyncLockApi's native path (async-bench, C operations in flight on one io thread).
 # Prints a Markdown table with the ratios of lockkit's better column to npm (best of REPEATS
 # runs each, interleaved) and the load average at the start and the end. Then the 3-node
-# ceiling: redis-raw-bench --redlock against all three servers at once (bare hiredis clients
+# ceiling: redis-raw-bench --redlock (and --redlock --batch) against all three servers at once (bare hiredis clients
 # sending redlock://'s acquire and release scripts, pipelined), the most pairs/s these servers
 # can serve on this machine whatever the client.
 # With REDIS_PLUS_PLUS_DIR set to an install prefix of redis-plus-plus (include/, lib/), its
@@ -89,16 +89,20 @@ if [ -x "$raw_bench" ]; then
   echo
   # Few client threads with deep pipelines: 64 threads per node would spend on themselves the
   # CPU the servers need on a small machine, and measure the client instead.
-  echo "3-node ceiling (redis-raw-bench --redlock, 4 clients x pipeline 32 per node, all nodes at once):"
-  outs=()
-  for p in "${ports[@]}"; do
-    outs+=("$(mktemp)")
-    "$raw_bench" --port "$p" --clients 4 --pipeline 32 --seconds "$secs" --redlock >"${outs[-1]}" &
+  # Twice: one script call per operation (what the sync API and the other libraries send), and
+  # --batch, each pipeline's operations as one script run (what the native async path sends).
+  for batch in "" --batch; do
+    echo "3-node ceiling (redis-raw-bench --redlock $batch, 4 clients x pipeline 32 per node, all nodes at once):"
+    outs=()
+    for p in "${ports[@]}"; do
+      outs+=("$(mktemp)")
+      "$raw_bench" --port "$p" --clients 4 --pipeline 32 --seconds "$secs" --redlock $batch >"${outs[-1]}" &
+    done
+    wait
+    per_node=()
+    for o in "${outs[@]}"; do per_node+=("$(field pairs/s <"$o")"); rm -f "$o"; done
+    low=$(printf '%s\n' "${per_node[@]}" | sort -n | head -1)
+    echo "per node pairs/s: ${per_node[*]}; ceiling (slowest node): $low pairs/s"
   done
-  wait
-  per_node=()
-  for o in "${outs[@]}"; do per_node+=("$(field pairs/s <"$o")"); rm -f "$o"; done
-  low=$(printf '%s\n' "${per_node[@]}" | sort -n | head -1)
-  echo "per node pairs/s: ${per_node[*]}; ceiling (slowest node): $low pairs/s"
   echo "load average after the ceiling: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi

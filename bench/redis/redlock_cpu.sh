@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # CPU per redlock pair, client and servers apart, on three throwaway redis-servers: the native
 # async path (async-bench pairs), the blocking API (lockkit-bench), npm redlock v5
-# (bench/redis/redlock_npm_bench.js) and the bare 3-node ceiling (redis-raw-bench --redlock, one
-# per node at once), one after another in the same run, C clients on distinct keys (or HOT hot
+# (bench/redis/redlock_npm_bench.js) and the bare 3-node ceiling (redis-raw-bench --redlock, without
+# and with --batch, one per node at once), one after another in the same run, C clients on distinct keys (or HOT hot
 # keys). Client CPU: `perf stat -e task-clock` of the client process(es); servers' CPU: utime +
 # stime of the three redis-servers from /proc/PID/stat before and after, summed. Each divided by
 # the pairs made (for the ceiling, a redlock pair is one pair on each of the three nodes).
@@ -54,9 +54,9 @@ with_cpu() {
 report() {  # name pairs/s seconds client_ms s0 s1
   awk -v n="$1" -v r="$2" -v secs="$3" -v c="$4" -v s0="$5" -v s1="$6" -v cores="$(nproc)" 'BEGIN {
     pairs = r * secs
-    if (pairs <= 0) { printf "%-26s no pairs\n", n; exit }
+    if (pairs <= 0) { printf "%-34s no pairs\n", n; exit }
     cl = c * 1000 / pairs; sv = (s1 - s0) * 1e6 / pairs
-    printf "%-26s pairs/s=%-7.0f client=%5.1f us/pair  servers=%5.1f us/pair  sum=%5.1f us/pair  bound=%6.0f pairs/s\n",
+    printf "%-34s pairs/s=%-7.0f client=%5.1f us/pair  servers=%5.1f us/pair  sum=%5.1f us/pair  bound=%6.0f pairs/s\n",
       n, r, cl, sv, cl + sv, cores * 1e6 / (cl + sv)
   }'
 }
@@ -81,15 +81,18 @@ for _ in $(seq "$repeats"); do
   s1=$(servers_cpu)
   report "npm redlock v5" "$(field pairs/s <<<"$o")" "$secs" "$(field task_ms <<<"$o")" "$s0" "$s1"
 
-  # The ceiling: one redis-raw-bench per node at once, under one perf stat.
-  s0=$(servers_cpu)
-  o=$(with_cpu bash -c '
-    for p in '"${ports[*]}"'; do
-      "$0" --port "$p" --clients 4 --pipeline 32 --seconds '"$secs"' --redlock '"${hotargs[*]}"' &
-    done; wait' "$raw_bench")
-  s1=$(servers_cpu)
-  # A redlock pair is one pair on each node: the three nodes' pairs / 3.
-  per_node=$(sed -n 's|.*pairs/s=\([0-9.]*\).*|\1|p' <<<"$o" | awk '{ s += $1 } END { printf "%.0f", s / 3 }')
-  report "redis-raw-bench --redlock" "$per_node" "$secs" "$(field task_ms <<<"$o")" "$s0" "$s1"
+  # The ceiling: one redis-raw-bench per node at once, under one perf stat; one script call per
+  # operation, then (--batch) each pipeline's operations as one script run.
+  for batch in "" --batch; do
+    s0=$(servers_cpu)
+    o=$(with_cpu bash -c '
+      for p in '"${ports[*]}"'; do
+        "$0" --port "$p" --clients 4 --pipeline 32 --seconds '"$secs"' --redlock '"$batch"' '"${hotargs[*]}"' &
+      done; wait' "$raw_bench")
+    s1=$(servers_cpu)
+    # A redlock pair is one pair on each node: the three nodes' pairs / 3.
+    per_node=$(sed -n 's|.*pairs/s=\([0-9.]*\).*|\1|p' <<<"$o" | awk '{ s += $1 } END { printf "%.0f", s / 3 }')
+    report "redis-raw-bench --redlock $batch" "$per_node" "$secs" "$(field task_ms <<<"$o")" "$s0" "$s1"
+  done
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
