@@ -9,7 +9,10 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -40,7 +43,7 @@ using detail::redis::Vote;
 using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
-enum Script : std::size_t { kAcquire, kRelease, kExtend, kStatus, kSettle };
+enum Script : std::size_t { kAcquire, kRelease, kExtend, kStatus, kSettle, kBatch };
 
 constexpr std::size_t kMaxNodes = 64;
 
@@ -86,6 +89,89 @@ struct Job {
   // Gets the reply (never an error reply) or the failure. Never throws.
   std::function<void(Reply, const StoreFailure*)> done;
 };
+
+// What a lane's batch puts on the wire: one job's script or command, or consecutive acquires,
+// releases and fence write-backs (up to kMaxRun) as one run of kRedlockBatchScript, whose
+// fixed cost per call (parsing, setting up its keys and arguments, the reply) is most of what
+// a lock operation costs the server. It runs them in order and answers each apart.
+struct Unit {
+  std::size_t first = 0;  // the unit's jobs, in the order they were queued
+  std::size_t count = 1;
+  bool batch = false;
+  std::optional<Script> single;  // the one job's script, when not a batch
+  std::optional<Script> script() const { return batch ? std::optional<Script>(kBatch) : single; }
+};
+constexpr std::size_t kMaxRun = 64;  // one script run blocks the server while it runs
+
+// The job's letter in kRedlockBatchScript, or 0 if it goes alone.
+char batch_op(const Job& job) {
+  if (!job.script) return 0;
+  switch (*job.script) {
+    case kAcquire:
+      return 'a';
+    case kRelease:
+      return 'r';
+    case kSettle:
+      return 's';
+    default:
+      return 0;
+  }
+}
+
+// Splits `jobs` (their arguments in `job_args`: numkeys, keys, argv) into units, each with
+// its arguments.
+void plan(const std::vector<Job*>& jobs, std::vector<std::vector<std::string>>& job_args,
+          std::vector<Unit>& units, std::vector<std::vector<std::string>>& args) {
+  for (std::size_t j = 0; j < jobs.size();) {
+    std::size_t end = j + 1;
+    if (batch_op(*jobs[j]) != 0) {
+      while (end < jobs.size() && end - j < kMaxRun && batch_op(*jobs[end]) != 0) ++end;
+    }
+    if (end - j == 1) {
+      units.push_back(Unit{j, 1, false, jobs[j]->script});
+      args.push_back(std::move(job_args[j]));
+      j = end;
+      continue;
+    }
+    // numkeys, every job's keys, the letters, every job's argv.
+    std::vector<std::string> run(1);
+    std::string ops;
+    std::size_t numkeys = 0;
+    for (std::size_t k = j; k < end; ++k) {
+      const std::size_t n = std::stoul(job_args[k].at(0));
+      numkeys += n;
+      std::move(job_args[k].begin() + 1, job_args[k].begin() + 1 + n, std::back_inserter(run));
+      ops.push_back(batch_op(*jobs[k]));
+    }
+    run[0] = std::to_string(numkeys);
+    run.push_back(std::move(ops));
+    for (std::size_t k = j; k < end; ++k) {
+      const std::size_t n = std::stoul(job_args[k][0]);
+      std::move(job_args[k].begin() + 1 + n, job_args[k].end(), std::back_inserter(run));
+    }
+    units.push_back(Unit{j, end - j, true, std::nullopt});
+    args.push_back(std::move(run));
+    j = end;
+  }
+}
+
+// A Redis error reply as the failure of the call it answers.
+StoreFailure error_failure(const redisReply& reply) {
+  std::string text(reply.str, reply.len);
+  ErrorKind kind = detail::redis::error_reply_kind(text);
+  return StoreFailure(kind, "server error: " + text,
+                      kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable);
+}
+
+// Hands `reply` to `job`: an error reply as the failure it names.
+void deliver(Job& job, Reply reply) {
+  if (reply->type == REDIS_REPLY_ERROR) {
+    const StoreFailure f = error_failure(*reply);
+    job.done(nullptr, &f);
+    return;
+  }
+  job.done(std::move(reply), nullptr);
+}
 
 // The threads that run one node's requests: `lanes` queues with a thread each, started on
 // demand. A lane's thread takes every request queued on it at once and sends them all in one
@@ -234,7 +320,7 @@ detail::redis::ConnectConfig connect_config(const RedisOptions& o) {
       .connect_timeout = o.connect_timeout,
       .command_timeout = o.command_timeout,
       .scripts = {kRedlockAcquireScript, kReleaseScript, kExtendScript, kStatusScript,
-                  kRedlockSettleScript},
+                  kRedlockSettleScript, kRedlockBatchScript},
       .allow_eviction = o.allow_eviction,
       .tls =
           TlsConfig{
@@ -296,8 +382,9 @@ class Node {
       fail_all(f);
       return;
     }
-    std::vector<std::string> requests;
-    std::vector<std::vector<std::string>> args;  // each request's, for a NOSCRIPT retry
+    std::vector<std::string> requests;           // one per unit
+    std::vector<std::vector<std::string>> args;  // each unit's, for a NOSCRIPT retry
+    std::vector<Unit> units;
     std::vector<Job*> sent;
     bool built = false;
     for (int attempt = 0;; ++attempt) {
@@ -308,46 +395,62 @@ class Node {
         if (!built) {
           // After the INFO above: a request's arguments may depend on the node's run.
           built = true;
+          std::vector<std::vector<std::string>> job_args;
           for (Job& job : batch) {
             std::vector<std::string> a;
             if (!job.build(a)) continue;
-            requests.emplace_back();
-            encode(requests.back(), job.script, job.script ? conn->script_sha(*job.script) : "", a);
-            args.push_back(std::move(a));
+            job_args.push_back(std::move(a));
             sent.push_back(&job);
           }
           if (sent.empty()) return;
+          plan(sent, job_args, units, args);
+          for (std::size_t u = 0; u < units.size(); ++u) {
+            requests.emplace_back();
+            const auto script = units[u].script();
+            encode(requests.back(), script, script ? conn->script_sha(*script) : "", args[u]);
+          }
         }
         // (A retry after a connection that failed unsent reuses the requests: a script's SHA is
         // the same on every connection.)
         std::optional<StoreFailure> failure;
         auto replies = conn->call_many(requests, Steady::now() + command_timeout_, failure);
         bool any = false;
-        for (std::size_t r = 0; r < sent.size(); ++r) {
-          Job& job = *sent[r];
-          if (replies[r] == nullptr) {
-            job.done(nullptr, &*failure);
+        for (std::size_t u = 0; u < units.size(); ++u) {
+          const Unit& unit = units[u];
+          auto jobs = std::span<Job*>(sent).subspan(unit.first, unit.count);
+          if (replies[u] == nullptr) {
+            for (Job* job : jobs) job->done(nullptr, &*failure);
             continue;
           }
           any = true;
+          Reply reply = std::move(replies[u]);
+          const auto script = unit.script();
           try {
-            Reply reply = std::move(replies[r]);
-            if (job.script && reply->type == REDIS_REPLY_ERROR &&
+            if (script && reply->type == REDIS_REPLY_ERROR &&
                 std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
               // The server lost its scripts (SCRIPT FLUSH): this one by EVAL, alone.
               std::string request;
-              encode(request, job.script, pool_.config().scripts[*job.script], args[r], "EVAL");
+              encode(request, script, pool_.config().scripts[*script], args[u], "EVAL");
               reply = conn->call(request, Steady::now() + command_timeout_);
             }
-            if (reply->type == REDIS_REPLY_ERROR) {
-              std::string text(reply->str, reply->len);
-              ErrorKind kind = detail::redis::error_reply_kind(text);
-              throw StoreFailure(kind, "server error: " + text,
-                                 kind != ErrorKind::kAuth && kind != ErrorKind::kUnavailable);
-            }
-            job.done(std::move(reply), nullptr);
           } catch (const StoreFailure& f) {
-            job.done(nullptr, &f);
+            for (Job* job : jobs) job->done(nullptr, &f);
+            continue;
+          }
+          if (!unit.batch) {
+            deliver(*jobs.front(), std::move(reply));
+          } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == jobs.size()) {
+            // Each operation's own reply, taken out of the array (hiredis frees what is left).
+            for (std::size_t k = 0; k < jobs.size(); ++k) {
+              deliver(*jobs[k], Reply(std::exchange(reply->element[k], nullptr)));
+            }
+          } else {
+            // Refused as a whole (the script did not run): every operation gets that answer.
+            const StoreFailure f =
+                reply->type == REDIS_REPLY_ERROR
+                    ? error_failure(*reply)
+                    : StoreFailure(ErrorKind::kProtocol, "unexpected reply to a batch", true);
+            for (Job* job : jobs) job->done(nullptr, &f);
           }
         }
         if (any) answered();

@@ -410,9 +410,10 @@ std::uint64_t InfoNumber(RedisServer& s, const std::string& section, const std::
 }
 
 // Requests that many callers queue for a node while its previous ones are out go to it in one
-// pipelined write: here one node is paused while 32 threads take and release 320 locks through
-// the other two, and the 640 requests that queued up for it reach it in a handful of reads
-// (with one thread hand-off per request they arrived one write each).
+// pipelined write, consecutive lock operations as one script run: here one node is paused while
+// 32 threads take and release 320 locks through the other two, and the 640 requests that queued
+// up for it reach it in a handful of reads and script runs (with one thread hand-off per
+// request they arrived one write each; with one script call per request, 640 runs).
 TEST(Redlock, ManyCallersShareRoundTripsToANode) {
   Trio trio;
   auto api = lockkit::open(trio.url("?connect_timeout=2s&command_timeout=2s"));
@@ -425,10 +426,14 @@ TEST(Redlock, ManyCallersShareRoundTripsToANode) {
     }
     for (auto& w : warm) w.join();
   }
-  const auto calls = [&] {
-    return InfoNumber(trio[0], "commandstats", "cmdstat_evalsha:", "calls=");
+  // Commands a script runs count in commandstats too: each acquire runs one SET, each release
+  // one GET.
+  const auto calls = [&](const char* command) {
+    return InfoNumber(trio[0], "commandstats", command, "calls=");
   };
-  const std::uint64_t calls_before = calls();
+  const std::uint64_t runs_before = calls("cmdstat_evalsha:");
+  const std::uint64_t sets_before = calls("cmdstat_set:");
+  const std::uint64_t gets_before = calls("cmdstat_get:");
   const std::uint64_t reads_before = InfoNumber(trio[0], "stats", "", "total_reads_processed:");
   trio[0].cli({"CLIENT", "PAUSE", "500", "ALL"});
   constexpr int kThreads = 32, kPairs = 10;
@@ -448,17 +453,47 @@ TEST(Redlock, ManyCallersShareRoundTripsToANode) {
   ASSERT_EQ(granted.load(), kThreads * kPairs);
   // Every request reaches the paused node once the pause is over: an acquire and a release per
   // lock (the 32 INFO-free warm-up locks are not counted).
-  const std::uint64_t expected = calls_before + 2 * kThreads * kPairs;
+  const auto arrived = [&] {
+    return calls("cmdstat_set:") >= sets_before + kThreads * kPairs &&
+           calls("cmdstat_get:") >= gets_before + kThreads * kPairs;
+  };
   const auto deadline = Clock::now() + 10s;
-  while (calls() < expected && Clock::now() < deadline) {
+  while (!arrived() && Clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);  // polling the server's counter: no event to wait for
   }
-  ASSERT_GE(calls(), expected);
+  ASSERT_TRUE(arrived());
   const std::uint64_t reads =
       InfoNumber(trio[0], "stats", "", "total_reads_processed:") - reads_before;
   // Our INFO calls above are reads too (a few dozen at most).
   EXPECT_LT(reads, 2 * kThreads * kPairs / 5)
       << reads << " reads for " << 2 * kThreads * kPairs << " requests";
+  const std::uint64_t runs = calls("cmdstat_evalsha:") - runs_before;
+  EXPECT_LT(runs, 2 * kThreads * kPairs / 5)
+      << runs << " script runs for " << 2 * kThreads * kPairs << " requests";
+}
+
+// After SCRIPT FLUSH on every node the next calls (single ones and runs of several) are
+// answered NOSCRIPT and sent again with the script's text.
+TEST(Redlock, CallsGoOnAfterTheNodesFlushedTheirScripts) {
+  Trio trio;
+  auto api = lockkit::open(trio.url());
+  ASSERT_TRUE(api->try_acquire("warm", 5s));
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(trio[i].cli({"SCRIPT", "FLUSH"}), "OK");
+  std::vector<std::thread> threads;
+  std::atomic<int> granted{0}, released{0};
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        auto lock = api->try_acquire("flushed/" + std::to_string(t) + "/" + std::to_string(i), 5s);
+        if (!lock) continue;
+        ++granted;
+        if (lock->release()) ++released;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(granted.load(), 80);
+  EXPECT_EQ(released.load(), 80);
 }
 
 TEST(Redlock, PartialWinIsUndoneInTheSameCall) {
