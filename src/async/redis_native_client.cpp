@@ -241,6 +241,34 @@ struct RenewRound {
   std::string error;                    // guarded by mu
 };
 
+// The native renewal of `r`: the sync store's extend script on its keys (`lock_key` ... are the
+// caller's scratch buffers). Its reply is observed as an extend by the grants' observers, then
+// goes to `handle(error, reply)`.
+template <class Handle>
+RedisNativeClient::Request extend_request(RedisNativeClient& client, const ExtendRequest& r,
+                                          std::string& lock_key, std::string& fence_key,
+                                          std::string& holder_key, Handle handle) {
+  RedisNativeClient::Request request;
+  client.source().native_keys_of(r.key, lock_key, fence_key, holder_key);
+  request.script = kExtend;
+  for (std::string_view arg :
+       {std::string_view("2"), std::string_view(lock_key), std::string_view(holder_key), r.token}) {
+    RedisNativeClient::add(request, arg);
+  }
+  RedisNativeClient::add(request, std::to_string(r.ttl.count()));
+  // The grants outlive every request: the client holds the LockApi that owns them.
+  request.done = [handle = std::move(handle), grants = &client.grants(), key = std::string(r.key),
+                  sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
+    LockOutcome outcome = LockOutcome::kError;
+    if (!error && reply->type == REDIS_REPLY_INTEGER) {
+      outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
+    }
+    grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+    handle(std::move(error), reply);
+  };
+  return request;
+}
+
 }  // namespace
 
 std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
@@ -295,22 +323,7 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
           --round->remaining;
           continue;
         }
-        RedisNativeClient::Request request;
-        client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
-        request.script = kExtend;
-        for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
-                                     std::string_view(holder_key), r.token}) {
-          RedisNativeClient::add(request, arg);
-        }
-        RedisNativeClient::add(request, std::to_string(r.ttl.count()));
-        // The grants outlive every request: the client holds the LockApi that owns them.
-        request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
-                        sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
-          LockOutcome outcome = LockOutcome::kError;
-          if (!error && reply->type == REDIS_REPLY_INTEGER) {
-            outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
-          }
-          grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+        auto on_reply = [round, i](std::exception_ptr error, redisReply* reply) {
           std::lock_guard<std::mutex> guard(round->mu);
           if (error) {
             try {
@@ -326,6 +339,8 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
           }
           if (--round->remaining == 0) round->cv.notify_all();
         };
+        auto request =
+            extend_request(*client, r, lock_key, fence_key, holder_key, std::move(on_reply));
         if (!client->try_submit(std::move(request))) {
           // The AsyncLockApi went away during this round: the rest through the blocking store.
           std::lock_guard<std::mutex> guard(round->mu);
@@ -435,21 +450,7 @@ bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::s
         round->answered(i, ExtendOutcome::kFailed, e.what());  // as the blocking store answers
         continue;
       }
-      RedisNativeClient::Request request;
-      client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
-      request.script = kExtend;
-      for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
-                                   std::string_view(holder_key), r.token}) {
-        RedisNativeClient::add(request, arg);
-      }
-      RedisNativeClient::add(request, std::to_string(r.ttl.count()));
-      request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
-                      sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
-        LockOutcome outcome = LockOutcome::kError;
-        if (!error && reply->type == REDIS_REPLY_INTEGER) {
-          outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
-        }
-        grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+      auto on_reply = [round, i](std::exception_ptr error, redisReply* reply) {
         if (error) {
           std::string what = "redis: extend: failed";
           try {
@@ -466,6 +467,8 @@ bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::s
           round->answered(i, ExtendOutcome::kFailed, "redis: extend: unexpected reply");
         }
       };
+      auto request =
+          extend_request(*client, r, lock_key, fence_key, holder_key, std::move(on_reply));
       if (!client->try_submit(std::move(request))) {
         open = false;  // the AsyncLockApi went away during this round
         round->answered(i, ExtendOutcome::kFailed, "redis: extend: the AsyncLockApi is gone");

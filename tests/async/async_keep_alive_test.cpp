@@ -194,20 +194,24 @@ struct HookedLease {
   std::atomic<int> lost_calls{0};
 };
 
-TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
+// A natively granted redis:// lease of `ttl` kept alive by `keep_alive(locks, lock, options)`
+// outlives several ttls, and every renewal is sent and answered on the executor's connection.
+template <class KeepAlive>
+void ExpectNativeLeaseRenewedOnTheConnection(std::string_view stem, std::chrono::milliseconds ttl,
+                                             KeepAlive keep_alive) {
   auto& server = RedisServer::shared();
   IoThread io;
   auto api = lockkit::open(server.url());
   auto observer = std::make_shared<ExtendThreads>();
   api->set_observer(observer);
   AsyncLockApi locks(io.io().get_executor(), api);
-  const std::string key = Unique("native");
-  auto lock = locks.async_try_acquire(key, 800ms, asio::use_future).get();
+  const std::string key = Unique(stem);
+  auto lock = locks.async_try_acquire(key, ttl, asio::use_future).get();
   ASSERT_TRUE(lock);
   LostReport lost;
-  locks.keep_alive(*lock, lost.options());
+  keep_alive(locks, *lock, lost.options());
   const auto stop = lock->stop_token();
-  std::this_thread::sleep_for(2600ms);  // three ttls and more
+  std::this_thread::sleep_for(ttl * 13 / 4);  // three ttls and more
   EXPECT_TRUE(lock->held());
   EXPECT_FALSE(stop.stop_requested());
   EXPECT_EQ(server.cli({"GET", key}), lock->token());
@@ -215,11 +219,28 @@ TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
   {
     std::lock_guard<std::mutex> guard(observer->mu);
     EXPECT_GE(observer->ok, 3);
-    // Every renewal was sent and answered on the executor's connection.
+    // Every renewal was sent and answered on the executor's connection (not through the
+    // blocking store).
     EXPECT_EQ(observer->threads, std::set<std::thread::id>{io.id()});
   }
   EXPECT_TRUE(locks.async_release(*lock, asio::use_future).get());
   EXPECT_EQ(lost.calls.load(), 0);
+}
+
+TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
+  ExpectNativeLeaseRenewedOnTheConnection(
+      "native", 800ms, [](AsyncLockApi& locks, Lock& lock, KeepAliveOptions options) {
+        locks.keep_alive(lock, std::move(options));
+      });
+}
+
+// A natively granted lock kept alive by `Lock::keep_alive` (the keeper's threads, not the
+// executor's schedule): its renewals still go out in batches on the executor's connection.
+TEST(AsyncKeepAlive, NativeRedisLeaseKeptAliveByTheKeeperIsRenewedOnTheConnection) {
+  ExpectNativeLeaseRenewedOnTheConnection("native-keeper", 500ms,
+                                          [](AsyncLockApi&, Lock& lock, KeepAliveOptions options) {
+                                            lock.keep_alive(std::move(options));
+                                          });
 }
 
 // The store loses the lease behind the holder: the next renewal hears "not ours", and on_lost
