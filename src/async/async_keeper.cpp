@@ -14,12 +14,12 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <queue>
 #include <system_error>
 #include <unordered_set>
 #include <utility>
 
 #include "async/blocking_pool.hpp"
+#include "core/wake_queue.hpp"
 
 namespace lockkit::detail {
 
@@ -33,27 +33,12 @@ struct Entry {
   std::shared_ptr<LeaseState> state;
 };
 
-struct Later {
-  bool operator()(const Entry& a, const Entry& b) const noexcept { return a.at > b.at; }
-};
-
-// Reads a priority queue's container, to visit its entries without popping them.
-template <class Queue>
-const typename Queue::container_type& entries_of(const Queue& q) {
-  struct Access : Queue {
-    static const typename Queue::container_type& of(const Queue& queue) {
-      return queue.*(&Access::c);
-    }
-  };
-  return Access::of(q);
-}
-
 // The leases of one store (one clock, one batch).
 struct Group {
   std::shared_ptr<LeaseOps> ops;
   BatchRenewer* batch = nullptr;   // the blocking store's batch, if any
   AsyncRenewer* native = nullptr;  // the native async path, if any
-  std::priority_queue<Entry, std::vector<Entry>, Later> timers;
+  WakeQueue<Entry> timers;
   std::vector<std::shared_ptr<LeaseState>> pending;  // due: for the next round
   unsigned rounds = 0;                               // under way
   // The leases kept alive here: the group (and the timer) stays while one is left.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "async/blocking_pool.hpp"
+#include "async/native_lease_ops.hpp"
 #include "core/keeper.hpp"
 #include "core/lease_ops.hpp"
 #include "core/store_failure.hpp"
@@ -61,15 +62,13 @@ struct Registry {
   std::unordered_map<std::string, Entry, TokenHash, std::equal_to<>> by_token;  // guarded by mu
 };
 
-// The `LeaseOps` of a natively granted `Lock`: forwards to the core's (extends and keep-alive
-// renewals run through the blocking store), except that a release done natively is settled
-// here first, so that the `Lock` then releases without I/O.
-class PostgresLeaseOps final : public LeaseOps, public BatchRenewer {
+// The `LeaseOps` of a natively granted `Lock` (extends and keep-alive renewals run through the
+// blocking store).
+class PostgresLeaseOps final : public NativeLeaseOps {
  public:
   PostgresLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
                    std::string token)
-      : inner_(std::move(inner)),
-        batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
+      : NativeLeaseOps(std::move(inner)),
         registry_(std::move(registry)),
         token_(std::move(token)) {}
   ~PostgresLeaseOps() override {
@@ -78,50 +77,13 @@ class PostgresLeaseOps final : public LeaseOps, public BatchRenewer {
     if (it != registry_->by_token.end() && it->second.ops.expired()) registry_->by_token.erase(it);
   }
 
-  void settle(bool ours) noexcept { settled_.store(ours ? 1 : 0); }
-
-  std::string_view backend() const noexcept override { return inner_->backend(); }
-  bool release(std::string_view key, std::string_view token) override {
-    const int settled = settled_.exchange(-1);
-    if (settled >= 0) return settled == 1;
-    return inner_->release(key, token);
-  }
-  bool release_held(std::string_view key, std::string_view token,
-                    Clock::time_point acquired) override {
-    const int settled = settled_.exchange(-1);
-    if (settled >= 0) return settled == 1;
-    return inner_->release_held(key, token, acquired);
-  }
-  bool extend(std::string_view key, std::string_view token,
-              std::chrono::milliseconds ttl) override {
-    return inner_->extend(key, token, ttl);
-  }
-  Clock::time_point now() const noexcept override { return inner_->now(); }
-  std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
-    return inner_->drift(ttl);
-  }
-
   // Renewed with the store's other leases, in its batches.
   const void* batch_key() const noexcept override {
     return batch_ ? batch_->batch_key() : registry_.get();
   }
   std::string renew_many(std::span<const ExtendRequest> requests,
                          std::span<ExtendOutcome> out) noexcept override {
-    std::string error;
-    if (batch_) {
-      error = batch_->renew_many(requests, out);
-    } else {
-      for (std::size_t i = 0; i < requests.size() && i < out.size(); ++i) {
-        try {
-          out[i] = inner_->extend(requests[i].key, requests[i].token, requests[i].ttl)
-                       ? ExtendOutcome::kExtended
-                       : ExtendOutcome::kNotOurs;
-        } catch (const std::exception& e) {
-          out[i] = ExtendOutcome::kFailed;
-          error = e.what();
-        }
-      }
-    }
+    std::string error = renew_blocking(requests, out);
     // A renewal on a pooled connection may commit after a native release sent meanwhile on
     // another: its "not ours" then says that the holder is releasing, not that the lease was
     // lost, so it counts as a failed renewal instead.
@@ -137,11 +99,8 @@ class PostgresLeaseOps final : public LeaseOps, public BatchRenewer {
   }
 
  private:
-  const std::shared_ptr<LeaseOps> inner_;
-  BatchRenewer* const batch_;
   const std::shared_ptr<Registry> registry_;
   const std::string token_;
-  std::atomic<int> settled_{-1};  // -1: not released natively
 };
 
 }  // namespace

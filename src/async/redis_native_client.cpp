@@ -29,6 +29,7 @@
 
 #include "async/async_keeper.hpp"
 #include "async/blocking_pool.hpp"
+#include "async/native_lease_ops.hpp"
 #include "async/redis_native_connection.hpp"
 #include "core/escape.hpp"
 #include "core/keeper.hpp"
@@ -53,7 +54,7 @@ std::string context(std::string_view op, std::string_view key) {
   return std::string(op) + " \"" + escape_key(key) + "\": ";
 }
 
-class NativeLeaseOps;
+class RedisLeaseOps;
 
 // Looks tokens up by string_view, without making a std::string.
 struct TokenHash {
@@ -63,11 +64,11 @@ struct TokenHash {
   }
 };
 
-// Natively granted locks by token, for `native_release` to find their `NativeLeaseOps`. The key
-// views the token that the entry's `NativeLeaseOps` owns: its destructor erases the entry.
+// Natively granted locks by token, for `native_release` to find their `RedisLeaseOps`. The key
+// views the token that the entry's `RedisLeaseOps` owns: its destructor erases the entry.
 struct Registry {
   struct Entry {
-    std::weak_ptr<NativeLeaseOps> ops;
+    std::weak_ptr<RedisLeaseOps> ops;
     // A native release was sent (and has not failed): keep-alive rounds leave the lease out.
     // The release's completion waits for a renewal of the lease under way, on the strand that
     // would read that renewal's reply: so none may be sent after the release, and every one
@@ -79,48 +80,23 @@ struct Registry {
       by_token;  // guarded by mu
 };
 
-// The `LeaseOps` of a natively granted `Lock`: forwards to the core's, except that a release
-// done natively is settled here first, so that the `Lock` then releases without I/O.
-class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncRenewer {
+// The `LeaseOps` of a natively granted `Lock`: keep-alive renewals go out natively while the
+// AsyncLockApi lives.
+class RedisLeaseOps final : public NativeLeaseOps, public AsyncRenewer {
  public:
-  NativeLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
-                 const std::array<char, kTokenChars>& token,
-                 std::weak_ptr<RedisNativeClient> client)
-      : inner_(std::move(inner)),
-        batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
+  RedisLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
+                const std::array<char, kTokenChars>& token, std::weak_ptr<RedisNativeClient> client)
+      : NativeLeaseOps(std::move(inner)),
         registry_(std::move(registry)),
         token_(token),
         client_(std::move(client)) {}
-  ~NativeLeaseOps() override {
+  ~RedisLeaseOps() override {
     std::lock_guard<std::mutex> guard(registry_->mu);
     auto it = registry_->by_token.find(token());
     if (it != registry_->by_token.end() && it->second.ops.expired()) registry_->by_token.erase(it);
   }
 
-  // The outcome of the native release (true: it was ours).
-  void settle(bool ours) noexcept { settled_.store(ours ? 1 : 0); }
   std::string_view token() const noexcept { return {token_.data(), token_.size()}; }
-
-  std::string_view backend() const noexcept override { return inner_->backend(); }
-  bool release(std::string_view key, std::string_view token) override {
-    const int settled = settled_.exchange(-1);
-    if (settled >= 0) return settled == 1;
-    return inner_->release(key, token);
-  }
-  bool release_held(std::string_view key, std::string_view token,
-                    Clock::time_point acquired) override {
-    const int settled = settled_.exchange(-1);
-    if (settled >= 0) return settled == 1;
-    return inner_->release_held(key, token, acquired);
-  }
-  bool extend(std::string_view key, std::string_view token,
-              std::chrono::milliseconds ttl) override {
-    return inner_->extend(key, token, ttl);
-  }
-  Clock::time_point now() const noexcept override { return inner_->now(); }
-  std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
-    return inner_->drift(ttl);
-  }
 
   // Keep-alive renewals of the natively granted locks of one AsyncLockApi form one batch, sent
   // on its connection by the executor.
@@ -152,31 +128,10 @@ class NativeLeaseOps final : public LeaseOps, public BatchRenewer, public AsyncR
     }
   }
 
-  // Renews through the blocking store: once the AsyncLockApi is gone.
-  std::string renew_blocking(std::span<const ExtendRequest> requests,
-                             std::span<ExtendOutcome> out) noexcept {
-    if (batch_) return batch_->renew_many(requests, out);
-    std::string error;
-    for (std::size_t i = 0; i < requests.size(); ++i) {
-      try {
-        out[i] = inner_->extend(requests[i].key, requests[i].token, requests[i].ttl)
-                     ? ExtendOutcome::kExtended
-                     : ExtendOutcome::kNotOurs;
-      } catch (const std::exception& e) {
-        out[i] = ExtendOutcome::kFailed;
-        error = e.what();
-      }
-    }
-    return error;
-  }
-
  private:
-  const std::shared_ptr<LeaseOps> inner_;
-  BatchRenewer* const batch_;
   const std::shared_ptr<Registry> registry_;
   const std::array<char, kTokenChars> token_;  // in place: a string of 32 would allocate
   const std::weak_ptr<RedisNativeClient> client_;
-  std::atomic<int> settled_{-1};  // -1: not released natively
 };
 
 }  // namespace
@@ -241,10 +196,38 @@ struct RenewRound {
   std::string error;                    // guarded by mu
 };
 
+// The native renewal of `r`: the sync store's extend script on its keys (`lock_key` ... are the
+// caller's scratch buffers). Its reply is observed as an extend by the grants' observers, then
+// goes to `handle(error, reply)`.
+template <class Handle>
+RedisNativeClient::Request extend_request(RedisNativeClient& client, const ExtendRequest& r,
+                                          std::string& lock_key, std::string& fence_key,
+                                          std::string& holder_key, Handle handle) {
+  RedisNativeClient::Request request;
+  client.source().native_keys_of(r.key, lock_key, fence_key, holder_key);
+  request.script = kExtend;
+  for (std::string_view arg :
+       {std::string_view("2"), std::string_view(lock_key), std::string_view(holder_key), r.token}) {
+    RedisNativeClient::add(request, arg);
+  }
+  RedisNativeClient::add(request, std::to_string(r.ttl.count()));
+  // The grants outlive every request: the client holds the LockApi that owns them.
+  request.done = [handle = std::move(handle), grants = &client.grants(), key = std::string(r.key),
+                  sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
+    LockOutcome outcome = LockOutcome::kError;
+    if (!error && reply->type == REDIS_REPLY_INTEGER) {
+      outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
+    }
+    grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+    handle(std::move(error), reply);
+  };
+  return request;
+}
+
 }  // namespace
 
-std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
-                                       std::span<ExtendOutcome> out) noexcept {
+std::string RedisLeaseOps::renew_many(std::span<const ExtendRequest> requests,
+                                      std::span<ExtendOutcome> out) noexcept {
   auto client = client_.lock();
   if (!client) return renew_blocking(requests, out);
   try {
@@ -295,22 +278,7 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
           --round->remaining;
           continue;
         }
-        RedisNativeClient::Request request;
-        client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
-        request.script = kExtend;
-        for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
-                                     std::string_view(holder_key), r.token}) {
-          RedisNativeClient::add(request, arg);
-        }
-        RedisNativeClient::add(request, std::to_string(r.ttl.count()));
-        // The grants outlive every request: the client holds the LockApi that owns them.
-        request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
-                        sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
-          LockOutcome outcome = LockOutcome::kError;
-          if (!error && reply->type == REDIS_REPLY_INTEGER) {
-            outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
-          }
-          grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+        auto on_reply = [round, i](std::exception_ptr error, redisReply* reply) {
           std::lock_guard<std::mutex> guard(round->mu);
           if (error) {
             try {
@@ -326,6 +294,8 @@ std::string NativeLeaseOps::renew_many(std::span<const ExtendRequest> requests,
           }
           if (--round->remaining == 0) round->cv.notify_all();
         };
+        auto request =
+            extend_request(*client, r, lock_key, fence_key, holder_key, std::move(on_reply));
         if (!client->try_submit(std::move(request))) {
           // The AsyncLockApi went away during this round: the rest through the blocking store.
           std::lock_guard<std::mutex> guard(round->mu);
@@ -390,15 +360,15 @@ struct AsyncRenewRound {
 
 }  // namespace
 
-Clock::duration NativeLeaseOps::reply_bound() const noexcept {
+Clock::duration RedisLeaseOps::reply_bound() const noexcept {
   auto client = client_.lock();
   if (!client) return Clock::duration::max();
   return client->target().command_timeout + client->target().connect_timeout +
          std::chrono::seconds(1);
 }
 
-bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::span<char> skipped,
-                                 Done done) {
+bool RedisLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::span<char> skipped,
+                                Done done) {
   auto client = client_.lock();
   if (!client) return false;
   auto round = std::make_shared<AsyncRenewRound>();
@@ -435,21 +405,7 @@ bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::s
         round->answered(i, ExtendOutcome::kFailed, e.what());  // as the blocking store answers
         continue;
       }
-      RedisNativeClient::Request request;
-      client->source().native_keys_of(r.key, lock_key, fence_key, holder_key);
-      request.script = kExtend;
-      for (std::string_view arg : {std::string_view("2"), std::string_view(lock_key),
-                                   std::string_view(holder_key), r.token}) {
-        RedisNativeClient::add(request, arg);
-      }
-      RedisNativeClient::add(request, std::to_string(r.ttl.count()));
-      request.done = [round, i, grants = &client->grants(), key = std::string(r.key),
-                      sent_at = Clock::now()](std::exception_ptr error, redisReply* reply) {
-        LockOutcome outcome = LockOutcome::kError;
-        if (!error && reply->type == REDIS_REPLY_INTEGER) {
-          outcome = reply->integer == 1 ? LockOutcome::kOk : LockOutcome::kNotOurs;
-        }
-        grants->observe(LockOperation::kExtend, key, outcome, 0, Clock::now() - sent_at);
+      auto on_reply = [round, i](std::exception_ptr error, redisReply* reply) {
         if (error) {
           std::string what = "redis: extend: failed";
           try {
@@ -466,6 +422,8 @@ bool NativeLeaseOps::renew_async(std::span<const ExtendRequest> requests, std::s
           round->answered(i, ExtendOutcome::kFailed, "redis: extend: unexpected reply");
         }
       };
+      auto request =
+          extend_request(*client, r, lock_key, fence_key, holder_key, std::move(on_reply));
       if (!client->try_submit(std::move(request))) {
         open = false;  // the AsyncLockApi went away during this round
         round->answered(i, ExtendOutcome::kFailed, "redis: extend: the AsyncLockApi is gone");
@@ -601,7 +559,7 @@ void native_try_acquire(const std::shared_ptr<RedisNativeClient>& client, std::s
     std::optional<Lock> lock;
     try {
       auto ops =
-          std::make_shared<NativeLeaseOps>(grants.grant_ops(), client->registry(), token, client);
+          std::make_shared<RedisLeaseOps>(grants.grant_ops(), client->registry(), token, client);
       {
         std::lock_guard<std::mutex> guard(client->registry()->mu);
         // A new key for the entry (never an older entry's, which views another token).
@@ -644,7 +602,7 @@ bool native_release(const std::shared_ptr<RedisNativeClient>& client, Lock& lock
   std::lock_guard<std::mutex> guard(registry->mu);
   auto it = registry->by_token.find(lock.token());
   if (it == registry->by_token.end()) return false;
-  std::shared_ptr<NativeLeaseOps> ops = it->second.ops.lock();
+  std::shared_ptr<RedisLeaseOps> ops = it->second.ops.lock();
   if (!ops) return false;
   it->second.releasing = true;
   // `ops` moves into the completion: the last reference must never drop here, under the

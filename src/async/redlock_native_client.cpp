@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "async/native_lease_ops.hpp"
 #include "async/redis_native_connection.hpp"
 #include "core/escape.hpp"
 #include "core/keeper.hpp"
@@ -84,16 +85,13 @@ struct Registry {
       by_token;  // guarded by mu
 };
 
-// The `LeaseOps` of a natively granted `Lock`: forwards to the core's (extend and keep-alive go
-// through the blocking store), except that a release done natively is settled here first, so
-// that the `Lock` then releases without I/O.
-// Thread safety: safe to share, like the core's.
-class RedlockLeaseOps final : public LeaseOps, public BatchRenewer {
+// The `LeaseOps` of a natively granted `Lock` (extend and keep-alive go through the blocking
+// store).
+class RedlockLeaseOps final : public NativeLeaseOps {
  public:
   RedlockLeaseOps(std::shared_ptr<LeaseOps> inner, std::shared_ptr<Registry> registry,
                   std::string token)
-      : inner_(std::move(inner)),
-        batch_(dynamic_cast<BatchRenewer*>(inner_.get())),
+      : NativeLeaseOps(std::move(inner)),
         registry_(std::move(registry)),
         token_(std::move(token)) {}
   ~RedlockLeaseOps() override {
@@ -102,30 +100,7 @@ class RedlockLeaseOps final : public LeaseOps, public BatchRenewer {
     if (it != registry_->by_token.end() && it->second.expired()) registry_->by_token.erase(it);
   }
 
-  // The outcome of the native release (true: it was ours).
-  void settle(bool ours) noexcept { settled_.store(ours ? 1 : 0); }
   void set_releasing(bool on) noexcept { releasing_.store(on); }
-
-  std::string_view backend() const noexcept override { return inner_->backend(); }
-  bool release(std::string_view key, std::string_view token) override {
-    const int settled = settled_.exchange(-1);
-    if (settled >= 0) return settled == 1;
-    return inner_->release(key, token);
-  }
-  bool release_held(std::string_view key, std::string_view token,
-                    Clock::time_point acquired) override {
-    const int settled = settled_.exchange(-1);
-    if (settled >= 0) return settled == 1;
-    return inner_->release_held(key, token, acquired);
-  }
-  bool extend(std::string_view key, std::string_view token,
-              std::chrono::milliseconds ttl) override {
-    return inner_->extend(key, token, ttl);
-  }
-  Clock::time_point now() const noexcept override { return inner_->now(); }
-  std::chrono::milliseconds drift(std::chrono::milliseconds ttl) const noexcept override {
-    return inner_->drift(ttl);
-  }
 
   // Renewed with the store's other leases, through the store.
   const void* batch_key() const noexcept override {
@@ -133,21 +108,7 @@ class RedlockLeaseOps final : public LeaseOps, public BatchRenewer {
   }
   std::string renew_many(std::span<const ExtendRequest> requests,
                          std::span<ExtendOutcome> out) noexcept override {
-    std::string error;
-    if (batch_) {
-      error = batch_->renew_many(requests, out);
-    } else {
-      for (std::size_t i = 0; i < requests.size(); ++i) {
-        try {
-          out[i] = inner_->extend(requests[i].key, requests[i].token, requests[i].ttl)
-                       ? ExtendOutcome::kExtended
-                       : ExtendOutcome::kNotOurs;
-        } catch (const std::exception& e) {
-          out[i] = ExtendOutcome::kFailed;
-          error = e.what();
-        }
-      }
-    }
+    std::string error = renew_blocking(requests, out);
     // A renewal that reached the nodes after a native release sent meanwhile: its "not ours"
     // only says that the release went first, so it counts as a failed renewal instead.
     std::lock_guard<std::mutex> guard(registry_->mu);
@@ -163,11 +124,8 @@ class RedlockLeaseOps final : public LeaseOps, public BatchRenewer {
   }
 
  private:
-  const std::shared_ptr<LeaseOps> inner_;
-  BatchRenewer* const batch_;
   const std::shared_ptr<Registry> registry_;
   const std::string token_;
-  std::atomic<int> settled_{-1};  // -1: not released natively
   std::atomic<bool> releasing_{false};
 };
 

@@ -22,11 +22,11 @@
 #include <exception>
 #include <map>
 #include <new>
-#include <queue>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "core/wake_queue.hpp"
 #include "lockkit/clock.hpp"
 #include "lockkit/errors.hpp"
 
@@ -327,33 +327,18 @@ struct Entry {
   bool watch = false;  // a watch of a lease renewed by a `LeaseScheduler`: `seq` is `watch_seq`
 };
 
-struct Later {
-  bool operator()(const Entry& a, const Entry& b) const noexcept { return a.at > b.at; }
-};
-
 // The leases of one store (one clock, one batch).
 struct Group {
   const void* key = nullptr;  // in Keeper::groups_
   std::shared_ptr<LeaseOps> ops;
   BatchRenewer* batch = nullptr;  // null: renew with `ops->extend`, one by one
-  std::priority_queue<Entry, std::vector<Entry>, Later> timers;
+  WakeQueue<Entry> timers;
   std::vector<std::shared_ptr<LeaseState>> pending;  // due: for the next round
   unsigned rounds = 0;                               // rounds queued or under way
   std::size_t members = 0;                           // states registered here
   // The rounds under way, by number: a forked child finds their leases here.
   std::map<std::uint64_t, std::vector<std::shared_ptr<LeaseState>>> flying;
 };
-
-// Reads a priority queue's container, to visit its entries without popping them.
-template <class Queue>
-const typename Queue::container_type& entries_of(const Queue& q) {
-  struct Access : Queue {
-    static const typename Queue::container_type& of(const Queue& queue) {
-      return queue.*(&Access::c);
-    }
-  };
-  return Access::of(q);
-}
 
 struct Notice {
   std::shared_ptr<LeaseState> state;

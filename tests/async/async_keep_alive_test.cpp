@@ -17,6 +17,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -162,20 +163,55 @@ struct LostReport {
   }
 };
 
-TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
+// A 300 ms lease on a ProbeStore, taken through an AsyncLockApi on an io thread of its own, and
+// what the hooks of `options()` report, in order, and on which thread: on_renewal_error's
+// message, or "lost" for on_lost (whose first call also sets `lost`).
+struct HookedLease {
+  explicit HookedLease(std::string_view stem)
+      : locks(io.io().get_executor(), make_lock_api(store)),
+        lock(locks.async_try_acquire(Unique(stem), 300ms, asio::use_future).get()) {}
+  KeepAliveOptions options() {
+    return {.on_lost =
+                [this](std::string_view) {
+                  std::lock_guard<std::mutex> guard(mu);
+                  events.emplace_back("lost", std::this_thread::get_id());
+                  if (lost_calls.fetch_add(1) == 0) lost.set_value();
+                },
+            .on_renewal_error =
+                [this](std::string_view error) {
+                  std::lock_guard<std::mutex> guard(mu);
+                  events.emplace_back(std::string(error), std::this_thread::get_id());
+                }};
+  }
+
+  IoThread io;
+  std::shared_ptr<ProbeStore> store = std::make_shared<ProbeStore>();
+  AsyncLockApi locks;
+  std::optional<Lock> lock;
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::thread::id>> events;
+  std::promise<void> lost;
+  std::atomic<int> lost_calls{0};
+};
+
+// A natively granted redis:// lease of `ttl` kept alive by `keep_alive(locks, lock, options)`
+// outlives several ttls, and every renewal is sent and answered on the executor's connection.
+template <class KeepAlive>
+void ExpectNativeLeaseRenewedOnTheConnection(std::string_view stem, std::chrono::milliseconds ttl,
+                                             KeepAlive keep_alive) {
   auto& server = RedisServer::shared();
   IoThread io;
   auto api = lockkit::open(server.url());
   auto observer = std::make_shared<ExtendThreads>();
   api->set_observer(observer);
   AsyncLockApi locks(io.io().get_executor(), api);
-  const std::string key = Unique("native");
-  auto lock = locks.async_try_acquire(key, 800ms, asio::use_future).get();
+  const std::string key = Unique(stem);
+  auto lock = locks.async_try_acquire(key, ttl, asio::use_future).get();
   ASSERT_TRUE(lock);
   LostReport lost;
-  locks.keep_alive(*lock, lost.options());
+  keep_alive(locks, *lock, lost.options());
   const auto stop = lock->stop_token();
-  std::this_thread::sleep_for(2600ms);  // three ttls and more
+  std::this_thread::sleep_for(ttl * 13 / 4);  // three ttls and more
   EXPECT_TRUE(lock->held());
   EXPECT_FALSE(stop.stop_requested());
   EXPECT_EQ(server.cli({"GET", key}), lock->token());
@@ -183,11 +219,28 @@ TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
   {
     std::lock_guard<std::mutex> guard(observer->mu);
     EXPECT_GE(observer->ok, 3);
-    // Every renewal was sent and answered on the executor's connection.
+    // Every renewal was sent and answered on the executor's connection (not through the
+    // blocking store).
     EXPECT_EQ(observer->threads, std::set<std::thread::id>{io.id()});
   }
   EXPECT_TRUE(locks.async_release(*lock, asio::use_future).get());
   EXPECT_EQ(lost.calls.load(), 0);
+}
+
+TEST(AsyncKeepAlive, NativeRedisLeaseOutlivesSeveralTtlsRenewedOnTheExecutor) {
+  ExpectNativeLeaseRenewedOnTheConnection(
+      "native", 800ms, [](AsyncLockApi& locks, Lock& lock, KeepAliveOptions options) {
+        locks.keep_alive(lock, std::move(options));
+      });
+}
+
+// A natively granted lock kept alive by `Lock::keep_alive` (the keeper's threads, not the
+// executor's schedule): its renewals still go out in batches on the executor's connection.
+TEST(AsyncKeepAlive, NativeRedisLeaseKeptAliveByTheKeeperIsRenewedOnTheConnection) {
+  ExpectNativeLeaseRenewedOnTheConnection("native-keeper", 500ms,
+                                          [](AsyncLockApi&, Lock& lock, KeepAliveOptions options) {
+                                            lock.keep_alive(std::move(options));
+                                          });
 }
 
 // The store loses the lease behind the holder: the next renewal hears "not ours", and on_lost
@@ -343,88 +396,54 @@ TEST(AsyncKeepAlive, RenewsWhileEveryKeeperThreadIsStuck) {
 // A failing store: each failed renewal reaches on_renewal_error, then the lease is lost before
 // its end: on_lost runs once, after the errors, all on the executor; the stop token is requested.
 TEST(AsyncKeepAlive, FailingStoreReportsErrorsThenLossOnTheExecutor) {
-  IoThread io;
-  auto store = std::make_shared<ProbeStore>();
-  AsyncLockApi locks(io.io().get_executor(), make_lock_api(store));
-  auto lock = locks.async_try_acquire(Unique("failing"), 300ms, asio::use_future).get();
-  ASSERT_TRUE(lock);
-  std::mutex mu;
-  std::vector<std::pair<std::string, std::thread::id>> events;
-  std::promise<void> lost;
-  std::atomic<int> lost_calls{0};
-  KeepAliveOptions options{.on_lost =
-                               [&](std::string_view) {
-                                 std::lock_guard<std::mutex> guard(mu);
-                                 events.emplace_back("lost", std::this_thread::get_id());
-                                 if (lost_calls.fetch_add(1) == 0) lost.set_value();
-                               },
-                           .on_renewal_error =
-                               [&](std::string_view error) {
-                                 std::lock_guard<std::mutex> guard(mu);
-                                 events.emplace_back(std::string(error),
-                                                     std::this_thread::get_id());
-                               }};
-  locks.keep_alive(*lock, options);
-  const auto stop = lock->stop_token();
-  const auto valid_until = lock->valid_until();
-  store->fail = true;
-  ASSERT_EQ(lost.get_future().wait_for(kAwait), std::future_status::ready);
-  EXPECT_GE(lock->valid_until(), valid_until);
+  HookedLease lease("failing");
+  ASSERT_TRUE(lease.lock);
+  lease.locks.keep_alive(*lease.lock, lease.options());
+  const auto stop = lease.lock->stop_token();
+  const auto valid_until = lease.lock->valid_until();
+  lease.store->fail = true;
+  ASSERT_EQ(lease.lost.get_future().wait_for(kAwait), std::future_status::ready);
+  EXPECT_GE(lease.lock->valid_until(), valid_until);
   EXPECT_TRUE(stop.stop_requested());
-  EXPECT_FALSE(lock->held());
+  EXPECT_FALSE(lease.lock->held());
   std::this_thread::sleep_for(100ms);  // a second on_lost would come now
-  EXPECT_EQ(lost_calls.load(), 1);
-  std::lock_guard<std::mutex> guard(mu);
+  EXPECT_EQ(lease.lost_calls.load(), 1);
+  std::lock_guard<std::mutex> guard(lease.mu);
+  const auto& events = lease.events;
   ASSERT_GE(events.size(), 2u);
   EXPECT_EQ(events.back().first, "lost");
   for (std::size_t i = 0; i + 1 < events.size(); ++i) {
     EXPECT_NE(events[i].first.find("store down"), std::string::npos) << events[i].first;
   }
-  for (const auto& [what, where] : events) EXPECT_EQ(where, io.id()) << what;
+  for (const auto& [what, where] : events) EXPECT_EQ(where, lease.io.id()) << what;
 }
 
 // A renewal fails while the executor is blocked until past the lease's deadline: the keeper's
 // watch declares the lease lost meanwhile, and the round's error, handled on the executor only
 // afterwards, is not reported after `on_lost` (it came first: lost, then "store down").
 TEST(AsyncKeepAlive, NoRenewalErrorIsReportedAfterTheLoss) {
-  IoThread io;
-  auto store = std::make_shared<ProbeStore>();
-  AsyncLockApi locks(io.io().get_executor(), make_lock_api(store));
-  auto lock = locks.async_try_acquire(Unique("late-error"), 300ms, asio::use_future).get();
-  ASSERT_TRUE(lock);
-  std::mutex mu;
-  std::vector<std::string> events;
-  std::atomic<int> lost_calls{0};
-  KeepAliveOptions options{.on_lost =
-                               [&](std::string_view) {
-                                 std::lock_guard<std::mutex> guard(mu);
-                                 events.emplace_back("lost");
-                                 lost_calls.fetch_add(1);
-                               },
-                           .on_renewal_error =
-                               [&](std::string_view error) {
-                                 std::lock_guard<std::mutex> guard(mu);
-                                 events.emplace_back(error);
-                               }};
-  const std::stop_token stop = lock->stop_token();
+  HookedLease lease("late-error");
+  ASSERT_TRUE(lease.lock);
+  auto& io = lease.io.io();
+  const std::stop_token stop = lease.lock->stop_token();
   std::atomic<bool> blocked{false};
   // The first failing renewal blocks the executor (ahead of the round's end, which the pool
   // posts after this) until the lease has been declared lost on the keeper's thread.
-  store->before_failing = [&] {
+  lease.store->before_failing = [&] {
     if (blocked.exchange(true)) return;
-    asio::post(io.io(), [&] { Await([&] { return stop.stop_requested(); }, kAwait, 1ms); });
+    asio::post(io, [&] { Await([&] { return stop.stop_requested(); }, kAwait, 1ms); });
   };
-  store->fail = true;
-  locks.keep_alive(*lock, options);
-  ASSERT_TRUE(Await([&] { return lost_calls.load() == 1; }));
+  lease.store->fail = true;
+  lease.locks.keep_alive(*lease.lock, lease.options());
+  ASSERT_TRUE(Await([&] { return lease.lost_calls.load() == 1; }));
   // Everything the round's end posted has run once this does.
-  asio::post(io.io(), asio::use_future).get();
-  asio::post(io.io(), asio::use_future).get();
+  asio::post(io, asio::use_future).get();
+  asio::post(io, asio::use_future).get();
   EXPECT_TRUE(blocked.load());
-  EXPECT_EQ(lost_calls.load(), 1);
-  std::lock_guard<std::mutex> guard(mu);
-  ASSERT_FALSE(events.empty());
-  EXPECT_EQ(events.back(), "lost");
+  EXPECT_EQ(lease.lost_calls.load(), 1);
+  std::lock_guard<std::mutex> guard(lease.mu);
+  ASSERT_FALSE(lease.events.empty());
+  EXPECT_EQ(lease.events.back().first, "lost");
 }
 
 // Every thread of the blocking pool runs a release of a kept-alive lease whose renewal round was
