@@ -185,6 +185,15 @@ int main(int argc, char** argv) {
       std::vector<std::string> tokens(static_cast<std::size_t>(cfg.pipeline));
       std::vector<const Keys*> batch(static_cast<std::size_t>(cfg.pipeline));
       std::vector<bool> granted(static_cast<std::size_t>(cfg.pipeline));
+      // Counts one pipeline's outcome: `wins` pairs made since `start`.
+      const auto record = [&](int wins, Clock::time_point start) {
+        r.pairs += static_cast<std::uint64_t>(wins);
+        r.refused += static_cast<std::uint64_t>(cfg.pipeline - wins);
+        if (wins > 0) {
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+          r.latency_us.push_back(static_cast<std::uint32_t>(us.count()));
+        }
+      };
       std::vector<std::string> floors(static_cast<std::size_t>(cfg.pipeline));
       while (cfg.batch && !stop.load(std::memory_order_relaxed)) {
         auto start = Clock::now();
@@ -237,12 +246,7 @@ int main(int argc, char** argv) {
           }
           freeReplyObject(rep);
         }
-        r.pairs += static_cast<std::uint64_t>(wins);
-        r.refused += static_cast<std::uint64_t>(cfg.pipeline - wins);
-        if (wins > 0) {
-          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-          r.latency_us.push_back(static_cast<std::uint32_t>(us.count()));
-        }
+        record(wins, start);
       }
       while (!cfg.batch && !stop.load(std::memory_order_relaxed)) {
         auto start = Clock::now();
@@ -289,12 +293,7 @@ int main(int argc, char** argv) {
           }
           freeReplyObject(reply);
         }
-        r.pairs += static_cast<std::uint64_t>(wins);
-        r.refused += static_cast<std::uint64_t>(cfg.pipeline - wins);
-        if (wins > 0) {
-          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-          r.latency_us.push_back(static_cast<std::uint32_t>(us.count()));
-        }
+        record(wins, start);
       }
     });
   }
