@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,6 +18,15 @@
 #include "core/lease_ops.hpp"
 
 namespace lockkit::detail {
+
+// Looks tokens up by string_view, without making a std::string (the native clients' registries
+// of natively granted locks).
+struct TokenHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
 
 // The `LeaseOps` of a natively granted `Lock`: forwards to the core's (`inner_`), except that a
 // release done natively is settled here first (`settle`), so that the `Lock` then releases

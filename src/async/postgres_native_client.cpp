@@ -45,13 +45,6 @@ constexpr std::size_t kMaxInFlight = 32;
 
 class PostgresLeaseOps;
 
-struct TokenHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
-
 // Natively granted locks by token, for `native_release` to find their `PostgresLeaseOps`.
 struct Registry {
   struct Entry {

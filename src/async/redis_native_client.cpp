@@ -56,14 +56,6 @@ std::string context(std::string_view op, std::string_view key) {
 
 class RedisLeaseOps;
 
-// Looks tokens up by string_view, without making a std::string.
-struct TokenHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
-
 // Natively granted locks by token, for `native_release` to find their `RedisLeaseOps`. The key
 // views the token that the entry's `RedisLeaseOps` owns: its destructor erases the entry.
 struct Registry {

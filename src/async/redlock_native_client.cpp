@@ -68,14 +68,6 @@ Answer error_answer(const std::exception_ptr& error) {
   }
 }
 
-// Looks tokens up by string_view, without making a std::string.
-struct TokenHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
-
 class RedlockLeaseOps;
 
 // Natively granted locks by token, for `redlock_native_release` to find their ops.
