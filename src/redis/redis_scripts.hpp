@@ -53,12 +53,16 @@ return f
 )lua";
 
 // KEYS: lock, holder. ARGV: token. Compare-and-delete, as every Redlock client does; the holder
-// record goes too if it is ours. (A Lua function, shared with kRedlockBatchScript.)
+// record goes too. While the lock holds our token its holder record is ours (or gone): only
+// the acquire that set the lock writes a record there, and later writes (extend, the fence
+// write-back) touch it only if it names our token. Deleting the record's two fields deletes
+// the hash, and leaves a key of another type alone (WRONGTYPE, caught): one command, where
+// reading the record's token first took two. (A Lua function, shared with kRedlockBatchScript.)
 inline constexpr char kLuaRelease[] = R"lua(
 local function release(lock, holder, token)
   if redis.call('get', lock) ~= token then return 0 end
   redis.call('del', lock)
-  if redis.pcall('hget', holder, 'token') == token then redis.call('del', holder) end
+  redis.pcall('hdel', holder, 'token', 'fence')
   return 1
 end
 )lua";
