@@ -29,6 +29,7 @@
 #include "lockkit/async.hpp"
 #include "lockkit/errors.hpp"
 #include "lockkit/open.hpp"
+#include "support/fault_proxy.hpp"
 #include "support/io_thread.hpp"
 #include "support/redis_server.hpp"
 
@@ -43,25 +44,6 @@ std::string Unique(std::string_view stem) {
   return "wire/" + std::string(stem) + "/" + make_token().substr(0, 8);
 }
 
-sockaddr_in Loopback(std::uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-bool SendAll(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // A loopback relay in front of the real server that passes requests on as they come and the
 // server's replies in pieces of 1 to 7 bytes, each sent on its own (TCP_NODELAY): the client
 // reads replies cut at every possible place. One thread per connection.
@@ -70,7 +52,7 @@ class SplittingRelay {
   explicit SplittingRelay(std::uint16_t upstream) : upstream_(upstream) {
     if (::pipe(stop_) != 0) throw std::runtime_error("pipe");
     listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr = Loopback(0);
+    sockaddr_in addr = testing::loopback_address(0);
     socklen_t len = sizeof addr;
     if (listen_ < 0 || ::bind(listen_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
         ::listen(listen_, 16) != 0 ||
@@ -105,7 +87,7 @@ class SplittingRelay {
       const int client = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
       if (client < 0) continue;
       const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in addr = Loopback(upstream_);
+      sockaddr_in addr = testing::loopback_address(upstream_);
       if (server < 0 || ::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         ::close(client);
         if (server >= 0) ::close(server);
@@ -135,12 +117,12 @@ class SplittingRelay {
           break;
         }
         if (side == 0) {
-          open = SendAll(to, buf, static_cast<std::size_t>(n));
+          open = testing::send_all(to, buf, static_cast<std::size_t>(n));
           continue;
         }
         for (std::size_t at = 0; at < static_cast<std::size_t>(n) && open;) {
           const std::size_t piece = std::min<std::size_t>(1 + cut++ % 7, n - at);
-          open = SendAll(to, buf + at, piece);
+          open = testing::send_all(to, buf + at, piece);
           at += piece;
         }
       }

@@ -33,7 +33,9 @@ namespace {
   throw std::runtime_error("fault proxy: " + what + ": " + std::strerror(errno));
 }
 
-sockaddr_in loopback(std::uint16_t port) {
+}  // namespace
+
+sockaddr_in loopback_address(std::uint16_t port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -52,13 +54,11 @@ bool send_all(int fd, const char* data, std::size_t size) {
   return true;
 }
 
-}  // namespace
-
 FaultProxy::FaultProxy(std::uint16_t upstream) : upstream_(upstream) {
   if (::pipe2(wake_, O_CLOEXEC) != 0) fail("pipe");
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) fail("socket");
-  sockaddr_in addr = loopback(0);
+  sockaddr_in addr = loopback_address(0);
   if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fail("bind");
   if (::listen(listen_fd_, 64) != 0) fail("listen");
   socklen_t len = sizeof addr;
@@ -97,7 +97,7 @@ void FaultProxy::accept_loop() {
     auto link = std::make_unique<Link>();
     link->client = client;
     link->server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr = loopback(upstream_);
+    sockaddr_in addr = loopback_address(upstream_);
     if (link->server < 0 ||
         ::connect(link->server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
       continue;  // the server is down: closing the client's side tells it so

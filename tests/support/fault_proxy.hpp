@@ -5,7 +5,10 @@
 #ifndef LOCKKIT_TESTS_SUPPORT_FAULT_PROXY_HPP_
 #define LOCKKIT_TESTS_SUPPORT_FAULT_PROXY_HPP_
 
+#include <netinet/in.h>
+
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -13,6 +16,11 @@
 #include <vector>
 
 namespace lockkit::testing {
+
+// 127.0.0.1:`port` (0: any free port), for the tests' own sockets.
+sockaddr_in loopback_address(std::uint16_t port);
+// Sends all of `data` to `fd`, retrying short sends; false once the peer is gone.
+bool send_all(int fd, const char* data, std::size_t size);
 
 // Forwards 127.0.0.1:<port()> to 127.0.0.1:<upstream>, one thread per connection.
 // Thread safety: the controls may be called from any thread.
