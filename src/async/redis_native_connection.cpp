@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "async/blocking_pool.hpp"
+#include "redis/redis_scripts.hpp"
 #include "redis/redlock_quorum.hpp"
 
 namespace lockkit::detail {
@@ -310,7 +311,7 @@ void RedisNativeConnection::ready() {
 void RedisNativeConnection::write(Request&& request) {
   if (request.batch_op != 0) {
     batch_.push_back(std::move(request));
-    if (batch_.size() == kMaxBatch) close_batch();
+    if (batch_.size() == redis::kMaxBatchOps) close_batch();
   } else {
     close_batch();  // what was written before goes out before
     append(std::move(request));

@@ -231,8 +231,6 @@ class RedisNativeConnection : public std::enable_shared_from_this<RedisNativeCon
   using Done = ReplyCallback;
   static constexpr int kNoScript = -1;
   static constexpr std::size_t kRepliesPerTurn = 32;
-  // A batch is closed at this many operations: one script run blocks the server while it runs.
-  static constexpr std::size_t kMaxBatch = 64;
 
   struct Request {
     int script = kNoScript;  // EVALSHA of `NativeConnectionConfig::scripts[script]`

@@ -198,6 +198,9 @@ end
 return out
 )lua");
 inline constexpr const char* kRedlockBatchScript = kRedlockBatchText.data();
+// The most operations one run of kRedlockBatchScript carries: the server does nothing else while
+// it runs (about 10 µs per operation).
+inline constexpr std::size_t kMaxBatchOps = 64;
 
 }  // namespace lockkit::detail::redis
 

@@ -91,17 +91,16 @@ struct Job {
 };
 
 // What a lane's batch puts on the wire: one job's script or command, or consecutive acquires,
-// releases and fence write-backs (up to kMaxRun) as one run of kRedlockBatchScript, whose
+// releases and fence write-backs (up to kMaxBatchOps) as one run of kRedlockBatchScript, whose
 // fixed cost per call (parsing, setting up its keys and arguments, the reply) is most of what
 // a lock operation costs the server. It runs them in order and answers each apart.
 struct Unit {
   std::size_t first = 0;  // the unit's jobs, in the order they were queued
   std::size_t count = 1;
-  bool batch = false;
   std::optional<Script> single;  // the one job's script, when not a batch
-  std::optional<Script> script() const { return batch ? std::optional<Script>(kBatch) : single; }
+  bool batch() const { return count > 1; }
+  std::optional<Script> script() const { return batch() ? std::optional<Script>(kBatch) : single; }
 };
-constexpr std::size_t kMaxRun = 64;  // one script run blocks the server while it runs
 
 // The job's letter in kRedlockBatchScript, or 0 if it goes alone.
 char batch_op(const Job& job) {
@@ -125,31 +124,35 @@ void plan(const std::vector<Job*>& jobs, std::vector<std::vector<std::string>>& 
   for (std::size_t j = 0; j < jobs.size();) {
     std::size_t end = j + 1;
     if (batch_op(*jobs[j]) != 0) {
-      while (end < jobs.size() && end - j < kMaxRun && batch_op(*jobs[end]) != 0) ++end;
+      while (end < jobs.size() && end - j < detail::redis::kMaxBatchOps &&
+             batch_op(*jobs[end]) != 0)
+        ++end;
     }
     if (end - j == 1) {
-      units.push_back(Unit{j, 1, false, jobs[j]->script});
+      units.push_back(Unit{j, 1, jobs[j]->script});
       args.push_back(std::move(job_args[j]));
       j = end;
       continue;
     }
-    // numkeys, every job's keys, the letters, every job's argv.
+    // numkeys, every job's keys, the letters, every job's argv. Each job's keys move out and
+    // leave its argv behind.
     std::vector<std::string> run(1);
     std::string ops;
     std::size_t numkeys = 0;
     for (std::size_t k = j; k < end; ++k) {
-      const std::size_t n = std::stoul(job_args[k].at(0));
+      auto& a = job_args[k];
+      const std::size_t n = std::stoul(a.at(0));
       numkeys += n;
-      std::move(job_args[k].begin() + 1, job_args[k].begin() + 1 + n, std::back_inserter(run));
+      std::move(a.begin() + 1, a.begin() + 1 + n, std::back_inserter(run));
+      a.erase(a.begin(), a.begin() + 1 + n);
       ops.push_back(batch_op(*jobs[k]));
     }
     run[0] = std::to_string(numkeys);
     run.push_back(std::move(ops));
     for (std::size_t k = j; k < end; ++k) {
-      const std::size_t n = std::stoul(job_args[k][0]);
-      std::move(job_args[k].begin() + 1 + n, job_args[k].end(), std::back_inserter(run));
+      std::move(job_args[k].begin(), job_args[k].end(), std::back_inserter(run));
     }
-    units.push_back(Unit{j, end - j, true, std::nullopt});
+    units.push_back(Unit{j, end - j, std::nullopt});
     args.push_back(std::move(run));
     j = end;
   }
@@ -437,7 +440,7 @@ class Node {
             for (Job* job : jobs) job->done(nullptr, &f);
             continue;
           }
-          if (!unit.batch) {
+          if (!unit.batch()) {
             deliver(*jobs.front(), std::move(reply));
           } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == jobs.size()) {
             // Each operation's own reply, taken out of the array (hiredis frees what is left).
